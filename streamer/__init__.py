@@ -1,0 +1,1 @@
+"""What happens to one stream: sources, tracking, smoothing, crops, sessions, sinks, CLI."""

@@ -1,0 +1,164 @@
+"""Typed configuration: dataclass defaults, then ``ray_config.yaml``, then CLI flags.
+
+Every tunable lives in one of these dataclasses so that a YAML key that does not exist
+is an error (a typo must not silently fall back to a default).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override names a key that does not exist or has a bad value."""
+
+
+@dataclass
+class SourceConfig:
+    every: int = 1                 # keep every k-th frame (files)
+    fps: float | None = None       # or resample to this rate (files); None keeps all
+    queue_frames: int = 16         # bounded queue between decoder and session (backpressure)
+    staleness_s: float = 2.0       # live: frames older than this are dropped
+    reconnect_s: float = 1.0       # live: first reconnect delay (doubles, capped)
+    reconnect_max_s: float = 5.0
+    give_up_s: float = 60.0        # live: a source gone this long ends the stream `failed`
+    open_timeout_s: float = 10.0
+
+
+@dataclass
+class DetectorConfig:
+    score_threshold: float = 0.75
+    nms_threshold: float = 0.4
+    min_face_px: int = 20          # smaller boxes (shorter side) are ignored
+    max_side: int = 640            # frames are downscaled so the longer side is at most this
+    batch_size: int = 8
+
+
+@dataclass
+class TrackerConfig:
+    high_score: float = 0.6        # first association pass
+    low_score: float = 0.3         # second pass recovers low-score boxes of known tracks
+    new_track_score: float = 0.7   # unmatched detections above this start tracks
+    match_iou: float = 0.3
+    max_lost_frames: int = 30      # a track unseen this long is ended
+    min_hits: int = 1              # frames before a track is reported
+
+
+@dataclass
+class SmoothingConfig:
+    min_cutoff: float = 1.0        # One-Euro: Hz at rest (lower = smoother)
+    beta: float = 0.05             # One-Euro: speed coefficient (higher = less lag)
+    d_cutoff: float = 1.0
+    rotation_min_cutoff: float = 1.0
+    rotation_beta: float = 0.5
+
+
+@dataclass
+class ModelConfig:
+    checkpoint: str | None = None  # None: the shipped default under workers/weights
+    device: str = "auto"           # auto | cpu | cuda
+    detector_replicas: int = 1
+    regressor_replicas: int = 1
+    max_batch_size: int = 32
+    max_wait_ms: float = 10.0
+    num_cpus_per_replica: float = 1.0
+    num_gpus_per_replica: float = 0.0
+
+
+@dataclass
+class RedisConfig:
+    url: str | None = None         # None: an embedded server started for the run
+    maxlen: int = 100_000          # XADD MAXLEN ~ per stream key
+    key_prefix: str = "facestream"
+    buffer_records: int = 100_000  # records held while Redis is away
+    retry_s: float = 0.5
+    connect_timeout_s: float = 2.0
+
+
+@dataclass
+class ParquetConfig:
+    out: str = "out"
+    rows_per_file: int = 50_000    # roll to a new file after this many rows
+    compression: str = "zstd"
+
+
+@dataclass
+class SessionConfig:
+    max_inflight_batches: int = 4  # crop batches awaiting the regressor per session
+    progress_every_s: float = 1.0
+
+
+@dataclass
+class Config:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    parquet: ParquetConfig = field(default_factory=ParquetConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _merge(obj: Any, data: dict, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{where}{key}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, f"{where}{key}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], f"{where}{key}"))
+    return obj
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if value is None:
+        if type(None) in typing.get_args(hint):
+            return None
+        raise ConfigError(f"{where}: may not be null")
+    target = args[0] if args else hint
+    if target is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    try:
+        if target in (int, float, str, bool):
+            return target(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {target.__name__}, got {value!r}") from None
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Defaults, then the YAML file (if given or ``./ray_config.yaml`` exists), then overrides.
+
+    ``overrides`` is a nested dict like the YAML, e.g. ``{"redis": {"url": "redis://..."}}``;
+    the CLI builds it from its flags.
+    """
+    cfg = Config()
+    if path is None and Path("ray_config.yaml").exists():
+        path = "ray_config.yaml"
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        _merge(cfg, data, "")
+    if overrides:
+        _merge(cfg, overrides, "")
+    return cfg

@@ -1,0 +1,1 @@
+"""The models: networks, face model, checkpoints, detector and regressor replicas, training."""
