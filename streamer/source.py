@@ -1,0 +1,237 @@
+"""Video sources: decode a file (later also live RTSP/HTTP streams) into RGB frames.
+
+A source is an iterator of :class:`Frame`. Files are never dropped: the only frames left
+out are those the sampling options ask to leave out (``every`` / ``fps``). Broken input is
+handled where it is found: a file that cannot be opened, or that decodes to no frame at
+all, raises a :class:`SourceError` subclass with a message naming the file; a file broken
+in the middle yields every frame that can still be decoded and counts the rest in
+``stats``, because one bad packet must not cost the rest of a long recording.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import unquote, urlparse
+
+import av
+import numpy as np
+
+from streamer.config import SourceConfig
+
+# Consecutive demuxer failures after which a file is treated as ended: a damaged
+# container can fail at the same offset forever, and a file source must never hang.
+_MAX_CONSECUTIVE_DEMUX_ERRORS = 32
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class SourceError(Exception):
+    """A video source could not be opened or read."""
+
+
+class SourceNotFound(SourceError):
+    """The path does not exist (or is not a regular file)."""
+
+
+class NotAVideo(SourceError):
+    """The file opens as no container, has no video stream, or decodes to no frame."""
+
+
+@dataclass
+class Frame:
+    """One decoded frame.
+
+    ``index`` counts every decoded frame from 0, so a sampled frame keeps its true place
+    in the stream; ``pts`` is the container's timestamp in seconds (``index / fps`` when
+    the container gives none).
+    """
+
+    index: int
+    pts: float
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+
+
+def open_source(url: str, cfg: SourceConfig) -> "FileSource":
+    """Open ``url`` (a local path or a ``file:`` URL) for decoding."""
+    if url.startswith("file:"):
+        parsed = urlparse(url)
+        if parsed.netloc not in ("", "localhost"):
+            raise SourceError(f"{url}: file URLs on another host are not supported")
+        return FileSource(unquote(parsed.path), cfg)
+    if _URL_SCHEME.match(url):
+        raise SourceError(f"{url}: only local files are supported as sources so far")
+    return FileSource(url, cfg)
+
+
+class FileSource:
+    """Frames of a local video file, in decode order, sampled as ``cfg`` asks.
+
+    Single pass: iterate once. The first frame is decoded on open so that a file that
+    cannot produce any frame fails here, before a session starts, with a clear message.
+    """
+
+    def __init__(self, path: str | os.PathLike, cfg: SourceConfig) -> None:
+        if cfg.every < 1:
+            raise ValueError(f"SourceConfig.every must be >= 1, got {cfg.every}")
+        if cfg.fps is not None and cfg.fps <= 0:
+            raise ValueError(f"SourceConfig.fps must be > 0 or None, got {cfg.fps}")
+        self.path = str(path)
+        self.cfg = cfg
+        self.stats: dict = {"decoded": 0, "yielded": 0, "skipped_by_sampling": 0,
+                            "decode_errors": 0, "last_error": None}
+        p = Path(self.path)
+        if not p.is_file():
+            what = "is not a regular file" if p.exists() else "does not exist"
+            raise SourceNotFound(f"{self.path}: {what}")
+        if p.stat().st_size == 0:
+            raise NotAVideo(f"{self.path}: file is empty (0 bytes)")
+        try:
+            self._container = av.open(self.path, mode="r", timeout=cfg.open_timeout_s,
+                                      metadata_errors="replace")
+        except (av.error.FFmpegError, ValueError) as e:
+            raise NotAVideo(f"{self.path}: not a readable video container ({_reason(e)})") from None
+        if not self._container.streams.video:
+            kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
+            self._container.close()
+            raise NotAVideo(f"{self.path}: has no video stream (found: {', '.join(kinds)})")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        # The average rate is measured from timestamps, so trust it when the container has
+        # them (it knows a duration); raw streams get FFmpeg's guess from the codec headers.
+        stream = self._stream
+        measured = stream.average_rate if self._container.duration else None
+        rate = measured or stream.guessed_rate or stream.average_rate or stream.base_rate
+        self.fps: float = float(rate) if rate else 0.0
+        self._frames = self._decode()
+        try:
+            self._first: Frame | None = next(self._frames)
+        except StopIteration:
+            self.close()
+            why = f"; last error: {self.stats['last_error']}" if self.stats["last_error"] else ""
+            raise NotAVideo(f"{self.path}: no video frame could be decoded{why}") from None
+        self.height, self.width = self._first.image.shape[:2]
+        self.frame_count_estimate: int | None = self._estimate_frame_count()
+
+    @property
+    def is_live(self) -> bool:
+        """Files apply backpressure and never drop frames; live sources will."""
+        return False
+
+    def __iter__(self) -> Iterator[Frame]:
+        keep = _Sampler(self.cfg)
+        if self._first is None:
+            return
+        frames, self._first = _chain(self._first, self._frames), None
+        try:
+            for frame in frames:
+                if keep(frame):
+                    self.stats["yielded"] += 1
+                    yield frame
+                else:
+                    self.stats["skipped_by_sampling"] += 1
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the container; safe to call more than once."""
+        self._first = None
+        self._frames.close()
+        self._container.close()
+
+    def __enter__(self) -> "FileSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _decode(self) -> Iterator[Frame]:
+        """Every frame that decodes, in order; bad packets are counted, not raised."""
+        time_base = self._stream.time_base
+        errors_in_a_row = 0
+        while errors_in_a_row < _MAX_CONSECUTIVE_DEMUX_ERRORS:
+            # demux() is restarted after a failure: it resumes at the current file position.
+            packets = self._container.demux(self._stream)
+            try:
+                for packet in packets:
+                    errors_in_a_row = 0
+                    try:
+                        decoded = packet.decode()
+                    except av.error.FFmpegError as e:
+                        self._count_error(e)
+                        continue
+                    for f in decoded:
+                        index = self.stats["decoded"]
+                        self.stats["decoded"] += 1
+                        if f.pts is not None and time_base is not None:
+                            pts = float(f.pts * time_base)
+                        else:
+                            pts = index / self.fps if self.fps else 0.0
+                        yield Frame(index, pts, f.to_ndarray(format="rgb24"))
+                return  # demux ran to EOF (its last packet flushed the decoder)
+            except av.error.EOFError:
+                return
+            except av.error.FFmpegError as e:
+                self._count_error(e)
+                errors_in_a_row += 1
+
+    def _count_error(self, e: Exception) -> None:
+        self.stats["decode_errors"] += 1
+        self.stats["last_error"] = _reason(e)
+
+    def _estimate_frame_count(self) -> int | None:
+        """Frames the file will decode to, for a progress bar.
+
+        Duration times rate comes first: the container's frame count includes frames an
+        MP4 edit list cuts off (the decoder drops them), duration does not.
+        """
+        duration = None
+        if self._stream.duration and self._stream.time_base:
+            duration = float(self._stream.duration * self._stream.time_base)
+        elif self._container.duration:
+            duration = self._container.duration / av.time_base
+        if duration and self.fps:
+            return max(1, round(duration * self.fps))
+        return int(self._stream.frames) or None
+
+
+class _Sampler:
+    """Decides which decoded frames to keep: every k-th, then at most ``fps`` per second.
+
+    The rate rule keeps the first frame whose pts reaches each 1/fps slot (counted from
+    the first frame), so the output never exceeds the source rate and follows the
+    container's timestamps even when the source rate varies.
+    """
+
+    def __init__(self, cfg: SourceConfig) -> None:
+        self.every = cfg.every
+        self.fps = cfg.fps
+        self._t0: float | None = None
+        self._last_slot = -1
+
+    def __call__(self, frame: Frame) -> bool:
+        if frame.index % self.every:
+            return False
+        if self.fps is None:
+            return True
+        if self._t0 is None:
+            self._t0 = frame.pts
+        # The small epsilon keeps frames whose pts sit exactly on a slot boundary
+        # (e.g. 30 fps -> 10 fps) from being pushed into the previous slot by rounding.
+        slot = math.floor((frame.pts - self._t0) * self.fps + 1e-6)
+        if slot <= self._last_slot:
+            return False
+        self._last_slot = slot
+        return True
+
+
+def _chain(first: Frame, rest: Iterator[Frame]) -> Iterator[Frame]:
+    yield first
+    yield from rest
+
+
+def _reason(e: Exception) -> str:
+    """FFmpeg's own words for an error, without PyAV's errno and filename decoration."""
+    return getattr(e, "strerror", None) or str(e)

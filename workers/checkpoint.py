@@ -1,0 +1,76 @@
+"""Checkpoint format: ``NAME.safetensors`` (weights) + ``NAME.json`` (metadata).
+
+The JSON says everything needed to use the weights correctly without reading code:
+architecture, input size, crop rule and normalisation, the face model's version and
+hash, the training command and data, and the evaluation numbers. Inference reads the
+crop rule from here, so it is never hard-coded twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from workers.networks import FaceRegressor
+
+FORMAT = "facestream-checkpoint/1"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_NAME = "facestream-r18h"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or does not match this code."""
+
+
+def default_path() -> Path:
+    return WEIGHTS_DIR / f"{DEFAULT_NAME}.safetensors"
+
+
+def _pair(path: str | Path) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def save(model: FaceRegressor, meta: dict, path: str | Path) -> Path:
+    """Write weights and metadata atomically (temp files + rename)."""
+    st, js = _pair(path)
+    st.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**meta, "format": FORMAT, "architecture": model.arch}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(st) + ".tmp", metadata={"format": FORMAT})
+    Path(str(js) + ".tmp").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    os.replace(str(st) + ".tmp", st)
+    os.replace(str(js) + ".tmp", js)
+    return st
+
+
+def load_meta(path: str | Path) -> dict:
+    st, js = _pair(path)
+    if not st.exists() or not js.exists():
+        raise CheckpointError(
+            f"no trained checkpoint at {st} (+ .json). Train one with `facestream train` "
+            "(see docs/training.md) or pass --checkpoint PATH."
+        )
+    meta = json.loads(js.read_text())
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{js}: unknown checkpoint format {meta.get('format')!r}")
+    if not meta.get("trained", False):
+        raise CheckpointError(f"{js}: this checkpoint is marked untrained; refusing to report its numbers")
+    return meta
+
+
+def load(path: str | Path, *, require_trained: bool = True) -> tuple[FaceRegressor, dict]:
+    st, js = _pair(path)
+    if require_trained:
+        meta = load_meta(path)
+    else:
+        meta = json.loads(js.read_text())
+    model = FaceRegressor(meta["architecture"])
+    model.load_state_dict(load_file(str(st)))
+    model.eval()
+    return model, meta

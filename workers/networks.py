@@ -1,0 +1,112 @@
+"""Regression networks: a ResNet trunk and one multi-task head.
+
+ExpNet regressed expression with a ResNet-101; that architecture is here (``resnet101``)
+for GPU use. The CPU default is a half-width ResNet-18 at 128 px (``resnet18h``): about
+0.15 GFLOPs per face, roughly a tenth of ResNet-101 at 224, which is what lets a 2-core
+machine keep up with video. torchvision is deliberately not used (it does not import next
+to the CPU torch wheel); the blocks are short.
+
+Head outputs (all per face):
+  expression (29)  eta of the face model
+  rot6d (6)        first two columns of R (continuous; Zhou et al. 2019)
+  trans (3)        u, v of the face centre in crop coordinates ([-1, 1]) and log scale
+  shape (99)       identity alpha
+  landmarks (136)  68 points in crop coordinates, an auxiliary task (the seed's
+                   multi-task idea: geometry supervision regularises the trunk)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+HEADS = {"expression": 29, "rot6d": 6, "trans": 3, "shape": 99, "landmarks": 136}
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        idt = x if self.down is None else self.down(x)
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + idt)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin, width, stride=1):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        idt = x if self.down is None else self.down(x)
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = torch.relu(self.bn2(self.conv2(y)))
+        return torch.relu(self.bn3(self.conv3(y)) + idt)
+
+
+ARCHS = {
+    # name: (block, blocks per stage, stage widths)
+    "resnet18h": (BasicBlock, (2, 2, 2, 2), (32, 64, 128, 256)),
+    "resnet18": (BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512)),
+    "resnet101": (Bottleneck, (3, 4, 23, 3), (64, 128, 256, 512)),
+    "tiny": (BasicBlock, (1, 1, 1, 1), (8, 16, 16, 32)),  # for plumbing tests only
+}
+
+
+class FaceRegressor(nn.Module):
+    """ResNet trunk + one linear head per task, fed by global average pooling."""
+
+    def __init__(self, arch: str = "resnet18h"):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+        block, depths, widths = ARCHS[arch]
+        self.arch = arch
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        stages, cin = [], widths[0]
+        for i, (n, w) in enumerate(zip(depths, widths)):
+            for j in range(n):
+                b = block(cin, w, stride=2 if (j == 0 and i > 0) else 1)
+                stages.append(b)
+                cin = w * block.expansion
+        self.trunk = nn.Sequential(*stages)
+        self.features = cin
+        self.embed = nn.Sequential(nn.Linear(cin, 512), nn.ReLU(inplace=True))
+        self.heads = nn.ModuleDict({k: nn.Linear(512, n) for k, n in HEADS.items()})
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for blk in self.trunk:  # zero-init the last BN of each block: starts as identity
+            last = blk.bn3 if isinstance(blk, Bottleneck) else blk.bn2
+            nn.init.zeros_(last.weight)
+        with torch.no_grad():  # start at the frontal pose, not a random rotation
+            self.heads["rot6d"].weight.mul_(0.01)
+            self.heads["rot6d"].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.trunk(self.stem(x))
+        f = self.embed(torch.flatten(nn.functional.adaptive_avg_pool2d(f, 1), 1))
+        return {k: h(f) for k, h in self.heads.items()}

@@ -1,0 +1,89 @@
+"""Inference: crops in, face-model coefficients and pose out.
+
+Wraps a checkpoint's network with the post-processing that turns raw head outputs into
+what users read: eta (29), AFLW yaw/pitch/roll and a quaternion, the face centre in crop
+pixels plus pixels-per-centimetre scale, identity alpha (99) and 68 landmarks. Runs in
+fp32 on CPU and bf16 + channels_last on CUDA.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from workers import checkpoint
+from workers.pose import euler_from_matrix, matrix_from_6d, quaternion_from_matrix
+
+# log-scale head output is relative to this many crop pixels per centimetre at 128 px
+SCALE_REF = 4.0
+
+
+@dataclass
+class Prediction:
+    """Per-face outputs for one batch; arrays have the batch as first axis."""
+
+    expression: np.ndarray   # (N, 29)
+    rotation: np.ndarray     # (N, 3, 3)
+    euler: np.ndarray        # (N, 3) yaw, pitch, roll degrees (AFLW signs)
+    quaternion: np.ndarray   # (N, 4) w, x, y, z
+    centre: np.ndarray       # (N, 2) face centre in crop pixels
+    scale: np.ndarray        # (N,) crop pixels per cm
+    shape: np.ndarray        # (N, 99)
+    landmarks: np.ndarray    # (N, 68, 2) crop pixels
+
+    def __len__(self):
+        return len(self.expression)
+
+
+def decode(out: dict[str, torch.Tensor], size: int) -> Prediction:
+    """Turn raw head outputs into a Prediction (shared by inference and evaluation)."""
+    R = matrix_from_6d(out["rot6d"].float()).cpu().numpy().astype(np.float64)
+    trans = out["trans"].float().cpu().numpy()
+    half = size / 2.0
+    return Prediction(
+        expression=out["expression"].float().cpu().numpy(),
+        rotation=R,
+        euler=np.array([euler_from_matrix(r) for r in R]).reshape(-1, 3),
+        quaternion=np.array([quaternion_from_matrix(r) for r in R]).reshape(-1, 4),
+        centre=(trans[:, :2] + 1.0) * half,
+        scale=np.exp(trans[:, 2]) * SCALE_REF * size / 128.0,
+        shape=out["shape"].float().cpu().numpy(),
+        landmarks=(out["landmarks"].float().cpu().numpy().reshape(-1, 68, 2) + 1.0) * half,
+    )
+
+
+class Regressor:
+    """A loaded checkpoint ready to run on batches of normalised crops."""
+
+    def __init__(self, model, meta: dict, device: str = "auto"):
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.meta = meta
+        self.size = int(meta["crop"]["size"])
+        self.model = model.to(self.device).eval()
+        self.half = self.device.type == "cuda"
+        if self.half:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def load(cls, path: str | None = None, device: str = "auto") -> "Regressor":
+        model, meta = checkpoint.load(path or checkpoint.default_path())
+        return cls(model, meta, device)
+
+    @property
+    def version(self) -> str:
+        fm = self.meta.get("face_model", {})
+        return f"{self.meta.get('name', 'unnamed')}@{fm.get('version', '?')}:{fm.get('sha256', '')[:12]}"
+
+    @torch.inference_mode()
+    def __call__(self, crops: torch.Tensor) -> Prediction:
+        x = crops.to(self.device, non_blocking=True)
+        if self.half:
+            x = x.to(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = self.model(x)
+        else:
+            out = self.model(x)
+        return decode(out, self.size)

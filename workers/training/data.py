@@ -1,0 +1,159 @@
+"""Training samples: one array layout for teacher-labelled real faces and renders.
+
+Every sample is a *context crop* (the inference crop enlarged by CTX_FACTOR, 160 px) and
+labels in context-crop pixels. ``augment`` then cuts the network input out of it with a
+random box jitter, in-plane rotation and mirror — the same variation a detector and a
+tilted head produce — and moves every label with the pixels:
+
+* in-plane rotation by δ (clockwise positive) adds δ to roll exactly, because our
+  rotation is R = Rz(-roll)·Ry(-yaw)·Rx(-pitch) with roll applied last (workers/pose.py):
+  R' = Rz(-δ)·R;
+* a mirror maps R to F·R·F with F = diag(-1, 1, 1) (yaw and roll change sign), swaps the
+  _L/_R blendshapes (so eta' = M·P·w) and the left/right 68-point landmarks; identity
+  alpha has no mirror map in the model, so its loss is masked on mirrored samples.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workers.training.real_labels import CTX_FACTOR
+
+# iBUG-68 mirror permutation (subject's right <-> left)
+MIRROR68 = np.array(
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65]
+)
+
+FIELDS = ("crop", "blend", "rot", "centre", "scale", "lm", "lm_mask", "shape", "shape_mask")
+
+
+def blend_mirror(names: tuple[str, ...]) -> np.ndarray:
+    """Permutation of the 53 blendshapes that swaps _L and _R."""
+    idx = {n: i for i, n in enumerate(names)}
+    perm = []
+    for n in names:
+        if n.endswith("_L"):
+            perm.append(idx[n[:-2] + "_R"])
+        elif n.endswith("_R"):
+            perm.append(idx[n[:-2] + "_L"])
+        elif n in ("jawLeft", "mouthLeft"):
+            perm.append(idx[n.replace("Left", "Right")])
+        elif n in ("jawRight", "mouthRight"):
+            perm.append(idx[n.replace("Right", "Left")])
+        else:
+            perm.append(idx[n])
+    return np.array(perm)
+
+
+def real_to_samples(path: Path) -> dict:
+    """Teacher-label file (workers/training/real_labels.py) → the common layout."""
+    from workers.pose import matrix_from_euler
+
+    d = np.load(path)
+    keep = d["keep"]
+    n = int(keep.sum())
+    lm = np.zeros((n, 68, 2), np.float32)
+    mask = np.zeros((n, 68), bool)
+    lm[:, d["lm9_ids"]] = d["lm9"][keep]
+    mask[:, d["lm9_ids"]] = True
+    rot = np.stack([matrix_from_euler(*e) for e in d["euler"][keep]]).astype(np.float32)
+    return {
+        "crop": d["crop"][keep], "blend": d["blend"][keep].astype(np.float32), "rot": rot,
+        "centre": d["centre"][keep].astype(np.float32), "scale": d["scale"][keep].astype(np.float32),
+        "lm": lm, "lm_mask": mask,
+        "shape": np.zeros((n, 99), np.float32), "shape_mask": np.zeros(n, bool),
+    }
+
+
+def concat(parts: list[dict]) -> dict:
+    return {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
+
+
+@dataclass
+class AugmentConfig:
+    scale: float = 0.10      # box side jitter, fraction
+    shift: float = 0.06      # box centre jitter, fraction of the side
+    rotate_deg: float = 20.0
+    mirror: bool = True
+    colour: float = 0.3
+
+
+def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig,
+            blend_perm: np.ndarray, blend_to_eta: torch.Tensor, train: bool = True) -> tuple[torch.Tensor, dict]:
+    """Cut network inputs (N,3,size,size), normalised to [-1, 1], and move the labels."""
+    crop = torch.from_numpy(batch["crop"]).permute(0, 3, 1, 2).float().div_(255)
+    n, _, ctx, _ = crop.shape
+    if train:
+        s = 1 + rng.uniform(-cfg.scale, cfg.scale, n)
+        sh = rng.uniform(-cfg.shift, cfg.shift, (n, 2)) * 2 / CTX_FACTOR
+        th = np.radians(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg, n))
+        flip = rng.random(n) < 0.5 if cfg.mirror else np.zeros(n, bool)
+    else:
+        s, sh, th, flip = np.ones(n), np.zeros((n, 2)), np.zeros(n), np.zeros(n, bool)
+    # grid_sample maps output normalised coords o to input normalised coords A·o + b
+    c, si = np.cos(th), np.sin(th)
+    k = s / CTX_FACTOR
+    A = np.stack([np.stack([k * c, -k * si], -1), np.stack([k * si, k * c], -1)], 1)  # (n,2,2)
+    A[flip, :, 0] *= -1  # mirror the output's x
+    theta = torch.from_numpy(np.concatenate([A, sh[:, :, None]], 2)).float()
+    grid = F.affine_grid(theta, (n, 3, size, size), align_corners=False)
+    x = F.grid_sample(crop, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    Ainv = np.linalg.inv(A)
+
+    def move(p):  # ctx pixels (n,K,2) -> output pixels
+        pn = p / ctx * 2 - 1
+        o = np.einsum("nij,nkj->nki", Ainv, pn - sh[:, None, :])
+        return (o + 1) / 2 * size
+
+    lm = move(batch["lm"].astype(np.float64))
+    lm_mask = batch["lm_mask"].copy()
+    lm[flip] = lm[flip][:, MIRROR68]
+    lm_mask[flip] = lm_mask[flip][:, MIRROR68]
+    centre = move(batch["centre"][:, None, :].astype(np.float64))[:, 0]
+    # in-plane angle of the image's +x axis after the map (y down: positive = clockwise)
+    v = Ainv[:, :, 0].copy()
+    v[flip, 0] *= -1  # measure before the mirror; the mirror is applied to R below
+    delta = np.arctan2(v[:, 1], v[:, 0])
+    R = batch["rot"].astype(np.float64)
+    Fm = np.diag([-1.0, 1.0, 1.0])
+    R = np.where(flip[:, None, None], Fm @ R @ Fm, R)
+    cz, sz = np.cos(-delta), np.sin(-delta)
+    Rz = np.zeros((n, 3, 3)); Rz[:, 0, 0] = cz; Rz[:, 0, 1] = -sz; Rz[:, 1, 0] = sz; Rz[:, 1, 1] = cz; Rz[:, 2, 2] = 1
+    R = Rz @ R
+    blend = batch["blend"].copy()
+    blend[flip] = blend[flip][:, blend_perm]
+    out_scale = batch["scale"] * (size / (ctx / CTX_FACTOR)) / s
+
+    if train and cfg.colour > 0:
+        g = torch.from_numpy(rng.uniform(1 - cfg.colour, 1 + cfg.colour, (n, 3, 1, 1))).float()
+        b = torch.from_numpy(rng.uniform(-cfg.colour / 3, cfg.colour / 3, (n, 1, 1, 1))).float()
+        gray = x.mean(1, keepdim=True)
+        sat = torch.from_numpy(rng.uniform(0, 1.5, (n, 1, 1, 1))).float()
+        x = (gray + (x - gray) * sat) * g + b
+        x = x.clamp_(0, 1)
+    x = (x - 0.5) / 0.5
+    labels = {
+        "eta": torch.from_numpy(blend).float() @ blend_to_eta.T,
+        "R": torch.from_numpy(R).float(),
+        "centre": torch.from_numpy(centre / size * 2 - 1).float(),
+        "log_scale": torch.from_numpy(np.log(out_scale)).float(),
+        "lm": torch.from_numpy(lm / size * 2 - 1).float(),
+        "lm_mask": torch.from_numpy(lm_mask),
+        "shape": torch.from_numpy(batch["shape"]).float(),
+        "shape_mask": torch.from_numpy(batch["shape_mask"] & ~flip),
+        "flip": torch.from_numpy(flip),
+        "delta_deg": torch.from_numpy(np.degrees(delta)).float(),
+    }
+    return x.contiguous(), labels
+
+
+def sample_batch(data: dict, idx: np.ndarray) -> dict:
+    return {k: data[k][idx] for k in FIELDS}

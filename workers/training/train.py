@@ -1,0 +1,184 @@
+"""Train the multi-task face regressor (``facestream train``).
+
+Fixed seed, logs (JSON lines), resumable: ``RUN/last.pt`` holds model, optimiser, step and
+RNG states and is rewritten atomically every ``--save-every`` steps; a killed run started
+again with the same command continues where it stopped. Uses the GPU when there is one.
+
+Batches mix teacher-labelled real faces (pose, expression, 9 landmarks) with renders of the
+face model (everything, exact), half and half once renders exist. Losses: L1 on eta, on
+the rotation matrix, on the face centre and log scale, on identity alpha (renders only)
+and on the 68 landmarks (auxiliary; masked where unknown).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from streamer.crops import CropRule
+from workers import checkpoint, face_model
+from workers.networks import FaceRegressor
+from workers.pose import matrix_from_6d
+from workers.regressor import SCALE_REF
+from workers.training.data import AugmentConfig, augment, blend_mirror, concat, real_to_samples, sample_batch
+
+WEIGHTS = {"eta": 1.0, "rot": 4.0, "centre": 2.0, "scale": 1.0, "shape": 0.3, "lm": 2.0}
+
+
+def load_synth(pattern: str) -> dict | None:
+    from workers.training.data import FIELDS
+    files = sorted(glob.glob(pattern))
+    parts = []
+    for f in files:
+        try:
+            d = np.load(f)
+            parts.append({k: d[k] for k in FIELDS})
+        except Exception:  # a shard still being written
+            continue
+    return (concat(parts) if parts else None), len(parts)
+
+
+def losses(out: dict, lab: dict, size: int) -> dict:
+    R = matrix_from_6d(out["rot6d"])
+    scale_t = lab["log_scale"] - math.log(SCALE_REF * size / 128.0)
+    l = {
+        "eta": (out["expression"] - lab["eta"]).abs().mean(),
+        "rot": (R - lab["R"]).abs().mean(),
+        "centre": (out["trans"][:, :2] - lab["centre"]).abs().mean(),
+        "scale": (out["trans"][:, 2] - scale_t).abs().mean(),
+    }
+    sm = lab["shape_mask"].float()
+    l["shape"] = ((out["shape"] - lab["shape"]).abs().mean(1) * sm).sum() / sm.sum().clamp(min=1)
+    lm = out["landmarks"].view(-1, 68, 2)
+    m = lab["lm_mask"].float()
+    l["lm"] = ((lm - lab["lm"]).abs().sum(-1) * m).sum() / m.sum().clamp(min=1)
+    l["total"] = sum(WEIGHTS[k] * l[k] for k in WEIGHTS)
+    return l
+
+
+@torch.no_grad()
+def evaluate_real(model, data: dict, size: int, perm, b2e, device) -> dict:
+    """Pose MAE and expression agreement against teacher labels (no augmentation)."""
+    from workers.pose import euler_from_matrix
+    model.eval()
+    errs, eta_p, eta_t = [], [], []
+    rng = np.random.default_rng(0)
+    for i in range(0, len(data["crop"]), 128):
+        idx = np.arange(i, min(i + 128, len(data["crop"])))
+        x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False)
+        out = model(x.to(device))
+        R = matrix_from_6d(out["rot6d"].float()).cpu().numpy()
+        for r, t in zip(R, lab["R"].numpy()):
+            a, b = np.array(euler_from_matrix(r)), np.array(euler_from_matrix(t))
+            errs.append(np.abs((a - b + 180) % 360 - 180))
+        eta_p.append(out["expression"].float().cpu().numpy()); eta_t.append(lab["eta"].numpy())
+    model.train()
+    e = np.array(errs)
+    ep, et = np.concatenate(eta_p), np.concatenate(eta_t)
+    return {"yaw_mae": float(e[:, 0].mean()), "pitch_mae": float(e[:, 1].mean()),
+            "roll_mae": float(e[:, 2].mean()), "pose_mae": float(e.mean()),
+            "eta_rmse": float(np.sqrt(((ep - et) ** 2).mean())), "n": int(len(e))}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, default=Path("runs/r18h"))
+    ap.add_argument("--real", type=Path, nargs="*", default=[Path("data/labels/real_train.npz")])
+    ap.add_argument("--real-val", type=Path, default=Path("data/labels/real_test.npz"))
+    ap.add_argument("--synth", default="data/synth/train-*.npz")
+    ap.add_argument("--arch", default="resnet18h")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--export", type=Path, default=None, help="write the final checkpoint here too")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    fm = face_model.load()
+    perm = blend_mirror(fm.blend_names)
+    b2e = torch.from_numpy(fm.blend_to_eta)
+    real = concat([real_to_samples(p) for p in args.real])
+    real_val = real_to_samples(args.real_val) if args.real_val and args.real_val.exists() else None
+    synth, n_shards = load_synth(args.synth)
+
+    model = FaceRegressor(args.arch).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    warm = min(300, args.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    args.run.mkdir(parents=True, exist_ok=True)
+    state_path = args.run / "last.pt"
+    step = 0
+    if state_path.exists():
+        st = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+        step = st["step"]; rng.bit_generator.state = st["rng"]; torch.set_rng_state(st["torch_rng"])
+    log = open(args.run / "train.jsonl", "a")
+    aug = AugmentConfig()
+    model.train()
+    t0, seen = time.time(), 0
+    while step < args.steps:
+        if step % 200 == 0:  # pick up render shards written since
+            synth, n_shards = load_synth(args.synth)
+        half = args.batch // 2 if synth is not None else args.batch
+        parts = [sample_batch(real, rng.integers(0, len(real["crop"]), half))]
+        if synth is not None:
+            parts.append(sample_batch(synth, rng.integers(0, len(synth["crop"]), args.batch - half)))
+        x, lab = augment(concat(parts), args.size, rng, aug, perm, b2e)
+        x = x.to(device)
+        lab = {k: v.to(device) for k, v in lab.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model(x)
+        l = losses({k: v.float() for k, v in out.items()}, lab, args.size)
+        opt.zero_grad(set_to_none=True)
+        l["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step(); sched.step()
+        step += 1; seen += len(x)
+        if step % 25 == 0:
+            rec = {"step": step, "lr": sched.get_last_lr()[0], "img_s": seen / (time.time() - t0),
+                   "synth_shards": n_shards, **{k: round(float(v), 4) for k, v in l.items()}}
+            log.write(json.dumps(rec) + "\n"); log.flush()
+        if step % args.save_every == 0 or step == args.steps:
+            ev = evaluate_real(model, real_val, args.size, perm, b2e, device) if real_val else {}
+            log.write(json.dumps({"step": step, "eval_real_heldout": ev}) + "\n"); log.flush()
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+            os.replace(tmp, state_path)
+            export(model.cpu(), args, fm, step, ev, args.run / "checkpoint" / checkpoint.DEFAULT_NAME)
+            model.to(device)
+    if args.export:
+        export(model.cpu(), args, fm, step, ev, args.export)
+
+
+def export(model, args, fm, step, ev, path):
+    meta = {
+        "name": checkpoint.DEFAULT_NAME, "trained": True, "steps": step,
+        **CropRule(size=args.size).to_meta(),
+        "face_model": {"version": fm.version, "sha256": fm.sha256},
+        "training": {"command": "facestream train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                     "seed": args.seed, "real": [str(p) for p in args.real], "synth": args.synth},
+        "evaluation": {"real_heldout_teacher_agreement": ev},
+    }
+    checkpoint.save(model, meta, path)
+
+
+if __name__ == "__main__":
+    main()
