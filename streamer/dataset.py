@@ -1,0 +1,48 @@
+"""Read what ParquetSink wrote: every complete part of every stream under ``out/records``.
+
+Hidden temp files (``.part-*.tmp``, left by a crash mid-write) are skipped, as every
+Parquet reader skips them. Rows come back sorted by (stream_id, frame_index, track_id),
+whatever order the files were listed in.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from streamer.schema import ARROW_SCHEMA, FaceRecord, table_to_records
+
+_ORDER = [("stream_id", "ascending"), ("frame_index", "ascending"), ("track_id", "ascending")]
+
+
+def _dataset(out_dir: str | Path) -> ds.FileSystemDataset:
+    root = Path(out_dir) / "records"
+    if not root.is_dir():
+        raise FileNotFoundError(f"no facestream dataset at {root} (expected {root}/stream=<id>/part-*.parquet)")
+    return ds.dataset(root, format="parquet", schema=ARROW_SCHEMA, ignore_prefixes=[".", "_"])
+
+
+def _common_metadata(dataset: ds.FileSystemDataset) -> dict[bytes, bytes]:
+    """Schema metadata on which all parts agree (e.g. one face model for all streams)."""
+    common: dict[bytes, bytes] | None = None
+    for fragment in dataset.get_fragments():
+        meta = fragment.physical_schema.metadata or {}
+        common = dict(meta) if common is None else {k: v for k, v in common.items() if meta.get(k) == v}
+    return ARROW_SCHEMA.metadata if common is None else common
+
+
+def _read(dataset: ds.FileSystemDataset, stream_id: str | None) -> pa.Table:
+    where = None if stream_id is None else ds.field("stream_id") == stream_id
+    table = dataset.to_table(filter=where).sort_by(_ORDER)
+    return table.replace_schema_metadata(_common_metadata(dataset))
+
+
+def read_dataset(out_dir: str | Path) -> pa.Table:
+    """All records of all streams as one table in ARROW_SCHEMA."""
+    return _read(_dataset(out_dir), None)
+
+
+def read_records(out_dir: str | Path, stream_id: str | None = None) -> list[FaceRecord]:
+    """FaceRecords of one stream (or all), in frame order."""
+    return table_to_records(_read(_dataset(out_dir), stream_id))

@@ -1,0 +1,37 @@
+"""The contract every sink meets, so a session can fan records out without knowing
+where they go."""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from streamer.schema import FaceRecord
+
+
+class SinkError(RuntimeError):
+    """A sink cannot do its job at all (e.g. its server is unreachable at start-up)."""
+
+
+def check_stream(records: list[FaceRecord], stream_id: str) -> None:
+    """A sink serves one stream; a record of another would land under the wrong key or
+    partition, so refuse it outright."""
+    for rec in records:
+        if rec.stream_id != stream_id:
+            raise ValueError(f"record of stream {rec.stream_id!r} written to the sink of stream {stream_id!r}")
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Records in frame order go in through ``write``; lifecycle events through ``event``.
+
+    ``stats`` is a plain dict of counters for progress reports and metrics.
+    """
+
+    stats: dict[str, Any]
+
+    def write(self, records: list[FaceRecord]) -> None: ...
+
+    def event(self, kind: str, **info: Any) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...

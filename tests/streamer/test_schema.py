@@ -1,0 +1,106 @@
+"""FaceRecord encodings: Arrow and Redis round trips are exact, the schema is documented."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from streamer import schema
+from streamer.schema import (
+    ARROW_SCHEMA, SCHEMA_VERSION, decode_event, decode_redis, encode_event, encode_redis,
+    events_key, records_to_table, stream_key, table_to_records,
+)
+
+VECTOR_DIMS = {
+    "box": 4, "expression": 29, "pose": 6, "quaternion": 4, "shape": 99, "blendshapes": 53,
+    "expression_raw": 29, "pose_raw": 6, "quaternion_raw": 4, "shape_raw": 99,
+}
+
+
+def test_arrow_schema_columns_types_and_metadata():
+    assert ARROW_SCHEMA.names == [
+        "stream_id", "frame_index", "pts", "wall_time", "track_id", "box", "score",
+        "expression", "pose", "quaternion", "shape", "blendshapes", "expression_raw",
+        "pose_raw", "quaternion_raw", "shape_raw", "model_version",
+    ]
+    for name, dim in VECTOR_DIMS.items():
+        assert ARROW_SCHEMA.field(name).type == pa.list_(pa.float32(), dim)
+    assert ARROW_SCHEMA.field("pts").type == pa.float64()
+    assert ARROW_SCHEMA.field("wall_time").type == pa.float64()
+    assert ARROW_SCHEMA.field("frame_index").type == pa.int64()
+    assert ARROW_SCHEMA.field("stream_id").type == pa.string()
+    assert ARROW_SCHEMA.metadata[b"facestream.schema_version"] == str(SCHEMA_VERSION).encode()
+
+
+def test_arrow_round_trip_is_exact(make_records, assert_records_equal):
+    records = make_records(50, faces=3)
+    table = records_to_table(records, {"facestream.face_model_hash": "abc123"})
+    assert table.num_rows == 150
+    assert table.schema.metadata[b"facestream.face_model_hash"] == b"abc123"
+    assert table.schema.metadata[b"facestream.schema_version"] == b"1"
+    assert_records_equal(table_to_records(table), records)
+    # chunked and sliced tables decode the same
+    sliced = pa.concat_tables([table.slice(0, 7), table.slice(7)]).slice(5, 20)
+    assert_records_equal(table_to_records(sliced), records[5:25])
+
+
+def test_arrow_accepts_float64_inputs_and_empty_lists(make_records):
+    rec = make_records(1, faces=1)[0]
+    rec.expression = rec.expression.astype(np.float64)
+    table = records_to_table([rec])
+    assert table_to_records(table)[0].expression.dtype == np.float32
+    empty = records_to_table([])
+    assert empty.num_rows == 0 and empty.schema.equals(ARROW_SCHEMA)
+    assert table_to_records(empty) == []
+
+
+def test_wrong_vector_length_is_an_error(make_records):
+    rec = make_records(1, faces=1)[0]
+    rec.expression = np.zeros(28, np.float32)
+    with pytest.raises(ValueError, match="expression"):
+        records_to_table([rec])
+    with pytest.raises(ValueError):
+        encode_redis(rec)
+
+
+def test_newer_schema_version_is_refused(make_records):
+    table = records_to_table(make_records(1))
+    newer = table.replace_schema_metadata({b"facestream.schema_version": b"99"})
+    with pytest.raises(ValueError, match="upgrade"):
+        table_to_records(newer)
+
+
+def test_redis_round_trip_is_exact(make_records, assert_records_equal):
+    records = make_records(5, faces=2)
+    encoded = [encode_redis(r) for r in records]
+    assert all(isinstance(v, bytes) for e in encoded for v in e.values())
+    assert len(encoded[0]["x"]) == 4 * sum(VECTOR_DIMS.values())
+    assert_records_equal([decode_redis(e) for e in encoded], records)
+    # as redis-py returns them: bytes keys
+    as_bytes = [{k.encode(): v for k, v in e.items()} for e in encoded]
+    assert_records_equal([decode_redis(e) for e in as_bytes], records)
+
+
+def test_redis_packed_layout_is_little_endian_float32_in_field_order(make_records):
+    rec = make_records(1, faces=1)[0]
+    x = np.frombuffer(encode_redis(rec)["x"], dtype="<f4")
+    assert np.array_equal(x[:4], rec.box)
+    assert np.array_equal(x[4:33], rec.expression)
+    assert np.array_equal(x[-99:], rec.shape_raw)
+    assert [name for name, _ in schema.VECTOR_FIELDS] == list(VECTOR_DIMS)
+
+
+def test_events_round_trip():
+    fields = encode_event("progress", "cam1", frames=120, fps=29.5, source={"url": "x.mp4"})
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+    event = decode_event({k.encode(): v.encode() for k, v in fields.items()})
+    assert event["kind"] == "progress" and event["stream_id"] == "cam1"
+    assert event["frames"] == 120 and event["fps"] == 29.5 and event["source"] == {"url": "x.mp4"}
+    assert isinstance(event["time"], float)
+    with pytest.raises(ValueError, match="unknown event kind"):
+        encode_event("exploded", "cam1")
+
+
+def test_key_names():
+    assert stream_key("fs", "cam1") == "fs:stream:cam1"
+    assert events_key("fs") == "fs:events"
