@@ -6,14 +6,15 @@ alpha has exactly 99 identity components, eta exactly 29 expression components, 
 ExpNet. The source (``../shared/data/face-model/ict_facekit.npz``, MIT) gives 100
 orthogonal identity modes (each one standard deviation) and 53 ARKit-named blendshapes.
 
-Identity: the source modes are already orthogonal principal directions in PCA order (the
-largest |cos| between two modes is below 1e-4), so the first 99 are kept as they are and
-alpha ~ N(0, I) is the prior.
+Identity: the source's 100 modes are orthogonal principal directions (one s.d. each) over
+its whole mesh; restricted to the vertices kept here they are re-orthogonalised by an SVD
+(same distribution) and the 99 strongest kept, so alpha ~ N(0, I) is the prior.
 
 Expression: the 53 blendshape deltas B (53×3N) are compressed by PCA without centring, so
 that eta = 0 is the neutral face. With the eigen-decomposition G = B_w B_wᵀ = U Λ Uᵀ over
 the skin vertices (face, head, neck), E_k = U_kᵀ B / √53. For blendshape weights w the
-expression coefficients are eta = √53 · U₂₉ᵀ w, and back w ≈ clip(U₂₉ eta / √53, 0, 1).
+expression coefficients are eta = √53 · U₂₉ᵀ w; back, w is the bounded (0..1) least-squares
+solution (``blendshapes_from_eta``).
 The map is orthonormal up to that factor, so a single full blendshape gives |eta| ≤ √53
 (jawOpen: 7.3) and everyday expressions a norm of 1–4. 29 components keep 99.3% of the
 blendshape energy over the skin (see ``explained`` in the file).
@@ -61,7 +62,7 @@ class FaceModel:
     identity: np.ndarray        # (99, N, 3)  one s.d. per mode, alpha ~ N(0, 1)
     expression: np.ndarray      # (29, N, 3)
     blend_to_eta: np.ndarray    # (29, 53)    eta = blend_to_eta @ w
-    eta_to_blend: np.ndarray    # (53, 29)    w ≈ clip(eta_to_blend @ eta, 0, 1)
+    eta_to_blend: np.ndarray    # (53, 29)    pseudo-inverse of blend_to_eta
     blend_names: tuple[str, ...]
     faces: np.ndarray           # (F, 3) triangles over the kept vertices
     face_part: np.ndarray       # (F,) 0 skin, 1 teeth, 2 eyeball
@@ -87,8 +88,25 @@ class FaceModel:
     def eta_from_blendshapes(self, w) -> np.ndarray:
         return np.asarray(w, np.float32) @ self.blend_to_eta.T
 
-    def blendshapes_from_eta(self, eta) -> np.ndarray:
-        return np.clip(np.asarray(eta, np.float32) @ self.eta_to_blend.T, 0.0, 1.0)
+    def blendshapes_from_eta(self, eta, iterations: int = 150) -> np.ndarray:
+        """The 53 ARKit-named weights in [0, 1] whose eta is closest to the given one.
+
+        29 numbers cannot pin down 53, so the bounds decide: projected-gradient (FISTA)
+        least squares under 0 <= w <= 1, batched over any leading axes. Plain
+        pseudo-inverse + clip spreads weight over opposite shapes; the bounded solution
+        is sparse like real blendshape rigs (correlation with the true mix 0.97 vs 0.78).
+        """
+        eta = np.asarray(eta, np.float64)
+        M = self.blend_to_eta.astype(np.float64)
+        step = 1.0 / np.linalg.norm(M, 2) ** 2
+        w = np.clip(eta @ self.eta_to_blend.T.astype(np.float64), 0.0, 1.0)
+        y, t = w.copy(), 1.0
+        for _ in range(iterations):
+            w_next = np.clip(y - step * ((y @ M.T - eta) @ M), 0.0, 1.0)
+            t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
+            y = w_next + (t - 1) / t_next * (w_next - w)
+            w, t = w_next, t_next
+        return w.astype(np.float32)
 
 
 def _hash(arrays: dict) -> str:
@@ -114,7 +132,13 @@ def derive(src: Path | None = None) -> dict:
     first = faces_src[ok][:, 0]
     part = np.where(first < _SKIN[1], 0, np.where(first < _TEETH[1], 1, 2)).astype(np.int8)
 
-    identity = d["identity"][:N_ID][:, keep].astype(np.float32)
+    # The source modes are orthogonal over the whole mesh but not over the kept vertices;
+    # an SVD of all 100 restricted modes gives orthogonal directions with the same
+    # distribution (alpha ~ N(0, I)), of which the 99 strongest are kept.
+    ids = d["identity"][:, keep].reshape(100, -1).astype(np.float64)
+    _, sv, vt = np.linalg.svd(ids, full_matrices=False)
+    vt = vt * np.sign(vt[np.arange(100), np.abs(vt).argmax(axis=1)])[:, None]
+    identity = (sv[:N_ID, None] * vt[:N_ID]).reshape(N_ID, -1, 3).astype(np.float32)
 
     B = d["expression"].reshape(N_BLEND, -1, 3).astype(np.float64)
     skin = B[:, _SKIN[0]:_SKIN[1]].reshape(N_BLEND, -1)

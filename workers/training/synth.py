@@ -6,7 +6,7 @@ crop box has the detector's habits — and cut with the context crop rule. When 
 detector misses a render (extreme yaw, heavy occlusion) the box comes from the projected
 68 landmarks, corrected by the median detector-vs-landmark box relation seen so far.
 
-    python -m workers.training.synth --out data/synth --prefix train --shards 20 --per-shard 500 --seed 1
+    python -m workers.training.synth --out data/synth --prefix train --shards 24 --per-shard 500 --seed 1
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import argparse
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from streamer.config import DetectorConfig
@@ -23,7 +24,8 @@ from workers.detector import FaceDetector
 from workers.pose import matrix_from_euler
 from workers.training.real_labels import context_rule
 
-IMAGE_SIZE = 192
+IMAGE_SIZE = 256
+PAD = IMAGE_SIZE // 2
 
 
 class BoxModel:
@@ -80,12 +82,16 @@ def make_shard(n: int, seed: int, detector: FaceDetector, boxes: BoxModel, ctx: 
                 boxes.learn(lm2d, box)
         if box is None:
             box = boxes.guess(lm2d)
+        # The context crop may reach past a render's edges; edge-replicate so that no black
+        # border (which real frames rarely have) becomes a "this is synthetic" cue.
+        img = cv2.copyMakeBorder(img, PAD, PAD, PAD, PAD, cv2.BORDER_REPLICATE)
+        box, lm2d = box + PAD, lm2d + PAD
         crop, aff = crop_faces(img, box[None], ctx)
         a = aff[0]
         to_ctx = lambda p: (np.asarray(p, np.float64) - a[:, 2]) / a[0, 0]
         depth27 = -float(lab["landmarks3d"][27][2])
         rows["crop"].append(crop[0])
-        rows["blend"].append(np.asarray(lab["blend"], np.float32))
+        rows["blend"].append(np.asarray(lab["blendshapes"], np.float32))
         rows["rot"].append(matrix_from_euler(lab["yaw"], lab["pitch"], lab["roll"]).astype(np.float32))
         rows["euler"].append([lab["yaw"], lab["pitch"], lab["roll"]])
         rows["centre"].append(to_ctx(lm2d[27]))
@@ -122,6 +128,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("data/synth"))
     ap.add_argument("--prefix", default="train")
+    ap.add_argument("--first", type=int, default=0, help="first shard index (to split work over processes)")
     ap.add_argument("--shards", type=int, default=20)
     ap.add_argument("--per-shard", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
@@ -133,7 +140,7 @@ def main(argv=None):
     boxes = BoxModel()
     ctx = context_rule(CropRule())
     bgs = backgrounds_from(args.backgrounds) if args.backgrounds else None
-    for s in tqdm(range(args.shards), desc=f"render {args.prefix}", unit="shard"):
+    for s in tqdm(range(args.first, args.first + args.shards), desc=f"render {args.prefix}", unit="shard"):
         path = args.out / f"{args.prefix}-{s:04d}.npz"
         if path.exists():
             continue

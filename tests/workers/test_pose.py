@@ -1,0 +1,26 @@
+"""Pose conventions: AFLW signs and round trips between Euler, matrix and quaternion."""
+import numpy as np
+import pytest
+import torch
+
+from workers.pose import (euler_from_matrix, matrix_from_6d, matrix_from_euler,
+                          matrix_from_quaternion, quaternion_from_matrix)
+
+
+@pytest.mark.parametrize("angles", [(30, 0, 0), (0, 20, 0), (0, 0, 15), (40, -25, 10), (-85, 55, -40)])
+def test_round_trips(angles):
+    R = matrix_from_euler(*angles)
+    assert np.allclose(euler_from_matrix(R), angles, atol=1e-6)
+    q = quaternion_from_matrix(R)
+    assert q[0] >= 0 and np.isclose(np.linalg.norm(q), 1)
+    assert np.allclose(matrix_from_quaternion(q), R, atol=1e-9)
+    d6 = torch.tensor(R[:, :2].T.reshape(-1), dtype=torch.float64)[None]
+    assert np.allclose(matrix_from_6d(d6)[0].numpy(), R, atol=1e-9)
+
+
+def test_signs_as_seen_in_the_image():
+    nose = np.array([0, 0, 1.0])
+    assert (matrix_from_euler(30, 0, 0) @ nose)[0] < 0      # yaw>0: toward image left
+    assert (matrix_from_euler(0, 20, 0) @ nose)[1] > 0      # pitch>0: looks up
+    right = np.array([1.0, 0, 0])                           # a point on the image's right
+    assert (matrix_from_euler(0, 0, 15) @ right)[1] < 0     # roll>0: clockwise, it drops

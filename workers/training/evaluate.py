@@ -1,0 +1,159 @@
+"""Accuracy of a checkpoint (``facestream evaluate``), on data it did not train on.
+
+* Held-out renders (their own seed): per-component eta RMSE and Pearson correlation,
+  pose MAE per axis, 68-landmark NME (by inter-ocular distance), identity alpha RMSE.
+* Held-out real faces (clips and photos never used in training) against the teacher's
+  labels: pose MAE per axis, eta RMSE and correlation, and the agreement of readable
+  blendshapes (jaw open, smile, blink, brow raise).
+* The teacher itself on renders, where the truth is known: how good the labels are.
+
+Writes a JSON file of all numbers; docs/accuracy.md quotes it with the command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workers import checkpoint, face_model
+from workers.pose import euler_from_matrix
+from workers.regressor import decode
+from workers.training.data import AugmentConfig, FIELDS, augment, blend_mirror, real_to_samples, sample_batch
+
+READABLE = {"jawOpen": ["jawOpen"], "smile": ["mouthSmile_L", "mouthSmile_R"],
+            "blink": ["eyeBlink_L", "eyeBlink_R"], "browUp": ["browInnerUp_L", "browInnerUp_R"]}
+
+
+def _angle_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs((a - b + 180) % 360 - 180)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a - a.mean(0), b - b.mean(0)
+    return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0) + 1e-12)
+
+
+@torch.no_grad()
+def predict_samples(model, data: dict, size: int) -> tuple[dict, dict]:
+    """Run the network on un-augmented inputs; returns (predictions, labels) as numpy."""
+    fm = face_model.load()
+    perm, b2e = blend_mirror(fm.blend_names), torch.from_numpy(fm.blend_to_eta)
+    rng = np.random.default_rng(0)
+    preds, labs = [], []
+    for i in range(0, len(data["crop"]), 128):
+        idx = np.arange(i, min(i + 128, len(data["crop"])))
+        x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False)
+        p = decode(model(x), size)
+        preds.append(p)
+        labs.append({k: v.numpy() for k, v in lab.items()})
+    P = {k: np.concatenate([getattr(p, k) for p in preds]) for k in ("expression", "euler", "shape", "landmarks")}
+    L = {k: np.concatenate([l[k] for l in labs]) for k in labs[0]}
+    L["euler"] = np.array([euler_from_matrix(r) for r in L["R"]])
+    L["landmarks"] = (L["lm"] + 1) / 2 * size
+    return P, L
+
+
+def pose_metrics(P, L) -> dict:
+    e = _angle_err(P["euler"], L["euler"])
+    return {"yaw_mae": float(e[:, 0].mean()), "pitch_mae": float(e[:, 1].mean()),
+            "roll_mae": float(e[:, 2].mean()), "mean_mae": float(e.mean()), "n": int(len(e))}
+
+
+def expression_metrics(P, L) -> dict:
+    err = P["expression"] - L["eta"]
+    return {"eta_rmse": float(np.sqrt((err ** 2).mean())),
+            "eta_rmse_per_component": np.sqrt((err ** 2).mean(0)).round(4).tolist(),
+            "eta_corr_per_component": _corr(P["expression"], L["eta"]).round(3).tolist(),
+            "eta_label_std_per_component": L["eta"].std(0).round(4).tolist()}
+
+
+def readable_agreement(P, L) -> dict:
+    fm = face_model.load()
+    idx = {n: i for i, n in enumerate(fm.blend_names)}
+    bp = fm.blendshapes_from_eta(P["expression"])
+    bt = fm.blendshapes_from_eta(L["eta"])
+    out = {}
+    for name, parts in READABLE.items():
+        j = [idx[p] for p in parts]
+        out[name] = float(_corr(bp[:, j].mean(1, keepdims=True), bt[:, j].mean(1, keepdims=True))[0])
+    return out
+
+
+def landmark_nme(P, L) -> float:
+    iod = np.linalg.norm(L["landmarks"][:, 36] - L["landmarks"][:, 45], axis=1)
+    err = np.linalg.norm(P["landmarks"] - L["landmarks"], axis=2).mean(1)
+    return float((err / np.maximum(iod, 1e-6)).mean())
+
+
+def evaluate(ckpt: Path, renders: Path | None, real: list[Path], teacher_on_renders: bool) -> dict:
+    model, meta = checkpoint.load(ckpt)
+    size = int(meta["crop"]["size"])
+    res = {"checkpoint": str(ckpt), "face_model": meta.get("face_model"), "steps": meta.get("steps")}
+    if renders and renders.exists():
+        d = np.load(renders)
+        data = {k: d[k] for k in FIELDS}
+        P, L = predict_samples(model, data, size)
+        res["renders"] = {
+            "pose": pose_metrics(P, L), "expression": expression_metrics(P, L),
+            "landmark_nme_iod": landmark_nme(P, L),
+            "shape_rmse": float(np.sqrt(((P["shape"] - L["shape"]) ** 2).mean())),
+            "shape_rmse_first10": float(np.sqrt(((P["shape"][:, :10] - L["shape"][:, :10]) ** 2).mean())),
+            "readable_blendshape_corr": readable_agreement(P, L), "file": str(renders),
+        }
+        if teacher_on_renders:
+            res["teacher_on_renders"] = teacher_vs_truth(data, d["euler"])
+    for p in real:
+        if not p.exists():
+            continue
+        data = real_to_samples(p)
+        P, L = predict_samples(model, data, size)
+        res[f"real:{p.name}"] = {"pose_vs_teacher": pose_metrics(P, L),
+                                 "expression_vs_teacher": expression_metrics(P, L),
+                                 "readable_blendshape_corr": readable_agreement(P, L)}
+    return res
+
+
+def teacher_vs_truth(data: dict, euler_true: np.ndarray) -> dict:
+    """Run the teacher on render crops and compare with the known truth."""
+    from workers.training.teacher import Teacher
+    fm = face_model.load()
+    t = Teacher(fm.blend_names, max_faces=1)
+    errs, eta_t, eta_p = [], [], []
+    for crop, blend, e in zip(data["crop"], data["blend"], euler_true):
+        faces = t(crop)
+        if not faces:
+            continue
+        errs.append(_angle_err(np.array(euler_from_matrix(faces[0].rotation)), e))
+        eta_p.append(fm.eta_from_blendshapes(faces[0].blend53)); eta_t.append(fm.eta_from_blendshapes(blend))
+    t.close()
+    e = np.array(errs)
+    ep, et = np.array(eta_p), np.array(eta_t)
+    return {"found": f"{len(e)}/{len(euler_true)}",
+            "yaw_mae": float(e[:, 0].mean()), "pitch_mae": float(e[:, 1].mean()), "roll_mae": float(e[:, 2].mean()),
+            "eta_rmse": float(np.sqrt(((ep - et) ** 2).mean())),
+            "eta_corr_mean": float(np.nanmean(_corr(ep, et)))}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path())
+    ap.add_argument("--renders", type=Path, default=Path("data/synth/val-0000.npz"))
+    ap.add_argument("--real", type=Path, nargs="*",
+                    default=[Path("data/labels/real_test.npz"), Path("data/labels/real_test_photos.npz")])
+    ap.add_argument("--teacher-on-renders", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("docs/accuracy.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    res = evaluate(args.checkpoint, args.renders, args.real, args.teacher_on_renders)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    brief = {k: (v.get("pose") or v.get("pose_vs_teacher")) for k, v in res.items() if isinstance(v, dict) and k not in ("face_model",)}
+    print(json.dumps(brief, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
