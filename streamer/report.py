@@ -1,0 +1,550 @@
+"""Static HTML report of a facestream output directory: plots per stream and per track.
+
+``write_report(out_dir)`` reads the Parquet dataset under ``out_dir/records`` (and
+``out_dir/summary.json`` when present) and writes ``out_dir/report/``:
+
+    index.html                              summary tables, legend, every image below
+    <stream>/overview.png                   faces per frame + lifetime of every track
+    <stream>/track-<id>-pose.png            yaw / pitch / roll, raw (thin) vs smoothed
+    <stream>/track-<id>-expression.png      readable ARKit blendshape curves, plus the
+                                            29 eta components as heatmaps, raw | smoothed
+
+Only tracks with at least ``MIN_TRACK_RECORDS`` records get plots, at most the
+``MAX_TRACKS_PER_STREAM`` longest per stream (the overview shows every track). The report
+is built in a hidden temp directory and swapped into place, so a crash never leaves a
+half-written report, and a re-run leaves no stale images behind.
+
+Run it as ``python -m streamer.report OUT_DIR``.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import shutil
+import sys
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from streamer.dataset import read_dataset
+from streamer.schema import N_BLEND, N_EXP
+from streamer.sinks.parquet_sink import partition_name
+
+MIN_TRACK_RECORDS = 5
+MAX_TRACKS_PER_STREAM = 8
+MAX_OVERVIEW_TRACKS = 60          # lifetime rows in the overview (the longest tracks)
+DPI = 80
+
+# Readable expression curves: label -> blendshape names averaged (as the face model names them).
+BLEND_CURVES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("jawOpen", ("jawOpen",)),
+    ("mouthSmile (L+R)/2", ("mouthSmile_L", "mouthSmile_R")),
+    ("browInnerUp (L+R)/2", ("browInnerUp_L", "browInnerUp_R")),
+    ("eyeBlink (L+R)/2", ("eyeBlink_L", "eyeBlink_R")),
+    ("browDown (L+R)/2", ("browDown_L", "browDown_R", "browDown")),
+)
+
+# The 53 ARKit names in face-model column order, used only when the face model cannot be
+# loaded (its source missing on a machine that just reads results).
+_FALLBACK_BLEND_NAMES = (
+    "browDown_L", "browDown_R", "browInnerUp_L", "browInnerUp_R", "browOuterUp_L",
+    "browOuterUp_R", "cheekPuff_L", "cheekPuff_R", "cheekSquint_L", "cheekSquint_R",
+    "eyeBlink_L", "eyeBlink_R", "eyeLookDown_L", "eyeLookDown_R", "eyeLookIn_L",
+    "eyeLookIn_R", "eyeLookOut_L", "eyeLookOut_R", "eyeLookUp_L", "eyeLookUp_R",
+    "eyeSquint_L", "eyeSquint_R", "eyeWide_L", "eyeWide_R", "jawForward", "jawLeft",
+    "jawOpen", "jawRight", "mouthClose", "mouthDimple_L", "mouthDimple_R", "mouthFrown_L",
+    "mouthFrown_R", "mouthFunnel", "mouthLeft", "mouthLowerDown_L", "mouthLowerDown_R",
+    "mouthPress_L", "mouthPress_R", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmile_L", "mouthSmile_R",
+    "mouthStretch_L", "mouthStretch_R", "mouthUpperUp_L", "mouthUpperUp_R", "noseSneer_L",
+    "noseSneer_R",
+)
+
+_ANGLE_COLORS = {"yaw": "tab:blue", "pitch": "tab:orange", "roll": "tab:green"}
+_ANGLE_LABELS = {"yaw": "yaw (+ toward image left)", "pitch": "pitch (+ looks up)",
+                 "roll": "roll (+ clockwise)"}
+_CURVE_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:cyan", "tab:olive")
+
+
+class ReportError(ValueError):
+    """The directory holds no facestream dataset (or one without records)."""
+
+
+# --------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------
+@dataclass
+class _Columns:
+    """The dataset as numpy arrays (one row per record, sorted by stream, frame, track)."""
+
+    stream_id: np.ndarray       # (n,) object
+    frame_index: np.ndarray     # (n,) int64
+    pts: np.ndarray             # (n,) float64
+    track_id: np.ndarray        # (n,) int64
+    pose: np.ndarray            # (n, 6)
+    pose_raw: np.ndarray        # (n, 6)
+    expression: np.ndarray      # (n, 29)
+    expression_raw: np.ndarray  # (n, 29)
+    blendshapes: np.ndarray     # (n, 53)
+    model_version: np.ndarray   # (n,) object
+
+    def take(self, idx: np.ndarray) -> "_Columns":
+        return _Columns(**{k: v[idx] for k, v in vars(self).items()})
+
+
+def _vector(table: pa.Table, name: str, dim: int) -> np.ndarray:
+    column = table.column(name).combine_chunks()
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), dim)
+
+
+def _scalar(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy()
+
+
+def _columns(table: pa.Table) -> _Columns:
+    return _Columns(
+        stream_id=np.asarray(table.column("stream_id").to_pylist(), dtype=object),
+        frame_index=_scalar(table, "frame_index").astype(np.int64),
+        pts=_scalar(table, "pts").astype(np.float64),
+        track_id=_scalar(table, "track_id").astype(np.int64),
+        pose=_vector(table, "pose", 6),
+        pose_raw=_vector(table, "pose_raw", 6),
+        expression=_vector(table, "expression", N_EXP),
+        expression_raw=_vector(table, "expression_raw", N_EXP),
+        blendshapes=_vector(table, "blendshapes", N_BLEND),
+        model_version=np.asarray(table.column("model_version").to_pylist(), dtype=object),
+    )
+
+
+def _blend_names() -> tuple[str, ...]:
+    try:
+        from workers.face_model import load
+
+        names = tuple(load().blend_names)
+    except Exception:  # noqa: BLE001 - a report must not need the face model's source
+        names = _FALLBACK_BLEND_NAMES
+    return names if len(names) == N_BLEND else _FALLBACK_BLEND_NAMES
+
+
+def _curve_indices(names: tuple[str, ...]) -> list[tuple[str, list[int]]]:
+    where = {n: i for i, n in enumerate(names)}
+    curves = []
+    for label, members in BLEND_CURVES:
+        idx = [where[m] for m in members if m in where]
+        if idx:
+            curves.append((label, idx))
+    return curves
+
+
+def _read_summary(out_dir: Path) -> tuple[dict, str | None]:
+    path = out_dir / "summary.json"
+    if not path.is_file():
+        return {}, None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {}, f"summary.json could not be read: {e}"
+    if not isinstance(data, dict):
+        return {}, "summary.json is not a JSON object"
+    return data, None
+
+
+# --------------------------------------------------------------------------------------
+# plots
+# --------------------------------------------------------------------------------------
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> None:
+    # Figures are made without pyplot, so nothing global holds them; callers clf() them
+    # when done. Fast zlib level: the plots are few colours, so the size barely changes.
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 3})
+
+
+def _frame_step(frame_index: np.ndarray) -> int:
+    """Typical frame-index step between processed frames (1, or k with every=k)."""
+    frames = np.unique(frame_index)
+    if frames.size < 2:
+        return 1
+    return max(1, int(np.median(np.diff(frames))))
+
+
+def _frame_dt(pts: np.ndarray) -> float:
+    times = np.unique(pts)
+    if times.size < 2:
+        return 1.0 / 30.0
+    d = np.diff(times)
+    d = d[d > 0]
+    return float(np.median(d)) if d.size else 1.0 / 30.0
+
+
+def _plot_overview(cols: _Columns, stream_id: str, plotted: set[int], path: Path) -> None:
+    tracks, counts = np.unique(cols.track_id, return_counts=True)
+    shown = np.sort(tracks[np.lexsort((tracks, -counts))[:MAX_OVERVIEW_TRACKS]])
+    step, dt = _frame_step(cols.frame_index), _frame_dt(cols.pts)
+
+    # layout in inches: title 0.4, faces panel 1.1, gap 0.15, one 0.22 row per track, axis 0.55
+    n = len(shown)
+    rows_h = 0.22 * n + 0.3
+    height = 0.4 + 1.1 + 0.15 + rows_h + 0.55
+    fig = _figure(10, height)
+    top = fig.add_axes([0.08, (0.55 + rows_h + 0.15) / height, 0.9, 1.1 / height])
+    _, first, per_frame = np.unique(cols.frame_index, return_index=True, return_counts=True)
+    top.step(cols.pts[first], per_frame, where="post", color="0.3", lw=1)
+    top.set_ylabel("faces")
+    top.set_ylim(0, int(per_frame.max()) + 0.5)
+    top.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    more = f" (the {n} longest of {len(tracks)} tracks)" if n < len(tracks) else ""
+    top.set_title(f"stream {stream_id}: faces per frame and track lifetimes{more}", fontsize=10, y=1.0)
+    top.tick_params(labelbottom=False)
+    top.grid(alpha=0.3)
+
+    ax = fig.add_axes([0.08, 0.55 / height, 0.9, rows_h / height], sharex=top)
+    for row, tid in enumerate(shown):
+        sel = cols.track_id == tid
+        runs = np.split(cols.pts[sel], np.flatnonzero(np.diff(cols.frame_index[sel]) > step) + 1)
+        color = "tab:blue" if int(tid) in plotted else "0.6"
+        ax.broken_barh([(r[0], r[-1] - r[0] + dt) for r in runs], (row - 0.35, 0.7), facecolors=color)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([f"id {int(t)}" for t in shown], fontsize=8)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlabel("time (s)")
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+    fig.clf()
+
+
+class _PosePlot:
+    """Yaw/pitch/roll over time, raw (thin, light) vs smoothed (solid).
+
+    One figure is built per report and refilled for every track: creating axes and their
+    ticks is most of matplotlib's cost, and a report draws many figures of one layout.
+    """
+
+    def __init__(self) -> None:
+        self.fig = _figure(10, 3.2)
+        ax = self.ax = self.fig.add_axes([0.07, 0.15, 0.72, 0.74])
+        self.raw, self.smooth = [], []
+        for name in ("yaw", "pitch", "roll"):
+            c = _ANGLE_COLORS[name]
+            self.raw.append(ax.plot([], [], color=c, lw=0.6, alpha=0.35)[0])
+            self.smooth.append(ax.plot([], [], color=c, lw=1.6, label=_ANGLE_LABELS[name])[0])
+        ax.axhline(0, color="0.5", lw=0.5)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("degrees")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+    def save(self, cols: _Columns, stream_id: str, tid: int, path: Path) -> None:
+        for k in range(3):
+            self.raw[k].set_data(cols.pts, cols.pose_raw[:, k])
+            self.smooth[k].set_data(cols.pts, cols.pose[:, k])
+        self.ax.relim()
+        self.ax.autoscale_view()
+        self.ax.set_title(f"stream {stream_id} · track {tid}: head pose "
+                          "(thin = raw, solid = smoothed)", fontsize=10, y=1.0)
+        _save(self.fig, path)
+
+    def close(self) -> None:
+        self.fig.clf()
+
+
+class _ExpressionPlot:
+    """Readable ARKit blendshape curves above heatmaps of the 29 eta components
+    (raw | smoothed, one symmetric colour scale). Reused across tracks like _PosePlot."""
+
+    def __init__(self, curves: list[tuple[str, list[int]]]) -> None:
+        self.curves = curves
+        self.fig = fig = _figure(10, 6.0)
+        ax = self.ax = fig.add_axes([0.07, 0.60, 0.72, 0.34])
+        self.lines = [ax.plot([], [], color=color, lw=1.4, label=label)[0]
+                      for (label, _), color in zip(curves, _CURVE_COLORS)]
+        ax.set_ylabel("weight (0..1)")
+        ax.grid(alpha=0.3)
+        if self.lines:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        self.norm = Normalize(-1.0, 1.0)
+        self.heat_axes, self.images = [], []
+        for i, title in enumerate(("eta raw", "eta smoothed")):
+            hax = fig.add_axes([0.07 + i * 0.43, 0.09, 0.38, 0.38])
+            image = hax.imshow(np.zeros((N_EXP, 2)), aspect="auto", cmap="RdBu_r",
+                               norm=self.norm, interpolation="nearest",
+                               extent=(0, 1, N_EXP - 0.5, -0.5))
+            hax.set_title(title, fontsize=9, y=1.0)
+            hax.set_xlabel("time (s)")
+            hax.set_yticks(range(0, N_EXP, 4))
+            if i == 0:
+                hax.set_ylabel("eta component")
+            else:
+                hax.tick_params(labelleft=False)
+            self.heat_axes.append(hax)
+            self.images.append(image)
+        fig.colorbar(self.images[0], cax=fig.add_axes([0.90, 0.09, 0.015, 0.38]))
+
+    def save(self, cols: _Columns, stream_id: str, tid: int, path: Path) -> None:
+        t0, t1 = float(cols.pts[0]), float(cols.pts[-1])
+        if t1 <= t0:
+            t1 = t0 + _frame_dt(cols.pts)
+        for line, (_, idx) in zip(self.lines, self.curves):
+            line.set_data(cols.pts, cols.blendshapes[:, idx].mean(axis=1))
+        top = float(np.nanmax(cols.blendshapes)) if cols.blendshapes.size else 1.0
+        self.ax.set_ylim(-0.03, max(1.0, top if np.isfinite(top) else 1.0) * 1.03)
+        self.ax.set_xlim(t0, t1)
+        self.ax.set_title(f"stream {stream_id} · track {tid}: ARKit blendshapes (smoothed)",
+                          fontsize=10, y=1.0)
+
+        both = np.concatenate([cols.expression_raw.ravel(), cols.expression.ravel()])
+        finite = np.abs(both[np.isfinite(both)])
+        vmax = max(float(np.percentile(finite, 99)) if finite.size else 1.0, 1e-6)
+        self.norm.vmin, self.norm.vmax = -vmax, vmax
+        for image, hax, data in zip(self.images, self.heat_axes,
+                                    (cols.expression_raw, cols.expression)):
+            image.set_data(np.ascontiguousarray(data.T))
+            image.set_extent((t0, t1, N_EXP - 0.5, -0.5))
+        _save(self.fig, path)
+
+    def close(self) -> None:
+        self.fig.clf()
+
+
+# --------------------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------------------
+_SUMMARY_ROWS = (
+    ("Status", ("status",)),
+    ("Frames", ("frames", "frames_processed", "frames_decoded", "n_frames")),
+    ("Faces (records)", ("faces", "records", "n_faces", "n_records")),
+    ("Tracks", ("tracks", "n_tracks")),
+    ("Throughput (frames/s)", ("throughput", "throughput_fps", "fps", "frames_per_s")),
+    ("Model version", ("model_version", "model")),
+    ("Error", ("error",)),
+)
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } img { max-width: 100%; border: 1px solid #eee; margin: 4px 0; }
+.legend { background: #f8f8f8; border-left: 4px solid #888; padding: 0.5em 1em; }
+.muted { color: #777; font-size: 0.9em; }
+"""
+
+
+def _flatten(data: dict, prefix: str = "") -> list[tuple[str, object]]:
+    rows = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, name + "."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        text = json.dumps(value)
+        return text if len(text) <= 200 else text[:197] + "..."
+    return str(value)
+
+
+def _table(rows: list[tuple[str, object]], head: tuple[str, ...] | None = None) -> str:
+    out = ["<table>"]
+    if head:
+        out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
+    for row in rows:
+        cells = row if isinstance(row, (list, tuple)) else (row,)
+        out.append("<tr>" + "".join(
+            f"<{'th' if i == 0 and not head else 'td'}>{html.escape(_fmt(c))}"
+            f"</{'th' if i == 0 and not head else 'td'}>" for i, c in enumerate(cells)) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _summary_rows(summary: dict, cols: _Columns) -> list[tuple[str, str]]:
+    derived = {
+        "Frames": f"{len(set(zip(cols.stream_id, cols.frame_index)))} with faces (from the dataset)",
+        "Faces (records)": f"{len(cols.pts)} (from the dataset)",
+        "Tracks": f"{len({(s, t) for s, t in zip(cols.stream_id, cols.track_id)})} (from the dataset)",
+        "Throughput (frames/s)": "— (no summary.json)",
+        "Model version": ", ".join(sorted({str(m) for m in cols.model_version})) or "—",
+    }
+    flat = dict(_flatten(summary))
+    rows = []
+    for label, keys in _SUMMARY_ROWS:
+        value = next((flat[k] for k in keys if k in flat), None)
+        if value is None and label not in derived:
+            continue
+        rows.append((label, _fmt(value) if value is not None else derived[label]))
+    return rows
+
+
+def _img(rel: str, alt: str) -> str:
+    return f'<img src="{html.escape(rel)}" alt="{html.escape(alt)}" loading="lazy">'
+
+
+def _html(out_dir: Path, summary: dict, summary_note: str | None, cols: _Columns,
+          metadata: dict[bytes, bytes], streams: list[dict]) -> str:
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>facestream report — {html.escape(out_dir.name or str(out_dir))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>facestream report</h1><p class=\"muted\">{html.escape(str(out_dir))}</p>",
+        "<h2>Summary</h2>", _table(_summary_rows(summary, cols)),
+    ]
+    if summary_note:
+        parts.append(f'<p class="muted">{html.escape(summary_note)}</p>')
+    stream_rows = [(s["stream_id"], s["records"], s["tracks"], s["plotted"],
+                    f"{s['t0']:.2f} – {s['t1']:.2f}") for s in streams]
+    parts.append(_table(stream_rows, ("stream", "records", "tracks", "tracks plotted", "time (s)")))
+    if summary:
+        parts.append("<details><summary>All fields of summary.json</summary>"
+                     + _table(_flatten(summary)) + "</details>")
+    meta_rows = [(k.decode(errors="replace"), v.decode(errors="replace"))
+                 for k, v in sorted(metadata.items()) if k.startswith(b"facestream.")]
+    if meta_rows:
+        parts.append("<details><summary>Dataset metadata</summary>" + _table(meta_rows) + "</details>")
+    parts.append(
+        '<div class="legend"><b>How to read the plots.</b><ul>'
+        "<li><b>Pose</b> is in degrees with AFLW2000-3D signs, as seen in the image: "
+        "<b>yaw &gt; 0</b> the face turns toward the image's left (the subject turns to their right); "
+        "<b>pitch &gt; 0</b> the face looks up (chin up); "
+        "<b>roll &gt; 0</b> the face rotates clockwise in the image. A frontal face is (0, 0, 0). "
+        "Thin light lines are the network's per-frame (raw) output, solid lines the smoothed values.</li>"
+        "<li><b>Expression</b>: the 29 eta coefficients of the face model are shown as heatmaps "
+        "(raw left, smoothed right; red positive, blue negative, one colour scale for both). "
+        "The curves above them read the smoothed eta as ARKit-named blendshapes (0 = neutral, "
+        "1 = full): jawOpen, and the left/right averages of mouthSmile, browInnerUp, eyeBlink "
+        "and browDown.</li>"
+        f"<li>Tracks with at least {MIN_TRACK_RECORDS} records are plotted, at most the "
+        f"{MAX_TRACKS_PER_STREAM} longest per stream; the overview shows when each track is "
+        "present (blue: plotted below, grey: not plotted).</li></ul></div>"
+    )
+    for s in streams:
+        parts.append(f"<h2>Stream {html.escape(s['stream_id'])}</h2>")
+        parts.append(_img(s["overview"], f"overview of stream {s['stream_id']}"))
+        if not s["track_images"]:
+            parts.append(f'<p class="muted">No track has {MIN_TRACK_RECORDS} or more records.</p>')
+        for tid, n, t0, t1, pose_rel, exp_rel in s["track_images"]:
+            parts.append(f"<h3>Track {tid}</h3><p class=\"muted\">{n} records, "
+                         f"{t0:.2f} – {t1:.2f} s</p>")
+            parts.append(_img(pose_rel, f"pose of track {tid}"))
+            parts.append(_img(exp_rel, f"expression of track {tid}"))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------
+def _load(out_dir: Path) -> pa.Table:
+    try:
+        table = read_dataset(out_dir)
+    except FileNotFoundError as e:
+        raise ReportError(f"{out_dir}: no facestream dataset to report on ({e})") from None
+    if table.num_rows == 0:
+        raise ReportError(f"{out_dir}: the facestream dataset holds no records")
+    return table
+
+
+def write_report(out_dir: str | Path) -> Path:
+    """Write ``out_dir/report/`` (PNG plots + index.html); returns the index.html path.
+
+    Raises :class:`ReportError` when ``out_dir`` holds no dataset or no records.
+    """
+    out_dir = Path(out_dir)
+    table = _load(out_dir)
+    metadata = dict(table.schema.metadata or {})
+    cols = _columns(table)
+    summary, summary_note = _read_summary(out_dir)
+    curves = _curve_indices(_blend_names())
+    pose_plot, expression_plot = None, None
+
+    final = out_dir / "report"
+    # A hidden sibling (mkdir honours the umask, unlike mkdtemp's 0700), swapped in at the end.
+    work = out_dir / f".report-tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    work.mkdir()
+    try:
+        streams = []
+        stream_ids = sorted({str(s) for s in cols.stream_id})
+        for sid in stream_ids:
+            scols = cols.take(np.flatnonzero(cols.stream_id == sid))
+            sub = partition_name(sid)   # path-safe and distinct per stream id
+            (work / sub).mkdir()
+            tracks, counts = np.unique(scols.track_id, return_counts=True)
+            eligible = counts >= MIN_TRACK_RECORDS
+            tracks_e, counts_e = tracks[eligible], counts[eligible]
+            chosen = np.sort(tracks_e[np.lexsort((tracks_e, -counts_e))[:MAX_TRACKS_PER_STREAM]])
+
+            _plot_overview(scols, sid, {int(t) for t in chosen}, work / sub / "overview.png")
+            track_images = []
+            for tid in chosen:
+                tid = int(tid)
+                idx = np.flatnonzero(scols.track_id == tid)
+                tcols = scols.take(idx[np.argsort(scols.pts[idx], kind="stable")])
+                pose_rel, exp_rel = f"{sub}/track-{tid}-pose.png", f"{sub}/track-{tid}-expression.png"
+                pose_plot = pose_plot or _PosePlot()
+                expression_plot = expression_plot or _ExpressionPlot(curves)
+                pose_plot.save(tcols, sid, tid, work / pose_rel)
+                expression_plot.save(tcols, sid, tid, work / exp_rel)
+                track_images.append((tid, len(idx), float(tcols.pts[0]), float(tcols.pts[-1]),
+                                     pose_rel, exp_rel))
+            streams.append({
+                "stream_id": sid, "records": len(scols.pts), "tracks": len(tracks),
+                "plotted": len(chosen), "t0": float(scols.pts.min()), "t1": float(scols.pts.max()),
+                "overview": f"{sub}/overview.png", "track_images": track_images,
+            })
+        (work / "index.html").write_text(
+            _html(out_dir, summary, summary_note, cols, metadata, streams), encoding="utf-8")
+        _swap_into_place(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        for plot in (pose_plot, expression_plot):
+            if plot is not None:
+                plot.close()
+    return final / "index.html"
+
+
+def _swap_into_place(work: Path, final: Path) -> None:
+    """Replace ``final`` by ``work``: the old report is moved aside first, then removed."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".report-old-{work.name.rsplit('-', 1)[-1]}")
+        os.replace(final, old)
+    os.replace(work, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m streamer.report OUT_DIR", file=sys.stderr)
+        return 2
+    try:
+        print(write_report(args[0]))
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""write_report: PNG plots per stream and track, one index.html that shows them all."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from streamer.config import ParquetConfig
+import streamer.report
+from streamer.report import ReportError, write_report
+from streamer.sinks.parquet_sink import ParquetSink, partition_name
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _write(out, stream_id, records):
+    sink = ParquetSink(ParquetConfig(out=str(out)), stream_id, {"facestream.face_model_version": "fm-test"})
+    sink.write(records)
+    sink.close()
+
+
+def _smooth(records):
+    """Give the random factory records readable values: angles in degrees, weights in 0..1."""
+    out = []
+    for r in records:
+        t = r.pts
+        pose = np.array([30 * np.sin(t), 10 * np.cos(t), 5 * np.sin(2 * t), 320, 240, 8], np.float32)
+        out.append(dataclasses.replace(
+            r, pose=pose, pose_raw=pose + r.pose_raw,
+            blendshapes=np.abs(np.sin(t + np.arange(53, dtype=np.float32))).astype(np.float32)))
+    return out
+
+
+@pytest.fixture
+def dataset(tmp_path, make_records):
+    # cam1: 4 tracks of 6 records; 3 fit under the cap (set to 3 below: lowest ids win ties)
+    cam1 = _smooth(make_records(6, faces=4, stream_id="cam1", seed=1))
+    # lobby/east: two long tracks and one of 3 records (too short to plot)
+    lobby = make_records(40, faces=2, stream_id="lobby/east", seed=2)
+    short = [dataclasses.replace(r, track_id=7)
+             for r in make_records(3, faces=1, stream_id="lobby/east", seed=3)]
+    lobby = sorted(_smooth(lobby + short), key=lambda r: (r.frame_index, r.track_id))
+    _write(tmp_path, "cam1", cam1)
+    _write(tmp_path, "lobby/east", lobby)
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "frames": 40, "faces": len(cam1) + len(lobby), "tracks": 13, "throughput_fps": 123.5,
+        "model_version": "ckpt-test@fm-test", "streams": {"cam1": {"dropped": 0}}}))
+    return tmp_path
+
+
+def test_report_writes_valid_pngs_and_an_index_that_shows_them(dataset, monkeypatch):
+    monkeypatch.setattr(streamer.report, "MAX_TRACKS_PER_STREAM", 3)   # fewer plots, same rule
+    index = write_report(dataset)
+    report = dataset / "report"
+    assert index == report / "index.html" and index.is_file()
+
+    pngs = sorted(p.relative_to(report).as_posix() for p in report.rglob("*.png"))
+    for rel in pngs:
+        data = (report / rel).read_bytes()
+        assert data[:8] == PNG_MAGIC, rel
+        assert len(data) > 5_000, rel                      # a real plot, not an empty canvas
+        with Image.open(report / rel) as im:
+            im.verify()
+        with Image.open(report / rel) as im:
+            assert im.size[0] >= 400 and im.size[1] >= 150
+
+    cam1, lobby = partition_name("cam1"), partition_name("lobby/east")
+    expected = {f"{cam1}/overview.png", f"{lobby}/overview.png"}
+    expected |= {f"{cam1}/track-{t}-{kind}.png" for t in (1, 2, 3)
+                 for kind in ("pose", "expression")}
+    expected |= {f"{lobby}/track-{t}-{kind}.png" for t in (1, 2) for kind in ("pose", "expression")}
+    assert set(pngs) == expected                           # capped, short track left out
+
+    page = index.read_text()
+    assert set(re.findall(r'<img src="([^"]+)"', page)) == expected
+    for text in ("123.5", "ckpt-test@fm-test", "yaw &gt; 0", "pitch &gt; 0", "roll &gt; 0",
+                 "clockwise", "lobby/east"):
+        assert text in page
+    assert "http://" not in page and "https://" not in page   # self-contained
+
+
+def test_without_summary_the_dataset_fills_in_and_a_second_run_replaces_the_report(tmp_path, make_records):
+    _write(tmp_path, "cam1", _smooth(make_records(8, faces=1)))
+    page = write_report(tmp_path).read_text()
+    assert "8 (from the dataset)" in page and "test@fm1-abcdef" in page
+
+    stale = tmp_path / "report" / "stale.png"
+    stale.write_bytes(PNG_MAGIC)
+    (tmp_path / "summary.json").write_text(json.dumps({"faces": 8, "throughput_fps": 42.0}))
+    page = write_report(tmp_path).read_text()
+    assert not stale.exists()
+    assert "42" in page and "8 (from the dataset)" not in page
+    assert (tmp_path / "report" / "cam1" / "track-1-pose.png").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]
+
+
+def test_no_dataset_is_a_report_error(tmp_path):
+    with pytest.raises(ReportError, match="no facestream dataset"):
+        write_report(tmp_path)
+    assert issubclass(ReportError, ValueError)
+    ParquetSink(ParquetConfig(out=str(tmp_path)), "cam1").close()     # dataset, no records
+    with pytest.raises(ReportError, match="no records"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report").exists()
