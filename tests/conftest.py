@@ -67,3 +67,145 @@ def assert_records_equal():
                 else:
                     assert a == b and type(a) is type(b), f.name
     return check
+
+
+# --------------------------------------------------------------------------------------
+# Pipeline fixtures: real faces in real encoded videos, a tiny trained-format checkpoint,
+# one private Ray cluster for the whole test session.
+# --------------------------------------------------------------------------------------
+from pathlib import Path  # noqa: E402  (kept with the fixtures that need it)
+
+REAL_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+VIDEO_W, VIDEO_H, VIDEO_FPS, VIDEO_FRAMES = 320, 240, 25, 40
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceVideo:
+    """An h264 test clip: ``faces`` real faces visible in every one of ``frames`` frames."""
+
+    path: Path
+    frames: int
+    fps: int
+    faces: int
+
+
+def _face_patches(image_name: str, side: int) -> list[np.ndarray]:
+    """Square patches (1.5 × the detected box) around each real face in a photo."""
+    import cv2
+
+    from streamer.config import DetectorConfig
+    from workers.detector import FaceDetector
+
+    image = cv2.cvtColor(cv2.imread(str(REAL_MEDIA / image_name)), cv2.COLOR_BGR2RGB)
+    boxes = FaceDetector(DetectorConfig()).detect([image])[0].boxes
+    patches = []
+    for x1, y1, x2, y2 in sorted(boxes.tolist()):
+        half = max(x2 - x1, y2 - y1) * 0.75
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        patch = image[max(int(cy - half), 0):int(cy + half), max(int(cx - half), 0):int(cx + half)]
+        patches.append(cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA))
+    return patches
+
+
+def _textured_background(seed: int = 0) -> np.ndarray:
+    import cv2
+
+    noise = np.random.default_rng(seed).uniform(0, 255, (VIDEO_H // 8, VIDEO_W // 8, 3)).astype(np.float32)
+    return np.clip(cv2.resize(noise, (VIDEO_W, VIDEO_H), interpolation=cv2.INTER_CUBIC) * 0.6 + 40, 0, 255).astype(np.uint8)
+
+
+def encode_face_video(path: Path, patches: list[np.ndarray], frames: int = VIDEO_FRAMES) -> FaceVideo:
+    """Paste the patches onto a textured background, the first moving left to right,
+    the second right to left in a lower lane, and encode with libx264."""
+    import av
+
+    background = _textured_background()
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=VIDEO_FPS)
+        stream.width, stream.height, stream.pix_fmt = VIDEO_W, VIDEO_H, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for i in range(frames):
+            image = background.copy()
+            for k, patch in enumerate(patches):
+                side = patch.shape[0]
+                travel = (VIDEO_W - side - 20) * i / max(frames - 1, 1)
+                x = int(10 + travel) if k == 0 else int(VIDEO_W - side - 10 - travel)
+                y = (VIDEO_H - side) // 2 if len(patches) == 1 else 10 + k * (VIDEO_H - side - 20)
+                image[y:y + side, x:x + side] = patch
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return FaceVideo(path, frames, VIDEO_FPS, len(patches))
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory) -> FaceVideo:
+    """One real face (obama-720p.jpg) moving across a 320x240 clip, 40 frames at 25 fps."""
+    return encode_face_video(tmp_path_factory.mktemp("video") / "one_face.mp4", _face_patches("obama-720p.jpg", 110))
+
+
+@pytest.fixture(scope="session")
+def two_face_video(tmp_path_factory) -> FaceVideo:
+    """The two faces of two_people.jpg crossing each other in separate lanes."""
+    return encode_face_video(tmp_path_factory.mktemp("video") / "two_faces.mp4", _face_patches("two_people.jpg", 90))
+
+
+@pytest.fixture(scope="session")
+def blank_video(tmp_path_factory) -> FaceVideo:
+    """The textured background alone: a valid video without any face."""
+    return encode_face_video(tmp_path_factory.mktemp("video") / "no_face.mp4", [], frames=12)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained ``tiny`` network saved in the shipped checkpoint format (marked
+    trained so the pipeline accepts it): plumbing tests need the format, not accuracy."""
+    import torch
+
+    from workers import checkpoint, face_model
+    from workers.networks import FaceRegressor
+
+    torch.manual_seed(0)
+    fm = face_model.load()
+    meta = {"name": "test-tiny", "trained": True,
+            "crop": {"size": 64, "enlarge": 0.25, "mean": [0.5] * 3, "std": [0.5] * 3},
+            "face_model": {"version": fm.version, "sha256": fm.sha256}}
+    return checkpoint.save(FaceRegressor("tiny").eval(), meta, tmp_path_factory.mktemp("ckpt") / "test-tiny")
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """One private local Ray cluster for the test session (2 logical CPUs), or none."""
+    from streamer import runtime
+
+    rt = runtime.start(num_cpus=2)
+    yield rt
+    rt.stop()
+
+
+@pytest.fixture
+def pipeline_config(tiny_checkpoint, tmp_path):
+    """Config for pipeline tests: the tiny checkpoint, half-CPU replicas (two runs'
+    replicas fit the 2-CPU test cluster), Parquet under tmp_path/out."""
+    from streamer.config import load_config
+
+    return load_config(overrides={
+        "model": {"checkpoint": str(tiny_checkpoint), "num_cpus_per_replica": 0.5, "max_wait_ms": 5.0},
+        "parquet": {"out": str(tmp_path / "out")},
+        "session": {"progress_every_s": 0.2},
+    })
+
+
+@pytest.fixture(scope="session")
+def shared_replicas(ray_runtime, tiny_checkpoint):
+    """Detector + regressor replicas (half a CPU each) shared by every session test, as
+    production sessions share them."""
+    from streamer.config import load_config
+    from workers.replicas import Replicas
+
+    cfg = load_config(overrides={"model": {"num_cpus_per_replica": 0.5, "max_wait_ms": 5.0}})
+    replicas = Replicas.start(cfg, str(tiny_checkpoint))
+    replicas.ready()
+    yield replicas
+    replicas.stop()

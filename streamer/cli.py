@@ -1,0 +1,326 @@
+"""The ``facestream`` command.
+
+Subcommands: ``analyze`` (a video through the whole pipeline), ``predict`` (images,
+in-process, no Ray), ``report`` (HTML plots of an output dir), ``face-model`` (build the
+derived face model). This is the only place that prints; library code reports through
+return values, exceptions and injected callbacks.
+
+A user's mistake ends with one line on stderr and a distinct exit status, never a
+traceback; an internal error prints one line naming a log file that holds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+EXIT_CODES = """exit status:
+  0  success
+  1  internal error (the message names a log file with the traceback)
+  2  bad usage or bad configuration
+  3  an input file or directory does not exist
+  4  an input is not a readable video or image
+  5  no usable trained checkpoint
+  6  Redis unreachable
+  7  no face found in the whole input (outputs and summary are still written)
+  8  the Ray cluster given by --address cannot be joined
+  130 interrupted"""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (status 2) instead of the usage block."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see `{self.prog} --help`)", 2)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="facestream", description="Faces in video: 3D expression, head pose "
+                     "and identity shape per tracked face.", epilog=EXIT_CODES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    a = sub.add_parser("analyze", help="analyse a video file into Parquet + Redis",
+                       epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("video")
+    a.add_argument("--out", help="output directory (default: parquet.out of the config, 'out')")
+    a.add_argument("--redis-url", help="publish to this Redis (default: an embedded server for the run)")
+    a.add_argument("--address", help="join this Ray cluster (default: a private local one)")
+    a.add_argument("--config", help="YAML config (default: ./ray_config.yaml if present)")
+    a.add_argument("--checkpoint", help="regressor checkpoint (default: the shipped one)")
+    rate = a.add_mutually_exclusive_group()
+    rate.add_argument("--fps", type=_positive_float, help="process at most this many frames per second")
+    rate.add_argument("--every", type=_positive_int, help="process every k-th frame")
+    a.add_argument("--annotate", metavar="OUT.mp4", help="also write a video with the results drawn on it")
+    a.add_argument("--stream-id", help="stream id in the outputs (default: the file name without suffix)")
+
+    p = sub.add_parser("predict", help="faces in images, one line per face (no Ray)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="one JSON object per face")
+    p.add_argument("--no-detect", action="store_true",
+                   help="each image is already a face crop made with the checkpoint's crop rule")
+    p.add_argument("--checkpoint", help="regressor checkpoint (default: the shipped one)")
+    p.add_argument("--config", help="YAML config (default: ./ray_config.yaml if present)")
+
+    r = sub.add_parser("report", help="write an HTML report of an output directory")
+    r.add_argument("out_dir", metavar="DIR")
+
+    sub.add_parser("face-model", help="build the derived face model; print its path, version and hash")
+    return parser
+
+
+# ---- analyze ---------------------------------------------------------------------------
+
+class _ProgressBar:
+    """tqdm bar fed with a session's progress dicts; silent when stderr is not a terminal."""
+
+    def __init__(self):
+        self._bar = None
+
+    def __call__(self, progress: dict) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=progress.get("frame_count_estimate"), unit="frame",
+                             desc="analyze", disable=None, dynamic_ncols=True)
+        if progress.get("frame_count_estimate") and self._bar.total is None:
+            self._bar.total = progress["frame_count_estimate"]
+        self._bar.update(progress["frames"] - self._bar.n)
+        self._bar.set_postfix(fps=f"{progress['fps']:.1f}", faces=progress["faces"], refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _analyze(args) -> int:
+    from streamer.analyze import analyze
+    from streamer.config import load_config
+
+    overrides: dict = {}
+    if args.out:
+        overrides.setdefault("parquet", {})["out"] = args.out
+    if args.redis_url:
+        overrides.setdefault("redis", {})["url"] = args.redis_url
+    if args.checkpoint:
+        overrides.setdefault("model", {})["checkpoint"] = args.checkpoint
+    if args.fps is not None:
+        overrides.setdefault("source", {})["fps"] = args.fps
+    if args.every is not None:
+        overrides.setdefault("source", {})["every"] = args.every
+    cfg = load_config(args.config, overrides)
+    bar = _ProgressBar()
+    try:
+        summary = analyze(args.video, cfg, address=args.address, stream_id=args.stream_id,
+                          annotate=args.annotate, on_progress=bar)
+    finally:
+        bar.close()
+    where = Path(summary["out"]) / "summary.json"
+    if summary["faces"] == 0:
+        raise UserError(f"no face found in {args.video} ({summary['frames']} frames analysed); "
+                        f"summary: {where}", 7)
+    print(f"{summary['frames']} frames, {summary['faces']} faces in {summary['tracks']} tracks "
+          f"at {summary['fps']:.1f} frames/s -> {summary['out']} (summary: {where})")
+    if "annotated" in summary:
+        print(f"annotated video: {summary['annotated']}")
+    return 0
+
+
+# ---- predict ---------------------------------------------------------------------------
+
+def _read_image(path: str):
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: {'is not a regular file' if p.exists() else 'does not exist'}", 3)
+    image = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path}: not a readable image", 4)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _whole_image_box(image, enlarge: float):
+    """The box whose crop, under the checkpoint's rule, is exactly the (square) image."""
+    import numpy as np
+
+    h, w = image.shape[:2]
+    side = max(h, w) / (1 + 2 * enlarge)
+    cx, cy = w / 2, h / 2
+    return np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]], np.float32)
+
+
+def _predict(args) -> int:
+    from streamer.config import load_config
+
+    cfg = load_config(args.config, {"model": {"checkpoint": args.checkpoint}} if args.checkpoint else None)
+    images = [(path, _read_image(path)) for path in args.images]  # every input, before model imports
+
+    import numpy as np
+
+    from streamer.analyze import check_checkpoint
+    from streamer.crops import CropRule, crop_faces, to_tensor
+    from streamer.session import pose_in_image
+    from workers.regressor import Regressor
+
+    ckpt, _ = check_checkpoint(cfg)
+    regressor = Regressor.load(str(ckpt), cfg.model.device)
+    rule = CropRule.from_meta(regressor.meta)
+    detector = None
+    if not args.no_detect:
+        from workers.detector import FaceDetector
+
+        detector = FaceDetector(cfg.detector, threads=os.cpu_count() or 1)
+    found = 0
+    for path, image in images:
+        if detector is None:
+            boxes, scores = _whole_image_box(image, rule.enlarge), np.ones(1, np.float32)
+        else:
+            det = detector.detect([image])[0]
+            boxes, scores = det.boxes, det.scores
+        if not len(boxes):
+            continue
+        crops, affines = crop_faces(image, boxes, rule)
+        pred = regressor(to_tensor(crops, rule))
+        poses = pose_in_image(pred, affines)
+        for i in range(len(boxes)):
+            face = _face_dict(path, boxes[i], scores[i], pred, poses[i], i)
+            print(json.dumps(face) if args.json else _face_line(face, i))
+        found += len(boxes)
+    if not found:
+        raise UserError(f"no face found in {len(images)} image(s)", 7)
+    return 0
+
+
+def _face_dict(path, box, score, pred, pose, i) -> dict:
+    def floats(values) -> list[float]:
+        return [round(float(v), 6) for v in values]
+
+    yaw, pitch, roll, tx, ty, scale = floats(pose)
+    return {"image": path, "box": floats(box), "score": round(float(score), 6),
+            "expression": floats(pred.expression[i]),
+            "pose": {"yaw": yaw, "pitch": pitch, "roll": roll, "tx": tx, "ty": ty, "scale": scale},
+            "quaternion": floats(pred.quaternion[i]), "shape": floats(pred.shape[i])}
+
+
+def _face_line(face: dict, i: int) -> str:
+    p, b = face["pose"], face["box"]
+    return (f"{face['image']} face {i}: box ({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f}) "
+            f"score {face['score']:.3f}  yaw {p['yaw']:+.1f} pitch {p['pitch']:+.1f} "
+            f"roll {p['roll']:+.1f} deg  centre ({p['tx']:.1f}, {p['ty']:.1f}) px  "
+            f"scale {p['scale']:.2f} px/cm")
+
+
+# ---- report, face-model ------------------------------------------------------------------
+
+def _report(args) -> int:
+    out = Path(args.out_dir)
+    if not out.is_dir():
+        raise UserError(f"{out}: no such output directory", 3)
+    if not (out / "records").is_dir():
+        raise UserError(f"{out}: not a facestream output directory (no records/ inside)", 3)
+    from streamer.report import write_report
+
+    print(write_report(out))
+    return 0
+
+
+def _face_model(args) -> int:
+    from workers import face_model
+
+    path = face_model.build()
+    model = face_model.load(str(path))
+    print(f"path: {path}\nversion: {model.version}\nsha256: {model.sha256}")
+    return 0
+
+
+_COMMANDS = {"analyze": _analyze, "predict": _predict, "report": _report, "face-model": _face_model}
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+# (module, exception class, exit status); the first match wins, so subclasses come first
+_USER_ERRORS = (
+    ("streamer.config", "ConfigError", 2),
+    ("streamer.source", "SourceNotFound", 3),
+    ("streamer.source", "SourceError", 4),
+    ("workers.checkpoint", "CheckpointError", 5),
+    ("streamer.sinks.base", "SinkError", 6),
+    ("streamer.redis_server", "RedisServerError", 6),
+    ("streamer.runtime", "RuntimeStartError", 8),
+)
+
+
+def _exit_code(error: BaseException) -> int | None:
+    """The exit status of a user-facing error, or None for an internal one.
+
+    Classes are looked up among the modules already imported: an error cannot come from
+    a module that never ran, and importing one here (torch, Ray) would only cost time.
+    """
+    if isinstance(error, UserError):
+        return error.code
+    for module, name, code in _USER_ERRORS:
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None and isinstance(error, kind):
+            return code
+    return None
+
+
+def _log_internal_error(error: BaseException) -> Path:
+    log = Path(tempfile.gettempdir()) / f"facestream-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    log.write_text(f"facestream {' '.join(sys.argv[1:])}\n\n"
+                   + "".join(traceback.format_exception(error)))
+    return log
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("facestream: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the one place that turns errors into messages
+        code = _exit_code(error)
+        if code is not None:
+            print(f"facestream: error: {_one_line(error)}", file=sys.stderr)
+            return code
+        log = _log_internal_error(error)
+        print(f"facestream: internal error: {type(error).__name__}: {_one_line(error)} (traceback in {log})",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

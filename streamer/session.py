@@ -1,0 +1,407 @@
+"""One stream, end to end: the ``StreamSession`` Ray actor.
+
+    source ─frames→ detect (shared replica) → track → crop → regress (shared replica)
+           → pose into image pixels → smooth per track → FaceRecords → sinks
+
+The session is an async actor running three stages joined by bounded queues:
+
+1. *read*: decode a detector batch of frames (in a thread), shrink them to the
+   detector's input size and send them to a detector replica; at most
+   ``_DETECT_AHEAD`` batches are decoded ahead of tracking.
+2. *track*: in frame order, track the detections, cut the crops with the checkpoint's
+   crop rule and send them to a regressor replica; at most
+   ``cfg.session.max_inflight_batches`` crop batches are in flight.
+3. *publish*: in frame order, turn predictions into FaceRecords (raw and smoothed) and
+   write them to every sink.
+
+A stage waits for a free slot before it starts on a batch (:class:`_Pipe`), so a
+slow stage makes every stage before it wait, down to the decoder: that is the
+backpressure by which a file is processed completely, never dropping a frame, at the
+speed of the slowest stage, while decoding, detection and regression of consecutive
+batches overlap. Tracking and smoothing run strictly in frame order (they are stateful);
+only the model calls are concurrent.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Iterator
+
+import cv2
+import numpy as np
+import ray
+
+from streamer.config import Config
+from streamer.crops import CropRule, crop_faces, crop_to_image
+from streamer.schema import FaceRecord
+from streamer.sinks.base import Sink
+from streamer.smoothing import SmootherBank
+from streamer.source import Frame, open_source
+from streamer.tracking import Track, Tracker
+from workers import face_model
+from workers.pose import euler_from_matrix, matrix_from_quaternion
+from workers.regressor import Prediction
+from workers.replicas import Replicas, slice_prediction
+
+_DETECT_AHEAD = 2  # detector batches decoded (and detecting) ahead of tracking
+
+SinkFactory = Callable[[], Sink]
+
+
+def detector_input(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The frame at the size the detector works at, and that size over the original.
+
+    The detector shrinks frames to ``max_side`` anyway; shrinking them before they are
+    sent moves that work to the session's decode thread and sends far fewer bytes
+    through Ray (a 1080p frame is 6.2 MB, at 640 px 0.7 MB). Boxes found in the small
+    frame are divided by the factor to return to source pixels.
+    """
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image, 1.0
+    s = max_side / max(h, w)
+    small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return small, small.shape[1] / w
+
+
+def pose_in_image(pred: Prediction, affines: np.ndarray) -> np.ndarray:
+    """(N, 6) yaw, pitch, roll, tx, ty, scale in the source image for crops cut with ``affines``.
+
+    The network reports the face centre in crop pixels and a scale in crop pixels per
+    centimetre; the crop affine maps the centre to image pixels, and its linear part
+    (image pixels per crop pixel, the same on both axes) converts the scale.
+    """
+    centre = crop_to_image(pred.centre[:, None, :], affines)[:, 0, :]
+    scale = pred.scale * affines[:, 0, 0]
+    return np.column_stack([pred.euler, centre, scale])
+
+
+class RecordBuilder:
+    """Predictions of one stream's tracked faces → FaceRecords, smoothing per track.
+
+    ``blendshapes`` reads a smoothed eta as the 53 named blendshapes (the face model's
+    map); it is injected so that the builder does not load the face model itself.
+    """
+
+    def __init__(self, stream_id: str, model_version: str, smoothers: SmootherBank,
+                 blendshapes: Callable[[np.ndarray], np.ndarray]):
+        self.stream_id = stream_id
+        self.model_version = model_version
+        self._smoothers = smoothers
+        self._blendshapes = blendshapes
+
+    def frame(self, frame: "_FrameWork", pred: Prediction | None, first_row: int) -> list[FaceRecord]:
+        """Records of one frame, whose faces are rows ``first_row...`` of ``pred``."""
+        records = []
+        if frame.tracks:
+            poses = pose_in_image(slice_prediction(pred, first_row, first_row + len(frame.tracks)),
+                                  frame.affines)
+            now = time.time()
+            for k, track in enumerate(frame.tracks):
+                records.append(self._record(frame, track, pred, first_row + k, poses[k], now))
+        for track_id in frame.ended_ids:
+            self._smoothers.drop(track_id)
+        return records
+
+    def _record(self, frame: "_FrameWork", track: Track, pred: Prediction, i: int,
+                raw_pose: np.ndarray, now: float) -> FaceRecord:
+        s = self._smoothers.update(track.track_id, frame.pts, pred.expression[i],
+                                   pred.quaternion[i], raw_pose[3:], pred.shape[i])
+        euler = euler_from_matrix(matrix_from_quaternion(s["quaternion"]))
+        return FaceRecord(
+            stream_id=self.stream_id, frame_index=frame.index, pts=frame.pts, wall_time=now,
+            track_id=track.track_id, box=_f32(track.box), score=track.score,
+            expression=_f32(s["expression"]), pose=_f32([*euler, *s["translation"]]),
+            quaternion=_f32(s["quaternion"]), shape=_f32(s["shape"]),
+            blendshapes=_f32(self._blendshapes(s["expression"])),
+            expression_raw=_f32(pred.expression[i]), pose_raw=_f32(raw_pose),
+            quaternion_raw=_f32(pred.quaternion[i]), shape_raw=_f32(pred.shape[i]),
+            model_version=self.model_version,
+        )
+
+
+def _f32(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+class _Pipe:
+    """FIFO between two stages with a fixed number of slots.
+
+    A producer reserves a slot *before* it starts the work it will put (decoding,
+    a model call) and the consumer releases it once done with the item, so a slot
+    bounds work in flight — not only queue length, which would let one more item be
+    produced and one more be consumed beyond the bound. ``get`` returns None after
+    ``close``.
+    """
+
+    def __init__(self, slots: int):
+        if slots < 1:
+            raise ValueError(f"a pipe needs at least one slot, got {slots}")
+        self._slots = asyncio.Semaphore(slots)
+        self._items: asyncio.Queue = asyncio.Queue()
+
+    async def reserve(self) -> None:
+        await self._slots.acquire()
+
+    def put(self, item: Any) -> None:
+        self._items.put_nowait(item)
+
+    def close(self) -> None:
+        self._items.put_nowait(None)
+
+    async def get(self) -> Any:
+        return await self._items.get()
+
+    def release(self) -> None:
+        self._slots.release()
+
+
+@dataclass
+class _FrameWork:
+    """What the later stages need of one frame once its crops are cut (not the image)."""
+
+    index: int
+    pts: float
+    tracks: list[Track]
+    affines: np.ndarray      # (faces, 2, 3) crop -> image
+    ended_ids: list[int]     # tracks the tracker ended at this frame
+
+
+@dataclass
+class _Counters:
+    frames: int = 0
+    faces: int = 0
+    track_ids: set = field(default_factory=set)
+    started: float = 0.0       # run() called
+    processing: float = 0.0    # models known, source open, sinks up: frames start to flow
+    finished: float = 0.0
+
+
+class StreamSession:
+    """Analyses one stream; create it with :func:`launch`, then ``await run()``.
+
+    ``sinks`` are factories called inside the actor (a sink holds connections and open
+    files, which do not travel between processes); every sink gets every record and
+    the lifecycle events started, progress, ended and failed.
+    """
+
+    def __init__(self, stream_id: str, url: str, cfg: Config, replicas: Replicas,
+                 sinks: list[SinkFactory]):
+        self.stream_id = stream_id
+        self.url = url
+        self.cfg = cfg
+        self.replicas = replicas
+        self._sink_factories = sinks
+        self._sinks: list[Sink] = []
+        self._source = None
+        self._state = "created"
+        self._count = _Counters()
+        self._last_progress_event = 0.0
+        # one thread each, so decoding never waits for a slow sink and vice versa
+        self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
+        self._sink_pool = ThreadPoolExecutor(1, thread_name_prefix="sinks")
+
+    async def progress(self) -> dict:
+        """Counters so far; cheap, callable at any time while ``run`` is going."""
+        c, elapsed = self._count, self._elapsed()
+        source = self._source
+        return {
+            "state": self._state, "frames": c.frames, "faces": c.faces, "tracks": len(c.track_ids),
+            "seconds": elapsed, "fps": c.frames / elapsed if elapsed > 0 else 0.0,
+            "frame_count_estimate": source.frame_count_estimate if source else None,
+            "decode_errors": source.stats["decode_errors"] if source else 0,
+        }
+
+    async def run(self) -> dict:
+        """Process the whole stream; returns the summary, or raises after a ``failed`` event."""
+        self._state = "starting"
+        self._count.started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        try:
+            info = await self.replicas.info()
+            rule = CropRule.from_meta(info["meta"])
+            builder = RecordBuilder(self.stream_id, info["version"], SmootherBank(self.cfg.smoothing),
+                                    face_model.load().blendshapes_from_eta)
+            self._source = await loop.run_in_executor(self._decode_pool, open_source,
+                                                      self.url, self.cfg.source)
+            for make in self._sink_factories:  # one by one: a failure is told to those made
+                self._sinks.append(make())
+            src = self._source
+            await self._emit("started", url=self.url, fps=src.fps, width=src.width, height=src.height,
+                             frame_count_estimate=src.frame_count_estimate, model_version=info["version"])
+            self._state = "running"
+            self._count.processing = time.monotonic()
+            detected, regressing = _Pipe(_DETECT_AHEAD), _Pipe(self.cfg.session.max_inflight_batches)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read(iter(src), detected))
+                group.create_task(self._track(detected, regressing, rule))
+                group.create_task(self._publish(regressing, builder))
+            self._count.finished = time.monotonic()
+            await self._in_sink_thread(lambda: [s.flush() for s in self._sinks])
+            summary = self._summary()  # after the flush, so sink counts are final
+            await self._emit("ended", **_event_info(summary))
+            await self._close_sinks()
+            self._state = "ended"
+            return summary
+        except BaseException as e:
+            self._count.finished = self._count.finished or time.monotonic()
+            self._state = "failed"
+            await self._fail(_root_cause(e))
+            raise _root_cause(e) from None
+        finally:
+            if self._source is not None:  # in the decode thread, after any decode in progress
+                await loop.run_in_executor(self._decode_pool, self._source.close)
+
+    # ---- stages ------------------------------------------------------------------------
+
+    async def _read(self, frames: Iterator[Frame], out: "_Pipe") -> None:
+        loop = asyncio.get_running_loop()
+        size, max_side = self.cfg.detector.batch_size, self.cfg.detector.max_side
+        while True:
+            await out.reserve()
+            batch = await loop.run_in_executor(self._decode_pool, _take, frames, size)
+            if not batch:
+                break
+            shrunk = await loop.run_in_executor(
+                self._decode_pool, lambda: [detector_input(f.image, max_side) for f in batch])
+            scales = [scale for _, scale in shrunk]
+            out.put((batch, scales, self.replicas.detect([image for image, _ in shrunk])))
+        out.close()
+
+    async def _track(self, inp: "_Pipe", out: "_Pipe", rule: CropRule) -> None:
+        tracker = Tracker(self.cfg.tracker)
+        while (item := await inp.get()) is not None:
+            frames, scales, detections_ref = item
+            detections = await detections_ref
+            work, crops = [], []
+            for frame, scale, det in zip(frames, scales, detections):
+                tracks = tracker.update(det.boxes / scale, det.scores, frame.index)
+                boxes = np.array([t.box for t in tracks], np.float64).reshape(-1, 4)
+                frame_crops, affines = crop_faces(frame.image, boxes, rule)
+                crops.append(frame_crops)
+                work.append(_FrameWork(frame.index, frame.pts, tracks, affines, list(tracker.ended_ids)))
+            inp.release()  # the frames' images are no longer needed
+            all_crops = np.concatenate(crops)
+            await out.reserve()
+            out.put((work, self.replicas.predict(all_crops) if len(all_crops) else None))
+        out.close()
+
+    async def _publish(self, inp: "_Pipe", builder: RecordBuilder) -> None:
+        c = self._count
+        while (item := await inp.get()) is not None:
+            work, prediction_ref = item
+            pred = await prediction_ref if prediction_ref is not None else None
+            inp.release()
+            records, row = [], 0
+            for frame in work:
+                records.extend(builder.frame(frame, pred, row))
+                row += len(frame.tracks)
+            if records:
+                await self._in_sink_thread(lambda: [s.write(records) for s in self._sinks])
+            c.frames += len(work)
+            c.faces += len(records)
+            c.track_ids.update(r.track_id for r in records)
+            await self._maybe_progress_event()
+
+    # ---- sinks and events ----------------------------------------------------------------
+
+    async def _maybe_progress_event(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress_event >= self.cfg.session.progress_every_s:
+            self._last_progress_event = now
+            p = await self.progress()
+            await self._emit("progress", frames=p["frames"], faces=p["faces"], fps=p["fps"])
+
+    async def _emit(self, kind: str, **info: Any) -> None:
+        await self._in_sink_thread(lambda: [s.event(kind, **info) for s in self._sinks])
+
+    async def _close_sinks(self) -> None:
+        sinks, self._sinks = self._sinks, []
+        await self._in_sink_thread(lambda: [s.close() for s in sinks])
+
+    async def _fail(self, error: BaseException) -> None:
+        """Best effort: say why on every sink, keep what was written, close."""
+        info = {"error": f"{type(error).__name__}: {error}", **_event_info(self._summary())}
+        for sink in self._sinks:
+            try:
+                await self._in_sink_thread(partial(sink.event, "failed", **info))
+            except Exception:
+                pass  # a sink that cannot take the event cannot take anything else either
+        for sink in self._sinks:
+            try:
+                await self._in_sink_thread(sink.close)
+            except Exception:
+                pass
+        self._sinks = []
+
+    async def _in_sink_thread(self, fn: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._sink_pool, fn)
+
+    # ---- accounting ----------------------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        """Seconds spent processing frames (start-up excluded, so short clips compare)."""
+        if not self._count.processing:
+            return 0.0
+        return (self._count.finished or time.monotonic()) - self._count.processing
+
+    def _startup(self) -> float:
+        c = self._count
+        return (c.processing or c.finished or time.monotonic()) - c.started if c.started else 0.0
+
+    def _summary(self) -> dict:
+        c, seconds = self._count, self._elapsed()
+        stats = self._source.stats if self._source else {}
+        sink_stats = {type(s).__name__: s.stats for s in self._sinks}
+        return {
+            "stream_id": self.stream_id,
+            "frames": c.frames,
+            "faces": c.faces,
+            "tracks": len(c.track_ids),
+            "published": sum(s.get("published", 0) for s in sink_stats.values()),
+            "dropped": stats.get("dropped", 0),
+            "decode_errors": stats.get("decode_errors", 0),
+            "seconds": seconds,
+            "startup_seconds": self._startup(),
+            "fps": c.frames / seconds if seconds > 0 else 0.0,
+            "sinks": sink_stats,
+        }
+
+
+def _event_info(summary: dict) -> dict:
+    """The summary as event fields (the event carries the stream id itself)."""
+    return {k: v for k, v in summary.items() if k != "stream_id"}
+
+
+def _take(frames: Iterator[Frame], n: int) -> list[Frame]:
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == n:
+            break
+    return batch
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    """The first real error inside TaskGroup exception groups and Ray task errors."""
+    while True:
+        if isinstance(e, BaseExceptionGroup):
+            e = e.exceptions[0]
+        elif isinstance(e, ray.exceptions.RayTaskError) and isinstance(e.cause, BaseException):
+            e = e.cause
+        else:
+            return e
+
+
+def launch(stream_id: str, url: str, cfg: Config, replicas: Replicas,
+           sinks: list[SinkFactory]) -> ray.actor.ActorHandle:
+    """Start a StreamSession actor.
+
+    It reserves no CPU: a session spends its time waiting on the replicas, which hold
+    the CPUs, and the number of streams must not be capped by the replicas' reservation.
+    """
+    actor = ray.remote(StreamSession).options(num_cpus=0)
+    return actor.remote(stream_id, url, cfg, replicas, sinks)

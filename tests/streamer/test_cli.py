@@ -1,0 +1,179 @@
+"""The ``facestream`` command as users run it: a subprocess, exit codes, stdout/stderr.
+
+User errors must end with their own exit code and exactly one line on stderr, never a
+traceback. Runs that need Ray join the test session's cluster with --address (starting
+a private cluster per run would cost ~20 s each on a small machine).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from streamer.dataset import read_records
+from streamer.schema import decode_redis, stream_key
+from workers import face_model
+
+REPO = Path(__file__).resolve().parents[2]
+REAL = REPO.parent / "shared" / "data" / "real"
+
+
+def facestream(*args, timeout: float = 240, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **env_vars}
+    return subprocess.run([sys.executable, "-m", "streamer.cli", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int) -> str:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("facestream: error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, face_video, tiny_checkpoint):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "text.mp4").write_text("this is not a video\n")
+    data = face_video.path.read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (d / "bad.yaml").write_text("detector:\n  treshold: 0.5\n")
+    (d / "text.jpg").write_text("not an image")
+    return d
+
+
+# (case id, argv builder, exit code, words the message must contain)
+USER_ERRORS = [
+    ("missing-video", lambda d, v, c: ["analyze", d / "nope.mp4"], 3, "does not exist"),
+    ("text-as-mp4", lambda d, v, c: ["analyze", d / "text.mp4"], 4, "not a readable video"),
+    ("truncated-video", lambda d, v, c: ["analyze", d / "truncated.mp4"], 4, "truncated.mp4"),
+    ("no-checkpoint", lambda d, v, c: ["analyze", v, "--checkpoint", d / "none"], 5, "no trained checkpoint"),
+    ("redis-unreachable", lambda d, v, c: ["analyze", v, "--checkpoint", c, "--redis-url",
+                                           "redis://127.0.0.1:1"], 6, "cannot reach Redis"),
+    ("ray-unreachable", lambda d, v, c: ["analyze", v, "--checkpoint", c, "--address", "127.0.0.1:1"],
+     8, "cannot join the Ray cluster"),
+    ("bad-config-key", lambda d, v, c: ["analyze", v, "--config", d / "bad.yaml"], 2, "treshold"),
+    ("no-arguments", lambda d, v, c: ["analyze"], 2, "required: video"),
+    ("fps-and-every", lambda d, v, c: ["analyze", v, "--fps", 5, "--every", 2], 2, "not allowed"),
+    ("predict-missing", lambda d, v, c: ["predict", d / "nope.jpg", "--checkpoint", c], 3, "does not exist"),
+    ("predict-not-image", lambda d, v, c: ["predict", d / "text.jpg", "--checkpoint", c], 4, "not a readable image"),
+    ("predict-no-checkpoint", lambda d, v, c: ["predict", REAL / "prnet_1.jpg", "--checkpoint", d / "x"],
+     5, "no trained checkpoint"),
+    ("report-missing", lambda d, v, c: ["report", d / "no-such-dir"], 3, "no such output directory"),
+]
+
+
+@pytest.fixture(scope="module")
+def user_error_runs(bad_inputs, face_video, tiny_checkpoint):
+    """Every bad invocation at once (each is a short process; in parallel they take the
+    time of the slowest few, not of all)."""
+    with ThreadPoolExecutor(4) as pool:
+        runs = {case: pool.submit(facestream, *argv(bad_inputs, face_video.path, tiny_checkpoint))
+                for case, argv, _, _ in USER_ERRORS}
+        return {case: future.result() for case, future in runs.items()}
+
+
+@pytest.mark.parametrize("case, code, words", [(c, code, w) for c, _, code, w in USER_ERRORS],
+                         ids=[c for c, *_ in USER_ERRORS])
+def test_user_errors_have_their_exit_code_and_one_line(user_error_runs, case, code, words):
+    line = assert_one_line_error(user_error_runs[case], code)
+    assert words in line
+
+
+def test_analyze_end_to_end_with_annotation_then_report(tmp_path, face_video, tiny_checkpoint, ray_runtime, redis_url):
+    out = tmp_path / "out"
+    result = facestream("analyze", face_video.path, "--out", out, "--checkpoint", tiny_checkpoint,
+                        "--address", ray_runtime.address, "--redis-url", redis_url,
+                        "--stream-id", "cli-cam", "--every", 2, "--annotate", out / "annotated.mp4")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "20 frames, 20 faces in 1 tracks" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "ok" and (summary["frames"], summary["faces"]) == (20, 20)
+    assert summary["annotated"] == str(out / "annotated.mp4") and (out / "annotated.mp4").stat().st_size > 0
+    records = read_records(out, "cli-cam")
+    client = redis.Redis.from_url(redis_url)
+    in_redis = [decode_redis(f) for _, f in client.xrange(stream_key("facestream", "cli-cam"))]
+    client.close()
+    assert [r.frame_index for r in records] == [r.frame_index for r in in_redis] == list(range(0, 40, 2))
+
+    report = facestream("report", out)
+    assert report.returncode == 0, report.stderr
+    assert Path(report.stdout.strip()).is_file()
+
+
+def test_no_faces_exits_7_with_a_private_cluster_that_leaves_no_trace(tmp_path, blank_video, tiny_checkpoint):
+    """The default set-up (private Ray, embedded Redis) from a user's point of view: Ray
+    needs nothing in HOME and writes no token there, and the temp state is removed.
+    (onnxruntime keeps a device id under ~/.cache whatever we do; that is not checked.)"""
+    out, home = tmp_path / "out", tmp_path / "home"
+    home.mkdir()
+    scratch = Path(tempfile.mkdtemp(prefix="fs", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        result = facestream("analyze", blank_video.path, "--out", out, "--checkpoint", tiny_checkpoint,
+                            HOME=str(home), TMPDIR=str(scratch))
+        line = assert_one_line_error(result, 7)
+        assert "no face found" in line and str(out / "summary.json") in line
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["status"] == "ok" and (summary["frames"], summary["faces"]) == (blank_video.frames, 0)
+        assert summary["redis"].startswith("embedded")
+        assert not (home / ".ray").exists()
+        assert not [p.name for p in scratch.iterdir() if p.name.startswith(("facestream-ray", "facestream-redis"))]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_predict_prints_one_json_line_per_face(tiny_checkpoint):
+    result = facestream("predict", REAL / "two_people.jpg", REAL / "obama-720p.jpg", "--json",
+                        "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    faces = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(f["image"]).name for f in faces] == ["two_people.jpg"] * 2 + ["obama-720p.jpg"]
+    for f in faces:
+        assert set(f) == {"image", "box", "score", "expression", "pose", "quaternion", "shape"}
+        assert (len(f["expression"]), len(f["shape"]), len(f["quaternion"]), len(f["box"])) == (29, 99, 4, 4)
+        assert set(f["pose"]) == {"yaw", "pitch", "roll", "tx", "ty", "scale"}
+        x1, y1, x2, y2 = f["box"]
+        assert f["score"] > 0.9 and x1 < x2 and y1 < y2
+        assert abs(np.linalg.norm(f["quaternion"]) - 1) < 1e-4
+    # obama-720p.jpg: RetinaFace puts the face at about x 588..742
+    assert 560 < faces[2]["box"][0] < 620
+
+
+def test_predict_no_detect_treats_the_image_as_a_crop(tiny_checkpoint):
+    result = facestream("predict", REAL / "prnet_1.jpg", "--no-detect", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and "prnet_1.jpg face 0:" in lines[0] and "yaw" in lines[0]
+
+
+def test_face_model_prints_path_version_hash():
+    result = facestream("face-model")
+    assert result.returncode == 0, result.stderr
+    fm = face_model.load()
+    fields = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert fields["version"] == fm.version and fields["sha256"] == fm.sha256
+    assert Path(fields["path"]).is_file()
+
+
+def test_internal_error_names_a_log_with_the_traceback(tmp_path):
+    part = tmp_path / "records" / "stream=x" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"definitely not parquet")
+    result = facestream("report", tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("facestream: internal error: ")
+    log = Path(lines[0].rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback" in log.read_text()
+    log.unlink()

@@ -1,0 +1,146 @@
+"""Model replicas: dynamic crop batching (asyncio, then inside a real Ray actor) and the
+detector replica, against the same models run in-process."""
+from __future__ import annotations
+
+import asyncio
+import pickle
+import time
+
+import numpy as np
+import pytest
+import ray
+
+from streamer.config import DetectorConfig, SourceConfig
+from streamer.crops import CropRule, crop_faces, to_tensor
+from streamer.source import open_source
+from workers.detector import FaceDetector
+from workers.regressor import Prediction, Regressor
+from workers.replicas import CropBatcher, RegressorReplica, Replicas, slice_prediction
+
+
+def fake_model(calls: list):
+    """A 'model' whose expression[:, 0] echoes each crop's first pixel, recording batch sizes."""
+    def run(crops: np.ndarray) -> Prediction:
+        calls.append(len(crops))
+        n = len(crops)
+        expression = np.zeros((n, 29), np.float32)
+        expression[:, 0] = crops[:, 0, 0, 0]
+        return Prediction(expression=expression, rotation=np.zeros((n, 3, 3)), euler=np.zeros((n, 3)),
+                          quaternion=np.zeros((n, 4)), centre=np.zeros((n, 2)), scale=np.zeros(n),
+                          shape=np.zeros((n, 99)), landmarks=np.zeros((n, 68, 2)))
+    return run
+
+
+def crops_of(marker: int, n: int) -> np.ndarray:
+    return np.full((n, 4, 4, 3), marker, np.uint8)
+
+
+def submit_all(batcher: CropBatcher, sizes: list[int]) -> list[Prediction]:
+    async def go():
+        return await asyncio.gather(*(batcher.submit(crops_of(i, n)) for i, n in enumerate(sizes)))
+    return asyncio.run(go())
+
+
+def test_concurrent_requests_share_one_batch_and_get_their_own_rows():
+    calls: list[int] = []
+    batcher = CropBatcher(fake_model(calls), max_batch_size=32, max_wait_s=0.05)
+    results = submit_all(batcher, [3, 4, 5])
+    assert calls == [12]
+    for i, (pred, n) in enumerate(zip(results, [3, 4, 5])):
+        assert len(pred) == n and np.all(pred.expression[:, 0] == i)
+    assert batcher.stats == {"requests": 3, "crops": 12, "batches": 1, "largest_batch": 12}
+
+
+def test_batches_never_exceed_max_and_keep_arrival_order():
+    calls: list[int] = []
+    batcher = CropBatcher(fake_model(calls), max_batch_size=8, max_wait_s=0.05)
+    results = submit_all(batcher, [4] * 10)
+    assert calls == [8] * 5
+    assert [int(p.expression[0, 0]) for p in results] == list(range(10))
+
+
+def test_a_request_larger_than_max_runs_alone_unsplit():
+    calls: list[int] = []
+    batcher = CropBatcher(fake_model(calls), max_batch_size=32, max_wait_s=0.01)
+    results = submit_all(batcher, [40, 2])
+    assert calls == [40, 2] and [len(p) for p in results] == [40, 2]
+
+
+def test_a_lone_request_waits_at_most_max_wait():
+    calls: list[int] = []
+    batcher = CropBatcher(fake_model(calls), max_batch_size=32, max_wait_s=0.05)
+    t0 = time.monotonic()
+    submit_all(batcher, [1])
+    assert 0.04 <= time.monotonic() - t0 < 1.0 and calls == [1]
+
+
+def test_a_failing_batch_fails_its_callers_and_the_batcher_carries_on():
+    calls: list[int] = []
+    model = fake_model(calls)
+
+    def flaky(crops):
+        if not calls:
+            calls.append(-1)
+            raise RuntimeError("device lost")
+        return model(crops)
+
+    batcher = CropBatcher(flaky, max_batch_size=32, max_wait_s=0.02)
+
+    async def go():
+        first = await asyncio.gather(batcher.submit(crops_of(1, 2)), batcher.submit(crops_of(2, 2)),
+                                     return_exceptions=True)
+        second = await batcher.submit(crops_of(3, 2))
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert all(isinstance(e, RuntimeError) and "device lost" in str(e) for e in first)
+    assert np.all(second.expression[:, 0] == 3)
+
+
+def test_slice_prediction():
+    pred = fake_model([])(np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((5, 4, 4, 3), np.uint8))
+    part = slice_prediction(pred, 1, 3)
+    assert len(part) == 2 and part.expression[:, 0].tolist() == [1, 2] and part.landmarks.shape == (2, 68, 2)
+
+
+@pytest.fixture(scope="module")
+def face_frames(face_video):
+    with open_source(str(face_video.path), SourceConfig()) as source:
+        return [f.image for f in source][:6]
+
+
+def test_regressor_replica_batches_callers_and_matches_the_model(ray_runtime, tiny_checkpoint, face_frames):
+    regressor = Regressor.load(str(tiny_checkpoint), "cpu")
+    rule = CropRule.from_meta(regressor.meta)
+    detections = FaceDetector(DetectorConfig()).detect(face_frames)
+    crops = [crop_faces(img, d.boxes, rule)[0] for img, d in zip(face_frames, detections)]
+    replica = ray.remote(RegressorReplica).options(num_cpus=0).remote(str(tiny_checkpoint), "cpu", 32, 200.0)
+    try:
+        info = ray.get(replica.info.remote())
+        assert info["version"] == regressor.version and info["meta"]["crop"]["size"] == 64
+        got = ray.get([replica.predict.remote(c) for c in crops])  # sent together: one batch
+        stats = ray.get(replica.stats.remote())
+    finally:
+        ray.kill(replica)
+    assert stats["requests"] == len(crops) and stats["batches"] < len(crops)
+    for c, pred in zip(crops, got):
+        want = regressor(to_tensor(c, rule))
+        for name in ("expression", "quaternion", "centre", "scale", "shape"):
+            np.testing.assert_allclose(getattr(pred, name), getattr(want, name), atol=1e-5)
+
+
+def test_detector_replica_matches_the_detector(shared_replicas, face_frames):
+    got = ray.get(shared_replicas.detect(face_frames))
+    want = FaceDetector(DetectorConfig()).detect(face_frames)
+    assert [len(d) for d in got] == [1] * len(face_frames)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.boxes, w.boxes, atol=1e-3)
+        np.testing.assert_allclose(g.scores, w.scores, atol=1e-5)
+
+
+def test_replicas_travel_by_pickle(shared_replicas, face_frames):
+    clone = pickle.loads(pickle.dumps(shared_replicas))
+    assert clone.detectors == shared_replicas.detectors and clone.regressors == shared_replicas.regressors
+    assert [len(d) for d in ray.get(clone.detect(face_frames[:2]))] == [1, 1]
+    with pytest.raises(ValueError):
+        Replicas([], shared_replicas.regressors)
