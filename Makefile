@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-runtime
 DEV   := $(VENV)/.installed-dev
 TRAIN := $(VENV)/.installed-train
 
-.PHONY: demo test train-deps freeze
+.PHONY: demo test train-deps weights freeze
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 
-$(DEV): $(STAMP) requirements-dev.txt
+$(DEV): $(STAMP) requirements-dev.txt requirements-train.txt
 	$(PIP) -r requirements-dev.txt
 	touch $@
 
@@ -33,4 +33,23 @@ test: $(DEV)
 train-deps: $(TRAIN)
 
 freeze:
-	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	{ echo "# Exact versions of everything facestream installs (pip -c constraints.txt); regenerate with"; \
+	  echo "# \`make freeze\` after changing requirements*.txt."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt
+
+# The whole recipe behind workers/weights (docs/training.md): teacher labels, renders,
+# training, evaluation. Hours on a 2-core CPU; each step skips work already done.
+REAL := ../shared/data/real
+weights: $(TRAIN)
+	$(VENV)/bin/facestream face-model
+	test -f data/labels/real_train.npz || $(PY) -m workers.training.real_labels --out data/labels/real_train.npz \
+	    $(REAL)/video/lp_d0.mp4 $(REAL)/video/lp_d3.mp4 $(REAL)/video/lp_d6.mp4 $(REAL)/video/lp_d9.mp4 \
+	    $(REAL)/video/lp_d10.mp4 $(REAL)/video/lp_s18.mp4
+	test -f data/labels/real_test.npz || $(PY) -m workers.training.real_labels --out data/labels/real_test.npz \
+	    $(REAL)/video/lp_d11.mp4 $(REAL)/video/lp_s32.mp4 $(REAL)/obama.mp4
+	test -f data/labels/real_test_photos.npz || $(PY) -m workers.training.real_labels \
+	    --out data/labels/real_test_photos.npz $(REAL)/*.jpg
+	$(PY) -m workers.training.synth --prefix val --shards 1 --per-shard 600 --seed 999
+	$(PY) -m workers.training.synth --prefix train --shards 24 --seed 1
+	$(VENV)/bin/facestream train --run runs/r18h --steps 1200 --export workers/weights/facestream-r18h
+	$(VENV)/bin/facestream evaluate --teacher-on-renders --out docs/accuracy.json

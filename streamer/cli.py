@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("out_dir", metavar="DIR")
 
     sub.add_parser("face-model", help="build the derived face model; print its path, version and hash")
+
+    # Training-side commands take their own flags (see docs/training.md); they need
+    # `make train-deps` for the teacher but not for training itself.
+    for name, text in (("train", "train the regressor (python -m workers.training.train --help)"),
+                       ("evaluate", "measure a checkpoint's accuracy (docs/accuracy.md)")):
+        t = sub.add_parser(name, help=text, add_help=False)
+        t.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -188,8 +195,10 @@ def _predict(args) -> int:
     from streamer.analyze import check_checkpoint
     from streamer.crops import CropRule, crop_faces, to_tensor
     from streamer.session import pose_in_image
+    from workers import face_model
     from workers.regressor import Regressor
 
+    fm = face_model.load()
     ckpt, _ = check_checkpoint(cfg)
     regressor = Regressor.load(str(ckpt), cfg.model.device)
     rule = CropRule.from_meta(regressor.meta)
@@ -212,6 +221,8 @@ def _predict(args) -> int:
         poses = pose_in_image(pred, affines)
         for i in range(len(boxes)):
             face = _face_dict(path, boxes[i], scores[i], pred, poses[i], i)
+            face["blendshapes"] = dict(zip(fm.blend_names, (round(float(w), 3) for w in
+                                                            fm.blendshapes_from_eta(pred.expression[i]))))
             print(json.dumps(face) if args.json else _face_line(face, i))
         found += len(boxes)
     if not found:
@@ -232,10 +243,11 @@ def _face_dict(path, box, score, pred, pose, i) -> dict:
 
 def _face_line(face: dict, i: int) -> str:
     p, b = face["pose"], face["box"]
+    top = sorted(face["blendshapes"].items(), key=lambda kv: -kv[1])[:3]
     return (f"{face['image']} face {i}: box ({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f}) "
             f"score {face['score']:.3f}  yaw {p['yaw']:+.1f} pitch {p['pitch']:+.1f} "
             f"roll {p['roll']:+.1f} deg  centre ({p['tx']:.1f}, {p['ty']:.1f}) px  "
-            f"scale {p['scale']:.2f} px/cm")
+            f"scale {p['scale']:.2f} px/cm  " + " ".join(f"{n} {w:.2f}" for n, w in top))
 
 
 # ---- report, face-model ------------------------------------------------------------------
@@ -261,7 +273,22 @@ def _face_model(args) -> int:
     return 0
 
 
-_COMMANDS = {"analyze": _analyze, "predict": _predict, "report": _report, "face-model": _face_model}
+def _train(args) -> int:
+    from workers.training.train import main as train_main
+
+    train_main(args.args)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from workers.training.evaluate import main as evaluate_main
+
+    evaluate_main(args.args)
+    return 0
+
+
+_COMMANDS = {"analyze": _analyze, "predict": _predict, "report": _report, "face-model": _face_model,
+             "train": _train, "evaluate": _evaluate}
 
 
 # ---- errors ------------------------------------------------------------------------------

@@ -137,6 +137,55 @@ def teacher_vs_truth(data: dict, euler_true: np.ndarray) -> dict:
             "eta_corr_mean": float(np.nanmean(_corr(ep, et)))}
 
 
+def still_face_video(photo: Path, out: Path, frames: int = 90, fps: int = 30, seed: int = 0) -> Path:
+    """A video of one still photo with per-frame sensor noise and a sub-pixel drift:
+    any motion in the output is jitter."""
+    import av
+    import cv2
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    img = np.asarray(Image.open(photo).convert("RGB"), np.float32)
+    h, w = (img.shape[0] // 2) * 2, (img.shape[1] // 2) * 2
+    with av.open(str(out), "w") as c:
+        st = c.add_stream("libx264", rate=fps)
+        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            m = np.float32([[1, 0, 0.3 * np.sin(i / 7)], [0, 1, 0.3 * np.cos(i / 9)]])
+            f = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]))[:h, :w]
+            f = np.clip(f + rng.normal(0, 4.0, f.shape), 0, 255).astype(np.uint8)
+            for pkt in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    return out
+
+
+def still_face_jitter(ckpt: Path, photo: Path) -> dict:
+    """Frame-to-frame pose change (degrees, RMS) on a still face, raw vs smoothed, through
+    the real pipeline (`facestream analyze`)."""
+    import tempfile
+
+    from streamer.analyze import analyze
+    from streamer.config import load_config
+    from streamer.dataset import read_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        video = still_face_video(photo, Path(tmp) / "still.mp4")
+        cfg = load_config(overrides={"parquet": {"out": str(Path(tmp) / "out")},
+                                     "model": {"checkpoint": str(ckpt)}})
+        analyze(video, cfg)
+        t = read_dataset(Path(tmp) / "out").to_pandas()
+    t = t[t.track_id == t.track_id.mode()[0]].sort_values("frame_index")
+    raw = np.stack(t.pose_raw.to_numpy())[:, :3]
+    smooth = np.stack(t.pose.to_numpy())[:, :3]
+    rms = lambda a: np.sqrt((np.diff(a, axis=0) ** 2).mean(0))
+    r, s = rms(raw), rms(smooth)
+    return {"frames": int(len(t)), "raw_step_rms_deg": dict(zip(("yaw", "pitch", "roll"), r.round(3).tolist())),
+            "smoothed_step_rms_deg": dict(zip(("yaw", "pitch", "roll"), s.round(3).tolist())),
+            "reduction": float((r / np.maximum(s, 1e-9)).mean()), "photo": photo.name}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path())
@@ -144,10 +193,14 @@ def main(argv=None):
     ap.add_argument("--real", type=Path, nargs="*",
                     default=[Path("data/labels/real_test.npz"), Path("data/labels/real_test_photos.npz")])
     ap.add_argument("--teacher-on-renders", action="store_true")
+    ap.add_argument("--jitter-photo", type=Path, default=Path("../shared/data/real/obama-720p.jpg"),
+                    help="still photo for the raw-vs-smoothed jitter measurement ('' to skip)")
     ap.add_argument("--out", type=Path, default=Path("docs/accuracy.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     res = evaluate(args.checkpoint, args.renders, args.real, args.teacher_on_renders)
+    if args.jitter_photo and args.jitter_photo.exists():
+        res["still_face_jitter"] = still_face_jitter(args.checkpoint, args.jitter_photo)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
     brief = {k: (v.get("pose") or v.get("pose_vs_teacher")) for k, v in res.items() if isinstance(v, dict) and k not in ("face_model",)}
