@@ -332,7 +332,10 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] in (["train"], ["evaluate"]):  # their flags are their own (argparse's
+            return _COMMANDS[argv[0]](argparse.Namespace(args=argv[1:]))  # REMAINDER drops them)
         args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +46,6 @@ class FaceRecord:
     quaternion_raw: np.ndarray      # (4,)
     shape_raw: np.ndarray           # (99,)
     model_version: str = ""         # checkpoint name @ face model version + hash prefix
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def record_id(self) -> str:
@@ -81,7 +80,7 @@ _SCALAR_TYPES = {
     "score": pa.float64(),
     "model_version": pa.string(),
 }
-_COLUMNS = [f.name for f in dataclasses.fields(FaceRecord) if f.name != "extra"]
+_COLUMNS = [f.name for f in dataclasses.fields(FaceRecord)]
 
 SCHEMA_METADATA: dict[bytes, bytes] = {
     b"facestream.schema_version": str(SCHEMA_VERSION).encode(),

@@ -199,7 +199,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     res = evaluate(args.checkpoint, args.renders, args.real, args.teacher_on_renders)
-    if args.jitter_photo and args.jitter_photo.exists():
+    if args.jitter_photo.is_file():
         res["still_face_jitter"] = still_face_jitter(args.checkpoint, args.jitter_photo)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
