@@ -59,8 +59,6 @@ def assert_records_equal():
         assert len(got) == len(want)
         for g, w in zip(got, want):
             for f in dataclasses.fields(FaceRecord):
-                if f.name == "extra":
-                    continue
                 a, b = getattr(g, f.name), getattr(w, f.name)
                 if isinstance(b, np.ndarray):
                     assert a.dtype == np.float32 and np.array_equal(a, b), f.name
