@@ -51,5 +51,5 @@ weights: $(TRAIN)
 	    --out data/labels/real_test_photos.npz $(REAL)/*.jpg
 	$(PY) -m workers.training.synth --prefix val --shards 1 --per-shard 600 --seed 999
 	$(PY) -m workers.training.synth --prefix train --shards 24 --seed 1
-	$(VENV)/bin/facestream train --run runs/r18h --steps 1200 --export workers/weights/facestream-r18h
-	$(VENV)/bin/facestream evaluate --teacher-on-renders --out docs/accuracy.json
+	$(VENV)/bin/facestream train --run runs/r18h --steps 1600 --export workers/weights/facestream-r18h
+	$(VENV)/bin/facestream evaluate --teacher-on-renders --into-checkpoint --out docs/accuracy.json

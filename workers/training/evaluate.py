@@ -186,6 +186,29 @@ def still_face_jitter(ckpt: Path, photo: Path) -> dict:
             "reduction": float((r / np.maximum(s, 1e-9)).mean()), "photo": photo.name}
 
 
+def store_in_checkpoint(ckpt: Path, res: dict) -> None:
+    """Headline numbers into the checkpoint's JSON (atomically), so they travel with it."""
+    import os
+
+    js = Path(ckpt).with_suffix(".json")
+    meta = json.loads(js.read_text())
+    heads = {}
+    for key, v in res.items():
+        if not isinstance(v, dict):
+            continue
+        pose = v.get("pose") or v.get("pose_vs_teacher")
+        expr = v.get("expression") or v.get("expression_vs_teacher")
+        if pose:
+            heads[key] = {"pose_mae_deg": {a: round(pose[f"{a}_mae"], 2) for a in ("yaw", "pitch", "roll")},
+                          "eta_rmse": round(expr["eta_rmse"], 3), "n": pose["n"]}
+    if "still_face_jitter" in res:
+        heads["still_face_jitter"] = res["still_face_jitter"]
+    meta["evaluation"] = {**meta.get("evaluation", {}), "facestream_evaluate": heads}
+    tmp = js.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    os.replace(tmp, js)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path())
@@ -196,11 +219,15 @@ def main(argv=None):
     ap.add_argument("--jitter-photo", type=Path, default=Path("../shared/data/real/obama-720p.jpg"),
                     help="still photo for the raw-vs-smoothed jitter measurement ('' to skip)")
     ap.add_argument("--out", type=Path, default=Path("docs/accuracy.json"))
+    ap.add_argument("--into-checkpoint", action="store_true",
+                    help="also store the headline numbers in the checkpoint's JSON metadata")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     res = evaluate(args.checkpoint, args.renders, args.real, args.teacher_on_renders)
     if args.jitter_photo.is_file():
         res["still_face_jitter"] = still_face_jitter(args.checkpoint, args.jitter_photo)
+    if args.into_checkpoint:
+        store_in_checkpoint(args.checkpoint, res)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
     brief = {k: (v.get("pose") or v.get("pose_vs_teacher")) for k, v in res.items() if isinstance(v, dict) and k not in ("face_model",)}
