@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/facestream report out/demo
 
 test: $(DEV)
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 train-deps: $(TRAIN)
 

@@ -140,7 +140,8 @@ def test_predict_prints_one_json_line_per_face(tiny_checkpoint):
     faces = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(f["image"]).name for f in faces] == ["two_people.jpg"] * 2 + ["obama-720p.jpg"]
     for f in faces:
-        assert set(f) == {"image", "box", "score", "expression", "pose", "quaternion", "shape"}
+        assert set(f) == {"image", "box", "score", "expression", "pose", "quaternion", "shape", "blendshapes"}
+        assert len(f["blendshapes"]) == 53 and all(0 <= w <= 1 for w in f["blendshapes"].values())
         assert (len(f["expression"]), len(f["shape"]), len(f["quaternion"]), len(f["box"])) == (29, 99, 4, 4)
         assert set(f["pose"]) == {"yaw", "pitch", "roll", "tx", "ty", "scale"}
         x1, y1, x2, y2 = f["box"]
