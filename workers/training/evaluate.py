@@ -37,7 +37,7 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_samples(model, data: dict, size: int) -> tuple[dict, dict]:
+def predict_samples(model, data: dict, size: int, device="cpu") -> tuple[dict, dict]:
     """Run the network on un-augmented inputs; returns (predictions, labels) as numpy."""
     fm = face_model.load()
     perm, b2e = blend_mirror(fm.blend_names), torch.from_numpy(fm.blend_to_eta)
@@ -46,7 +46,7 @@ def predict_samples(model, data: dict, size: int) -> tuple[dict, dict]:
     for i in range(0, len(data["crop"]), 128):
         idx = np.arange(i, min(i + 128, len(data["crop"])))
         x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False)
-        p = decode(model(x), size)
+        p = decode(model(x.to(device)), size)
         preds.append(p)
         labs.append({k: v.numpy() for k, v in lab.items()})
     P = {k: np.concatenate([getattr(p, k) for p in preds]) for k in ("expression", "euler", "shape", "landmarks")}

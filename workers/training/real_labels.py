@@ -26,6 +26,7 @@ from scipy.ndimage import median_filter
 from streamer.config import DetectorConfig, SourceConfig
 from streamer.crops import CropRule, crop_faces
 from streamer.source import open_source
+from streamer.tracking import iou_matrix
 from workers import face_model
 from workers.detector import FaceDetector
 from workers.pose import euler_from_matrix
@@ -40,14 +41,6 @@ def context_rule(rule: CropRule, size: int = CTX_SIZE) -> CropRule:
     """The crop rule enlarged by CTX_FACTOR around the same centre."""
     side = (1 + 2 * rule.enlarge) * CTX_FACTOR
     return replace(rule, size=size, enlarge=(side - 1) / 2)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0]); y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2]); y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
 
 
 def _frames(path: Path):
@@ -70,7 +63,7 @@ def label_media(path: Path, detector: FaceDetector, teacher: Teacher, interocula
         if not len(det) or not faces:
             continue
         tboxes = np.stack([f.box for f in faces])
-        iou = _iou(det.boxes, tboxes)
+        iou = iou_matrix(det.boxes, tboxes)
         order = [int(np.argmax((det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])))] \
             if largest_only else range(len(det))
         for di in order:

@@ -19,6 +19,7 @@ import numpy as np
 
 from streamer.config import DetectorConfig
 from streamer.crops import CropRule, crop_faces
+from streamer.tracking import iou_matrix
 from workers import face_model
 from workers.detector import FaceDetector
 from workers.pose import matrix_from_euler
@@ -54,12 +55,6 @@ class BoxModel:
         return np.array([c[0] - half, c[1] - half, c[0] + half, c[1] + half])
 
 
-def _iou(a, b):
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1]); x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0, x2 - x1) * max(0, y2 - y1)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
-
-
 def make_shard(n: int, seed: int, detector: FaceDetector, boxes: BoxModel, ctx: CropRule,
                backgrounds=None) -> dict:
     from workers.scene import make_sample
@@ -75,7 +70,7 @@ def make_shard(n: int, seed: int, detector: FaceDetector, boxes: BoxModel, ctx: 
         box, hit = None, False
         if len(det):
             lb = boxes._lm_box(lm2d)
-            ious = [_iou(b, lb) for b in det.boxes]
+            ious = iou_matrix(det.boxes.astype(np.float64), lb[None])[:, 0]
             j = int(np.argmax(ious))
             if ious[j] > 0.3:
                 box, hit = det.boxes[j].astype(np.float64), True

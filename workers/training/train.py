@@ -70,28 +70,14 @@ def losses(out: dict, lab: dict, size: int) -> dict:
     return l
 
 
-@torch.no_grad()
-def evaluate_real(model, data: dict, size: int, perm, b2e, device) -> dict:
-    """Pose MAE and expression agreement against teacher labels (no augmentation)."""
-    from workers.pose import euler_from_matrix
+def evaluate_real(model, data: dict, size: int, device) -> dict:
+    """Pose MAE and eta RMSE against the held-out teacher labels (no augmentation)."""
+    from workers.training.evaluate import pose_metrics, predict_samples
+
     model.eval()
-    errs, eta_p, eta_t = [], [], []
-    rng = np.random.default_rng(0)
-    for i in range(0, len(data["crop"]), 128):
-        idx = np.arange(i, min(i + 128, len(data["crop"])))
-        x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False)
-        out = model(x.to(device))
-        R = matrix_from_6d(out["rot6d"].float()).cpu().numpy()
-        for r, t in zip(R, lab["R"].numpy()):
-            a, b = np.array(euler_from_matrix(r)), np.array(euler_from_matrix(t))
-            errs.append(np.abs((a - b + 180) % 360 - 180))
-        eta_p.append(out["expression"].float().cpu().numpy()); eta_t.append(lab["eta"].numpy())
+    P, L = predict_samples(model, data, size, device)
     model.train()
-    e = np.array(errs)
-    ep, et = np.concatenate(eta_p), np.concatenate(eta_t)
-    return {"yaw_mae": float(e[:, 0].mean()), "pitch_mae": float(e[:, 1].mean()),
-            "roll_mae": float(e[:, 2].mean()), "pose_mae": float(e.mean()),
-            "eta_rmse": float(np.sqrt(((ep - et) ** 2).mean())), "n": int(len(e))}
+    return {**pose_metrics(P, L), "eta_rmse": float(np.sqrt(((P["expression"] - L["eta"]) ** 2).mean()))}
 
 
 def main(argv=None):
@@ -161,7 +147,7 @@ def main(argv=None):
                    "synth_shards": n_shards, **{k: round(float(v), 4) for k, v in l.items()}}
             log.write(json.dumps(rec) + "\n"); log.flush()
         if step % args.save_every == 0 or step == args.steps:
-            ev = evaluate_real(model, real_val, args.size, perm, b2e, device) if real_val else {}
+            ev = evaluate_real(model, real_val, args.size, device) if real_val else {}
             log.write(json.dumps({"step": step, "eval_real_heldout": ev}) + "\n"); log.flush()
             tmp = state_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
