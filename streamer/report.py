@@ -14,7 +14,7 @@ Only tracks with at least ``MIN_TRACK_RECORDS`` records get plots, at most the
 is built in a hidden temp directory and swapped into place, so a crash never leaves a
 half-written report, and a re-run leaves no stale images behind.
 
-Run it as ``python -m streamer.report OUT_DIR``.
+Users run it as ``facestream report OUT_DIR``.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -531,20 +530,3 @@ def _swap_into_place(work: Path, final: Path) -> None:
     os.replace(work, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m streamer.report OUT_DIR", file=sys.stderr)
-        return 2
-    try:
-        print(write_report(args[0]))
-    except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
