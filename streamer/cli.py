@@ -219,10 +219,10 @@ def _predict(args) -> int:
         crops, affines = crop_faces(image, boxes, rule)
         pred = regressor(to_tensor(crops, rule))
         poses = pose_in_image(pred, affines)
+        blends = fm.blendshapes_from_eta(pred.expression)  # one batched solve per image
         for i in range(len(boxes)):
             face = _face_dict(path, boxes[i], scores[i], pred, poses[i], i)
-            face["blendshapes"] = dict(zip(fm.blend_names, (round(float(w), 3) for w in
-                                                            fm.blendshapes_from_eta(pred.expression[i]))))
+            face["blendshapes"] = dict(zip(fm.blend_names, (round(float(w), 3) for w in blends[i])))
             print(json.dumps(face) if args.json else _face_line(face, i))
         found += len(boxes)
     if not found:

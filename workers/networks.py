@@ -22,6 +22,13 @@ from torch import nn
 HEADS = {"expression": 29, "rot6d": 6, "trans": 3, "shape": 99, "landmarks": 136}
 
 
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
+    """1×1 projection for a residual whose shape changes; None where identity fits."""
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -31,9 +38,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.down = _shortcut(cin, cout, stride)
 
     def forward(self, x):
         idt = x if self.down is None else self.down(x)
@@ -53,9 +58,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.down = _shortcut(cin, cout, stride)
 
     def forward(self, x):
         idt = x if self.down is None else self.down(x)
