@@ -1,0 +1,375 @@
+"""Regressor throughput by batch size, and the real replica path batched vs batch-1, in one run.
+
+    .venv/bin/python bench/replica_batching.py [--arch resnet101] [--device auto|cpu|cuda]
+                                               [--batches 1,2,4,8,16,32,64] [--callers 8,32]
+                                               [--json results.json]
+
+Two measurements on the same real face crops (cut with the checkpoint's crop rule from the
+photos under ``../shared/data/real/``, or from ``samples/obama.mp4`` when they are absent):
+
+1. **Model alone.** crops/s of exactly what a regressor replica runs per batch
+   (``to_tensor`` normalisation, the network, decoding to a ``Prediction``) at each batch
+   size, after a warm-up per size; fp32 on CPU, bf16 autocast + channels_last on CUDA
+   (``workers.regressor.Regressor``). Sizes are measured round-robin ``--repeats`` times
+   and the best round is kept, so background load shifts all sizes alike.
+2. **Replica path.** one ``RegressorReplica`` Ray actor (private local Ray) hit by K
+   concurrent callers (``--callers``: each K is measured), each sending one frame's crops
+   (1 or 2, alternating) and waiting for the answer before sending the next, as a live
+   session with one or two faces does; for each K once with ``max_batch_size=1`` and once
+   with ``--replica-batch`` (32), ``max_wait_ms`` from ``ray_config.yaml``. Reports crops/s, call latency and the batch sizes the replica
+   formed (``RegressorReplica.stats()``, counted over the measured window only). With
+   ``max_batch_size=1`` every call is a batch of its own (calls are never split, so a
+   2-crop call is a 2-crop batch).
+
+By default the shipped checkpoint is used; ``--arch NAME`` builds an untrained network of
+that architecture instead (speed only: its outputs mean nothing), at ``--size`` pixels
+(default 224 for resnet101, ExpNet's input, else 128). Torch runs with ``--threads``
+intra-op threads (default 1, as in the replica). Machines here are noisy: compare the
+ratios, not the absolute numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REAL_MEDIA = REPO.parent / "shared" / "data" / "real"
+SAMPLE_VIDEO = REPO / "samples" / "obama.mp4"
+
+
+# ----------------------------------------------------------------------------- set-up
+
+def machine() -> dict:
+    """What ran the benchmark: cores, CPU model, GPU, versions, load."""
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu": cpu,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        info["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    return info
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: torch sees no CUDA device (is this the CPU wheel of torch?)", file=sys.stderr)
+        raise SystemExit(2)
+    return device
+
+
+def prepare_checkpoint(args, tmp: Path) -> tuple[str, str]:
+    """(path, description): the given/shipped checkpoint, or an untrained ``--arch`` one."""
+    from streamer.crops import CropRule
+    from workers import checkpoint
+    from workers.networks import FaceRegressor
+
+    if args.arch is None:
+        path = args.checkpoint or str(checkpoint.default_path())
+        meta = checkpoint.load_meta(path)  # raises CheckpointError with advice if absent
+        return path, f"{Path(path).name} ({meta['architecture']}, trained)"
+    size = args.size or (224 if args.arch == "resnet101" else 128)
+    torch.manual_seed(0)
+    model = FaceRegressor(args.arch).eval()
+    meta = {"name": f"bench-untrained-{args.arch}", "trained": True,  # the loader's gate; speed only
+            **CropRule(size=size).to_meta(),
+            "face_model": {"version": "none", "sha256": ""}}
+    path = checkpoint.save(model, meta, tmp / f"bench-{args.arch}")
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    return str(path), f"untrained {args.arch} at {size} px ({params:.1f} M parameters; speed only)"
+
+
+def real_crops(rule, want: int = 24) -> tuple[np.ndarray, str]:
+    """Up to ``want`` distinct uint8 face crops cut with ``rule`` from real media."""
+    import cv2
+
+    from streamer.config import DetectorConfig
+    from streamer.crops import crop_faces
+    from workers.detector import FaceDetector
+
+    detector = FaceDetector(DetectorConfig(), threads=1)
+    crops: list[np.ndarray] = []
+    photos = sorted(REAL_MEDIA.glob("*.jpg")) if REAL_MEDIA.is_dir() else []
+    if photos:
+        for p in photos:
+            image = cv2.imread(str(p))
+            if image is None:
+                continue
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            crops.extend(crop_faces(image, detector.detect([image])[0].boxes, rule)[0])
+        where = f"{len(photos)} photos under {REAL_MEDIA}"
+    if len(crops) < want and SAMPLE_VIDEO.exists():
+        from streamer.config import SourceConfig
+        from streamer.source import open_source
+
+        with open_source(str(SAMPLE_VIDEO), SourceConfig(every=7)) as source:
+            for frame in source:
+                crops.extend(crop_faces(frame.image, detector.detect([frame.image])[0].boxes, rule)[0])
+                if len(crops) >= want:
+                    break
+        where = (where + " and " if photos else "") + str(SAMPLE_VIDEO.relative_to(REPO))
+    if not crops:
+        raise SystemExit(f"no face found in {REAL_MEDIA} or {SAMPLE_VIDEO}")
+    return np.stack(crops[:want]), where
+
+
+def batch_of(crops: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
+    return np.ascontiguousarray(crops[(np.arange(n) + offset) % len(crops)])
+
+
+# ------------------------------------------------------------------ 1. the model alone
+
+def bench_model(ckpt: str, device: str, crops: np.ndarray, batches: list[int],
+                seconds: float, repeats: int, warmup: int) -> list[dict]:
+    """Best-of-``repeats`` crops/s per batch size of to_tensor + network + decode."""
+    from streamer.crops import CropRule, to_tensor
+    from workers.regressor import Regressor
+
+    regressor = Regressor.load(ckpt, device)
+    rule = CropRule.from_meta(regressor.meta)
+    inputs = {b: batch_of(crops, b) for b in batches}
+
+    def run(b: int) -> None:
+        pred = regressor(to_tensor(inputs[b], rule))  # decode copies to host: synchronises CUDA
+        assert len(pred) == b
+
+    for b in batches:  # first calls at a new shape pick kernels / build primitives
+        for _ in range(warmup):
+            run(b)
+    best = {b: None for b in batches}
+    for _ in range(repeats):
+        for b in batches:
+            calls, t0 = 0, time.perf_counter()
+            while True:
+                run(b)
+                calls += 1
+                elapsed = time.perf_counter() - t0
+                if elapsed >= seconds and calls >= 2:
+                    break
+            rate = calls * b / elapsed
+            if best[b] is None or rate > best[b]["crops_per_s"]:
+                best[b] = {"batch": b, "crops_per_s": rate, "ms_per_batch": 1000 * elapsed / calls,
+                           "calls": calls}
+    base = best[batches[0]]["crops_per_s"]
+    for b in batches:
+        best[b]["vs_first"] = best[b]["crops_per_s"] / base
+    return [best[b] for b in batches]
+
+
+# --------------------------------------------------------------- 2. the replica path
+
+async def _drive(actor, crops: np.ndarray, callers: int, warmup_s: float, seconds: float) -> dict:
+    """Callers send 1- or 2-crop calls back to back; counts the measured window only."""
+    window = {"on": False, "crops": 0, "calls": 0, "latency": []}
+    stop = asyncio.Event()
+
+    async def caller(k: int) -> None:
+        i = 0
+        while not stop.is_set():
+            n = 1 + (k + i) % 2
+            frame = batch_of(crops, n, offset=3 * k + i)
+            t0 = time.perf_counter()
+            pred = await actor.predict.remote(frame)
+            if len(pred) != n:
+                raise RuntimeError(f"replica returned {len(pred)} predictions for {n} crops")
+            if window["on"]:
+                window["crops"] += n
+                window["calls"] += 1
+                window["latency"].append(time.perf_counter() - t0)
+            i += 1
+
+    tasks = [asyncio.create_task(caller(k)) for k in range(callers)]
+    await asyncio.sleep(warmup_s)
+    before = await actor.stats.remote()
+    window["on"], t0 = True, time.perf_counter()
+    await asyncio.sleep(seconds)
+    window["on"], elapsed = False, time.perf_counter() - t0
+    after = await actor.stats.remote()
+    stop.set()
+    await asyncio.gather(*tasks)
+    batches = after["batches"] - before["batches"]
+    lat = np.array(window["latency"]) * 1000
+    return {
+        "crops_per_s": window["crops"] / elapsed,
+        "calls_per_s": window["calls"] / elapsed,
+        "latency_ms_p50": float(np.percentile(lat, 50)) if len(lat) else None,
+        "latency_ms_p95": float(np.percentile(lat, 95)) if len(lat) else None,
+        "batches": batches,
+        "mean_batch": (after["crops"] - before["crops"]) / batches if batches else None,
+        "mean_calls_per_batch": (after["requests"] - before["requests"]) / batches if batches else None,
+        "largest_batch": after["largest_batch"],  # since the replica started (warm-up included)
+        "replica_stats": after,
+    }
+
+
+def bench_replica(ckpt: str, device: str, crops: np.ndarray, max_batch_sizes: list[int],
+                  max_wait_ms: float, callers: list[int], warmup_s: float, seconds: float) -> list[dict]:
+    """One fresh replica per (callers, max_batch_size), all in one private local Ray."""
+    import ray
+
+    from streamer import runtime
+    from workers.replicas import RegressorReplica
+
+    rows = []
+    gpus = 1 if device == "cuda" else 0
+    with runtime.start(num_cpus=2):
+        for k in callers:
+            for mbs in max_batch_sizes:
+                actor = ray.remote(RegressorReplica).options(num_cpus=1, num_gpus=gpus).remote(
+                    ckpt, device, mbs, max_wait_ms)
+                info = ray.get(actor.info.remote())
+                result = asyncio.run(_drive(actor, crops, k, warmup_s, seconds))
+                ray.kill(actor)
+                rows.append({"callers": k, "max_batch_size": mbs, "max_wait_ms": max_wait_ms,
+                             "replica_device": info["device"], **result})
+    return rows
+
+
+def replica_ratios(rows: list[dict]) -> dict[int, float]:
+    """Per number of callers: crops/s of the batched replica over the batch-1 replica."""
+    out = {}
+    for k in dict.fromkeys(r["callers"] for r in rows):
+        one = next(r for r in rows if r["callers"] == k and r["max_batch_size"] == 1)
+        batched = next(r for r in rows if r["callers"] == k and r["max_batch_size"] != 1)
+        out[k] = batched["crops_per_s"] / one["crops_per_s"]
+    return out
+
+
+# ----------------------------------------------------------------------------- output
+
+def _ints(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return values
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def main() -> int:
+    from streamer.config import load_config
+    from workers.networks import ARCHS
+
+    config_path = REPO / "ray_config.yaml"
+    default_wait = load_config(config_path if config_path.exists() else None).model.max_wait_ms
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="checkpoint to time (default: the shipped one)")
+    parser.add_argument("--arch", choices=sorted(ARCHS), help="time an untrained network of this architecture instead")
+    parser.add_argument("--size", type=int, help="crop size for --arch (default 224 for resnet101, else 128)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for part 1 (default 1, as in the replica)")
+    parser.add_argument("--batches", type=_ints, default=[1, 2, 4, 8, 16, 32, 64], help="batch sizes for part 1")
+    parser.add_argument("--seconds", type=float, default=1.5, help="timed seconds per batch size and round")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds over the batch sizes; the best is kept")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per batch size first")
+    parser.add_argument("--callers", type=_ints, default=[8, 32],
+                        help="numbers of concurrent callers of the replica, each measured (part 2)")
+    parser.add_argument("--replica-batch", type=int, default=32, help="max_batch_size of the batched replica")
+    parser.add_argument("--max-wait-ms", type=float, default=default_wait, help="batch wait (default: ray_config.yaml)")
+    parser.add_argument("--replica-seconds", type=float, default=10.0, help="measured seconds per replica setting")
+    parser.add_argument("--replica-warmup", type=float, default=3.0, help="seconds of load before measuring")
+    parser.add_argument("--skip-replica", action="store_true", help="part 1 only (no Ray)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results here as JSON")
+    args = parser.parse_args()
+    if args.arch and args.checkpoint:
+        parser.error("--arch and --checkpoint exclude each other")
+
+    device = resolve_device(args.device)
+    torch.set_num_threads(args.threads)
+    host = machine()
+    precision = "bf16 autocast + channels_last" if device == "cuda" else "fp32"
+    wall0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="facestream-bench-") as tmp:
+        ckpt, described = prepare_checkpoint(args, Path(tmp))
+        from streamer.crops import CropRule
+        rule = CropRule.from_meta(json.loads(Path(ckpt).with_suffix(".json").read_text()))
+        crops, where = real_crops(rule)
+        print(f"machine:    {host['nproc']} cores, {host['cpu']}; GPU: {host['gpu'] or 'none'}; "
+              f"torch {host['torch']}; load {host.get('loadavg_1m', '?')}")
+        print(f"model:      {described}; device {device}, {precision}; {args.threads} torch thread(s)")
+        print(f"crops:      {len(crops)} real face crops of {rule.size} px from {where}")
+
+        print(f"\n1. model alone: to_tensor + network + decode, best of {args.repeats} rounds "
+              f"of >= {args.seconds:g} s per size")
+        model_rows = bench_model(ckpt, device, crops, args.batches, args.seconds, args.repeats, args.warmup)
+        if device == "cuda":
+            torch.cuda.empty_cache()  # leave the GPU memory to the replica of part 2
+        print(f"   {'batch':>5}  {'crops/s':>9}  {'ms/batch':>9}  {'ms/crop':>8}  {'vs batch ' + str(args.batches[0]):>11}")
+        for r in model_rows:
+            print(f"   {r['batch']:>5}  {r['crops_per_s']:>9.1f}  {r['ms_per_batch']:>9.2f}  "
+                  f"{r['ms_per_batch'] / r['batch']:>8.2f}  {r['vs_first']:>10.2f}x")
+        best = max(model_rows, key=lambda r: r["crops_per_s"])
+        print(f"   ratio: batch {model_rows[-1]['batch']} / batch {model_rows[0]['batch']} = "
+              f"{model_rows[-1]['vs_first']:.2f}; fastest is batch {best['batch']}: {best['vs_first']:.2f}")
+
+        replica_rows = []
+        if not args.skip_replica:
+            print(f"\n2. replica path: one RegressorReplica actor, K concurrent callers of 1-2 crops per call, "
+                  f"max_wait_ms {args.max_wait_ms:g}, {args.replica_seconds:g} s measured after "
+                  f"{args.replica_warmup:g} s of load")
+            replica_rows = bench_replica(ckpt, device, crops, [1, args.replica_batch], args.max_wait_ms,
+                                         args.callers, args.replica_warmup, args.replica_seconds)
+            ratios = replica_ratios(replica_rows)
+            print(f"   {'K':>3}  {'max_batch':>9}  {'crops/s':>9}  {'calls/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}  "
+                  f"{'batches':>7}  {'mean batch':>10}  {'calls/batch':>11}  {'largest':>7}")
+            for r in replica_rows:
+                print(f"   {r['callers']:>3}  {r['max_batch_size']:>9}  {r['crops_per_s']:>9.1f}  "
+                      f"{r['calls_per_s']:>8.1f}  {_fmt(r['latency_ms_p50'], '7.1f')}  "
+                      f"{_fmt(r['latency_ms_p95'], '7.1f')}  {r['batches']:>7}  {_fmt(r['mean_batch'], '10.1f')}  "
+                      f"{_fmt(r['mean_calls_per_batch'], '11.1f')}  {r['largest_batch']:>7}")
+            for k, ratio in ratios.items():
+                print(f"   ratio, {k} callers: max_batch_size {args.replica_batch} / max_batch_size 1 = {ratio:.2f}")
+
+    wall = time.perf_counter() - wall0
+    print(f"\nwall: {wall:.0f} s")
+    if args.json:
+        result = {
+            "benchmark": "replica_batching",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": host,
+            "model": described, "device": device, "precision": precision, "threads": args.threads,
+            "crop_size": rule.size, "crops": {"count": int(len(crops)), "from": where},
+            "model_alone": model_rows,
+            "model_ratio_last_vs_first": model_rows[-1]["vs_first"],
+            "model_ratio_best_vs_first": best["vs_first"], "model_best_batch": best["batch"],
+            "replica": replica_rows,
+            "replica_ratio_by_callers": {str(k): v for k, v in replica_ratios(replica_rows).items()},
+            "wall_s": wall,
+            "args": {k: v for k, v in vars(args).items() if k != "json"},
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"results:    {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
