@@ -1,31 +1,36 @@
-"""Video sources: decode a file (later also live RTSP/HTTP streams) into RGB frames.
+"""Video sources: decode a file or a live stream into RGB frames.
 
-A source is an iterator of :class:`Frame`. Files are never dropped: the only frames left
-out are those the sampling options ask to leave out (``every`` / ``fps``). Broken input is
-handled where it is found: a file that cannot be opened, or that decodes to no frame at
-all, raises a :class:`SourceError` subclass with a message naming the file; a file broken
-in the middle yields every frame that can still be decoded and counts the rest in
-``stats``, because one bad packet must not cost the rest of a long recording.
+:func:`open_source` checks a URL against the source policy (:mod:`streamer.urls`) and
+returns a :class:`FileSource` for local files or a :class:`~streamer.live.LiveSource`
+for RTSP/HTTP streams; both are iterators of :class:`Frame`. This module is about files.
+
+Files are never dropped: the only frames left out are those the sampling options ask to
+leave out (``every`` / ``fps``). Broken input is handled where it is found: a file that
+cannot be opened, or that decodes to no frame at all, raises a :class:`SourceError`
+subclass with a message naming the file; a file broken in the middle yields every frame
+that can still be decoded and counts the rest in ``stats``, because one bad packet must
+not cost the rest of a long recording.
 """
 from __future__ import annotations
 
 import math
 import os
-import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import unquote, urlparse
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import av
 import numpy as np
 
 from streamer.config import SourceConfig
 
+if TYPE_CHECKING:
+    from streamer.live import LiveSource
+
 # Consecutive demuxer failures after which a file is treated as ended: a damaged
 # container can fail at the same offset forever, and a file source must never hang.
 _MAX_CONSECUTIVE_DEMUX_ERRORS = 32
-_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class SourceError(Exception):
@@ -44,26 +49,39 @@ class NotAVideo(SourceError):
 class Frame:
     """One decoded frame.
 
-    ``index`` counts every decoded frame from 0, so a sampled frame keeps its true place
-    in the stream; ``pts`` is the container's timestamp in seconds (``index / fps`` when
-    the container gives none).
+    ``index`` counts every decoded frame from 0, so a sampled (or, live, dropped) frame
+    keeps its true place in the stream; ``pts`` is the stream's timestamp in seconds
+    (``index / fps`` when a file gives none; seconds since the first frame, across
+    reconnects, for a live stream). ``captured`` is the wall-clock time (``time.time()``)
+    the frame was decoded, for both kinds of source: ``now - captured`` is how long the
+    frame has waited in the pipeline.
     """
 
     index: int
     pts: float
     image: np.ndarray  # (H, W, 3) uint8 RGB
+    captured: float = 0.0
 
 
-def open_source(url: str, cfg: SourceConfig) -> "FileSource":
-    """Open ``url`` (a local path or a ``file:`` URL) for decoding."""
-    if url.startswith("file:"):
-        parsed = urlparse(url)
-        if parsed.netloc not in ("", "localhost"):
-            raise SourceError(f"{url}: file URLs on another host are not supported")
-        return FileSource(unquote(parsed.path), cfg)
-    if _URL_SCHEME.match(url):
-        raise SourceError(f"{url}: only local files are supported as sources so far")
-    return FileSource(url, cfg)
+def open_source(url: str, cfg: SourceConfig, media_root: str | None = "/",
+                on_event: Callable[[str, dict], None] | None = None, transport: str = "tcp",
+                *, wait: bool = True) -> "FileSource | LiveSource":
+    """Open ``url`` for decoding, if the source policy allows it.
+
+    A path or ``file:`` URL inside ``media_root`` gives a :class:`FileSource` (the
+    default root ``"/"`` allows every file); ``rtsp(s)://`` and ``http(s)://`` give a
+    :class:`~streamer.live.LiveSource`, to which ``on_event``, ``transport`` and
+    ``wait`` are passed (see there). Anything else raises
+    :class:`~streamer.urls.SourceRefused` before anything is opened.
+    """
+    # Imported here: both modules build on this one's Frame and SourceError.
+    from streamer.live import LiveSource
+    from streamer.urls import check_source
+
+    spec = check_source(url, media_root)
+    if spec.kind == "file":
+        return FileSource(spec.target, cfg, av_options=spec.av_options)
+    return LiveSource(spec, cfg, on_event, transport, wait=wait)
 
 
 class FileSource:
@@ -73,7 +91,8 @@ class FileSource:
     cannot produce any frame fails here, before a session starts, with a clear message.
     """
 
-    def __init__(self, path: str | os.PathLike, cfg: SourceConfig) -> None:
+    def __init__(self, path: str | os.PathLike, cfg: SourceConfig,
+                 av_options: dict[str, str] | None = None) -> None:
         if cfg.every < 1:
             raise ValueError(f"SourceConfig.every must be >= 1, got {cfg.every}")
         if cfg.fps is not None and cfg.fps <= 0:
@@ -89,8 +108,10 @@ class FileSource:
         if p.stat().st_size == 0:
             raise NotAVideo(f"{self.path}: file is empty (0 bytes)")
         try:
+            # av_options carries the policy's protocol whitelist: a playlist or concat
+            # script inside the media root may not reach out of it.
             self._container = av.open(self.path, mode="r", timeout=cfg.open_timeout_s,
-                                      metadata_errors="replace")
+                                      container_options=av_options or {}, metadata_errors="replace")
         except (av.error.FFmpegError, ValueError) as e:
             raise NotAVideo(f"{self.path}: not a readable video container ({_reason(e)})") from None
         if not self._container.streams.video:
@@ -169,7 +190,7 @@ class FileSource:
                             pts = float(f.pts * time_base)
                         else:
                             pts = index / self.fps if self.fps else 0.0
-                        yield Frame(index, pts, f.to_ndarray(format="rgb24"))
+                        yield Frame(index, pts, f.to_ndarray(format="rgb24"), time.time())
                 return  # demux ran to EOF (its last packet flushed the decoder)
             except av.error.EOFError:
                 return

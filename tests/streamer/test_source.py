@@ -225,9 +225,9 @@ def test_audio_only_is_not_a_video(tmp_path, name, codec, fmt):
         open_source(str(path), SourceConfig())
 
 
-def test_live_urls_are_not_supported_yet():
-    with pytest.raises(SourceError, match="rtsp://cam/1"):
-        open_source("rtsp://cam/1", SourceConfig())
+def test_unsupported_schemes_are_refused():
+    with pytest.raises(SourceError, match="scheme 'ftp' is not allowed"):
+        open_source("ftp://cam/1", SourceConfig())
 
 
 def test_bad_sampling_config(clip):
