@@ -2,7 +2,8 @@
 
 Subcommands: ``analyze`` (a video through the whole pipeline), ``predict`` (images,
 in-process, no Ray), ``report`` (HTML plots of an output dir), ``face-model`` (build the
-derived face model). This is the only place that prints; library code reports through
+derived face model); the service: ``serve``, and its clients ``submit``, ``streams``,
+``stop``, ``tail``; ``publish`` (a file as a live RTSP/HTTP stream, to try things on). This is the only place that prints; library code reports through
 return values, exceptions and injected callbacks.
 
 A user's mistake ends with one line on stderr and a distinct exit status, never a
@@ -29,6 +30,7 @@ EXIT_CODES = """exit status:
   6  Redis unreachable
   7  no face found in the whole input (outputs and summary are still written)
   8  the Ray cluster given by --address cannot be joined
+  9  the service: cannot listen, cannot be reached, or refused the request
   130 interrupted"""
 
 
@@ -93,6 +95,47 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("out_dir", metavar="DIR")
 
     sub.add_parser("face-model", help="build the derived face model; print its path, version and hash")
+
+    sv = sub.add_parser("serve", help="run the stream service (REST API on Ray Serve) until Ctrl-C",
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sv.add_argument("--host", help="listen address (default: service.host, 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="listen port (default: service.port, 8000)")
+    sv.add_argument("--address", help="join this Ray cluster (default: a private local one)")
+    sv.add_argument("--config", help="YAML config (default: ./ray_config.yaml if present)")
+    sv.add_argument("--redis-url", help="publish to this Redis (default: an embedded server)")
+    sv.add_argument("--out", help="Parquet output directory (default: parquet.out of the config)")
+    sv.add_argument("--media-root", help="directory whose files may be submitted (default: media_root)")
+
+    def client_args(p):
+        p.add_argument("--server", help="service URL (default: $FACESTREAM_SERVER or http://127.0.0.1:8000)")
+
+    sb = sub.add_parser("submit", help="start analysing a stream URL or a file under the media root")
+    sb.add_argument("url")
+    sb.add_argument("--name", help="stream id (default: derived from the URL)")
+    sb.add_argument("--fps", type=_positive_float, help="process at most this many frames per second")
+    sb.add_argument("--transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
+    client_args(sb)
+    ls = sub.add_parser("streams", help="list the service's streams")
+    ls.add_argument("--json", action="store_true")
+    client_args(ls)
+    st = sub.add_parser("stop", help="stop a stream (its outputs are flushed and closed)")
+    st.add_argument("stream_id", metavar="ID")
+    client_args(st)
+    tl = sub.add_parser("tail", help="print a stream's records from Redis as they arrive")
+    tl.add_argument("stream_id", metavar="ID")
+    tl.add_argument("--json", action="store_true", help="one JSON object per record")
+    tl.add_argument("--out", metavar="FILE.jsonl", help="append JSON lines to this file instead of printing")
+    tl.add_argument("--follow", "-f", action="store_true", help="keep waiting after the stream has ended")
+    tl.add_argument("--group", default=None, help="consumer group (default facestream-tail)")
+    tl.add_argument("--consumer", default=None, help="consumer name (default tail-HOSTNAME)")
+    tl.add_argument("--redis-url", help="Redis to read (default: the one the server reports)")
+    client_args(tl)
+
+    pb = sub.add_parser("publish", help="serve a video file as a live RTSP (or HTTP) stream, looping")
+    pb.add_argument("video")
+    pb.add_argument("--port", type=int, default=8554)
+    pb.add_argument("--host", default="127.0.0.1")
+    pb.add_argument("--http", action="store_true", help="HTTP MPEG-TS instead of RTSP")
 
     # Training-side commands take their own flags (see docs/training.md); they need
     # `make train-deps` for the teacher but not for training itself.
@@ -287,8 +330,126 @@ def _evaluate(args) -> int:
     return 0
 
 
+# ---- the service and its clients ----------------------------------------------------------
+
+def _serve(args) -> int:
+    from streamer.config import load_config
+    from streamer.service.server import serve_forever
+
+    overrides: dict = {}
+    for section, key, value in (("service", "host", args.host), ("service", "port", args.port),
+                                ("redis", "url", args.redis_url), ("parquet", "out", args.out)):
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    if args.out:
+        overrides["parquet"]["out"] = str(Path(args.out).resolve())
+    if args.media_root:
+        overrides["media_root"] = str(Path(args.media_root).resolve())
+    cfg = load_config(args.config, overrides)
+    config_path = str(Path(args.config).resolve()) if args.config else (
+        str(Path("ray_config.yaml").resolve()) if Path("ray_config.yaml").exists() else None)
+
+    def ready(info: dict) -> None:
+        print(f"facestream serving on {info['url']}  (Redis {info['redis']}, Parquet {info['parquet_out']}, "
+              f"media root {info['media_root'] or 'none: files refused'}); Ctrl-C stops", flush=True)
+
+    print("facestream: starting Ray, the model replicas and the API ...", file=sys.stderr, flush=True)
+    final = serve_forever(cfg, config_path=config_path, overrides=overrides, address=args.address,
+                          on_ready=ready)
+    print(f"facestream: stopped ({len(final)} streams: "
+          + ", ".join(f"{k} {v}" for k, v in final.items()) + ")" if final else "facestream: stopped")
+    return 0
+
+
+def _client(args):
+    from streamer.service.client import ApiClient
+
+    return ApiClient(args.server)
+
+
+def _status_line(s: dict) -> str:
+    lag = f"{s['lag_s']:.2f}s" if s.get("lag_s") is not None else "-"
+    err = f"  error: {s['last_error']}" if s.get("last_error") else ""
+    return (f"{s['id']:<24} {s['state']:<10} frames {s['frames']:>7}  faces {s['faces']:>7}  "
+            f"{s['processed_fps']:5.1f} fps  lag {lag}  dropped {s['dropped_frames']}  "
+            f"reconnects {s['reconnects']}  {s['url']}{err}")
+
+
+def _submit(args) -> int:
+    options = {"transport": args.transport} if args.transport else None
+    s = _client(args).submit(args.url, name=args.name, fps=args.fps, options=options)
+    print(s["id"])
+    print(f"submitted: {s['url']} -> Redis stream {s['redis_stream']}; "
+          f"follow it with `facestream tail {s['id']}`", file=sys.stderr)
+    return 0
+
+
+def _streams(args) -> int:
+    streams = _client(args).streams()
+    if args.json:
+        print(json.dumps(streams, indent=2))
+    elif not streams:
+        print("no streams")
+    for s in ([] if args.json else streams):
+        print(_status_line(s))
+    return 0
+
+
+def _stop(args) -> int:
+    print(_status_line(_client(args).stop(args.stream_id)))
+    return 0
+
+
+def _tail(args) -> int:
+    from streamer.tail import DEFAULT_GROUP, record_json, record_line, tail
+
+    redis_url = args.redis_url
+    if redis_url is None:
+        client = _client(args)
+        client.stream(args.stream_id)  # an unknown id fails here, with the server's words
+        redis_url = client.health()["redis"]
+        if "***" in redis_url:
+            raise UserError("the server's Redis needs a password: pass it with --redis-url", 2)
+    names: tuple = ()
+    if not args.json and not args.out:
+        from workers import face_model
+
+        names = face_model.load().blend_names
+    sink = open(args.out, "a") if args.out else None
+    try:
+        def show(rec) -> None:
+            if sink is not None:
+                sink.write(json.dumps(record_json(rec)) + "\n")
+            elif args.json:
+                print(json.dumps(record_json(rec)), flush=True)
+            else:
+                print(record_line(rec, names), flush=True)
+
+        n = tail(redis_url, args.stream_id, show, group=args.group or DEFAULT_GROUP,
+                 consumer=args.consumer, follow=args.follow)
+    finally:
+        if sink is not None:
+            sink.close()
+    print(f"facestream: {n} records from {args.stream_id}", file=sys.stderr)
+    return 0
+
+
+def _publish(args) -> int:
+    from streamer.publish import HttpTsServer, RtspServer
+    from streamer.source import SourceNotFound
+
+    if not Path(args.video).is_file():
+        raise SourceNotFound(f"{args.video}: does not exist")
+    kind = HttpTsServer if args.http else RtspServer
+    with kind(args.video, host=args.host, port=args.port) as server:
+        print(f"publishing {args.video} at {server.url} (looping; Ctrl-C stops)", flush=True)
+        while True:
+            time.sleep(3600)
+
+
 _COMMANDS = {"analyze": _analyze, "predict": _predict, "report": _report, "face-model": _face_model,
-             "train": _train, "evaluate": _evaluate}
+             "train": _train, "evaluate": _evaluate, "serve": _serve, "submit": _submit,
+             "streams": _streams, "stop": _stop, "tail": _tail, "publish": _publish}
 
 
 # ---- errors ------------------------------------------------------------------------------
@@ -302,6 +463,9 @@ _USER_ERRORS = (
     ("streamer.sinks.base", "SinkError", 6),
     ("streamer.redis_server", "RedisServerError", 6),
     ("streamer.runtime", "RuntimeStartError", 8),
+    ("streamer.service.server", "ServeError", 9),
+    ("streamer.service.client", "ApiClientError", 9),
+    ("redis.exceptions", "ConnectionError", 6),
 )
 
 

@@ -68,6 +68,8 @@ class ModelConfig:
     max_wait_ms: float = 10.0
     num_cpus_per_replica: float = 1.0
     num_gpus_per_replica: float = 0.0
+    # custom Ray resources each replica needs: places replicas on the nodes that have them
+    resources: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,10 +93,24 @@ class ParquetConfig:
 class SessionConfig:
     max_inflight_batches: int = 4  # crop batches awaiting the regressor per session
     progress_every_s: float = 1.0
+    resources: dict[str, float] = field(default_factory=dict)  # as model.resources, for sessions
+
+
+@dataclass
+class ServiceConfig:
+    """``facestream serve``: where the API listens and what it accepts."""
+
+    host: str = "127.0.0.1"        # loopback by default: exposing the API is a decision
+    port: int = 8000
+    max_streams: int = 16          # POST /streams beyond this is refused with 429
+    api_token_file: str | None = None  # bearer token required when set (or FACESTREAM_API_TOKEN)
+    max_body_bytes: int = 65536    # larger request bodies are refused with 413
+    stop_timeout_s: float = 30.0   # DELETE waits this long for a session to flush
 
 
 @dataclass
 class Config:
+    media_root: str | None = None  # files the service may open (FACESTREAM_MEDIA_ROOT overrides)
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -103,6 +119,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     parquet: ParquetConfig = field(default_factory=ParquetConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,6 +142,11 @@ def _merge(obj: Any, data: dict, where: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
+    if typing.get_origin(hint) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, value_type = typing.get_args(hint)
+        return {str(k): _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if value is None:
         if type(None) in typing.get_args(hint):

@@ -39,7 +39,9 @@ from streamer.crops import CropRule, crop_faces, crop_to_image
 from streamer.schema import FaceRecord
 from streamer.sinks.base import Sink
 from streamer.smoothing import SmootherBank
-from streamer.source import Frame, open_source
+from streamer.source import Frame, SourceError, open_source
+from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter
+from streamer.urls import redact
 from streamer.tracking import Track, Tracker
 from workers import face_model
 from workers.pose import euler_from_matrix, matrix_from_quaternion
@@ -165,6 +167,7 @@ class _FrameWork:
 
     index: int
     pts: float
+    captured: float          # wall time the source decoded it (0: not known)
     tracks: list[Track]
     affines: np.ndarray      # (faces, 2, 3) crop -> image
     ended_ids: list[int]     # tracks the tracker ended at this frame
@@ -178,6 +181,9 @@ class _Counters:
     started: float = 0.0       # run() called
     processing: float = 0.0    # models known, source open, sinks up: frames start to flow
     finished: float = 0.0
+    lag_s: float | None = None  # live: capture to publish of the latest frame
+    rate: RateMeter = field(default_factory=RateMeter)
+    latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
 
 
 class StreamSession:
@@ -189,15 +195,18 @@ class StreamSession:
     """
 
     def __init__(self, stream_id: str, url: str, cfg: Config, replicas: Replicas,
-                 sinks: list[SinkFactory]):
+                 sinks: list[SinkFactory], media_root: str | None = "/", transport: str = "tcp"):
         self.stream_id = stream_id
         self.url = url
         self.cfg = cfg
         self.replicas = replicas
+        self._media_root = media_root
+        self._transport = transport
         self._sink_factories = sinks
         self._sinks: list[Sink] = []
         self._source = None
         self._state = "created"
+        self._stop_requested = False
         self._count = _Counters()
         self._last_progress_event = 0.0
         # one thread each, so decoding never waits for a slow sink and vice versa
@@ -205,19 +214,44 @@ class StreamSession:
         self._sink_pool = ThreadPoolExecutor(1, thread_name_prefix="sinks")
 
     async def progress(self) -> dict:
-        """Counters so far; cheap, callable at any time while ``run`` is going."""
+        """Counters so far; cheap, callable at any time while ``run`` is going.
+
+        ``fps`` is the average since frames started to flow (what a file's progress bar
+        wants); ``processed_fps`` the rate over the last seconds (what a live stream's
+        health is judged by) and ``source_fps`` the rate the source delivers at.
+        """
         c, elapsed = self._count, self._elapsed()
         source = self._source
+        stats = source.stats if source else {}
         return {
             "state": self._state, "frames": c.frames, "faces": c.faces, "tracks": len(c.track_ids),
             "seconds": elapsed, "fps": c.frames / elapsed if elapsed > 0 else 0.0,
+            "processed_fps": c.rate.rate() if self._state == "running" else 0.0,
+            "source_fps": source.fps if source else None,
+            "live": bool(source and source.is_live),
+            "lag_s": c.lag_s, "latency_s": c.latency.snapshot(),
             "frame_count_estimate": source.frame_count_estimate if source else None,
-            "decode_errors": source.stats["decode_errors"] if source else 0,
+            "decode_errors": stats.get("decode_errors", 0),
+            "dropped": stats.get("dropped", 0), "reconnects": stats.get("reconnects", 0),
+            "last_error": stats.get("last_error"),
+            "node_id": ray.get_runtime_context().get_node_id(),
         }
+
+    async def stop(self) -> None:
+        """Ask ``run`` to finish early: no new frames are read, what is in flight is
+        published, the sinks are flushed and the last event is ``stopped``.
+
+        A live source is closed at once (its reader may be waiting on the network); a
+        file is left to the decode thread, which stops at the next batch.
+        """
+        self._stop_requested = True
+        source = self._source
+        if source is not None and source.is_live:
+            source.close()
 
     async def run(self) -> dict:
         """Process the whole stream; returns the summary, or raises after a ``failed`` event."""
-        self._state = "starting"
+        self._state = "connecting"
         self._count.started = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
@@ -225,12 +259,23 @@ class StreamSession:
             rule = CropRule.from_meta(info["meta"])
             builder = RecordBuilder(self.stream_id, info["version"], SmootherBank(self.cfg.smoothing),
                                     face_model.load().blendshapes_from_eta)
-            self._source = await loop.run_in_executor(self._decode_pool, open_source,
-                                                      self.url, self.cfg.source)
             for make in self._sink_factories:  # one by one: a failure is told to those made
                 self._sinks.append(make())
+            # Sinks first, so that a live source's reconnect attempts while it connects,
+            # and a failure to connect at all, reach the events stream.
+            self._source = await loop.run_in_executor(
+                self._decode_pool, partial(open_source, self.url, self.cfg.source, media_root=self._media_root,
+                                           on_event=self._source_event, transport=self._transport, wait=False))
             src = self._source
-            await self._emit("started", url=self.url, fps=src.fps, width=src.width, height=src.height,
+            if self._stop_requested:  # stop() came before there was a source to close
+                src.close()
+            elif src.is_live:  # connecting may take up to give_up_s; stop() closes it meanwhile
+                try:
+                    await loop.run_in_executor(self._decode_pool, src.wait_ready)
+                except SourceError:
+                    if not self._stop_requested:
+                        raise
+            await self._emit("started", url=redact(self.url), fps=src.fps, width=src.width, height=src.height,
                              frame_count_estimate=src.frame_count_estimate, model_version=info["version"])
             self._state = "running"
             self._count.processing = time.monotonic()
@@ -242,9 +287,11 @@ class StreamSession:
             self._count.finished = time.monotonic()
             await self._in_sink_thread(lambda: [s.flush() for s in self._sinks])
             summary = self._summary()  # after the flush, so sink counts are final
-            await self._emit("ended", **_event_info(summary))
+            final = "stopped" if self._stop_requested else "ended"
+            summary["state"] = final
+            await self._emit(final, **_event_info(summary))
             await self._close_sinks()
-            self._state = "ended"
+            self._state = final
             return summary
         except BaseException as e:
             self._count.finished = self._count.finished or time.monotonic()
@@ -259,8 +306,11 @@ class StreamSession:
 
     async def _read(self, frames: Iterator[Frame], out: "_Pipe") -> None:
         loop = asyncio.get_running_loop()
-        size, max_side = self.cfg.detector.batch_size, self.cfg.detector.max_side
-        while True:
+        # A live frame goes on alone: waiting for a detector batch to fill would add
+        # batch/fps seconds of latency; the replicas batch across streams instead.
+        size = 1 if self._source.is_live else self.cfg.detector.batch_size
+        max_side = self.cfg.detector.max_side
+        while not self._stop_requested:
             await out.reserve()
             batch = await loop.run_in_executor(self._decode_pool, _take, frames, size)
             if not batch:
@@ -282,7 +332,8 @@ class StreamSession:
                 boxes = np.array([t.box for t in tracks], np.float64).reshape(-1, 4)
                 frame_crops, affines = crop_faces(frame.image, boxes, rule)
                 crops.append(frame_crops)
-                work.append(_FrameWork(frame.index, frame.pts, tracks, affines, list(tracker.ended_ids)))
+                work.append(_FrameWork(frame.index, frame.pts, frame.captured, tracks, affines,
+                                       list(tracker.ended_ids)))
             inp.release()  # the frames' images are no longer needed
             all_crops = np.concatenate(crops)
             await out.reserve()
@@ -303,6 +354,12 @@ class StreamSession:
                 await self._in_sink_thread(lambda: [s.write(records) for s in self._sinks])
             c.frames += len(work)
             c.faces += len(records)
+            c.rate.add(len(work))
+            now = time.time()
+            for frame in work:
+                if frame.captured:
+                    c.lag_s = now - frame.captured
+                    c.latency.observe(c.lag_s)
             c.track_ids.update(r.track_id for r in records)
             await self._maybe_progress_event()
 
@@ -317,6 +374,13 @@ class StreamSession:
 
     async def _emit(self, kind: str, **info: Any) -> None:
         await self._in_sink_thread(lambda: [s.event(kind, **info) for s in self._sinks])
+
+    def _source_event(self, kind: str, info: dict) -> None:
+        """A live source's reconnect events, called from its reader thread: handed to
+        the sink thread in order, without waiting for them (the reader must not stall)."""
+        sinks = list(self._sinks)
+        if sinks:
+            self._sink_pool.submit(lambda: [s.event(kind, **info) for s in sinks])
 
     async def _close_sinks(self) -> None:
         sinks, self._sinks = self._sinks, []
@@ -358,11 +422,13 @@ class StreamSession:
         sink_stats = {type(s).__name__: s.stats for s in self._sinks}
         return {
             "stream_id": self.stream_id,
+            "state": self._state,
             "frames": c.frames,
             "faces": c.faces,
             "tracks": len(c.track_ids),
             "published": sum(s.get("published", 0) for s in sink_stats.values()),
             "dropped": stats.get("dropped", 0),
+            "reconnects": stats.get("reconnects", 0),
             "decode_errors": stats.get("decode_errors", 0),
             "seconds": seconds,
             "startup_seconds": self._startup(),
@@ -397,11 +463,12 @@ def _root_cause(e: BaseException) -> BaseException:
 
 
 def launch(stream_id: str, url: str, cfg: Config, replicas: Replicas,
-           sinks: list[SinkFactory]) -> ray.actor.ActorHandle:
-    """Start a StreamSession actor.
+           sinks: list[SinkFactory], **options: Any) -> ray.actor.ActorHandle:
+    """Start a StreamSession actor (``options``: media_root, transport).
 
     It reserves no CPU: a session spends its time waiting on the replicas, which hold
     the CPUs, and the number of streams must not be capped by the replicas' reservation.
     """
-    actor = ray.remote(StreamSession).options(num_cpus=0)
-    return actor.remote(stream_id, url, cfg, replicas, sinks)
+    custom = {"resources": dict(cfg.session.resources)} if cfg.session.resources else {}
+    actor = ray.remote(StreamSession).options(num_cpus=0, **custom)
+    return actor.remote(stream_id, url, cfg, replicas, sinks, **options)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -32,6 +33,7 @@ import torch
 
 from streamer.config import Config, DetectorConfig
 from streamer.crops import CropRule, to_tensor
+from streamer.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, Histogram
 from workers.detector import Detections, FaceDetector
 from workers.regressor import Prediction, Regressor
 
@@ -45,6 +47,7 @@ def slice_prediction(pred: Prediction, start: int, stop: int) -> Prediction:
 class _Request:
     crops: np.ndarray
     future: asyncio.Future
+    arrived: float
 
 
 class CropBatcher:
@@ -70,13 +73,20 @@ class CropBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crop-batch")
         self._task: asyncio.Task | None = None
         self.stats = {"requests": 0, "crops": 0, "batches": 0, "largest_batch": 0}
+        self.batch_sizes = Histogram(BATCH_BUCKETS)
+        self.latency = Histogram(LATENCY_BUCKETS_S)   # request arrival to result
+
+    def snapshot(self) -> dict:
+        """Counters, the crops waiting now (queue depth) and the histograms, as plain data."""
+        return {**self.stats, "queued_crops": self._pending_crops,
+                "batch_size": self.batch_sizes.snapshot(), "latency_s": self.latency.snapshot()}
 
     async def submit(self, crops: np.ndarray) -> Prediction:
         """Predictions for ``crops`` (N, S, S, 3), once the batch they joined has run."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._serve())
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(crops, future))
+        self._pending.append(_Request(crops, future, time.monotonic()))
         self._pending_crops += len(crops)
         self._arrived.set()
         return await future
@@ -107,8 +117,9 @@ class CropBatcher:
                         r.future.set_exception(e)
                 continue
             self._count(batch, len(crops))
-            start = 0
+            start, now = 0, time.monotonic()
             for r in batch:
+                self.latency.observe(now - r.arrived)
                 stop = start + len(r.crops)
                 if not r.future.done():  # a cancelled caller simply gets nothing
                     r.future.set_result(slice_prediction(pred, start, stop))
@@ -129,6 +140,7 @@ class CropBatcher:
         self.stats["crops"] += crops
         self.stats["batches"] += 1
         self.stats["largest_batch"] = max(self.stats["largest_batch"], crops)
+        self.batch_sizes.observe(crops)
 
 
 class RegressorReplica:
@@ -145,7 +157,7 @@ class RegressorReplica:
     def info(self) -> dict:
         """What a session needs to use this model: its version string and metadata."""
         return {"version": self._regressor.version, "meta": self._regressor.meta,
-                "device": str(self._regressor.device)}
+                "device": str(self._regressor.device), "node_id": ray.get_runtime_context().get_node_id()}
 
     async def predict(self, crops: np.ndarray) -> Prediction:
         """Predictions for uint8 crops (N, S, S, 3) cut with this checkpoint's crop rule."""
@@ -154,7 +166,8 @@ class RegressorReplica:
         return await self._batcher.submit(crops)
 
     def stats(self) -> dict:
-        return dict(self._batcher.stats) if self._batcher else {}
+        """The batcher's snapshot (empty before the first call)."""
+        return self._batcher.snapshot() if self._batcher else {}
 
     def _run(self, crops: np.ndarray) -> Prediction:
         return self._regressor(to_tensor(crops, self._rule))
@@ -166,9 +179,20 @@ class DetectorReplica:
     def __init__(self, cfg: DetectorConfig):
         torch.set_num_threads(1)
         self._detector = FaceDetector(cfg, threads=1)
+        self._calls = self._frames = 0
+        self._latency = Histogram(LATENCY_BUCKETS_S)
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
-        return self._detector.detect(images)
+        t0 = time.monotonic()
+        found = self._detector.detect(images)
+        self._calls += 1
+        self._frames += len(images)
+        self._latency.observe(time.monotonic() - t0)
+        return found
+
+    def stats(self) -> dict:
+        return {"calls": self._calls, "frames": self._frames, "latency_s": self._latency.snapshot(),
+                "node_id": ray.get_runtime_context().get_node_id()}
 
 
 class Replicas:
@@ -189,9 +213,10 @@ class Replicas:
     def start(cls, cfg: Config, checkpoint_path: str) -> "Replicas":
         """Create ``cfg.model`` many replicas of each model (they load asynchronously)."""
         m = cfg.model
-        resources = {"num_cpus": m.num_cpus_per_replica, "num_gpus": m.num_gpus_per_replica}
-        detector = ray.remote(DetectorReplica).options(num_cpus=m.num_cpus_per_replica)
-        regressor = ray.remote(RegressorReplica).options(**resources)
+        custom = {"resources": dict(m.resources)} if m.resources else {}
+        detector = ray.remote(DetectorReplica).options(num_cpus=m.num_cpus_per_replica, **custom)
+        regressor = ray.remote(RegressorReplica).options(
+            num_cpus=m.num_cpus_per_replica, num_gpus=m.num_gpus_per_replica, **custom)
         return cls(
             [detector.remote(cfg.detector) for _ in range(m.detector_replicas)],
             [regressor.remote(str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms)

@@ -233,7 +233,7 @@ def test_record_builder_drops_the_smoother_of_an_ended_track():
     smoothers = SmootherBank()
     builder = RecordBuilder("s", "v", smoothers, face_model.load().blendshapes_from_eta)
     smoothers.update(7, 0.0, np.zeros(29), [1, 0, 0, 0], np.zeros(3), np.zeros(99))
-    ended = _FrameWork(index=5, pts=0.2, tracks=[], affines=np.zeros((0, 2, 3)), ended_ids=[7])
+    ended = _FrameWork(index=5, pts=0.2, captured=0.0, tracks=[], affines=np.zeros((0, 2, 3)), ended_ids=[7])
     assert builder.frame(ended, None, 0) == [] and 7 not in smoothers
 
 

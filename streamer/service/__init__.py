@@ -1,0 +1,1 @@
+"""The facestream service: stream lifecycle API on Ray Serve over shared model replicas."""

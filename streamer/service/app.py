@@ -1,0 +1,175 @@
+"""The REST API as a Ray Serve application (``streamer.service.app:build_app``).
+
+    POST   /streams        {url, name?, fps?, options?}  -> 201 {id, ...status}
+    GET    /streams                                      -> 200 [status, ...]
+    GET    /streams/{id}                                 -> 200 status
+    DELETE /streams/{id}   stop, flush sinks, final event -> 200 status
+    GET    /healthz                                      -> 200 {status: ok, ...}
+    GET    /metrics        Prometheus text
+
+Every error is JSON, ``{"error": {"code", "message"}}``, with a 4xx status for what the
+client got wrong (400 bad request, 401 no or wrong token, 404 unknown id or route, 405,
+409 name taken, 413 body too large, 429 stream limit) and 503 when a dependency is down.
+Bodies are validated strictly: an unknown field is an error, not ignored, because a
+misspelt option silently ignored is a wrong result the user never hears about.
+
+The deployment holds no state; it forwards to the named :class:`StreamManager` actor.
+(No ``from __future__ import annotations`` here: Serve's class-based routes need the
+request model as a real annotation, or FastAPI reads the body as a query parameter.)
+"""
+
+import hmac
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import ray
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from streamer.config import Config, load_config
+from streamer.service import manager as manager_mod
+from streamer.service.errors import ApiError
+from streamer.service.metrics import render
+
+TOKEN_ENV = "FACESTREAM_API_TOKEN"
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transport: Literal["tcp", "udp"] = "tcp"        # RTSP transport
+    every: int | None = Field(None, ge=1, le=10_000)  # keep every k-th frame
+
+
+class StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=4096)
+    name: str | None = Field(None, min_length=1, max_length=64)
+    fps: float | None = Field(None, gt=0, le=240)
+    options: StreamOptions | None = None
+
+
+def api_token(cfg: Config) -> str | None:
+    """The bearer token clients must present, or None for an open API.
+
+    From ``FACESTREAM_API_TOKEN``, else from the file ``service.api_token_file``; the
+    token is never logged or echoed.
+    """
+    token = os.environ.get(TOKEN_ENV)
+    if not token and cfg.service.api_token_file:
+        try:
+            token = Path(cfg.service.api_token_file).read_text().strip()
+        except OSError as e:
+            raise ApiError(500, "token_file", f"cannot read service.api_token_file: {e.strerror}") from None
+    return token or None
+
+
+api = FastAPI(title="facestream", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@api.exception_handler(ApiError)
+async def _api_error(request: Request, e: ApiError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+    problems = []
+    for err in e.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    code = "bad_json" if any(err.get("type") == "json_invalid" for err in e.errors()) else "bad_request"
+    return JSONResponse(ApiError(400, code, "; ".join(problems)).body(), status_code=400)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+    return JSONResponse(ApiError(e.status_code, code, str(e.detail)).body(), status_code=e.status_code)
+
+
+@api.middleware("http")
+async def _limit_body(request: Request, call_next):
+    """Refuse oversized bodies before reading them (413)."""
+    limit = getattr(request.app.state, "max_body_bytes", 65536)
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        return JSONResponse(ApiError(413, "body_too_large", f"request bodies are limited to {limit} bytes").body(),
+                            status_code=413)
+    return await call_next(request)
+
+
+async def _authorised(request: Request) -> None:
+    token = getattr(request.app.state, "token", None)
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    # compare_digest: the time taken must not tell how much of a guess was right
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+
+
+async def _call(ref) -> Any:
+    """Await a manager call; its ApiError comes back as it was raised."""
+    try:
+        return await ref
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, ApiError):
+            raise e.cause from None
+        raise ApiError(500, "internal", f"{type(e.cause).__name__}: {e.cause}") from None
+    except ray.exceptions.RayActorError:
+        raise ApiError(503, "manager_unavailable", "the stream manager is not running") from None
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+@serve.ingress(api)
+class FacestreamAPI:
+    def __init__(self, config: str | None = None, overrides: dict | None = None):
+        cfg = load_config(config, overrides)
+        api.state.token = api_token(cfg)
+        api.state.max_body_bytes = cfg.service.max_body_bytes
+        self.manager = manager_mod.get_or_start(cfg)
+        ray.get(self.manager.health.remote())  # a manager that cannot start fails the deploy
+
+    @api.post("/streams", status_code=201, dependencies=[Depends(_authorised)])
+    async def create(self, body: StreamRequest) -> dict:
+        options = body.options.model_dump(exclude_none=True) if body.options else {}
+        return await _call(self.manager.create.remote(body.url, body.name, body.fps, options))
+
+    @api.get("/streams", dependencies=[Depends(_authorised)])
+    async def list_streams(self) -> list:
+        return await _call(self.manager.list.remote())
+
+    @api.get("/streams/{stream_id}", dependencies=[Depends(_authorised)])
+    async def get(self, stream_id: str) -> dict:
+        return await _call(self.manager.get.remote(stream_id))
+
+    @api.delete("/streams/{stream_id}", dependencies=[Depends(_authorised)])
+    async def delete(self, stream_id: str) -> dict:
+        return await _call(self.manager.stop.remote(stream_id))
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return await _call(self.manager.health.remote())
+
+    @api.get("/metrics", dependencies=[Depends(_authorised)], response_class=PlainTextResponse)
+    async def metrics(self) -> PlainTextResponse:
+        text = render(await _call(self.manager.metrics.remote()))
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def build_app(args: dict | None = None) -> serve.Application:
+    """Serve's application builder: ``args`` may hold ``config`` (a ray_config.yaml path)
+    and ``overrides`` (a nested dict like the YAML)."""
+    args = args or {}
+    unknown = set(args) - {"config", "overrides"}
+    if unknown:
+        raise ValueError(f"unknown application args: {', '.join(sorted(unknown))} (known: config, overrides)")
+    return FacestreamAPI.bind(args.get("config"), args.get("overrides"))

@@ -1,0 +1,298 @@
+"""``StreamManager``: the one actor that owns a service's streams.
+
+The API deployment is stateless and may run as several replicas or be restarted by
+Serve; the registry of streams must outlive that, so it lives here, in a named detached
+actor that every API replica finds by name. The manager also owns what all streams
+share: the model replicas (loaded once, batching crops across streams) and, unless a
+Redis URL is configured, an embedded Redis server.
+
+Per stream it launches a :class:`~streamer.session.StreamSession`, watches its ``run``
+to learn how it ended, and forgets nothing: finished streams stay listed with their
+final state, summary and error, so a client that looks late still learns what happened.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from streamer.config import Config
+from streamer.service.errors import ApiError
+
+ACTOR_NAME = "facestream-manager"
+NAMESPACE = "facestream"
+ACTIVE = ("connecting", "running", "stopping")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PROGRESS_TIMEOUT_S = 2.0
+
+
+@dataclass
+class _Stream:
+    id: str
+    url: str                 # as shown to clients: credentials redacted
+    name: str | None
+    fps: float | None
+    options: dict
+    created_at: str
+    session: Any = None      # actor handle while it runs
+    run: Any = None          # ObjectRef of session.run()
+    state: str = "connecting"
+    summary: dict = field(default_factory=dict)
+    error: str | None = None
+    ended_at: str | None = None
+    last: dict = field(default_factory=dict)   # the latest progress seen
+
+
+class StreamManager:
+    """Create, list, inspect and stop streams (an async Ray actor)."""
+
+    def __init__(self, cfg: Config):
+        from streamer.analyze import check_checkpoint, _parquet_metadata
+        from streamer.sinks.redis_sink import RedisSink, redact_url
+        from streamer.urls import media_root_from
+        from workers.replicas import Replicas
+
+        self.cfg = copy.deepcopy(cfg)
+        self.cfg.parquet.out = str(Path(cfg.parquet.out).resolve())
+        self.media_root = media_root_from(cfg.media_root)
+        self._ckpt, self._meta = check_checkpoint(self.cfg)
+        self._parquet_metadata = _parquet_metadata
+        self._redis_server = None
+        if cfg.redis.url:
+            RedisSink.check(cfg.redis.url, cfg.redis.connect_timeout_s)
+            self.redis_url = cfg.redis.url
+        else:
+            from streamer.redis_server import EmbeddedRedis
+
+            self._redis_server = EmbeddedRedis()
+            self._redis_server.start()
+            self.redis_url = self._redis_server.url
+        self.redis_label = redact_url(self.redis_url)
+        self.replicas = Replicas.start(self.cfg, str(self._ckpt))
+        self.replicas.ready()
+        self.version = ray.get(self.replicas.info())["version"]
+        self.streams: dict[str, _Stream] = {}
+        self.started = time.time()
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    async def create(self, url: str, name: str | None = None, fps: float | None = None,
+                     options: dict | None = None) -> dict:
+        """Start a stream; raises ApiError 400 (refused URL), 409 (id taken), 429 (limit)."""
+        from streamer.session import launch
+        from streamer.sinks.parquet_sink import ParquetSink
+        from streamer.sinks.redis_sink import RedisSink
+        from streamer.source import SourceError
+        from streamer.urls import check_source, redact
+
+        options = dict(options or {})
+        try:
+            spec = check_source(url, self.media_root)
+        except SourceError as e:
+            raise ApiError(400, "url_refused", str(e)) from None
+        active = sum(s.state in ACTIVE for s in self.streams.values())
+        if active >= self.cfg.service.max_streams:
+            raise ApiError(429, "too_many_streams",
+                           f"{active} streams are running, the limit is {self.cfg.service.max_streams}; "
+                           "stop one first")
+        stream_id = self._new_id(name, spec.target)
+        await self._check_redis_key_free(stream_id)
+        cfg = copy.deepcopy(self.cfg)
+        if fps is not None:
+            cfg.source.fps = fps
+        if "every" in options:
+            cfg.source.every = int(options["every"])
+        shown = redact(url)
+        sinks = [partial(RedisSink, cfg.redis, stream_id, self.redis_url),
+                 partial(ParquetSink, cfg.parquet, stream_id,
+                         self._parquet_metadata(self._meta, self.version, shown))]
+        target = spec.target if spec.kind == "file" else url
+        stream = _Stream(id=stream_id, url=shown, name=name, fps=fps, options=options, created_at=_now())
+        stream.session = launch(stream_id, target, cfg, self.replicas, sinks, media_root=self.media_root,
+                                transport=options.get("transport", "tcp"))
+        stream.run = stream.session.run.remote()
+        self.streams[stream_id] = stream
+        asyncio.get_running_loop().create_task(self._watch(stream))
+        return self._status(stream)
+
+    async def stop(self, stream_id: str) -> dict:
+        """Stop a stream and wait (``service.stop_timeout_s``) for its sinks to flush."""
+        stream = self._get(stream_id)
+        if stream.state in ACTIVE:
+            stream.state = "stopping"
+            session = stream.session
+
+            async def stopped() -> None:
+                await session.stop.remote()   # waits for the actor to start if it has not yet
+                await self._settled(stream)
+
+            try:
+                await asyncio.wait_for(stopped(), self.cfg.service.stop_timeout_s)
+            except (asyncio.TimeoutError, ray.exceptions.RayError):
+                self._finish(stream, "failed", error=f"did not stop within {self.cfg.service.stop_timeout_s:g} s; "
+                                                     "killed (records already published are kept)")
+        return self._status(stream)
+
+    async def shutdown(self) -> dict:
+        """Stop every stream (flushing its sinks), then the replicas and embedded Redis."""
+        await asyncio.gather(*(self.stop(s.id) for s in list(self.streams.values()) if s.state in ACTIVE))
+        self.replicas.stop()
+        if self._redis_server is not None:
+            self._redis_server.stop()
+        return {s.id: s.state for s in self.streams.values()}
+
+    # ---- reading -------------------------------------------------------------------
+
+    async def get(self, stream_id: str) -> dict:
+        stream = self._get(stream_id)
+        await self._refresh([stream])
+        return self._status(stream)
+
+    async def list(self) -> list[dict]:
+        streams = list(self.streams.values())
+        await self._refresh(streams)
+        return [self._status(s) for s in streams]
+
+    async def health(self) -> dict:
+        return {"status": "ok", "model_version": self.version, "redis": self.redis_label,
+                "media_root": self.media_root, "parquet_out": self.cfg.parquet.out,
+                "streams_active": sum(s.state in ACTIVE for s in self.streams.values()),
+                "max_streams": self.cfg.service.max_streams, "uptime_s": time.time() - self.started}
+
+    async def metrics(self) -> dict:
+        """Everything /metrics renders: per stream progress, per replica counters."""
+        streams = list(self.streams.values())
+        await self._refresh(streams)
+
+        async def stats(handle) -> dict:
+            try:
+                return await asyncio.wait_for(handle.stats.remote(), _PROGRESS_TIMEOUT_S)
+            except (asyncio.TimeoutError, ray.exceptions.RayError):
+                return {}
+
+        regressors = await asyncio.gather(*(stats(r) for r in self.replicas.regressors))
+        detectors = await asyncio.gather(*(stats(d) for d in self.replicas.detectors))
+        return {"streams": {s.id: {**s.last, "state": s.state} for s in streams},
+                "regressors": list(regressors), "detectors": list(detectors)}
+
+    # ---- internals -----------------------------------------------------------------
+
+    def _get(self, stream_id: str) -> _Stream:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise ApiError(404, "unknown_stream", f"no stream with id {stream_id!r}")
+        return stream
+
+    def _new_id(self, name: str | None, target: str) -> str:
+        if name is not None:
+            if not _ID.match(name):
+                raise ApiError(400, "bad_name", "name must be 1-64 characters of letters, digits, "
+                                                "'_', '.', '-', starting with a letter or digit")
+            if name in self.streams:
+                raise ApiError(409, "name_taken", f"a stream named {name!r} exists already")
+            return name
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(target.split("?")[0]).stem).strip("-.")[:40] or "stream"
+        while True:
+            candidate = f"{stem}-{secrets.token_hex(3)}"
+            if candidate not in self.streams and _ID.match(candidate):
+                return candidate
+
+    async def _check_redis_key_free(self, stream_id: str) -> None:
+        """A new stream must not append to records of an older one with the same id:
+        Redis would refuse its smaller entry ids as 'already written'."""
+        import redis
+
+        from streamer.schema import stream_key
+
+        def exists() -> bool:
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=self.cfg.redis.connect_timeout_s,
+                                          socket_connect_timeout=self.cfg.redis.connect_timeout_s)
+            try:
+                return bool(client.exists(stream_key(self.cfg.redis.key_prefix, stream_id)))
+            finally:
+                client.close()
+
+        try:
+            taken = await asyncio.get_running_loop().run_in_executor(None, exists)
+        except redis.RedisError as e:
+            raise ApiError(503, "redis_unavailable", f"Redis at {self.redis_label} is not reachable: {e}") from None
+        if taken:
+            raise ApiError(409, "name_taken", f"Redis already holds records of a stream {stream_id!r}; "
+                                              "choose another name")
+
+    async def _watch(self, stream: _Stream) -> None:
+        """Learn how a session's run ended, then free the actor."""
+        try:
+            summary = await stream.run
+            self._finish(stream, summary.get("state", "ended"), summary=summary)
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause if isinstance(e.cause, BaseException) else e
+            self._finish(stream, "failed", error=f"{type(cause).__name__}: {cause}")
+        except ray.exceptions.RayError as e:
+            self._finish(stream, "failed", error=f"session lost: {type(e).__name__}")
+
+    async def _settled(self, stream: _Stream) -> None:
+        while stream.state in ACTIVE:
+            await asyncio.sleep(0.05)
+
+    def _finish(self, stream: _Stream, state: str, summary: dict | None = None, error: str | None = None) -> None:
+        if stream.state not in ACTIVE:
+            return
+        if summary:
+            stream.summary = summary
+            stream.last.update({k: summary[k] for k in ("frames", "faces", "tracks", "dropped", "reconnects")
+                                if k in summary})
+        stream.state, stream.error, stream.ended_at = state, error, _now()
+        if stream.session is not None:
+            ray.kill(stream.session)
+            stream.session = None
+
+    async def _refresh(self, streams: list[_Stream]) -> None:
+        """Fetch the progress of running sessions (a stuck one keeps its last numbers)."""
+        async def one(stream: _Stream) -> None:
+            if stream.session is None or stream.state not in ACTIVE:
+                return
+            try:
+                p = await asyncio.wait_for(stream.session.progress.remote(), _PROGRESS_TIMEOUT_S)
+            except (asyncio.TimeoutError, ray.exceptions.RayError):
+                return
+            stream.last = p
+            if stream.state == "connecting" and p["state"] == "running":
+                stream.state = "running"
+
+        await asyncio.gather(*(one(s) for s in streams))
+
+    def _status(self, s: _Stream) -> dict:
+        p = s.last
+        return {
+            "id": s.id, "name": s.name, "url": s.url, "state": s.state,
+            "created_at": s.created_at, "ended_at": s.ended_at,
+            "source_fps": p.get("source_fps"), "processed_fps": p.get("processed_fps", 0.0),
+            "lag_s": p.get("lag_s"), "frames": p.get("frames", 0), "faces": p.get("faces", 0),
+            "tracks": p.get("tracks", 0), "dropped_frames": p.get("dropped", 0),
+            "reconnects": p.get("reconnects", 0), "last_error": s.error or p.get("last_error"),
+            "redis_stream": f"{self.cfg.redis.key_prefix}:stream:{s.id}",
+            "parquet": str(Path(self.cfg.parquet.out) / "records"),
+        }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def get_or_start(cfg: Config) -> Any:
+    """The service's manager actor: found by name, or started (detached, so it outlives
+    the API replica that started it; ``facestream serve`` ends it on shutdown)."""
+    actor = ray.remote(StreamManager).options(
+        name=ACTOR_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+        num_cpus=0, max_concurrency=1000)
+    return actor.remote(cfg)

@@ -1,0 +1,117 @@
+"""``facestream serve``: run the service in the foreground until SIGINT or SIGTERM.
+
+Start-up checks what can be checked in this process first (checkpoint, a configured
+Redis, the Ray address), so a mistake is one line and an exit status, not a Serve
+deployment failing in another process. Shutdown stops every stream the way ``DELETE``
+does (sinks flushed, Parquet closed, final event) before Serve and Ray go down.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.request
+from typing import Callable
+
+from streamer import runtime
+from streamer.config import Config
+
+APP_NAME = "facestream"
+_READY_TIMEOUT_S = 180.0
+
+
+class ServeError(RuntimeError):
+    """The service could not be started (the port is taken, Serve failed to deploy)."""
+
+
+def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dict | None = None,
+                  address: str | None = None, on_ready: Callable[[dict], None] | None = None,
+                  stop: threading.Event | None = None) -> dict:
+    """Serve until ``stop`` is set or a signal arrives; returns the final stream states.
+
+    ``config_path`` and ``overrides`` travel to the Serve application, which loads the
+    same config in its own process (a Config object does not go through Serve's args).
+    """
+    from streamer.analyze import _cpus_needed, check_checkpoint
+    from streamer.sinks.redis_sink import RedisSink
+
+    check_checkpoint(cfg)
+    if cfg.redis.url:
+        RedisSink.check(cfg.redis.url, cfg.redis.connect_timeout_s)
+    if address:
+        runtime.check_address(address)
+    _check_port_free(cfg.service.host, cfg.service.port)
+    stop = stop or threading.Event()
+    restore = _on_signals(stop)
+    rt = runtime.start(address, num_cpus=_cpus_needed(cfg))
+    try:
+        from ray import serve
+
+        from streamer.service import manager as manager_mod
+        from streamer.service.app import build_app
+
+        serve.start(http_options={"host": cfg.service.host, "port": cfg.service.port})
+        try:
+            serve.run(build_app({"config": config_path, "overrides": overrides or {}}), name=APP_NAME,
+                      route_prefix="/", blocking=False)
+            base = f"http://{_client_host(cfg.service.host)}:{cfg.service.port}"
+            health = _wait_healthy(base, stop)
+            if on_ready is not None:
+                on_ready({"url": base, **health})
+            while not stop.wait(0.5):
+                pass
+            import ray
+
+            manager = ray.get_actor(manager_mod.ACTOR_NAME, namespace=manager_mod.NAMESPACE)
+            final = ray.get(manager.shutdown.remote())
+            ray.kill(manager)
+            return final
+        finally:
+            serve.shutdown()
+    finally:
+        rt.stop()
+        restore()
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ServeError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
+def _wait_healthy(base: str, stop: threading.Event) -> dict:
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    last = "no answer"
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as r:
+                return json.loads(r.read())
+        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+            last = str(e)
+            time.sleep(0.5)
+    raise ServeError(f"the API at {base} did not become healthy in {_READY_TIMEOUT_S:.0f} s ({last})")
+
+
+def _on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set ``stop`` (from the main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in previous:
+        signal.signal(s, lambda *_: stop.set())
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return restore
+

@@ -1,0 +1,60 @@
+"""Counters that travel: fixed-bucket histograms and a recent-rate meter.
+
+Sessions and replicas keep these and hand out plain dicts (``snapshot``) through Ray;
+``/metrics`` renders the dicts as Prometheus text. Buckets are fixed so that snapshots
+from many processes add up bucket by bucket, and memory never grows with traffic.
+"""
+from __future__ import annotations
+
+import bisect
+import time
+from collections import deque
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Histogram:
+    """Prometheus-style histogram: counts per upper bound (``le``), plus sum and count."""
+
+    def __init__(self, buckets: tuple[float, ...]):
+        self.buckets = tuple(sorted(buckets))
+        self._counts = [0] * (len(self.buckets) + 1)   # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += float(value)
+        self.count += 1
+
+    def snapshot(self) -> dict:
+        """{"buckets": [[le, cumulative count], ...], "sum", "count"}; le of +Inf is None."""
+        cumulative, total = [], 0
+        for le, n in zip((*self.buckets, None), self._counts):
+            total += n
+            cumulative.append([le, total])
+        return {"buckets": cumulative, "sum": self.sum, "count": self.count}
+
+
+class RateMeter:
+    """Events per second over the last ``window_s`` seconds (e.g. frames processed)."""
+
+    def __init__(self, window_s: float = 5.0):
+        self.window_s = window_s
+        self._marks: deque[tuple[float, int]] = deque()
+        self._total = 0
+
+    def add(self, n: int = 1, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._total += n
+        self._marks.append((now, self._total))
+        while now - self._marks[0][0] > self.window_s:
+            self._marks.popleft()
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        if len(self._marks) < 2 or now - self._marks[-1][0] > self.window_s:
+            return 0.0
+        (t0, n0), (t1, n1) = self._marks[0], self._marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0

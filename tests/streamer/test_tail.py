@@ -1,0 +1,82 @@
+"""``tail`` against a real Redis: every record once, in order, resumable."""
+import threading
+
+import redis
+
+from streamer.config import RedisConfig
+from streamer.sinks.redis_sink import RedisSink
+from streamer.tail import tail
+
+
+def _publish(url, records, final=True, stream_id="cam1"):
+    sink = RedisSink(RedisConfig(), stream_id, url)
+    sink.event("started")
+    sink.write(records)
+    if final:
+        sink.event("ended", frames=records[-1].frame_index + 1)
+    sink.close()
+
+
+def test_tail_reads_every_record_in_order_then_stops_at_the_final_event(redis_url, make_records,
+                                                                        assert_records_equal):
+    records = make_records(300, faces=2)
+    _publish(redis_url, records)
+    got = []
+    assert tail(redis_url, "cam1", got.append, block_ms=200) == 600
+    assert_records_equal(got, records)
+
+
+def test_tail_resumes_where_it_left_off_without_duplicates(redis_url, make_records, assert_records_equal):
+    records = make_records(400, faces=1)
+    _publish(redis_url, records[:250], final=False)
+    first = []
+    # an unfinished stream: the first tail stops on request once it has read what is there
+    n = tail(redis_url, "cam1", first.append, block_ms=100, should_stop=lambda: len(first) >= 250)
+    assert n == 250
+    sink = RedisSink(RedisConfig(), "cam1", redis_url)
+    sink.write(records[250:])
+    sink.event("ended")
+    sink.close()
+    second = []
+    assert tail(redis_url, "cam1", second.append, block_ms=100) == 150
+    assert_records_equal(first + second, records)
+    # a different group starts from the beginning
+    third = []
+    assert tail(redis_url, "cam1", third.append, group="analysis", block_ms=100) == 400
+
+
+def test_records_delivered_but_not_taken_are_delivered_again(redis_url, make_records, assert_records_equal):
+    records = make_records(50, faces=1)
+    _publish(redis_url, records)
+    seen = []
+
+    def crash_at_20(rec):
+        if len(seen) == 20:
+            raise RuntimeError("consumer died")
+        seen.append(rec)
+
+    try:
+        tail(redis_url, "cam1", crash_at_20, block_ms=100)
+    except RuntimeError:
+        pass
+    pending = redis.Redis.from_url(redis_url).xpending("facestream:stream:cam1", "facestream-tail")
+    assert pending["pending"] == 50   # read as one batch, none acknowledged
+    again = []
+    assert tail(redis_url, "cam1", again.append, block_ms=100) == 50
+    assert_records_equal(again, records)
+
+
+def test_follow_waits_for_new_records_until_stopped(redis_url, make_records):
+    records = make_records(30, faces=1)
+    got, stop = [], threading.Event()
+    t = threading.Thread(target=lambda: tail(redis_url, "cam1", got.append, follow=True, block_ms=100,
+                                             should_stop=stop.is_set))
+    t.start()
+    _publish(redis_url, records)     # the final event does not end a follow
+    for _ in range(100):
+        if len(got) == 30:
+            break
+        threading.Event().wait(0.05)
+    stop.set()
+    t.join(5)
+    assert not t.is_alive() and len(got) == 30
