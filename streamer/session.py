@@ -40,7 +40,7 @@ from streamer.schema import FaceRecord
 from streamer.sinks.base import Sink
 from streamer.smoothing import SmootherBank
 from streamer.source import Frame, SourceError, open_source
-from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter
+from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
 from streamer.urls import redact
 from streamer.tracking import Track, Tracker
 from workers import face_model
@@ -184,6 +184,7 @@ class _Counters:
     lag_s: float | None = None  # live: capture to publish of the latest frame
     rate: RateMeter = field(default_factory=RateMeter)
     latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
+    recent_latency: Reservoir = field(default_factory=Reservoir)
 
 
 class StreamSession:
@@ -230,6 +231,7 @@ class StreamSession:
             "source_fps": source.fps if source else None,
             "live": bool(source and source.is_live),
             "lag_s": c.lag_s, "latency_s": c.latency.snapshot(),
+            "latency_p50_s": c.recent_latency.percentile(50), "latency_p99_s": c.recent_latency.percentile(99),
             "frame_count_estimate": source.frame_count_estimate if source else None,
             "decode_errors": stats.get("decode_errors", 0),
             "dropped": stats.get("dropped", 0), "reconnects": stats.get("reconnects", 0),
@@ -360,6 +362,7 @@ class StreamSession:
                 if frame.captured:
                     c.lag_s = now - frame.captured
                     c.latency.observe(c.lag_s)
+                    c.recent_latency.observe(c.lag_s)
             c.track_ids.update(r.track_id for r in records)
             await self._maybe_progress_event()
 

@@ -7,6 +7,7 @@ from many processes add up bucket by bucket, and memory never grows with traffic
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from collections import deque
 
@@ -58,3 +59,21 @@ class RateMeter:
             return 0.0
         (t0, n0), (t1, n1) = self._marks[0], self._marks[-1]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class Reservoir:
+    """The last ``size`` observations, for exact recent percentiles (p50/p99 latency)."""
+
+    def __init__(self, size: int = 2048):
+        self._values: deque[float] = deque(maxlen=size)
+
+    def observe(self, value: float) -> None:
+        self._values.append(float(value))
+
+    def percentile(self, q: float) -> float | None:
+        """The q-th percentile (0-100, nearest rank) of what is held; None when empty."""
+        if not self._values:
+            return None
+        ordered = sorted(self._values)
+        rank = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+        return ordered[rank]

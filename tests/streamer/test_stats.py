@@ -19,3 +19,13 @@ def test_rate_meter_measures_recent_rate_and_forgets_old_bursts():
     for i in range(5):            # then 2 frames/s
         m.add(1, now=120.0 + i * 0.5)
     assert abs(m.rate(now=122.0) - 2.0) < 1e-9
+
+
+def test_reservoir_percentiles_of_recent_values():
+    from streamer.stats import Reservoir
+
+    r = Reservoir(size=100)
+    assert r.percentile(50) is None
+    for v in range(1000):          # only the last 100 (900..999) are kept
+        r.observe(v)
+    assert r.percentile(50) == 949 and r.percentile(99) == 998 and r.percentile(100) == 999
