@@ -28,6 +28,16 @@ class SourceConfig:
     reconnect_max_s: float = 5.0
     give_up_s: float = 60.0        # live: a source gone this long ends the stream `failed`
     open_timeout_s: float = 10.0
+    # Limits on what a source may be (streamer.source enforces them; a refusal is a
+    # SourceTooLarge naming the limit). Frames wider or taller than this are refused:
+    # a file or stream whose first frame (or declared size) exceeds them is not opened,
+    # a later frame that does is counted as a decode error and left out.
+    max_width: int = 7680
+    max_height: int = 4320
+    # None: unlimited. Files declaring a longer duration are refused when opened, and no
+    # frame past it is yielded (counted in stats["beyond_max_duration"]); a live stream
+    # is ended by its session after running this long.
+    max_duration_s: float | None = None
 
 
 @dataclass

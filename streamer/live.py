@@ -9,7 +9,10 @@ consumer takes it goes too. Everything dropped is counted.
 Live sources also come and go. When the connection ends, fails or falls silent the
 reader reconnects with exponential backoff and jitter (``reconnect_s`` doubling up to
 ``reconnect_max_s``), reporting each attempt through ``on_event``; only after
-``give_up_s`` without a frame does the iterator raise :class:`SourceError`. Across
+``give_up_s`` without a frame does the iterator raise :class:`SourceError`. A stream
+whose frames are larger than ``max_width`` x ``max_height`` fails at once, without
+retrying (:class:`~streamer.source.SourceTooLarge`); a later frame above the limit is
+counted as a decode error and dropped. (``max_duration_s`` is the session's to enforce.) Across
 reconnects ``Frame.index`` keeps counting and ``Frame.pts`` keeps increasing, so the
 tracker and the smoother downstream see one stream.
 
@@ -28,7 +31,7 @@ from typing import Callable, Iterator
 import av
 
 from streamer.config import SourceConfig
-from streamer.source import Frame, SourceError, _reason
+from streamer.source import Frame, SourceError, SourceTooLarge, _reason
 from streamer.urls import SourceSpec
 
 log = logging.getLogger(__name__)
@@ -178,6 +181,9 @@ class LiveSource:
                     self._push(frame)
                     last_frame = time.monotonic()
                 reason = "the stream ended"
+            except SourceTooLarge as e:  # another attempt would bring the same frames
+                self._fail(SourceTooLarge(f"{self.label}: {e}"))
+                return
             except (av.error.FFmpegError, OSError, SourceError) as e:
                 reason = _reason(e)
             if self._closed.is_set():
@@ -221,7 +227,13 @@ class LiveSource:
             if not container.streams.video:
                 raise SourceError("no video stream")
             stream = container.streams.video[0]
+            ctx = stream.codec_context
+            if ctx is None:
+                raise SourceError("its video stream is in a codec that cannot be decoded here")
+            self._check_size(ctx.width or 0, ctx.height or 0)
             stream.thread_type = "AUTO"
+            # the decoder refuses larger frames before allocating them (counted below)
+            ctx.options = {"max_pixels": str(self.cfg.max_width * self.cfg.max_height)}
             if not self.fps:
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                 self.fps = float(rate) if rate else 0.0
@@ -246,6 +258,13 @@ class LiveSource:
                 for f in decoded:
                     if self._closed.is_set():
                         return
+                    if f.width > self.cfg.max_width or f.height > self.cfg.max_height:
+                        if not self._ready:
+                            self._check_size(f.width, f.height)
+                        with self._cond:
+                            self.stats["decode_errors"] += 1
+                            self.stats["last_error"] = f"a {f.width}x{f.height} frame is above the size limit"
+                        continue
                     yield self._frame(f)
                 if silent:
                     raise stalled
@@ -253,6 +272,11 @@ class LiveSource:
             raise stalled from None
         finally:
             container.close()
+
+    def _check_size(self, width: int, height: int) -> None:
+        if width > self.cfg.max_width or height > self.cfg.max_height:
+            raise SourceTooLarge(f"{width}x{height} frames are larger than the {self.cfg.max_width}x"
+                                 f"{self.cfg.max_height} limit (source.max_width, source.max_height)")
 
     def _frame(self, f: av.VideoFrame) -> Frame:
         """Number, timestamp and convert a decoded frame."""

@@ -10,14 +10,23 @@ cannot be opened, or that decodes to no frame at all, raises a :class:`SourceErr
 subclass with a message naming the file; a file broken in the middle yields every frame
 that can still be decoded and counts the rest in ``stats``, because one bad packet must
 not cost the rest of a long recording.
+
+Hostile input is bounded before FFmpeg sees it. Only regular files are opened (a named
+pipe nobody writes, a device, a directory are refused without blocking), and FFmpeg reads
+the one file descriptor opened here (its ``fd:`` protocol, with nothing else on the
+protocol whitelist), so a playlist, concat script or manifest cannot make it open any
+other file, inside the media root or out of it. Frames larger than ``max_width`` x
+``max_height`` and files longer than ``max_duration_s`` are refused
+(:class:`SourceTooLarge`) from what the container declares, before decoding, and again
+from what the decoder produces.
 """
 from __future__ import annotations
 
 import math
 import os
+import stat
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import av
@@ -31,6 +40,15 @@ if TYPE_CHECKING:
 # Consecutive demuxer failures after which a file is treated as ended: a damaged
 # container can fail at the same offset forever, and a file source must never hang.
 _MAX_CONSECUTIVE_DEMUX_ERRORS = 32
+# Frames past max_duration_s in a row after which decoding stops: one frame with a wild
+# timestamp (a damaged packet) must not end the file, a file that goes on must.
+_MAX_FRAMES_PAST_DURATION = 8
+# What a file starts with when it is a list of other files for FFmpeg to open; refused
+# with a message saying so (the fd: protocol would refuse their opens anyway).
+_SCRIPTS = ((b"#EXTM3U", "an HLS playlist"), (b"ffconcat version", "an FFmpeg concat script"),
+            (b"<?xml", "an XML manifest"), (b"<MPD", "a DASH manifest"))
+_FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
 class SourceError(Exception):
@@ -43,6 +61,11 @@ class SourceNotFound(SourceError):
 
 class NotAVideo(SourceError):
     """The file opens as no container, has no video stream, or decodes to no frame."""
+
+
+class SourceTooLarge(SourceError):
+    """The source exceeds a configured limit: ``source.max_width`` / ``max_height``
+    (declared or first decoded frame) or ``source.max_duration_s`` (declared duration)."""
 
 
 @dataclass
@@ -97,29 +120,45 @@ class FileSource:
             raise ValueError(f"SourceConfig.every must be >= 1, got {cfg.every}")
         if cfg.fps is not None and cfg.fps <= 0:
             raise ValueError(f"SourceConfig.fps must be > 0 or None, got {cfg.fps}")
+        if cfg.max_width < 1 or cfg.max_height < 1:
+            raise ValueError(f"SourceConfig.max_width/max_height must be >= 1, got "
+                             f"{cfg.max_width}x{cfg.max_height}")
+        if cfg.max_duration_s is not None and not cfg.max_duration_s > 0:
+            raise ValueError(f"SourceConfig.max_duration_s must be > 0 or None, got {cfg.max_duration_s}")
         self.path = str(path)
         self.cfg = cfg
         self.stats: dict = {"decoded": 0, "yielded": 0, "skipped_by_sampling": 0,
                             "decode_errors": 0, "last_error": None}
-        p = Path(self.path)
-        if not p.is_file():
-            what = "is not a regular file" if p.exists() else "does not exist"
-            raise SourceNotFound(f"{self.path}: {what}")
-        if p.stat().st_size == 0:
-            raise NotAVideo(f"{self.path}: file is empty (0 bytes)")
+        if cfg.max_duration_s is not None:
+            self.stats["beyond_max_duration"] = 0
+        self._first: Frame | None = None
+        fd = _open_regular_file(self.path)
         try:
-            # av_options carries the policy's protocol whitelist: a playlist or concat
-            # script inside the media root may not reach out of it.
-            self._container = av.open(self.path, mode="r", timeout=cfg.open_timeout_s,
-                                      container_options=av_options or {}, metadata_errors="replace")
+            head = os.pread(fd, 64, 0)
+            for magic, what in _SCRIPTS:
+                if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(magic):
+                    raise NotAVideo(f"{self.path}: is {what}, which names other files to open; "
+                                    "playlists, concat scripts and manifests are not accepted as files")
+            # FFmpeg reads this descriptor and nothing else: with only fd: on the protocol
+            # whitelist (nested opens inherit it), a playlist or concat script cannot open
+            # another file, and the file checked above is the file read.
+            options = {**(av_options or {}), "protocol_whitelist": "fd", "fd": str(fd)}
+            self._container = av.open("fd:", mode="r", timeout=cfg.open_timeout_s, container_options=options,
+                                      options={"max_pixels": str(self._max_pixels)}, metadata_errors="replace")
         except (av.error.FFmpegError, ValueError) as e:
             raise NotAVideo(f"{self.path}: not a readable video container ({_reason(e)})") from None
-        if not self._container.streams.video:
-            kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
+        finally:
+            os.close(fd)  # FFmpeg holds its own duplicate
+        try:
+            self._check_declared()
+        except SourceError:
             self._container.close()
-            raise NotAVideo(f"{self.path}: has no video stream (found: {', '.join(kinds)})")
+            raise
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        # The decoder refuses frames above the pixel limit before allocating them (a
+        # stream may switch to a larger size midway); they count as decode errors.
+        self._stream.codec_context.options = {"max_pixels": str(self._max_pixels)}
         # The average rate is measured from timestamps, so trust it when the container has
         # them (it knows a duration); raw streams get FFmpeg's guess from the codec headers.
         stream = self._stream
@@ -128,11 +167,14 @@ class FileSource:
         self.fps: float = float(rate) if rate else 0.0
         self._frames = self._decode()
         try:
-            self._first: Frame | None = next(self._frames)
+            self._first = next(self._frames)
         except StopIteration:
             self.close()
             why = f"; last error: {self.stats['last_error']}" if self.stats["last_error"] else ""
             raise NotAVideo(f"{self.path}: no video frame could be decoded{why}") from None
+        except BaseException:
+            self.close()
+            raise
         self.height, self.width = self._first.image.shape[:2]
         self.frame_count_estimate: int | None = self._estimate_frame_count()
 
@@ -168,9 +210,56 @@ class FileSource:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @property
+    def _max_pixels(self) -> int:
+        return self.cfg.max_width * self.cfg.max_height
+
+    def _too_large(self, width: int, height: int) -> str | None:
+        if width > self.cfg.max_width or height > self.cfg.max_height:
+            return (f"{width}x{height} frames are larger than the {self.cfg.max_width}x"
+                    f"{self.cfg.max_height} limit (source.max_width, source.max_height)")
+        return None
+
+    def _check_declared(self) -> None:
+        """Refuse by what the container says, before a frame is decoded."""
+        container = self._container
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            raise NotAVideo(f"{self.path}: has no video stream (found: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx is None:  # FFmpeg has no decoder for it (or the codec id is damaged)
+            raise NotAVideo(f"{self.path}: its video stream is in a codec that cannot be decoded here")
+        why = self._too_large(ctx.width or 0, ctx.height or 0)
+        if why:
+            raise SourceTooLarge(f"{self.path}: {why}")
+        limit = self.cfg.max_duration_s
+        if limit is not None:
+            duration = self._declared_duration()
+            if duration is not None and duration > limit:
+                raise SourceTooLarge(f"{self.path}: lasts {duration:.6g} s, longer than the {limit:g} s limit "
+                                     "(source.max_duration_s)")
+
+    def _declared_duration(self) -> float | None:
+        """Seconds the video stream (else the container) says it lasts, if it says."""
+        stream = self._container.streams.video[0]
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        if self._container.duration:
+            return self._container.duration / av.time_base
+        return None
+
     def _decode(self) -> Iterator[Frame]:
-        """Every frame that decodes, in order; bad packets are counted, not raised."""
+        """Every frame that decodes, in order; bad packets are counted, not raised.
+
+        Frames above the size limit are counted as errors (the first one refuses the
+        file); frames past ``max_duration_s`` from the first are counted and left out, and
+        decoding stops after a few of them in a row.
+        """
         time_base = self._stream.time_base
+        limit = self.cfg.max_duration_s
+        origin: float | None = None
+        past_limit = 0
         errors_in_a_row = 0
         while errors_in_a_row < _MAX_CONSECUTIVE_DEMUX_ERRORS:
             # demux() is restarted after a failure: it resumes at the current file position.
@@ -184,12 +273,27 @@ class FileSource:
                         self._count_error(e)
                         continue
                     for f in decoded:
+                        why = self._too_large(f.width, f.height)
+                        if why:
+                            if self.stats["decoded"] == 0:
+                                raise SourceTooLarge(f"{self.path}: {why}")
+                            self._count_error(SourceTooLarge(why))
+                            continue
                         index = self.stats["decoded"]
                         self.stats["decoded"] += 1
                         if f.pts is not None and time_base is not None:
                             pts = float(f.pts * time_base)
                         else:
                             pts = index / self.fps if self.fps else 0.0
+                        if limit is not None:
+                            origin = pts if origin is None else origin
+                            if pts - origin > limit:
+                                self.stats["beyond_max_duration"] += 1
+                                past_limit += 1
+                                if past_limit >= _MAX_FRAMES_PAST_DURATION:
+                                    return
+                                continue
+                            past_limit = 0
                         yield Frame(index, pts, f.to_ndarray(format="rgb24"), time.time())
                 return  # demux ran to EOF (its last packet flushed the decoder)
             except av.error.EOFError:
@@ -246,6 +350,37 @@ class _Sampler:
             return False
         self._last_slot = slot
         return True
+
+
+def _open_regular_file(path: str) -> int:
+    """A read-only descriptor of ``path`` once it is known to be a non-empty regular file.
+
+    The type is checked before opening (opening a device can have effects of its own) and
+    again on the open descriptor (the path may have been replaced in between); the open
+    does not block, whatever the path has become.
+    """
+    def refuse(st: os.stat_result) -> None:
+        if not stat.S_ISREG(st.st_mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
+            raise SourceNotFound(f"{path}: is not a regular file (it is {kind})")
+        if st.st_size == 0:
+            raise NotAVideo(f"{path}: file is empty (0 bytes)")
+
+    try:
+        refuse(os.stat(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise SourceNotFound(f"{path}: does not exist") from None
+    except PermissionError:
+        raise SourceNotFound(f"{path}: cannot be read (permission denied)") from None
+    except OSError as e:  # a symlink loop, a name too long, a file in place of a directory
+        raise SourceNotFound(f"{path}: cannot be opened ({e.strerror or type(e).__name__})") from None
+    try:
+        refuse(os.fstat(fd))
+    except SourceError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _chain(first: Frame, rest: Iterator[Frame]) -> Iterator[Frame]:
