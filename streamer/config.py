@@ -78,6 +78,7 @@ class ModelConfig:
     max_wait_ms: float = 10.0
     num_cpus_per_replica: float = 1.0
     num_gpus_per_replica: float = 0.0
+    max_restarts: int = 3          # a crashed replica is restarted, its calls retried
     # custom Ray resources each replica needs: places replicas on the nodes that have them
     resources: dict[str, float] = field(default_factory=dict)
 
@@ -96,6 +97,7 @@ class RedisConfig:
 class ParquetConfig:
     out: str = "out"
     rows_per_file: int = 50_000    # roll to a new file after this many rows
+    flush_every_s: float = 30.0    # and write what is buffered at least this often
     compression: str = "zstd"
 
 
@@ -104,6 +106,7 @@ class SessionConfig:
     max_inflight_batches: int = 4  # crop batches awaiting the regressor per session
     progress_every_s: float = 1.0
     resources: dict[str, float] = field(default_factory=dict)  # as model.resources, for sessions
+    max_restarts: int = 3          # a crashed session is restarted and resumes this often
 
 
 @dataclass

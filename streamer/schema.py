@@ -170,7 +170,7 @@ def table_to_records(table: pa.Table) -> list[FaceRecord]:
 # x = every VECTOR_FIELDS vector, concatenated in that order, little-endian float32.
 _PACKED_DTYPE = np.dtype("<f4")
 _PACKED_LEN = sum(d for _, d in VECTOR_FIELDS)
-EVENT_KINDS = ("started", "progress", "ended", "stopped", "failed", "reconnecting", "reconnected")
+EVENT_KINDS = ("started", "resumed", "progress", "ended", "stopped", "failed", "reconnecting", "reconnected")
 FINAL_EVENTS = ("ended", "stopped", "failed")  # the last event of a stream
 
 

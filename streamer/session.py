@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable, Iterator
 
@@ -37,12 +37,12 @@ import ray
 from streamer.config import Config
 from streamer.crops import CropRule, crop_faces, crop_to_image
 from streamer.schema import FaceRecord
-from streamer.sinks.base import Sink
+from streamer.sinks.base import Committed, Sink
 from streamer.smoothing import SmootherBank
 from streamer.source import Frame, SourceError, open_source
 from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
-from streamer.urls import redact
 from streamer.tracking import Track, Tracker
+from streamer.urls import redact
 from workers import face_model
 from workers.pose import euler_from_matrix, matrix_from_quaternion
 from workers.regressor import Prediction
@@ -208,6 +208,7 @@ class StreamSession:
         self._source = None
         self._state = "created"
         self._stop_requested = False
+        self._resume: Committed | None = None   # set when a restarted session resumes
         self._count = _Counters()
         self._last_progress_event = 0.0
         # one thread each, so decoding never waits for a slow sink and vice versa
@@ -263,6 +264,10 @@ class StreamSession:
                                     face_model.load().blendshapes_from_eta)
             for make in self._sink_factories:  # one by one: a failure is told to those made
                 self._sinks.append(make())
+            resume = _resume_point(self._sinks)
+            if resume is not None:
+                self._resume = resume
+                await self._emit("resumed", after_frame=resume.frame_index, pts=resume.pts)
             # Sinks first, so that a live source's reconnect attempts while it connects,
             # and a failure to connect at all, reach the events stream.
             self._source = await loop.run_in_executor(
@@ -283,7 +288,7 @@ class StreamSession:
             self._count.processing = time.monotonic()
             detected, regressing = _Pipe(_DETECT_AHEAD), _Pipe(self.cfg.session.max_inflight_batches)
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._read(iter(src), detected))
+                group.create_task(self._read(self._frames(src), detected))
                 group.create_task(self._track(detected, regressing, rule))
                 group.create_task(self._publish(regressing, builder))
             self._count.finished = time.monotonic()
@@ -323,8 +328,21 @@ class StreamSession:
             out.put((batch, scales, self.replicas.detect([image for image, _ in shrunk])))
         out.close()
 
+    def _frames(self, src) -> Iterator[Frame]:
+        """The source's frames, or, for a resumed session, those after the resume point:
+        a file skips what the sinks hold; a live stream, which cannot go back, carries on
+        numbering (index and pts) after it, so ids and timestamps never repeat."""
+        r = self._resume
+        if r is None:
+            return iter(src)
+        if not src.is_live:
+            return (f for f in src if f.index > r.frame_index)
+        step = 1.0 / src.fps if src.fps else 0.0
+        return (replace(f, index=f.index + r.frame_index + 1, pts=f.pts + r.pts + step) for f in src)
+
     async def _track(self, inp: "_Pipe", out: "_Pipe", rule: CropRule) -> None:
-        tracker = Tracker(self.cfg.tracker)
+        first_id = self._resume.max_track_id + 1 if self._resume is not None else 1
+        tracker = Tracker(self.cfg.tracker, first_id=first_id)
         while (item := await inp.get()) is not None:
             frames, scales, detections_ref = item
             detections = await detections_ref
@@ -436,6 +454,7 @@ class StreamSession:
             "seconds": seconds,
             "startup_seconds": self._startup(),
             "fps": c.frames / seconds if seconds > 0 else 0.0,
+            "resumed_after_frame": self._resume.frame_index if self._resume is not None else None,
             "sinks": sink_stats,
         }
 
@@ -443,6 +462,19 @@ class StreamSession:
 def _event_info(summary: dict) -> dict:
     """The summary as event fields (the event carries the stream id itself)."""
     return {k: v for k, v in summary.items() if k != "stream_id"}
+
+
+def _resume_point(sinks: list[Sink]) -> Committed | None:
+    """Where a restarted session carries on: after the last frame that every sink holds
+    (a sink ahead of it skips or refuses what it has), above every track id used. None
+    unless every sink holds something (a sink without ``committed`` holds nothing we
+    can know of) — a fresh stream, or a rerun whose outputs were cleared, starts from
+    the beginning."""
+    points = [s.committed() if hasattr(s, "committed") else None for s in sinks]
+    if not points or any(p is None for p in points):
+        return None
+    first = min(points, key=lambda p: p.frame_index)
+    return Committed(first.frame_index, first.pts, max(p.max_track_id for p in points))
 
 
 def _take(frames: Iterator[Frame], n: int) -> list[Frame]:
@@ -473,5 +505,7 @@ def launch(stream_id: str, url: str, cfg: Config, replicas: Replicas,
     the CPUs, and the number of streams must not be capped by the replicas' reservation.
     """
     custom = {"resources": dict(cfg.session.resources)} if cfg.session.resources else {}
-    actor = ray.remote(StreamSession).options(num_cpus=0, **custom)
+    # Restarted after a crash, Ray sends the pending run() again; it resumes (see run).
+    actor = ray.remote(StreamSession).options(num_cpus=0, max_restarts=cfg.session.max_restarts,
+                                              max_task_retries=cfg.session.max_restarts, **custom)
     return actor.remote(stream_id, url, cfg, replicas, sinks, **options)

@@ -131,10 +131,10 @@ class Tracker:
     tracks that the update removed (so the caller can drop per-track state).
     """
 
-    def __init__(self, cfg: TrackerConfig | None = None):
+    def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1):
         self.cfg = cfg or TrackerConfig()
         self._tracks: list[_Tracklet] = []
-        self._next_id = 1
+        self._next_id = first_id   # a resumed stream continues above the ids it used
         self._frame: int | None = None
         self.ended_ids: list[int] = []
 

@@ -213,10 +213,13 @@ class Replicas:
     def start(cls, cfg: Config, checkpoint_path: str) -> "Replicas":
         """Create ``cfg.model`` many replicas of each model (they load asynchronously)."""
         m = cfg.model
-        custom = {"resources": dict(m.resources)} if m.resources else {}
-        detector = ray.remote(DetectorReplica).options(num_cpus=m.num_cpus_per_replica, **custom)
+        # A replica that dies is restarted and the calls it held are sent again: model
+        # calls have no side effects, so a retry is safe and a file loses no frame.
+        common = {"max_restarts": m.max_restarts, "max_task_retries": m.max_restarts,
+                  **({"resources": dict(m.resources)} if m.resources else {})}
+        detector = ray.remote(DetectorReplica).options(num_cpus=m.num_cpus_per_replica, **common)
         regressor = ray.remote(RegressorReplica).options(
-            num_cpus=m.num_cpus_per_replica, num_gpus=m.num_gpus_per_replica, **custom)
+            num_cpus=m.num_cpus_per_replica, num_gpus=m.num_gpus_per_replica, **common)
         return cls(
             [detector.remote(cfg.detector) for _ in range(m.detector_replicas)],
             [regressor.remote(str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms)

@@ -2,6 +2,7 @@
 where they go."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from streamer.schema import FaceRecord
@@ -19,6 +20,17 @@ def check_stream(records: list[FaceRecord], stream_id: str) -> None:
             raise ValueError(f"record of stream {rec.stream_id!r} written to the sink of stream {stream_id!r}")
 
 
+@dataclass(frozen=True)
+class Committed:
+    """How far a sink's durable output of one stream goes: the last frame it holds, that
+    frame's pts and the highest track id it has seen. A restarted session resumes after
+    the frame every sink holds, with track ids above every id already used."""
+
+    frame_index: int
+    pts: float
+    max_track_id: int
+
+
 @runtime_checkable
 class Sink(Protocol):
     """Records in frame order go in through ``write``; lifecycle events through ``event``.
@@ -33,5 +45,8 @@ class Sink(Protocol):
     def event(self, kind: str, **info: Any) -> None: ...
 
     def flush(self) -> None: ...
+
+    # Optional: ``committed() -> Committed | None``, what this stream already has in the
+    # sink's durable store; a session resumes after a crash only if every sink has it.
 
     def close(self) -> None: ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from streamer.config import ParquetConfig
 from streamer.schema import FaceRecord, records_to_table
-from streamer.sinks.base import SinkError, check_stream
+from streamer.sinks.base import Committed, SinkError, check_stream
 
 _PART = re.compile(r"^part-(\d+)\.parquet$")
 
@@ -40,6 +41,20 @@ def _next_part_number(directory: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+def _committed(directory: Path) -> Committed | None:
+    """Last frame, its pts and the highest track id in the partition's complete parts."""
+    parts = sorted(p for p in directory.iterdir() if _PART.match(p.name))
+    if not parts:
+        return None
+    table = pq.ParquetDataset(parts).read(columns=["frame_index", "pts", "track_id"])
+    if table.num_rows == 0:
+        return None
+    frames = table.column("frame_index").to_numpy()
+    last = int(frames.argmax())
+    return Committed(int(frames[last]), float(table.column("pts")[last].as_py()),
+                     int(table.column("track_id").to_numpy().max()))
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -49,9 +64,14 @@ def _fsync(path: Path) -> None:
 
 
 class ParquetSink:
-    """Buffers records and writes a part every ``cfg.rows_per_file`` rows and on
-    flush/close; ``metadata`` (face model version/hash, checkpoint) goes into every file's
-    schema beside the schema version."""
+    """Buffers records and writes a part every ``cfg.rows_per_file`` rows, at least
+    every ``cfg.flush_every_s`` seconds, and on flush/close; ``metadata`` (face model
+    version/hash, checkpoint) goes into every file's schema beside the schema version.
+
+    Parts already in the partition when the sink starts are a restarted session's
+    earlier output: :meth:`committed` reports how far they go, and records of frames up
+    to there are skipped, so a resumed stream never duplicates a row.
+    """
 
     def __init__(self, cfg: ParquetConfig, stream_id: str, metadata: dict[str, str] | None = None):
         if cfg.rows_per_file < 1:
@@ -62,9 +82,14 @@ class ParquetSink:
         self.dir = Path(cfg.out) / "records" / f"stream={partition_name(stream_id)}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._next_part = _next_part_number(self.dir)
+        self._committed = _committed(self.dir)
         self._buffer: list[FaceRecord] = []
         self._closed = False
-        self._counts: dict[str, Any] = {"rows_written": 0, "files": 0, "last_file": None}
+        self._last_part_at = time.monotonic()
+        self._counts: dict[str, Any] = {"rows_written": 0, "files": 0, "last_file": None, "skipped": 0}
+
+    def committed(self) -> Committed | None:
+        return self._committed
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -75,11 +100,18 @@ class ParquetSink:
         if self._closed:
             raise SinkError(f"ParquetSink for stream {self.stream_id!r} is closed")
         check_stream(records, self.stream_id)
+        if self._committed is not None:
+            done = self._committed.frame_index
+            fresh = [r for r in records if r.frame_index > done]
+            self._counts["skipped"] += len(records) - len(fresh)
+            records = fresh
         self._buffer.extend(records)
         n = self.cfg.rows_per_file
         while len(self._buffer) >= n:
             self._write_part(self._buffer[:n])
             del self._buffer[:n]
+        if self._buffer and time.monotonic() - self._last_part_at >= self.cfg.flush_every_s:
+            self.flush()   # bounds what a crash can lose from a slow stream
 
     def event(self, kind: str, **info: Any) -> None:
         """Events are not stored in Parquet (the dataset holds records only; lifecycle
@@ -109,6 +141,7 @@ class ParquetSink:
             raise
         _fsync(self.dir)   # make the rename itself durable
         self._next_part += 1
+        self._last_part_at = time.monotonic()
         self._counts["rows_written"] += len(records)
         self._counts["files"] += 1
         self._counts["last_file"] = str(final)

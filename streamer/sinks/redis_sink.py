@@ -26,10 +26,11 @@ from redis.retry import Retry
 
 from streamer.config import RedisConfig
 from streamer.schema import FaceRecord, encode_event, encode_redis, events_key, stream_key
-from streamer.sinks.base import SinkError, check_stream
+from streamer.sinks.base import Committed, SinkError, check_stream
 
 _ALREADY_WRITTEN = "equal or smaller than the target stream top item"
 _PIPELINE_ENTRIES = 1000   # entries per round trip: ~1.4 MB of records
+_COMMITTED_SCAN = 1000     # recent entries searched for the highest track id
 
 
 def redact_url(url: str) -> str:
@@ -95,6 +96,21 @@ class RedisSink:
         (retries); buffered: waiting in the outbox; dropped: lost to a full outbox, a
         close while Redis is away, or an entry Redis refused; errors/last_error."""
         return dict(self._counts, buffered=len(self._outbox))
+
+    def committed(self) -> Committed | None:
+        """The stream's top entry (frame and pts) and the highest track id among the last
+        entries; None when the stream is empty or Redis cannot say right now (then the
+        caller reprocesses, and explicit ids keep Redis free of duplicates anyway)."""
+        try:
+            entries = self._client.xrevrange(self.key, count=_COMMITTED_SCAN)
+        except redis.RedisError:
+            return None
+        if not entries:
+            return None
+        top_id, top = entries[0]
+        frame = int((top_id.decode() if isinstance(top_id, bytes) else top_id).split("-")[0]) - 1
+        tracks = [int(fields[b"t"]) for _, fields in entries if b"t" in fields]
+        return Committed(frame, float(top[b"pts"]), max(tracks, default=0))
 
     def write(self, records: list[FaceRecord]) -> None:
         """Queue records (frames in non-decreasing order) and try to publish them."""
