@@ -505,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facestream: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `facestream tail ID | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:  # the one place that turns errors into messages
         code = _exit_code(error)
         if code is not None:

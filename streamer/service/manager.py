@@ -251,6 +251,7 @@ class StreamManager:
             stream.summary = summary
             stream.last.update({k: summary[k] for k in ("frames", "faces", "tracks", "dropped", "reconnects")
                                 if k in summary})
+            stream.last["processed_fps"] = summary.get("fps", 0.0)   # finished: the average
         stream.state, stream.error, stream.ended_at = state, error, _now()
         if stream.session is not None:
             ray.kill(stream.session)

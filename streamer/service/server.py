@@ -43,10 +43,14 @@ def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dic
         runtime.check_address(address)
     _check_port_free(cfg.service.host, cfg.service.port)
     stop = stop or threading.Event()
-    restore = _on_signals(stop)
     rt = runtime.start(address, num_cpus=_cpus_needed(cfg))
+    restore = _on_signals(stop)   # after Ray's start, which may install handlers of its own
     try:
+        import logging
+
         from ray import serve
+
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # our own line says it is up
 
         from streamer.service import manager as manager_mod
         from streamer.service.app import build_app

@@ -1,0 +1,61 @@
+"""`facestream serve` as a user runs it, in its own process: SIGTERM ends it cleanly.
+
+The service runs its own private Ray here (a second cluster beside the test session's),
+so this is the whole command: start-up line, a live RTSP stream, SIGTERM, flushed and
+closed Parquet, exit status 0 and a last line that names each stream's final state.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from streamer.dataset import read_records
+from streamer.service.client import ApiClient
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_sigterm_stops_streams_flushes_parquet_and_exits_0(tmp_path, tiny_checkpoint, face_video, port):
+    from streamer.publish import RtspServer
+
+    config = tmp_path / "ray_config.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"checkpoint": str(tiny_checkpoint), "num_cpus_per_replica": 0.5},
+        "parquet": {"rows_per_file": 100000, "flush_every_s": 3600},   # everything waits for the flush
+    }))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "serve", "--config", str(config), "--port", str(port),
+         "--out", str(out), "--media-root", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        line = proc.stdout.readline()          # blocks until ready (or the process ends)
+        assert line.startswith(f"facestream serving on http://127.0.0.1:{port}"), (line, proc.stderr.read()
+                                                                                  if proc.poll() is not None else "")
+        client = ApiClient(f"http://127.0.0.1:{port}")
+        with RtspServer(face_video.path) as rtsp:
+            sid = client.submit(rtsp.url, name="cam")["id"]
+            deadline = time.monotonic() + 90
+            while client.stream(sid)["frames"] < 20:
+                assert time.monotonic() < deadline, client.stream(sid)
+                time.sleep(0.25)
+            assert not list((out / "records").glob("stream=cam/part-*.parquet"))   # all still buffered
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "cam stopped" in stdout and "Traceback" not in stderr
+    records = read_records(out, "cam")
+    assert len(records) >= 20
+    frames = [r.frame_index for r in records]
+    assert frames == sorted(set(frames))
+    assert not list(out.rglob(".*.tmp"))                  # no half-written part left behind
