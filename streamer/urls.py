@@ -132,7 +132,11 @@ def _network(url: str, scheme: str) -> SourceSpec:
     if not _URL_CHARS.fullmatch(url):
         raise SourceRefused(f"{label}: contains characters not allowed in a URL "
                             f"(spaces and non-ASCII must be percent-encoded)")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # parses the host part: brackets that open no IPv6 address fail here
+    except ValueError:
+        raise SourceRefused(f"{label}: has a malformed host") from None
     if parts.netloc.count("@") > 1:
         # FFmpeg splits credentials at the first '@', Python at the last: refuse both readings.
         raise SourceRefused(f"{label}: more than one '@' before the host")

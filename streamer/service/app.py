@@ -19,12 +19,13 @@ request model as a real annotation, or FastAPI reads the body as a query paramet
 """
 
 import hmac
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import ray
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -94,26 +95,68 @@ async def _http_error(request: Request, e: StarletteHTTPException) -> JSONRespon
     return JSONResponse(ApiError(e.status_code, code, str(e.detail)).body(), status_code=e.status_code)
 
 
-@api.middleware("http")
-async def _limit_body(request: Request, call_next):
-    """Refuse oversized bodies before reading them (413)."""
-    limit = getattr(request.app.state, "max_body_bytes", 65536)
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        return JSONResponse(ApiError(413, "body_too_large", f"request bodies are limited to {limit} bytes").body(),
-                            status_code=413)
-    return await call_next(request)
+_OPEN_PATHS = ("/healthz",)
 
 
-async def _authorised(request: Request) -> None:
-    token = getattr(request.app.state, "token", None)
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
+class _Guard:
+    """ASGI middleware run before any routing or parsing: the bearer token first (an
+    unauthenticated client learns nothing, not even whether its JSON parses), then the
+    body size, counted as it arrives — ``Content-Length`` can be absent (chunked) or
+    wrong, so the bytes themselves are counted and at most ``max_body_bytes`` are held."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # the app as served (Serve's replica holds its own copy of ``api``): its state
+        # is what the deployment's __init__ set
+        state = scope["app"].state
+        token = getattr(state, "token", None)
+        if token is not None and scope["path"] not in _OPEN_PATHS and not _token_ok(headers, token):
+            return await _send_error(send, ApiError(401, "unauthorized", "missing or wrong bearer token"))
+        limit = getattr(state, "max_body_bytes", 65536)
+        too_large = ApiError(413, "body_too_large", f"request bodies are limited to {limit} bytes")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await _send_error(send, too_large)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                return await _send_error(send, too_large)
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()   # after the body: disconnect notices
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+
+def _token_ok(headers: dict, token: str) -> bool:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
     # compare_digest: the time taken must not tell how much of a guess was right
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-        raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+async def _send_error(send, e: ApiError) -> None:
+    body = json.dumps(e.body()).encode()
+    await send({"type": "http.response.start", "status": e.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+api.add_middleware(_Guard)
 
 
 async def _call(ref) -> Any:
@@ -138,20 +181,20 @@ class FacestreamAPI:
         self.manager = manager_mod.get_or_start(cfg)
         ray.get(self.manager.health.remote())  # a manager that cannot start fails the deploy
 
-    @api.post("/streams", status_code=201, dependencies=[Depends(_authorised)])
+    @api.post("/streams", status_code=201)
     async def create(self, body: StreamRequest) -> dict:
         options = body.options.model_dump(exclude_none=True) if body.options else {}
         return await _call(self.manager.create.remote(body.url, body.name, body.fps, options))
 
-    @api.get("/streams", dependencies=[Depends(_authorised)])
+    @api.get("/streams")
     async def list_streams(self) -> list:
         return await _call(self.manager.list.remote())
 
-    @api.get("/streams/{stream_id}", dependencies=[Depends(_authorised)])
+    @api.get("/streams/{stream_id}")
     async def get(self, stream_id: str) -> dict:
         return await _call(self.manager.get.remote(stream_id))
 
-    @api.delete("/streams/{stream_id}", dependencies=[Depends(_authorised)])
+    @api.delete("/streams/{stream_id}")
     async def delete(self, stream_id: str) -> dict:
         return await _call(self.manager.stop.remote(stream_id))
 
@@ -159,7 +202,7 @@ class FacestreamAPI:
     async def healthz(self) -> dict:
         return await _call(self.manager.health.remote())
 
-    @api.get("/metrics", dependencies=[Depends(_authorised)], response_class=PlainTextResponse)
+    @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self) -> PlainTextResponse:
         text = render(await _call(self.manager.metrics.remote()))
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -99,6 +99,9 @@ class StreamManager:
             spec = check_source(url, self.media_root)
         except SourceError as e:
             raise ApiError(400, "url_refused", str(e)) from None
+        if spec.kind == "file" and not Path(spec.target).is_file():
+            # refused here, not by a session that would hold a stream slot to fail later
+            raise ApiError(400, "no_such_file", f"{url}: no such file under the media root")
         active = sum(s.state in ACTIVE for s in self.streams.values())
         if active >= self.cfg.service.max_streams:
             raise ApiError(429, "too_many_streams",

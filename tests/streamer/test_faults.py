@@ -97,6 +97,9 @@ def test_a_killed_session_is_restarted_and_resumes_after_its_last_committed_fram
     first = {r.track_id for r in parquet if r.frame_index <= resumed}
     later = {r.track_id for r in parquet if r.frame_index > resumed}
     assert not first & later and before["frames"] >= 50
+    print(f"\nFIGURE session killed at frame ~{before['frames']}: restarted, resumed after frame {resumed}, "
+          f"{summary['frames']} frames re-run; Redis {len(_redis_records(redis_url, 'crash')[0])} entries, "
+          f"Parquet {len(parquet)} rows for {LONG_FRAMES} frames")
     ray.kill(session)
 
 
@@ -116,6 +119,8 @@ def test_a_killed_regressor_replica_is_restarted_and_no_frame_is_lost(ray_runtim
         summary = ray.get(run, timeout=180)
         assert summary["state"] == "ended" and summary["frames"] == LONG_FRAMES
         assert summary["resumed_after_frame"] is None
+        print(f"\nFIGURE regressor + detector killed mid-stream: {summary['frames']}/{LONG_FRAMES} frames, "
+              f"Redis {summary['sinks']['RedisSink']['published']} records published once")
         _assert_every_frame_once(redis_url, fault_config.parquet.out, "replica-crash", LONG_FRAMES)
         ray.kill(session)
     finally:
@@ -147,4 +152,7 @@ def test_redis_restarted_five_times_mid_stream_loses_and_doubles_nothing(
     _assert_every_frame_once(redis_url, fault_config.parquet.out, "outages", LONG_FRAMES)
     ids, records = _redis_records(redis_url, "outages")
     assert all(np.isfinite(r.expression).all() for r in records)
+    print(f"\nFIGURE Redis restarted 5 times: {len(records)} entries for {LONG_FRAMES} frames, "
+          f"{redis_stats['errors']} failed writes retried, {redis_stats['duplicates']} duplicates refused by id, "
+          f"0 dropped")
     ray.kill(session)

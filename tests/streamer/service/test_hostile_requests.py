@@ -37,7 +37,6 @@ class Req:
     auth: str | None = f"Bearer {TOKEN}"  # the Authorization header; None: none sent
     status: int | None = 400             # None: any 4xx
     code: str | None = None              # the error code, when it is certain
-    bug: str | None = None               # a known bug: expected to fail (strict xfail) until fixed
 
 
 def post(id_: str, body: object, status: int | None = 400, code: str | None = "bad_request", **kw) -> Req:
@@ -48,12 +47,9 @@ def raw(id_: str, data: bytes, status: int | None = 400, code: str | None = None
     return Req(id_, raw=data, status=status, code=code, **kw)
 
 
-def refused(id_: str, url: str, bug: str | None = None) -> Req:
-    return Req(id_, body={"url": url}, status=400, code="url_refused", bug=bug)
+def refused(id_: str, url: str) -> Req:
+    return Req(id_, body={"url": url}, status=400, code="url_refused")
 
-
-URLSPLIT_BUG = ("bug: streamer/urls.py _network lets urlsplit's ValueError out of check_source "
-                "(unbalanced or non-IP brackets): 500 internal instead of 400 url_refused")
 
 
 def _cases() -> list[Req]:
@@ -135,8 +131,8 @@ def _cases() -> list[Req]:
             "http://:80/x", f"rtsp://admin:{s}@example.org:99999/x", "http://example.org:port/x", "rtsp:/example.org/x",
             f"rtsp:admin:{s}@example.org/x", "javascript:alert(1)", "about:blank"]):
         c.append(refused(f"url-refused-{i}", url))
-    c += [refused("url-unbalanced-bracket", f"http://admin:{s}@[::1/x", bug=URLSPLIT_BUG),
-          refused("url-bracketed-name", "rtsp://[example.org]/x", bug=URLSPLIT_BUG)]
+    c += [refused("url-unbalanced-bracket", f"http://admin:{s}@[::1/x"),
+          refused("url-bracketed-name", "rtsp://[example.org]/x")]
     # the media root: .. escapes, absolute paths out, a symlink inside pointing out
     c += [Req("symlink-escape", body={"url": "escape.mp4"}, code="url_refused"),
           Req("symlink-dir-escape", body={"url": "escape-dir/etc/passwd"}, code="url_refused"),
@@ -170,9 +166,7 @@ def _cases() -> list[Req]:
           Req("auth-bad-delete", "DELETE", "/streams/x", auth="Bearer nope", status=401, code="unauthorized"),
           Req("auth-bad-metrics", "GET", "/metrics", auth="Basic x", status=401, code="unauthorized"),
           Req("auth-none-get-id", "GET", "/streams/x", auth=None, status=401, code="unauthorized"),
-          Req("auth-none-bad-json", raw=b"{not json", auth=None, status=401, code="unauthorized",
-              bug="bug: FastAPI parses the body before the auth dependency runs (streamer/service/app.py): "
-                  "an unauthenticated request with invalid JSON gets 400 bad_json, not 401"),
+          Req("auth-none-bad-json", raw=b"{not json", auth=None, status=401, code="unauthorized"),
           Req("auth-bad-bad-body", body={"url": 5}, auth="Bearer nope", status=401, code="unauthorized")]
     return c
 
@@ -254,8 +248,7 @@ def hostile_service(service, tmp_path_factory):
     links[1].symlink_to("/")
     code, before = service.request("GET", "/streams")
     assert code == 200
-    # ids that existed before, and ids the known-bug test below had to let through
-    yield service, {"before": {s["id"] for s in before}, "known_bug": set()}
+    yield service, {"before": {s["id"] for s in before}}   # the ids that existed before
     for link in links:
         link.unlink()
 
@@ -264,8 +257,7 @@ def test_the_table_uses_the_service_token(token):
     assert token == TOKEN and len(CASES) >= 100
 
 
-@pytest.mark.parametrize("req", [pytest.param(r, marks=pytest.mark.xfail(strict=True, reason=r.bug))
-                                 if r.bug else r for r in CASES], ids=[r.id for r in CASES])
+@pytest.mark.parametrize("req", CASES, ids=[r.id for r in CASES])
 def test_malformed_request_gets_a_json_4xx(hostile_service, req):
     service, _ = hostile_service
     status, ctype, body, seconds = _request(service.base, req, str(service.media_root))
@@ -300,8 +292,6 @@ def test_broken_http_gets_a_4xx_without_hanging(hostile_service, name, data):
     assert not reply or (status_line.startswith(b"HTTP/1.1 4") and TOKEN.encode() not in reply), reply[:200]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _limit_body only checks Content-Length; a chunked body "
-                                       "of any size is read and parsed (streamer/service/app.py)")
 def test_chunked_body_over_the_limit_is_refused(hostile_service):
     service, _ = hostile_service
     parts = urlsplit(service.base)
@@ -319,21 +309,11 @@ def test_chunked_body_over_the_limit_is_refused(hostile_service):
     assert status == 413, text
 
 
-NOT_THERE_BUG = ("bug: streamer/service/manager.py create() accepts (201) a path inside the media root that "
-                 "does not exist (check_source does not look); a session actor is started, holds a stream slot "
-                 "and fails later with SourceNotFound, instead of a 4xx at once")
-
-
-@pytest.mark.xfail(strict=True, reason=NOT_THERE_BUG)
 @pytest.mark.parametrize("url", ["does-not-exist.mp4", "\uff48ttp://example.org/x"], ids=["missing", "homoglyph"])
 def test_a_path_that_is_not_there_is_refused_at_once(hostile_service, url):
-    service, seen = hostile_service
+    service, _ = hostile_service
     status, _, body, _ = _request(service.base, Req("not-there", body={"url": url}), str(service.media_root))
-    if status == 201:  # let through: stop it, and let the final check know
-        sid = json.loads(body)["id"]
-        seen["known_bug"].add(sid)
-        service.request("DELETE", f"/streams/{sid}")
-    assert 400 <= status < 500, (status, body)
+    assert status == 400 and json.loads(body)["error"]["code"] == "no_such_file", (status, body)
 
 
 def test_the_service_is_healthy_and_created_nothing(hostile_service):
@@ -343,7 +323,7 @@ def test_the_service_is_healthy_and_created_nothing(hostile_service):
     assert code == 200 and health["status"] == "ok"
     code, after = service.request("GET", "/streams")
     assert code == 200
-    new = {s["id"] for s in after} - seen["before"] - seen["known_bug"]
+    new = {s["id"] for s in after} - seen["before"]
     assert not new, [s for s in after if s["id"] in new]
     assert not os.path.exists(service.out / "records" / "stream=escape")
 
@@ -351,11 +331,11 @@ def test_the_service_is_healthy_and_created_nothing(hostile_service):
 if __name__ == "__main__":  # the case counts per group, for docs/reliability.md
     from collections import Counter
 
-    counts, bugs = Counter(group_of(r.id) for r in CASES), Counter(group_of(r.id) for r in CASES if r.bug)
-    print("| group | requests | known bugs (strict xfail) |\n|---|---:|---:|")
+    counts = Counter(group_of(r.id) for r in CASES)
+    print("| group | requests |\n|---|---:|")
     for group, n in counts.items():
-        print(f"| {group} | {n} | {bugs[group]} |")
-    print(f"| broken HTTP (answered by the server) | {len(RAW)} | 0 |")
+        print(f"| {group} | {n} |")
+    print(f"| broken HTTP (answered by the server) | {len(RAW)} |")
     print("| chunked body over the limit | 1 | 1 |")
     print("| paths that do not exist in the media root | 2 | 2 |")
-    print(f"| **total** | {len(CASES) + len(RAW) + 3} | {sum(bugs.values()) + 3} |")
+    print(f"| **total** | {len(CASES) + len(RAW) + 3} |")
