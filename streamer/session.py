@@ -317,7 +317,12 @@ class StreamSession:
         # batch/fps seconds of latency; the replicas batch across streams instead.
         size = 1 if self._source.is_live else self.cfg.detector.batch_size
         max_side = self.cfg.detector.max_side
+        # a file's duration limit is the source's to enforce (it knows pts); a live
+        # stream's is this session's: it ends as a file would, after that long running
+        limit = self.cfg.source.max_duration_s if self._source.is_live else None
         while not self._stop_requested:
+            if limit is not None and time.monotonic() - self._count.processing >= limit:
+                break
             await out.reserve()
             batch = await loop.run_in_executor(self._decode_pool, _take, frames, size)
             if not batch:

@@ -269,3 +269,21 @@ def test_pipe_bounds_work_in_flight_not_just_queue_length():
         return got
 
     assert asyncio.run(go()) == [1, 2, 3, 4]
+
+
+def test_a_live_stream_ends_after_max_duration(face_video, shared_replicas, redis_url, pipeline_config):
+    import time
+
+    from streamer.publish import RtspServer
+
+    pipeline_config.source.max_duration_s = 2.0
+    with RtspServer(face_video.path) as server:
+        sinks = [partial(RedisSink, pipeline_config.redis, "limited", redis_url)]
+        session = launch("limited", server.url, pipeline_config, shared_replicas, sinks)
+        t0 = time.monotonic()
+        summary = ray.get(session.run.remote(), timeout=60)
+    assert summary["state"] == "ended" and 2.0 <= summary["seconds"] < 4.0
+    # two seconds of frames, plus what the source had buffered (queue_frames) when it started
+    bound = 2.0 * face_video.fps + pipeline_config.source.queue_frames + 5
+    assert 0 < summary["frames"] <= bound and time.monotonic() - t0 < 30
+    ray.kill(session)
