@@ -51,5 +51,7 @@ weights: $(TRAIN)
 	    --out data/labels/real_test_photos.npz $(REAL)/*.jpg
 	$(PY) -m workers.training.synth --prefix val --shards 1 --per-shard 600 --seed 999
 	$(PY) -m workers.training.synth --prefix train --shards 24 --seed 1
-	$(VENV)/bin/facestream train --run runs/r18h --steps 1600 --export workers/weights/facestream-r18h
+	$(VENV)/bin/facestream train --run runs/r18h --steps 1600
+	$(VENV)/bin/facestream train --run runs/r18h-ft --init runs/r18h/checkpoint/facestream-r18h \
+	    --steps 2000 --lr 1e-3 --export workers/weights/facestream-r18h
 	$(VENV)/bin/facestream evaluate --teacher-on-renders --into-checkpoint --out docs/accuracy.json

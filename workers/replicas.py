@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import secrets
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -195,17 +196,25 @@ class DetectorReplica:
                 "node_id": ray.get_runtime_context().get_node_id()}
 
 
+_NAMESPACE = "facestream"
+
+
 class Replicas:
     """Handles to the running replicas; picklable, so sessions receive it as an argument.
 
     Methods return Ray ObjectRefs (awaitable in an async actor, or ``ray.get``-able).
+    Replicas made by :meth:`start` are named actors and travel by name: an actor handle
+    among a restartable actor's constructor arguments would keep those arguments in the
+    object store (Ray warns that a restart could then fail), a name is a plain string
+    that the receiving process turns back into a handle.
     """
 
-    def __init__(self, detectors: list[Any], regressors: list[Any]):
+    def __init__(self, detectors: list[Any], regressors: list[Any], names: dict | None = None):
         if not detectors or not regressors:
             raise ValueError("need at least one detector and one regressor replica")
         self.detectors = list(detectors)
         self.regressors = list(regressors)
+        self._names = names
         self._next_detector = itertools.cycle(range(len(self.detectors)))
         self._next_regressor = itertools.cycle(range(len(self.regressors)))
 
@@ -216,14 +225,17 @@ class Replicas:
         # A replica that dies is restarted and the calls it held are sent again: model
         # calls have no side effects, so a retry is safe and a file loses no frame.
         common = {"max_restarts": m.max_restarts, "max_task_retries": m.max_restarts,
+                  "num_cpus": m.num_cpus_per_replica, "namespace": _NAMESPACE,
                   **({"resources": dict(m.resources)} if m.resources else {})}
-        detector = ray.remote(DetectorReplica).options(num_cpus=m.num_cpus_per_replica, **common)
-        regressor = ray.remote(RegressorReplica).options(
-            num_cpus=m.num_cpus_per_replica, num_gpus=m.num_gpus_per_replica, **common)
+        detector, regressor = ray.remote(DetectorReplica), ray.remote(RegressorReplica)
+        tag = secrets.token_hex(4)
+        names = {"detectors": [f"facestream-detector-{tag}-{i}" for i in range(m.detector_replicas)],
+                 "regressors": [f"facestream-regressor-{tag}-{i}" for i in range(m.regressor_replicas)]}
         return cls(
-            [detector.remote(cfg.detector) for _ in range(m.detector_replicas)],
-            [regressor.remote(str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms)
-             for _ in range(m.regressor_replicas)],
+            [detector.options(name=n, **common).remote(cfg.detector) for n in names["detectors"]],
+            [regressor.options(name=n, num_gpus=m.num_gpus_per_replica, **common).remote(
+                str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms) for n in names["regressors"]],
+            names,
         )
 
     def info(self) -> ray.ObjectRef:
@@ -253,7 +265,14 @@ class Replicas:
             ray.kill(handle)
 
     def __getstate__(self) -> dict:
+        if self._names is not None:
+            return {"names": self._names}
         return {"detectors": self.detectors, "regressors": self.regressors}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["detectors"], state["regressors"])
+        names = state.get("names")
+        if names is None:
+            self.__init__(state["detectors"], state["regressors"])
+            return
+        handles = {k: [ray.get_actor(n, namespace=_NAMESPACE) for n in v] for k, v in names.items()}
+        self.__init__(handles["detectors"], handles["regressors"], names)

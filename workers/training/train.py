@@ -95,7 +95,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--export", type=Path, default=None, help="write the final checkpoint here too")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this checkpoint's weights (a fine-tune stage); ignored when resuming")
     args = ap.parse_args(argv)
+    # the flags as given, for the checkpoint's record (argv: via `facestream train`)
+    args.flags = list(sys.argv[1:] if argv is None else argv)
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -109,6 +113,11 @@ def main(argv=None):
     synth, n_shards = load_synth(args.synth)
 
     model = FaceRegressor(args.arch).to(device)
+    if args.init is not None:
+        init, _ = checkpoint.load(args.init)
+        if init.arch != args.arch:
+            raise SystemExit(f"--init {args.init} is a {init.arch}, not --arch {args.arch}")
+        model.load_state_dict(init.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warm = min(300, args.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -164,8 +173,9 @@ def export(model, args, fm, step, ev, path):
         "name": checkpoint.DEFAULT_NAME, "trained": True, "steps": step,
         **CropRule(size=args.size).to_meta(),
         "face_model": {"version": fm.version, "sha256": fm.sha256},
-        "training": {"command": "facestream train " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                     "seed": args.seed, "real": [str(p) for p in args.real], "synth": args.synth},
+        "training": {"command": "facestream train " + " ".join(shlex.quote(a) for a in args.flags),
+                     "seed": args.seed, "real": [str(p) for p in args.real], "synth": args.synth,
+                     "init": str(args.init) if args.init else None},
         "evaluation": {"real_heldout_teacher_agreement": ev},
     }
     checkpoint.save(model, meta, path)
