@@ -112,3 +112,5 @@ def service(ray_runtime, tiny_checkpoint, face_video, two_face_video, tmp_path_f
     stop.set()
     thread.join(120)
     assert not thread.is_alive(), "service did not shut down"
+    if "error" in box:
+        raise box["error"]
