@@ -1,0 +1,688 @@
+"""How many concurrent real-time 720p live streams the whole service sustains, and their latency.
+
+    .venv/bin/python bench/live_streams.py [--video CLIP.mp4] [--max-streams 6] [--warmup 10]
+                                           [--seconds 30] [--fps F | --source-fps F]
+                                           [--servers shared|per-stream] [--json results.json]
+
+One run starts the real service once (``streamer.service.server.serve_forever`` in a
+thread of this process: private Ray, Ray Serve REST API on a free loopback port, the
+StreamManager with the shared detector and regressor replicas and its embedded Redis,
+Parquet under a temporary directory), with the shipped checkpoint (the fast default
+backbone) and ``ray_config.yaml`` as it is. Then for N = 1, 2, 3, ... ``--max-streams``:
+
+1. N streams are submitted over HTTP (``POST /streams``), each an RTSP client of a
+   :class:`streamer.publish.RtspServer` that plays ``--video`` in real time (looped).
+   ``--servers shared`` (default): one server, N clients. It encodes the clip once and
+   every client gets the same access units, so the N streams are frame-synchronous (their
+   frames reach the detector together: good for cross-stream batching, bad for queueing)
+   and the harness's own CPU cost does not grow with N. ``--servers per-stream``: one
+   server (and one x264 encoder) per stream, unsynchronised, as separate cameras are; it
+   charges N encoders to the machine under test.
+2. Once every stream is ``running``, ``--warmup`` seconds pass, then the window of
+   ``--seconds`` is measured between two snapshots of ``GET /streams`` and ``GET /metrics``:
+   per stream the frames processed per second (Δframes / Δt; the status's own
+   ``processed_fps``, a 5 s rate, is reported beside it), the dropped-frame fraction
+   Δdropped / (Δframes + Δdropped), and the status's ``latency_p50_s`` /
+   ``latency_p99_s`` at the end of the window (decoded frame → records written to Redis,
+   exact over the stream's last 2048 frames: with the defaults that reaches back into
+   the warm-up), and, from the window alone, the share of frames slower than 1 s (the
+   ``/metrics`` latency histogram, whose 1 s bucket bound makes it exact; quantiles
+   interpolated in its coarse buckets go to the JSON only); per N the regressor's mean
+   batch (crops) over the window from ``/metrics``, and CPU: cores used by this process
+   tree (service + harness), by the harness process alone (RTSP server, HTTP polling), by
+   the rest of the machine and by niced processes (``/proc/stat``: a background job at
+   nice 10 yields to the service, other work at nice 0 competes with it).
+3. The N streams are stopped (``DELETE``) before the next N.
+
+A stream is *real-time* when it processes at least 0.9 x the target rate and drops at most
+5 % of the frames; the target is the source rate, or ``--fps`` when that is lower. The
+answer is the largest N at which every stream is real-time. The run stops after an N
+that clearly fails (a stream below 0.75 x target, above 25 % dropped, or not running) or
+after two failing Ns in a row.
+
+Lower rates, two ways: ``--fps F`` asks the service for F frames/s per stream (the API's
+``fps`` field; the source still sends the clip's rate), ``--source-fps F`` makes the
+RTSP server itself send F frames/s (a camera set to F fps: the clip plays slowed down,
+the machine decodes only F frames/s per stream). The run warns when the service
+processes a stream well above the ``--fps`` it was asked for.
+
+Ray starts its worker processes (model replicas, sessions, Serve) at nice 15 by default,
+below any job at nice 0-14 sharing the machine; this benchmark starts them at
+``--worker-niceness`` (default 0, as the harness and the RTSP server run), so that a
+background job at nice 10 yields to the service as intended.
+
+On a CUDA machine the regressor replicas get ``--num-gpus-per-replica`` (by default 1 when
+torch sees a GPU, as deploy/README.md asks for GPU nodes, or a share when there are more
+replicas than GPUs); use ``--detector-replicas`` / ``--regressor-replicas`` to use more
+cores. Run from anywhere: it changes to the repository root, whose ``ray_config.yaml`` the
+service reads and from which Ray's workers import the package. Machines here are noisy:
+the load average and the CPU taken by other processes are printed with every N.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streamer.service.client import ApiClient  # noqa: E402 (standard library only)
+
+DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "real" / "video" / "lp_s18.mp4"
+REALTIME_FPS_RATIO = 0.9
+REALTIME_MAX_DROP = 0.05
+CLEAR_FAIL_FPS_RATIO = 0.75
+CLEAR_FAIL_DROP = 0.25
+
+
+class Interrupted(Exception):
+    """SIGTERM: unwind like Ctrl-C so that everything is shut down."""
+
+
+# ----------------------------------------------------------------------------- set-up
+
+def machine() -> dict:
+    """What ran the benchmark: cores, CPU model, GPU, versions, load, commit."""
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu": cpu, "gpu": None, "python": platform.python_version(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        info["commit"] = (commit + (" (working tree modified)" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        info["commit"] = None
+    return info
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MetricsClient(ApiClient):
+    """ApiClient plus ``GET /metrics`` (Prometheus text, not JSON)."""
+
+    def metrics(self) -> str:
+        req = urllib.request.Request(self.server + "/metrics")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+            return r.read().decode()
+
+
+class Service:
+    """The real service in a background thread of this process; ``close`` stops it."""
+
+    def __init__(self, overrides: dict, config_path: str | None):
+        from streamer.config import load_config
+
+        self.overrides = overrides
+        self.cfg = load_config(config_path, overrides)
+        self.stop_event = threading.Event()
+        self._ready = threading.Event()
+        self._box: dict = {}
+        self._thread = threading.Thread(target=self._run, args=(config_path,), name="facestream-serve",
+                                        daemon=True)
+
+    def _run(self, config_path: str | None) -> None:
+        from streamer.service.server import serve_forever
+
+        try:
+            self._box["final"] = serve_forever(
+                self.cfg, config_path=config_path, overrides=self.overrides, stop=self.stop_event,
+                on_ready=lambda info: (self._box.update(info=info), self._ready.set()))
+        except BaseException as e:  # noqa: BLE001 - reported by start()
+            self._box["error"] = e
+        finally:
+            self._ready.set()
+
+    def start(self, timeout_s: float = 300.0) -> dict:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.wait(0.5):  # short waits: Ctrl-C stays responsive
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the service did not become ready in {timeout_s:.0f} s")
+        if "error" in self._box:
+            raise RuntimeError(f"the service failed to start: {self._box['error']}") from self._box["error"]
+        if "info" not in self._box:
+            raise RuntimeError("the service ended before it was ready")
+        return self._box["info"]
+
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Stop every stream (flushing sinks), then Serve and Ray; waits for the thread."""
+        self.stop_event.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            print(f"warning: the service thread did not end within {timeout_s:.0f} s", file=sys.stderr)
+        elif "error" in self._box and "info" in self._box:
+            print(f"warning: the service ended with {type(self._box['error']).__name__}: {self._box['error']}",
+                  file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- measuring
+
+_SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> dict[tuple[str, tuple], float]:
+    """Prometheus text -> {(name, sorted label pairs): value}."""
+    out = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m:
+            out[(m.group(1), tuple(sorted(_LABEL.findall(m.group(2) or ""))))] = float(m.group(3))
+    return out
+
+
+def metric_sum(metrics: dict, name: str, **labels) -> float:
+    """Sum of every sample of ``name`` whose labels include ``labels``."""
+    want = set((k, str(v)) for k, v in labels.items())
+    return sum(v for (n, ls), v in metrics.items() if n == name and want <= set(ls))
+
+
+def histogram_delta(before: dict, after: dict, name: str, **labels) -> list[tuple[float, float]]:
+    """[(le, count in the window)] of a cumulative histogram, le = inf for +Inf."""
+    buckets: dict[float, float] = {}
+    for snap, sign in ((after, 1), (before, -1)):
+        for (n, ls), v in snap.items():
+            d = dict(ls)
+            if n != f"{name}_bucket" or any(d.get(k) != str(x) for k, x in labels.items()):
+                continue
+            le = float("inf") if d["le"] == "+Inf" else float(d["le"])
+            buckets[le] = buckets.get(le, 0.0) + sign * v
+    return sorted(buckets.items())
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Linear interpolation inside the bucket holding the q-quantile (as Prometheus does)."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank, lower, below = q * buckets[-1][1], 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lower  # beyond the last finite bound: only a lower bound is known
+            return lower + (le - lower) * ((rank - below) / (count - below) if count > below else 1.0)
+        lower, below = le, count
+    return lower
+
+
+def share_above(buckets: list[tuple[float, float]], bound: float) -> float | None:
+    """Fraction of the observations above ``bound`` (a bucket bound: exact)."""
+    total = buckets[-1][1] if buckets else 0.0
+    at = dict(buckets).get(bound)
+    return None if not total or at is None else 1.0 - at / total
+
+
+def add_histograms(parts: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    total: dict[float, float] = {}
+    for part in parts:
+        for le, count in part:
+            total[le] = total.get(le, 0.0) + count
+    return sorted(total.items())
+
+
+class CpuMeter:
+    """CPU seconds of this process tree, of this process alone, and of the whole machine."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._me = psutil.Process()
+
+    def snapshot(self) -> dict:
+        ps = self._psutil
+        tree = {}
+        for p in [self._me, *self._me.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                tree[p.pid] = t.user + t.system
+            except (ps.NoSuchProcess, ps.AccessDenied):
+                pass
+        t = self._me.cpu_times()
+        machine_busy = niced = None
+        try:  # cpu  user nice system idle iowait irq softirq steal ...
+            fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            tick = os.sysconf("SC_CLK_TCK")
+            machine_busy = (sum(fields[:8]) - fields[3] - fields[4]) / tick
+            niced = fields[1] / tick
+        except (OSError, ValueError, IndexError):
+            pass
+        return {"t": time.monotonic(), "tree": tree, "self": t.user + t.system, "machine": machine_busy,
+                "niced": niced}
+
+    @staticmethod
+    def cores(a: dict, b: dict) -> dict:
+        dt = b["t"] - a["t"]
+        tree = sum(v - a["tree"].get(pid, 0.0) for pid, v in b["tree"].items())
+        out = {"tree_cores": tree / dt, "harness_cores": (b["self"] - a["self"]) / dt}
+        if a["machine"] is not None and b["machine"] is not None:
+            out["machine_cores"] = (b["machine"] - a["machine"]) / dt
+            out["other_cores"] = max(0.0, out["machine_cores"] - out["tree_cores"])
+            # user time of processes with nice > 0 (background jobs; Ray workers too if niced)
+            out["niced_cores"] = (b["niced"] - a["niced"]) / dt
+        return out
+
+
+def snapshot(client, ids: list[str], cpu: CpuMeter) -> dict:
+    """Statuses of the streams, /metrics and CPU counters, at (about) one instant."""
+    t0 = time.monotonic()
+    statuses = {s["id"]: s for s in client.streams() if s["id"] in ids}
+    metrics = parse_metrics(client.metrics())
+    t1 = time.monotonic()
+    return {"t": (t0 + t1) / 2, "streams": statuses, "metrics": metrics, "cpu": cpu.snapshot()}
+
+
+def _rel(x: float | None, ref: float | None) -> float | None:
+    return x / ref if x is not None and ref else None
+
+
+def measure_window(a: dict, b: dict, ids: list[str], target_fps: float, source_fps: float,
+                   asked_fps: float | None) -> dict:
+    """Per-stream and per-N results between snapshots ``a`` and ``b``."""
+    dt = b["t"] - a["t"]
+    streams, lat_parts = [], []
+    for sid in ids:
+        sa, sb = a["streams"].get(sid, {}), b["streams"].get(sid, {})
+        frames = sb.get("frames", 0) - sa.get("frames", 0)
+        dropped = sb.get("dropped_frames", 0) - sa.get("dropped_frames", 0)
+        fps = frames / dt
+        drop = dropped / (frames + dropped) if frames + dropped else 1.0
+        hist = histogram_delta(a["metrics"], b["metrics"], "facestream_stream_latency_seconds", stream=sid)
+        lat_parts.append(hist)
+        state = sb.get("state")
+        realtime = state == "running" and fps >= REALTIME_FPS_RATIO * target_fps and drop <= REALTIME_MAX_DROP
+        clear_fail = (state != "running" or fps < CLEAR_FAIL_FPS_RATIO * target_fps or drop > CLEAR_FAIL_DROP)
+        streams.append({
+            "id": sid, "state": state, "frames": frames, "dropped": dropped,
+            "fps": fps, "fps_ratio": fps / target_fps, "status_processed_fps": sb.get("processed_fps"),
+            "received_fps": (frames + dropped) / dt, "status_source_fps": sb.get("source_fps"),
+            "drop_fraction": drop, "latency_p50_s": sb.get("latency_p50_s"),
+            "latency_p99_s": sb.get("latency_p99_s"), "lag_s": sb.get("lag_s"),
+            "window_latency_p50_s": histogram_quantile(0.5, hist),
+            "window_latency_p99_s": histogram_quantile(0.99, hist),
+            "window_over_1s": share_above(hist, 1.0),
+            "latency_frames": min(2048, sb.get("frames", 0)),
+            "faces_per_frame": (sb.get("faces", 0) - sa.get("faces", 0)) / frames if frames else None,
+            "reconnects": sb.get("reconnects", 0) - sa.get("reconnects", 0),
+            "last_error": sb.get("last_error"), "realtime": realtime, "clear_fail": clear_fail,
+            "fps_ignored": bool(asked_fps and fps > 1.15 * asked_fps),
+        })
+    ma, mb = a["metrics"], b["metrics"]
+    batch_n = metric_sum(mb, "facestream_regressor_batch_size_count") - metric_sum(ma, "facestream_regressor_batch_size_count")
+    batch_sum = metric_sum(mb, "facestream_regressor_batch_size_sum") - metric_sum(ma, "facestream_regressor_batch_size_sum")
+    det_n = metric_sum(mb, "facestream_detector_latency_seconds_count") - metric_sum(ma, "facestream_detector_latency_seconds_count")
+    det_sum = metric_sum(mb, "facestream_detector_latency_seconds_sum") - metric_sum(ma, "facestream_detector_latency_seconds_sum")
+    det_frames = metric_sum(mb, "facestream_detector_frames_total") - metric_sum(ma, "facestream_detector_frames_total")
+    crops = metric_sum(mb, "facestream_regressor_crops_total") - metric_sum(ma, "facestream_regressor_crops_total")
+    lat_all = add_histograms(lat_parts)
+    p50s = sorted(s["latency_p50_s"] for s in streams if s["latency_p50_s"] is not None)
+    p99s = [s["latency_p99_s"] for s in streams if s["latency_p99_s"] is not None]
+    return {
+        "n": len(ids), "window_s": dt, "target_fps": target_fps, "source_fps": source_fps,
+        "streams": streams,
+        "all_realtime": all(s["realtime"] for s in streams),
+        "clear_fail": any(s["clear_fail"] for s in streams),
+        "total_fps": sum(s["fps"] for s in streams),
+        "min_fps": min(s["fps"] for s in streams),
+        "max_drop_fraction": max(s["drop_fraction"] for s in streams),
+        "latency_p50_s": p50s[len(p50s) // 2] if p50s else None,      # median of the streams' p50
+        "latency_p99_s": max(p99s) if p99s else None,                   # worst stream's p99
+        "window_latency_p50_s": histogram_quantile(0.5, lat_all),
+        "window_latency_p99_s": histogram_quantile(0.99, lat_all),
+        "window_over_1s": share_above(lat_all, 1.0),
+        "regressor_batch_mean": batch_sum / batch_n if batch_n else None,
+        "regressor_crops_per_s": crops / dt,
+        "detector_frames_per_s": det_frames / dt,
+        "detector_call_ms": 1000 * det_sum / det_n if det_n else None,
+        "cpu": CpuMeter.cores(a["cpu"], b["cpu"]),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "fps_ignored": any(s["fps_ignored"] for s in streams),
+    }
+
+
+# ----------------------------------------------------------------------------- the run
+
+class Bench:
+    def __init__(self, args, client, cpu: CpuMeter):
+        self.args = args
+        self.client = client
+        self.cpu = cpu
+        self.servers: list = []
+
+    def rtsp_urls(self, n: int) -> list[str]:
+        """URLs for n streams, starting RTSP servers as needed (kept for later Ns)."""
+        from streamer.publish import RtspServer
+
+        wanted = 1 if self.args.servers == "shared" else n
+        while len(self.servers) < wanted:
+            self.servers.append(RtspServer(self.args.video, fps=self.args.source_fps).start())
+        if self.args.servers == "shared":
+            return [self.servers[0].url] * n
+        return [s.url for s in self.servers[:n]]
+
+    def stop_servers(self) -> None:
+        for s in self.servers:
+            try:
+                s.stop()
+            except Exception as e:  # noqa: BLE001 - best effort at shutdown
+                print(f"warning: stopping an RTSP server: {e}", file=sys.stderr)
+        self.servers = []
+
+    def wait_running(self, ids: list[str], timeout_s: float) -> dict:
+        deadline, statuses = time.monotonic() + timeout_s, {}
+        while time.monotonic() < deadline:
+            statuses = {s["id"]: s for s in self.client.streams() if s["id"] in ids}
+            if any(s["state"] not in ("connecting", "running") for s in statuses.values()):
+                return statuses
+            if len(statuses) == len(ids) and all(s["state"] == "running" and s["frames"] > 0
+                                                 for s in statuses.values()):
+                return statuses
+            time.sleep(0.5)
+        return statuses
+
+    def stop_streams(self, ids: list[str]) -> None:
+        def stop(sid: str) -> None:
+            try:
+                self.client.stop(sid)
+            except Exception as e:  # noqa: BLE001 - reported, the next N goes on
+                print(f"warning: DELETE /streams/{sid}: {e}", file=sys.stderr)
+
+        with ThreadPoolExecutor(max(1, len(ids))) as pool:
+            list(pool.map(stop, ids))
+
+    def run_n(self, n: int) -> dict:
+        a = self.args
+        urls = self.rtsp_urls(n)
+        source_fps = float(self.servers[0].fps)
+        target = min(source_fps, a.fps) if a.fps else source_fps
+        ids: list[str] = []
+        started = time.monotonic()
+        try:
+            for i, url in enumerate(urls):
+                created = self.client.submit(url, name=f"live-{a.tag}-n{n}-s{i}", fps=a.fps)
+                ids.append(created["id"])
+            statuses = self.wait_running(ids, a.start_timeout)
+            not_running = {sid: s.get("state") for sid, s in statuses.items() if s.get("state") != "running"}
+            missing = [sid for sid in ids if sid not in statuses]
+            if not_running or missing:
+                errors = {sid: statuses[sid].get("last_error") for sid in not_running}
+                return {"n": n, "error": f"streams not running after {a.start_timeout:.0f} s: "
+                                         f"{not_running or missing} {errors}", "clear_fail": True,
+                        "all_realtime": False}
+            startup_s = time.monotonic() - started
+            self._sleep(a.warmup, ids)
+            first = snapshot(self.client, ids, self.cpu)
+            self._sleep(a.seconds, ids)
+            last = snapshot(self.client, ids, self.cpu)
+            result = measure_window(first, last, ids, target, source_fps, a.fps)
+            result["startup_s"] = startup_s
+            return result
+        except RuntimeError as e:  # a refused submit (ApiClientError), a stream that failed
+            return {"n": n, "error": str(e), "clear_fail": True, "all_realtime": False}
+        finally:
+            if ids:
+                self.stop_streams(ids)
+
+    def _sleep(self, seconds: float, ids: list[str]) -> None:
+        """Sleep, checking every few seconds that no stream has ended or failed."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(5.0, left))
+            if time.monotonic() < end:
+                bad = [s for s in self.client.streams() if s["id"] in ids and s["state"] != "running"]
+                if bad:
+                    raise RuntimeError(f"stream {bad[0]['id']} is {bad[0]['state']}: {bad[0].get('last_error')}")
+
+
+# ----------------------------------------------------------------------------- output
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{1000 * x:.0f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _f(x: float | None, fmt: str = ".1f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def print_n(r: dict) -> None:
+    if "error" in r:
+        print(f"N={r['n']}: {r['error']}")
+        return
+    cpu = r["cpu"]
+    print(f"\nN={r['n']}  window {r['window_s']:.1f} s, target {r['target_fps']:g} fps/stream, "
+          f"start-up {r['startup_s']:.1f} s, load avg {r['loadavg_1m']:.2f}")
+    print(f"  {'stream':<22} {'fps':>6} {'x tgt':>6} {'(status)':>8} {'recv':>6} {'drop %':>7} "
+          f"{'p50 ms':>7} {'p99 ms':>7} {'>1 s %':>7} {'faces/f':>7}  ok")
+    for s in r["streams"]:
+        print(f"  {s['id']:<22} {s['fps']:6.1f} {s['fps_ratio']:6.2f} {_f(s['status_processed_fps']):>8} "
+              f"{s['received_fps']:6.1f} {100 * s['drop_fraction']:7.1f} {_ms(s['latency_p50_s']):>7} "
+              f"{_ms(s['latency_p99_s']):>7} {_pct(s['window_over_1s']):>7} "
+              f"{_f(s['faces_per_frame'], '.2f'):>7}  {'yes' if s['realtime'] else 'NO'}"
+              + (f"  ({s['reconnects']} reconnects)" if s["reconnects"] else ""))
+    print(f"  total {r['total_fps']:.1f} frames/s; regressor mean batch {_f(r['regressor_batch_mean'], '.2f')} crops, "
+          f"{r['regressor_crops_per_s']:.1f} crops/s; detector {r['detector_frames_per_s']:.1f} frames/s, "
+          f"{_f(r['detector_call_ms'], '.0f')} ms/call")
+    print(f"  CPU cores: service+harness {cpu['tree_cores']:.2f} (harness alone {cpu['harness_cores']:.2f}), "
+          f"other processes {_f(cpu.get('other_cores'), '.2f')}, machine {_f(cpu.get('machine_cores'), '.2f')} "
+          f"(processes with nice > 0: {_f(cpu.get('niced_cores'), '.2f')})")
+    if r["fps_ignored"]:
+        print(f"  WARNING: streams ran above the requested {r['target_fps']:g} fps: "
+              "the service did not apply `fps` to these live streams")
+    print(f"  => {'all real-time' if r['all_realtime'] else 'NOT all real-time'}")
+
+
+def summary_table(results: list[dict]) -> str:
+    lines = ["| N | fps per stream (min) | x target (min) | dropped % (max) | p50 / p99 ms | "
+             "window > 1 s % | regressor batch | CPU service / other | real-time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['n']} | {r['error']} | | | | | | | no |")
+            continue
+        lines.append(
+            f"| {r['n']} | {r['min_fps']:.1f} | {r['min_fps'] / r['target_fps']:.2f} | "
+            f"{100 * r['max_drop_fraction']:.1f} | {_ms(r['latency_p50_s'])} / {_ms(r['latency_p99_s'])} | "
+            f"{_pct(r['window_over_1s'])} | "
+            f"{_f(r['regressor_batch_mean'], '.2f')} | {r['cpu']['tree_cores']:.2f} / "
+            f"{_f(r['cpu'].get('other_cores'), '.2f')} | {'yes' if r['all_realtime'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def conclusion(results: list[dict], target: float) -> tuple[int, str]:
+    ok = [r["n"] for r in results if r.get("all_realtime")]
+    best = max(ok, default=0)
+    if best:
+        r = next(r for r in results if r["n"] == best)
+        text = (f"largest N with every stream real-time: {best} at {target:g} fps per stream; "
+                f"latency there p50 {_ms(r['latency_p50_s'])} ms, p99 {_ms(r['latency_p99_s'])} ms "
+                f"(median stream p50, worst stream p99)")
+        failed_below = [r["n"] for r in results if r["n"] < best and not r.get("all_realtime")]
+        if failed_below:
+            text += f"; note N={failed_below} failed below it (noise)"
+    else:
+        r = next((r for r in results if "error" not in r), None)
+        text = f"no N is real-time at {target:g} fps per stream"
+        if r is not None:
+            text += (f"; N={r['n']} processed {r['min_fps']:.1f} fps ({r['min_fps'] / target:.2f} x), "
+                     f"dropped {100 * r['max_drop_fraction']:.0f} %, latency p50 {_ms(r['latency_p50_s'])} ms, "
+                     f"p99 {_ms(r['latency_p99_s'])} ms")
+    return best, text
+
+
+# ----------------------------------------------------------------------------- main
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", default=str(DEFAULT_VIDEO), help="clip each RTSP server loops (default: %(default)s)")
+    parser.add_argument("--max-streams", type=int, default=6)
+    parser.add_argument("--min-streams", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured window per N")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds between all running and the window")
+    parser.add_argument("--start-timeout", type=float, default=90.0, help="for the N streams to be running")
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument("--fps", type=float, default=None, help="ask the service for this rate per stream (API fps)")
+    rate.add_argument("--source-fps", type=float, default=None, help="RTSP server sends this rate (camera at F fps)")
+    parser.add_argument("--servers", choices=("shared", "per-stream"), default="shared")
+    parser.add_argument("--config", default=None, help="a ray_config.yaml (default: ./ray_config.yaml if present)")
+    parser.add_argument("--detector-replicas", type=int, default=None)
+    parser.add_argument("--regressor-replicas", type=int, default=None)
+    parser.add_argument("--num-gpus-per-replica", type=float, default=None,
+                        help="for the regressor replicas (default with a CUDA GPU: 1, or the GPUs shared "
+                             "among the replicas; without: the config's)")
+    parser.add_argument("--worker-niceness", type=int, default=0,
+                        help="nice value of Ray's worker processes (model replicas, sessions, Serve); Ray's "
+                             "own default is 15, below any nice 0-14 job sharing the machine (default: %(default)s)")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args()
+    if not Path(args.video).is_file():
+        parser.error(f"--video {args.video}: no such file")
+    if args.min_streams < 1 or args.max_streams < args.min_streams:
+        parser.error("need 1 <= --min-streams <= --max-streams")
+    args.tag = secrets.token_hex(2)
+    args.video = str(Path(args.video).resolve())
+    args.json = str(Path(args.json).resolve()) if args.json else None
+    args.config = str(Path(args.config).resolve()) if args.config else None
+    # The service reads ./ray_config.yaml, and Ray's workers import the package from the
+    # driver's working directory first: both must be this checkout.
+    os.chdir(REPO)
+
+    # Read by the raylet of the private Ray the service starts: its workers' nice value.
+    os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
+
+    def on_term(*_):
+        raise Interrupted()
+    signal.signal(signal.SIGTERM, on_term)
+
+    info = machine()
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), GPU: {info['gpu'] or 'none'}, "
+          f"load average {info['loadavg']}, commit {info['commit']}")
+    model: dict = {}
+    if args.detector_replicas:
+        model["detector_replicas"] = args.detector_replicas
+    if args.regressor_replicas:
+        model["regressor_replicas"] = args.regressor_replicas
+    gpus = args.num_gpus_per_replica
+    if gpus is None and info["gpu"]:
+        import torch
+
+        from streamer.config import load_config
+
+        replicas = args.regressor_replicas or load_config(args.config).model.regressor_replicas
+        gpus = min(1.0, torch.cuda.device_count() / max(1, replicas))  # every replica must fit
+    if gpus is not None:
+        model["num_gpus_per_replica"] = gpus
+
+    from streamer.service.app import TOKEN_ENV
+
+    results: list[dict] = []
+    service = bench = None
+    with tempfile.TemporaryDirectory(prefix="facestream-live-bench-") as tmp:
+        token = os.environ.get(TOKEN_ENV) or secrets.token_hex(16)
+        token_file = Path(tmp) / "token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        port = free_port()
+        overrides = {
+            "parquet": {"out": str(Path(tmp) / "out")},
+            "service": {"port": port, "api_token_file": str(token_file),
+                        "max_streams": max(16, args.max_streams)},
+            **({"model": model} if model else {}),
+        }
+        try:
+            service = Service(overrides, args.config)
+            t0 = time.monotonic()
+            health = service.start()
+            # Ray's core installs its own SIGTERM handler when it starts (it dumps a stack and
+            # exits on the spot, skipping the shutdown below): take SIGTERM back.
+            signal.signal(signal.SIGTERM, on_term)
+            print(f"service ready in {time.monotonic() - t0:.0f} s at {health['url']} "
+                  f"(model {health.get('model_version')}; detector replicas {service.cfg.model.detector_replicas}, "
+                  f"regressor replicas {service.cfg.model.regressor_replicas}, max_batch_size "
+                  f"{service.cfg.model.max_batch_size}, queue_frames {service.cfg.source.queue_frames}, "
+                  f"staleness_s {service.cfg.source.staleness_s})")
+            client = MetricsClient(health["url"], token=token, timeout_s=120.0)
+            bench = Bench(args, client, CpuMeter())
+            print(f"video {args.video}, RTSP servers: {args.servers}, Ray worker niceness {args.worker_niceness}"
+                  + (f", API fps {args.fps:g}" if args.fps else "")
+                  + (f", source fps {args.source_fps:g}" if args.source_fps else ""))
+            fails_in_a_row = 0
+            for n in range(args.min_streams, args.max_streams + 1):
+                r = bench.run_n(n)
+                results.append(r)
+                print_n(r)
+                fails_in_a_row = 0 if r["all_realtime"] else fails_in_a_row + 1
+                if r.get("clear_fail") or fails_in_a_row >= 2:
+                    print(f"stopping after N={n}: it {'clearly ' if r.get('clear_fail') else ''}fails")
+                    break
+                time.sleep(2.0)
+        except (KeyboardInterrupt, Interrupted):
+            print("\ninterrupted: shutting down", file=sys.stderr)
+        finally:
+            if service is not None:
+                service.close()
+            if bench is not None:
+                bench.stop_servers()
+
+    if not results:
+        return 1
+    target = next((r["target_fps"] for r in results if "target_fps" in r), args.fps or 0)
+    best, text = conclusion(results, target)
+    print("\n" + summary_table(results))
+    print("\n" + text)
+    if args.json:
+        out = {"machine": info, "args": {k: v for k, v in vars(args).items() if k != "tag"},
+               "overrides": {k: v for k, v in overrides.items() if k != "service"},
+               "realtime_rule": {"fps_ratio": REALTIME_FPS_RATIO, "max_drop": REALTIME_MAX_DROP},
+               "results": results, "answer": best, "conclusion": text,
+               "loadavg_end": [round(x, 2) for x in os.getloadavg()]}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
