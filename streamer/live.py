@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 import av
 
 from streamer.config import SourceConfig
-from streamer.source import Frame, SourceError, SourceTooLarge, _reason
+from streamer.source import Frame, SourceError, SourceTooLarge, _reason, _Sampler
 from streamer.urls import SourceSpec
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,9 @@ class LiveSource:
         self.width = self.height = 0
         self.frame_count_estimate: int | None = None
         self.stats: dict = {"received": 0, "yielded": 0, "dropped": 0, "dropped_stale": 0,
-                            "decode_errors": 0, "reconnects": 0, "last_error": None}
+                            "skipped_by_sampling": 0, "decode_errors": 0, "reconnects": 0,
+                            "last_error": None}
+        self._keep = _Sampler(cfg)   # every / fps apply to live streams as to files
         self._on_event = on_event
         self._cond = threading.Condition()
         self._buffer: deque[tuple[Frame, float]] = deque()  # (frame, monotonic arrival)
@@ -293,6 +295,9 @@ class LiveSource:
         """Buffer a frame, dropping the oldest when full; the first one makes us ready."""
         with self._cond:
             if self._closed.is_set():
+                return
+            if not self._keep(frame):   # left out on purpose: not a drop, and no buffer slot
+                self.stats["skipped_by_sampling"] += 1
                 return
             if len(self._buffer) >= self.cfg.queue_frames:
                 self._buffer.popleft()

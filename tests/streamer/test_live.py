@@ -381,3 +381,17 @@ def test_open_source_picks_the_source_by_url(clip, tmp_path):
         open_source("concat:a.mp4|b.mp4", config())
     with pytest.raises(ValueError, match="transport"):
         open_source("rtsp://127.0.0.1:1/x", config(), transport="http")
+
+
+@pytest.mark.parametrize("option,value", [("fps", 5.0), ("every", 3)])
+def test_fps_and_every_sample_a_live_stream_too(clip, option, value):
+    with RtspServer(clip) as server, LiveSource(check_source(server.url, None), config(**{option: value})) as src:
+        frames = take(iter(src), 6)
+        stats = dict(src.stats)
+    if option == "every":
+        assert all(f.index % 3 == 0 for f in frames)
+        assert [b.index - a.index for a, b in zip(frames, frames[1:])] == [3] * 5
+    else:   # one frame per 1/5 s slot of the stream's own clock
+        gaps = np.diff([f.pts for f in frames])
+        assert np.all(gaps > 0.75 / value) and np.all(gaps < 1.5 / value), gaps
+    assert stats["skipped_by_sampling"] >= 5 * 2 and stats["dropped"] == 0
