@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -42,6 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "bench"))
+from machine import machine  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -50,29 +50,6 @@ SAMPLE_VIDEO = REPO / "samples" / "obama.mp4"
 
 
 # ----------------------------------------------------------------------------- set-up
-
-def machine() -> dict:
-    """What ran the benchmark: cores, CPU model, GPU, versions, load."""
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu": cpu,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    try:
-        info["loadavg_1m"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
-    return info
 
 
 def resolve_device(device: str) -> str:
@@ -313,7 +290,7 @@ def main() -> int:
         rule = CropRule.from_meta(json.loads(Path(ckpt).with_suffix(".json").read_text()))
         crops, where = real_crops(rule)
         print(f"machine:    {host['nproc']} cores, {host['cpu']}; GPU: {host['gpu'] or 'none'}; "
-              f"torch {host['torch']}; load {host.get('loadavg_1m', '?')}")
+              f"torch {host['torch']}; load {host['loadavg'][0]}")
         print(f"model:      {described}; device {device}, {precision}; {args.threads} torch thread(s)")
         print(f"crops:      {len(crops)} real face crops of {rule.size} px from {where}")
 
