@@ -19,31 +19,13 @@ from streamer.publish import HttpTsServer, RtspServer
 from streamer.source import FileSource, SourceError, open_source
 from streamer.urls import SourceRefused, check_source
 
-W, H, N, FPS, STEP, BAR = 160, 120, 30, 25, 5, 8
+from bar_clip import FPS, H, N, W, bar_index, write_bar_clip
 SECRET = "s3cret"
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    """N frames of a white bar moving STEP px a frame: its place gives the file index."""
-    path = tmp_path_factory.mktemp("live") / "bar.mp4"
-    background = np.random.default_rng(0).integers(60, 140, (H, W, 3), dtype=np.uint8)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        for i in range(N):
-            image = background.copy()
-            image[:, STEP * i:STEP * i + BAR] = 240
-            for p in s.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
-def bar_index(image: np.ndarray) -> int:
-    bright = np.flatnonzero(image[..., 0].mean(axis=0) > 180)
-    return round((bright.mean() - (BAR - 1) / 2) / STEP) if bright.size else -1
+    return write_bar_clip(tmp_path_factory.mktemp("live") / "bar.mp4")
 
 
 def config(**kw) -> SourceConfig:
