@@ -50,8 +50,13 @@ weights: $(TRAIN)
 	test -f data/labels/real_test_photos.npz || $(PY) -m workers.training.real_labels \
 	    --out data/labels/real_test_photos.npz $(REAL)/*.jpg
 	$(PY) -m workers.training.synth --prefix val --shards 1 --per-shard 600 --seed 999
+	$(PY) -m workers.training.synth --prefix val-actions --shards 1 --per-shard 600 --seed 998 --expressions actions
 	$(PY) -m workers.training.synth --prefix train --shards 24 --seed 1
+	$(PY) -m workers.training.synth --prefix actions --shards 24 --seed 2 --expressions actions
 	$(VENV)/bin/facestream train --run runs/r18h --steps 1600
 	$(VENV)/bin/facestream train --run runs/r18h-ft --init runs/r18h/checkpoint/facestream-r18h \
-	    --steps 2000 --lr 1e-3 --export workers/weights/facestream-r18h
+	    --steps 2000 --lr 1e-3
+	$(VENV)/bin/facestream train --run runs/r18h-s3 --init runs/r18h-ft/checkpoint/facestream-r18h \
+	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --steps 3500 --lr 1e-3 \
+	    --export workers/weights/facestream-r18h
 	$(VENV)/bin/facestream evaluate --teacher-on-renders --into-checkpoint --out docs/accuracy.json

@@ -45,23 +45,8 @@ def _mixture(rng: np.random.Generator, inner: float, outer: float, p_inner: floa
     return float(rng.uniform(-lim, lim))
 
 
-def sample_blendshapes(rng: np.random.Generator, names: tuple[str, ...]) -> np.ndarray:
-    """Sparse ARKit weights w in [0, 1]^53 that make a plausible expression.
-
-    A few active shapes at a time (real expressions are sparse), often mirrored to the
-    other side but sometimes one-sided (winks, lopsided smiles), sometimes near full
-    strength; 20% are neutral so the network learns the zero point.
-    """
-    w = np.zeros(len(names), np.float32)
-    if rng.random() < _P_NEUTRAL:
-        return w
-    index = {n: i for i, n in enumerate(names)}
-    for i in rng.choice(len(names), size=int(rng.integers(1, 7)), replace=False):
-        value = rng.uniform(0.85, 1.0) if rng.random() < 0.25 else rng.uniform(0.1, 1.0)
-        w[i] = value
-        mirror = _MIRROR.get(names[i][-2:])
-        if mirror and names[i][:-2] + mirror in index and rng.random() < 0.6:
-            w[index[names[i][:-2] + mirror]] = np.clip(value + rng.normal(0, 0.1), 0, 1)
+def _limit(w: np.ndarray, index: dict, rng: np.random.Generator) -> np.ndarray:
+    """Rules of the linear model that any sampler must keep."""
     # Opposite pulls cancel in a linear model; keep one of each pair.
     for a, b in (("jawLeft", "jawRight"), ("mouthLeft", "mouthRight")):
         if a in index and b in index and w[index[a]] > 0 and w[index[b]] > 0:
@@ -70,6 +55,87 @@ def sample_blendshapes(rng: np.random.Generator, names: tuple[str, ...]) -> np.n
     if "mouthClose" in index and "jawOpen" in index:
         w[index["mouthClose"]] = min(w[index["mouthClose"]], w[index["jawOpen"]])
     return w
+
+
+class SparseExpressions:
+    """Sparse ARKit weights w in [0, 1]^53: a few of the 53 shapes at a time, uniformly.
+
+    Often mirrored to the other side but sometimes one-sided (winks, lopsided smiles),
+    sometimes near full strength; 20% are neutral so the network learns the zero point.
+    Every shape is seen, but each is active in only ~7% of faces: the readable actions
+    (jaw, smile, blink, brows) are rare. The render shards of the first training stages.
+    """
+
+    name = "sparse"
+
+    def __call__(self, rng: np.random.Generator, names: tuple[str, ...]) -> np.ndarray:
+        w = np.zeros(len(names), np.float32)
+        if rng.random() < _P_NEUTRAL:
+            return w
+        index = {n: i for i, n in enumerate(names)}
+        for i in rng.choice(len(names), size=int(rng.integers(1, 7)), replace=False):
+            value = rng.uniform(0.85, 1.0) if rng.random() < 0.25 else rng.uniform(0.1, 1.0)
+            w[i] = value
+            mirror = _MIRROR.get(names[i][-2:])
+            if mirror and names[i][:-2] + mirror in index and rng.random() < 0.6:
+                w[index[names[i][:-2] + mirror]] = np.clip(value + rng.normal(0, 0.1), 0, 1)
+        return _limit(w, index, rng)
+
+
+# Facial actions as people make them: (probability, {blendshape: relative weight}), the
+# bilateral ones by stem (both sides, sometimes one). The four that users read first come
+# often; the rest keep the other shapes in view.
+_ACTIONS = (
+    (0.35, {"jawOpen": 1.0, "mouthLowerDown": 0.25}),
+    (0.30, {"mouthSmile": 1.0, "cheekSquint": 0.4, "eyeSquint": 0.2}),
+    (0.30, {"eyeBlink": 1.0}),
+    (0.30, {"browInnerUp": 1.0, "browOuterUp": 0.7, "eyeWide": 0.3}),
+    (0.15, {"browDown": 1.0, "noseSneer": 0.3}),
+    (0.12, {"mouthFrown": 1.0, "mouthShrugLower": 0.4}),
+    (0.10, {"mouthPucker": 1.0}),
+    (0.10, {"mouthFunnel": 1.0, "jawOpen": 0.2}),
+    (0.10, {"eyeSquint": 1.0}),
+    (0.08, {"mouthStretch": 1.0, "mouthPress": 0.3}),
+)
+
+
+class ActionExpressions:
+    """Expressions built from facial actions (jaw open, smile, blink, brow raise, frown,
+    pucker...) that co-occur at random, each at a random strength, usually on both sides
+    and sometimes on one (a wink, a lopsided smile), plus up to two random shapes.
+
+    Why: under ``SparseExpressions`` jawOpen moves in 5% of renders and a blink in 6%,
+    too rare a signal for the expression head to pick out of everything else that varies;
+    here each of the four readable actions is present in about a third of the faces, and
+    10% are neutral.
+    """
+
+    name = "actions"
+
+    def __call__(self, rng: np.random.Generator, names: tuple[str, ...]) -> np.ndarray:
+        w = np.zeros(len(names), np.float32)
+        if rng.random() < 0.1:
+            return w
+        index = {n: i for i, n in enumerate(names)}
+        for p, parts in _ACTIONS:
+            if rng.random() >= p:
+                continue
+            strength = rng.uniform(0.8, 1.0) if rng.random() < 0.25 else rng.uniform(0.15, 1.0)
+            side = rng.uniform(0.0, 0.3) if rng.random() < 0.2 else 1.0   # one-sided: the weak side's share
+            weak = "_L" if rng.random() < 0.5 else "_R"
+            for stem, rel in parts.items():
+                if stem in index:
+                    w[index[stem]] = max(w[index[stem]], strength * rel)
+                    continue
+                for suffix in ("_L", "_R"):
+                    v = strength * rel * (side if suffix == weak else 1.0) + rng.normal(0, 0.05)
+                    w[index[stem + suffix]] = max(w[index[stem + suffix]], v)
+        for i in rng.choice(len(names), size=int(rng.integers(0, 3)), replace=False):
+            w[i] = max(w[i], rng.uniform(0.1, 0.6))
+        return _limit(np.clip(w, 0.0, 1.0), index, rng)
+
+
+EXPRESSIONS = {s.name: s for s in (SparseExpressions, ActionExpressions)}
 
 
 def _skin_tone(rng: np.random.Generator) -> np.ndarray:
@@ -120,8 +186,8 @@ def _appearance(rng: np.random.Generator, skin: np.ndarray) -> dict:
     )
 
 
-def sample_scene(rng: np.random.Generator, model: FaceModel,
-                 size: int = 160) -> tuple[Scene, Camera]:
+def sample_scene(rng: np.random.Generator, model: FaceModel, size: int = 160,
+                 expressions=None) -> tuple[Scene, Camera]:
     """A random face, pose, light and camera for a ``size``² image.
 
     The camera is chosen with the scene because perspective is one of the randomised
@@ -131,7 +197,7 @@ def sample_scene(rng: np.random.Generator, model: FaceModel,
     alpha = rng.normal(size=model.identity.shape[0]).astype(np.float32)
     if rng.random() < 0.3:
         alpha *= 1.5
-    w = sample_blendshapes(rng, model.blend_names)
+    w = (expressions or SparseExpressions())(rng, model.blend_names)
     eta = model.eta_from_blendshapes(w)
     yaw, pitch, roll = _mixture(rng, 45, 90), _mixture(rng, 30, 60), _mixture(rng, 20, 45)
 
@@ -315,7 +381,7 @@ def compose(result: RenderResult, rng: np.random.Generator,
 
 
 def make_sample(rng: np.random.Generator, model: FaceModel, size: int = 160,
-                backgrounds: list[np.ndarray] | None = None) -> tuple[np.ndarray, dict]:
+                backgrounds: list[np.ndarray] | None = None, expressions=None) -> tuple[np.ndarray, dict]:
     """One random training image (uint8 RGB, size²) and its exact labels.
 
     Labels: alpha (99), eta (29), blendshapes (53, the weights eta was built from), yaw,
@@ -323,7 +389,7 @@ def make_sample(rng: np.random.Generator, model: FaceModel, size: int = 160,
     the image centre), landmarks2d (68×2 u, v pixels), landmarks3d (68×3 camera frame, cm),
     visible68 (not self-occluded and in the image), occluded68 (under the random occluder).
     """
-    scene, camera = sample_scene(rng, model, size)
+    scene, camera = sample_scene(rng, model, size, expressions)
     result = render(model, scene, camera)
     image, occ = _compose(result, rng, backgrounds)
     uv = np.floor(result.landmarks2d).astype(int)

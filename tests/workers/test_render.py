@@ -1,16 +1,12 @@
-"""The synthetic renderer: labels must land on the rendered features, signs must follow the
-pose convention (workers/pose.py), and make_sample must be fast enough to train from."""
+"""The synthetic renderer: labels must land on the rendered features, and signs must follow
+the pose convention (workers/pose.py)."""
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
-import torch
 
 from workers import face_model
 from workers.render import EYEBALL, MOUTH, SKIN, Camera, Scene, rasterize, render
-from workers.scene import compose, make_sample, sample_scene
 
 SIZE = 160
 CAMERA = Camera(SIZE, SIZE, focal=600.0)
@@ -143,48 +139,3 @@ def test_jaw_open_parts_the_lips_and_shows_the_mouth(model):
     assert gap(opened) > gap(closed) + 5
     assert (opened.part == MOUTH).sum() > 30
     assert (closed.part == MOUTH).sum() < 5
-
-
-def test_make_sample_labels(model):
-    rng = np.random.default_rng(1)
-    for _ in range(8):
-        image, labels = make_sample(rng, model, size=SIZE)
-        assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
-        assert labels["alpha"].shape == (99,) and labels["eta"].shape == (29,)
-        assert labels["landmarks2d"].shape == (68, 2) and labels["visible68"].dtype == bool
-        lm = labels["landmarks2d"]
-        center = (lm.min(axis=0) + lm.max(axis=0)) / 2
-        assert np.all(center > 0.2 * SIZE) and np.all(center < 0.8 * SIZE)
-        assert 0.2 * SIZE < np.ptp(lm, axis=0).max() < 1.0 * SIZE
-        assert -90 <= labels["yaw"] <= 90 and -60 <= labels["pitch"] <= 60
-    a, la = make_sample(np.random.default_rng(7), model)
-    b, lb = make_sample(np.random.default_rng(7), model)
-    assert np.array_equal(a, b) and np.array_equal(la["eta"], lb["eta"])
-
-
-def test_compose_keeps_the_face_and_fills_the_background(model):
-    rng = np.random.default_rng(3)
-    scene, camera = sample_scene(rng, model, SIZE)
-    r = render(model, scene, camera)
-    background = np.full((64, 64, 3), 200, np.uint8)
-    image = compose(r, rng, [background])
-    assert image.shape == r.image.shape and image.dtype == np.uint8
-    # The render is black off the face; the composite is not.
-    assert np.abs(image[~r.mask].astype(float) - r.image[~r.mask]).mean() > 10
-
-
-def test_make_sample_speed(model):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        rng = np.random.default_rng(0)
-        make_sample(rng, model)
-        n = 20
-        t0 = time.process_time()
-        for _ in range(n):
-            make_sample(rng, model)
-        ms = (time.process_time() - t0) / n * 1e3
-    finally:
-        torch.set_num_threads(threads)
-    print(f"make_sample: {ms:.1f} ms/image (CPU time, 160 px, 1 torch thread)")
-    assert ms < 200

@@ -1,7 +1,8 @@
 """Accuracy of a checkpoint (``facestream evaluate``), on data it did not train on.
 
-* Held-out renders (their own seed): per-component eta RMSE and Pearson correlation,
-  pose MAE per axis, 68-landmark NME (by inter-ocular distance), identity alpha RMSE.
+* Held-out renders (their own seeds; sparse shapes and facial actions): per-component eta
+  RMSE and Pearson correlation, pose MAE per axis, 68-landmark NME (by inter-ocular
+  distance), identity alpha RMSE.
 * Held-out real faces (clips and photos never used in training) against the teacher's
   labels: pose MAE per axis, eta RMSE and correlation, and the agreement of readable
   blendshapes (jaw open, smile, blink, brow raise).
@@ -88,22 +89,24 @@ def landmark_nme(P, L) -> float:
     return float((err / np.maximum(iod, 1e-6)).mean())
 
 
-def evaluate(ckpt: Path, renders: Path | None, real: list[Path], teacher_on_renders: bool) -> dict:
+def evaluate(ckpt: Path, renders: list[Path], real: list[Path], teacher_on_renders: bool) -> dict:
+    """All numbers, keyed ``renders`` (the first render set), ``renders:NAME`` (the others)
+    and ``real:NAME``. The teacher is checked on the first render set."""
     model, meta = checkpoint.load(ckpt)
     size = int(meta["crop"]["size"])
     res = {"checkpoint": str(ckpt), "face_model": meta.get("face_model"), "steps": meta.get("steps")}
-    if renders and renders.exists():
-        d = np.load(renders)
+    for i, path in enumerate(p for p in renders if p.exists()):
+        d = np.load(path)
         data = {k: d[k] for k in FIELDS}
         P, L = predict_samples(model, data, size)
-        res["renders"] = {
+        res["renders" if i == 0 else f"renders:{path.name}"] = {
             "pose": pose_metrics(P, L), "expression": expression_metrics(P, L),
             "landmark_nme_iod": landmark_nme(P, L),
             "shape_rmse": float(np.sqrt(((P["shape"] - L["shape"]) ** 2).mean())),
             "shape_rmse_first10": float(np.sqrt(((P["shape"][:, :10] - L["shape"][:, :10]) ** 2).mean())),
-            "readable_blendshape_corr": readable_agreement(P, L), "file": str(renders),
+            "readable_blendshape_corr": readable_agreement(P, L), "file": str(path),
         }
-        if teacher_on_renders:
+        if teacher_on_renders and i == 0:
             res["teacher_on_renders"] = teacher_vs_truth(data, d["euler"])
     for p in real:
         if not p.exists():
@@ -212,7 +215,9 @@ def store_in_checkpoint(ckpt: Path, res: dict) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path())
-    ap.add_argument("--renders", type=Path, default=Path("data/synth/val-0000.npz"))
+    ap.add_argument("--renders", type=Path, nargs="*",
+                    default=[Path("data/synth/val-0000.npz"), Path("data/synth/val-actions-0000.npz")],
+                    help="held-out render shards: sparse expressions, then facial actions")
     ap.add_argument("--real", type=Path, nargs="*",
                     default=[Path("data/labels/real_test.npz"), Path("data/labels/real_test_photos.npz")])
     ap.add_argument("--teacher-on-renders", action="store_true")

@@ -7,6 +7,7 @@ detector misses a render (extreme yaw, heavy occlusion) the box comes from the p
 68 landmarks, corrected by the median detector-vs-landmark box relation seen so far.
 
     python -m workers.training.synth --out data/synth --prefix train --shards 24 --per-shard 500 --seed 1
+    python -m workers.training.synth --prefix actions --shards 24 --seed 2 --expressions actions
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from streamer.tracking import iou_matrix
 from workers import face_model
 from workers.detector import FaceDetector
 from workers.pose import matrix_from_euler
+from workers.scene import EXPRESSIONS
 from workers.training.real_labels import context_rule
 
 IMAGE_SIZE = 256
@@ -56,7 +58,7 @@ class BoxModel:
 
 
 def make_shard(n: int, seed: int, detector: FaceDetector, boxes: BoxModel, ctx: CropRule,
-               backgrounds=None) -> dict:
+               backgrounds=None, expressions=None) -> dict:
     from workers.scene import make_sample
 
     fm = face_model.load()
@@ -64,7 +66,7 @@ def make_shard(n: int, seed: int, detector: FaceDetector, boxes: BoxModel, ctx: 
     rows = {k: [] for k in ("crop", "blend", "rot", "centre", "scale", "lm", "lm_mask", "shape",
                             "shape_mask", "detected", "euler")}
     for _ in range(n):
-        img, lab = make_sample(rng, fm, size=IMAGE_SIZE, backgrounds=backgrounds)
+        img, lab = make_sample(rng, fm, size=IMAGE_SIZE, backgrounds=backgrounds, expressions=expressions)
         lm2d = np.asarray(lab["landmarks2d"], np.float64)
         det = detector.detect([img])[0]
         box, hit = None, False
@@ -128,8 +130,11 @@ def main(argv=None):
     ap.add_argument("--per-shard", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--backgrounds", type=Path, nargs="*", default=[])
+    ap.add_argument("--expressions", choices=sorted(EXPRESSIONS), default="sparse",
+                    help="how expressions are drawn (workers/scene.py): sparse shapes or facial actions")
     args = ap.parse_args(argv)
     from tqdm import tqdm
+    expressions = EXPRESSIONS[args.expressions]()
     args.out.mkdir(parents=True, exist_ok=True)
     detector = FaceDetector(DetectorConfig(score_threshold=0.5), threads=1)
     boxes = BoxModel()
@@ -139,7 +144,7 @@ def main(argv=None):
         path = args.out / f"{args.prefix}-{s:04d}.npz"
         if path.exists():
             continue
-        shard = make_shard(args.per_shard, args.seed * 100_003 + s, detector, boxes, ctx, bgs)
+        shard = make_shard(args.per_shard, args.seed * 100_003 + s, detector, boxes, ctx, bgs, expressions)
         tmp = args.out / f".{args.prefix}-{s:04d}.tmp.npz"
         np.savez(tmp, **shard)
         os.replace(tmp, path)

@@ -7,7 +7,8 @@ again with the same command continues where it stopped. Uses the GPU when there 
 Batches mix teacher-labelled real faces (pose, expression, 9 landmarks) with renders of the
 face model (everything, exact), half and half. Losses: L1 on
 the rotation matrix, on the face centre and log scale and on the 68 landmarks (auxiliary;
-masked where unknown); Huber on eta and on identity alpha (renders only).
+masked where unknown); on eta a Huber loss of the error in units of each component's label
+s.d.; Huber on identity alpha (renders only).
 """
 from __future__ import annotations
 
@@ -32,15 +33,26 @@ from workers.regressor import SCALE_REF
 from workers.training.data import AugmentConfig, augment, blend_mirror, concat, real_to_samples, sample_batch
 
 WEIGHTS = {"eta": 2.0, "rot": 4.0, "centre": 2.0, "scale": 1.0, "shape": 0.5, "lm": 2.0}
-# eta and alpha use Huber (quadratic below 1): under plain L1 their heads sat at the label
-# median (prediction spread 5% of the labels') while pose and landmarks learned; the
-# quadratic zone gives gradients in proportion to the error.
+# eta and alpha use Huber losses: under plain L1 their heads sat at the label median
+# (prediction spread 5% of the labels') while pose and landmarks learned; the quadratic
+# zone gives gradients in proportion to the error. eta is measured in units of each
+# component's label s.d. (floored), quadratic out to 3 s.d.: with raw units and a
+# quadratic zone of 1, most render errors fell in the linear zone and the low-variance
+# components (eyes, brows) weighed little.
 HUBER = torch.nn.functional.smooth_l1_loss
+ETA_SD_FLOOR = 0.3
+ETA_QUADRATIC_SD = 3.0
 
 
-def load_synth(pattern: str) -> dict | None:
+def eta_scale(blend_sets: list[np.ndarray], blend_to_eta: np.ndarray) -> np.ndarray:
+    """Per-component s.d. of the eta labels over the training data, floored."""
+    eta = np.concatenate(blend_sets) @ blend_to_eta.T
+    return np.maximum(eta.std(0), ETA_SD_FLOOR).astype(np.float32)
+
+
+def load_synth(patterns: list[str]) -> tuple[dict | None, int]:
     from workers.training.data import FIELDS
-    files = sorted(glob.glob(pattern))
+    files = sorted({f for p in patterns for f in glob.glob(p)})
     parts = []
     for f in files:
         try:
@@ -51,11 +63,13 @@ def load_synth(pattern: str) -> dict | None:
     return (concat(parts) if parts else None), len(parts)
 
 
-def losses(out: dict, lab: dict, size: int) -> dict:
+def losses(out: dict, lab: dict, size: int, eta_sd: torch.Tensor) -> dict:
     R = matrix_from_6d(out["rot6d"])
     scale_t = lab["log_scale"] - math.log(SCALE_REF * size / 128.0)
+    z = (out["expression"] - lab["eta"]) / eta_sd
     l = {
-        "eta": HUBER(out["expression"], lab["eta"], beta=1.0),
+        # 2·Huber: z² in the quadratic zone
+        "eta": 2 * torch.nn.functional.huber_loss(z, torch.zeros_like(z), delta=ETA_QUADRATIC_SD),
         "rot": (R - lab["R"]).abs().mean(),
         "centre": (out["trans"][:, :2] - lab["centre"]).abs().mean(),
         "scale": (out["trans"][:, 2] - scale_t).abs().mean(),
@@ -85,7 +99,8 @@ def main(argv=None):
     ap.add_argument("--run", type=Path, default=Path("runs/r18h"))
     ap.add_argument("--real", type=Path, nargs="*", default=[Path("data/labels/real_train.npz")])
     ap.add_argument("--real-val", type=Path, default=Path("data/labels/real_test.npz"))
-    ap.add_argument("--synth", default="data/synth/train-*.npz")
+    ap.add_argument("--synth", nargs="+", default=["data/synth/train-*.npz"],
+                    help="render shard globs (shards written while training are picked up)")
     ap.add_argument("--arch", default="resnet18h")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=3000)
@@ -119,16 +134,19 @@ def main(argv=None):
             raise SystemExit(f"--init {args.init} is a {init.arch}, not --arch {args.arch}")
         model.load_state_dict(init.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    warm = min(300, args.steps // 10)
+    warm = max(1, min(300, args.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
     args.run.mkdir(parents=True, exist_ok=True)
     state_path = args.run / "last.pt"
     step = 0
+    eta_sd = eta_scale([real["blend"]] + ([synth["blend"]] if synth is not None else []), fm.blend_to_eta)
     if state_path.exists():
         st = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
         step = st["step"]; rng.bit_generator.state = st["rng"]; torch.set_rng_state(st["torch_rng"])
+        eta_sd = st.get("eta_sd", eta_sd)
+    eta_sd_t = torch.from_numpy(eta_sd).to(device)
     log = open(args.run / "train.jsonl", "a")
     aug = AugmentConfig()
     model.train()
@@ -145,7 +163,7 @@ def main(argv=None):
         lab = {k: v.to(device) for k, v in lab.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(x)
-        l = losses({k: v.float() for k, v in out.items()}, lab, args.size)
+        l = losses({k: v.float() for k, v in out.items()}, lab, args.size, eta_sd_t)
         opt.zero_grad(set_to_none=True)
         l["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -160,7 +178,8 @@ def main(argv=None):
             log.write(json.dumps({"step": step, "eval_real_heldout": ev}) + "\n"); log.flush()
             tmp = state_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+                        "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                        "eta_sd": eta_sd}, tmp)
             os.replace(tmp, state_path)
             export(model.cpu(), args, fm, step, ev, args.run / "checkpoint" / checkpoint.DEFAULT_NAME)
             model.to(device)

@@ -1,0 +1,64 @@
+"""The training command on a few renders: it resumes where it stopped, and its checkpoint
+carries what produced it. (That it learns is measured by `facestream evaluate`,
+docs/accuracy.md.)
+
+The "real" half of the batches is the same renders written in the teacher-label layout
+(workers/training/real_labels.py), so the test needs neither the teacher nor real video.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from streamer.config import DetectorConfig
+from streamer.crops import CropRule
+from workers import checkpoint, face_model
+from workers.detector import FaceDetector
+from workers.scene import ActionExpressions
+from workers.training import train
+from workers.training.real_labels import MP_TO_68, context_rule
+from workers.training.synth import BoxModel, make_shard
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train-data")
+    shard = make_shard(8, 3, FaceDetector(DetectorConfig(score_threshold=0.5), threads=1), BoxModel(),
+                       context_rule(CropRule()), expressions=ActionExpressions())
+    np.savez(tmp / "synth-0000.npz", **shard)
+    ids = np.array(sorted(MP_TO_68.values()))
+    n = len(shard["crop"])
+    np.savez(tmp / "real.npz", crop=shard["crop"], blend=shard["blend"], euler=shard["euler"],
+             centre=shard["centre"], scale=shard["scale"], lm9=shard["lm"][:, ids], lm9_ids=ids,
+             keep=np.ones(n, bool))
+    return tmp
+
+
+def _train(data, run, steps, *extra):
+    torch.set_num_threads(2)
+    train.main(["--run", str(run), "--real", str(data / "real.npz"), "--real-val", str(data / "real.npz"),
+                "--synth", str(data / "synth-*.npz"), "--steps", str(steps), "--batch", "8",
+                "--threads", "2", *extra])
+
+
+def _log(run):
+    return [json.loads(line) for line in (run / "train.jsonl").read_text().splitlines()]
+
+
+def test_training_resumes_and_records_its_provenance(data, tmp_path):
+    run = tmp_path / "run"
+    _train(data, run, 4, "--save-every", "2")
+    assert torch.load(run / "last.pt", weights_only=False)["step"] == 4
+    _train(data, run, 6, "--save-every", "2")   # the same command with more steps continues
+    steps = [r["step"] for r in _log(run) if "eval_real_heldout" in r]
+    assert steps == [2, 4, 6]
+    model, meta = checkpoint.load(run / "checkpoint" / checkpoint.DEFAULT_NAME)
+    assert meta["steps"] == 6 and meta["trained"]
+    assert meta["face_model"]["sha256"] == face_model.load().sha256
+    assert "--steps 6" in meta["training"]["command"]
+    assert meta["training"]["synth"] == [str(data / "synth-*.npz")]
+    out = model(torch.zeros(2, 3, 128, 128))
+    assert out["expression"].shape == (2, 29) and out["shape"].shape == (2, 99)
