@@ -10,7 +10,8 @@ tilted head produce — and moves every label with the pixels:
   R' = Rz(-δ)·R;
 * a mirror maps R to F·R·F with F = diag(-1, 1, 1) (yaw and roll change sign), swaps the
   _L/_R blendshapes (so eta' = M·P·w) and the left/right 68-point landmarks; identity
-  alpha has no mirror map in the model, so its loss is masked on mirrored samples.
+  alpha has no mirror map in coefficients, so its loss (workers/training/train.py)
+  mirrors the 3D landmarks it produces instead.
 """
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig
         "lm": torch.from_numpy(lm / size * 2 - 1).float(),
         "lm_mask": torch.from_numpy(lm_mask),
         "shape": torch.from_numpy(batch["shape"]).float(),
-        "shape_mask": torch.from_numpy(batch["shape_mask"] & ~flip),
+        "shape_mask": torch.from_numpy(batch["shape_mask"]),
         "flip": torch.from_numpy(flip),
         "delta_deg": torch.from_numpy(np.degrees(delta)).float(),
     }

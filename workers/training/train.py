@@ -8,7 +8,7 @@ Batches mix teacher-labelled real faces (pose, expression, 9 landmarks) with ren
 face model (everything, exact), half and half. Losses: L1 on
 the rotation matrix, on the face centre and log scale and on the 68 landmarks (auxiliary;
 masked where unknown); on eta a Huber loss of the error in units of each component's label
-s.d.; Huber on identity alpha (renders only).
+s.d.; on identity alpha (renders only) the 3D error it makes at the 68 landmark vertices.
 """
 from __future__ import annotations
 
@@ -30,16 +30,20 @@ from workers import checkpoint, face_model
 from workers.networks import FaceRegressor
 from workers.pose import matrix_from_6d
 from workers.regressor import SCALE_REF
-from workers.training.data import AugmentConfig, augment, blend_mirror, concat, real_to_samples, sample_batch
+from workers.training.data import (MIRROR68, AugmentConfig, augment, blend_mirror, concat, real_to_samples,
+                                   sample_batch)
 
-WEIGHTS = {"eta": 2.0, "rot": 4.0, "centre": 2.0, "scale": 1.0, "shape": 0.5, "lm": 2.0}
-# eta and alpha use Huber losses: under plain L1 their heads sat at the label median
-# (prediction spread 5% of the labels') while pose and landmarks learned; the quadratic
-# zone gives gradients in proportion to the error. eta is measured in units of each
-# component's label s.d. (floored), quadratic out to 3 s.d.: with raw units and a
-# quadratic zone of 1, most render errors fell in the linear zone and the low-variance
-# components (eyes, brows) weighed little.
-HUBER = torch.nn.functional.smooth_l1_loss
+WEIGHTS = {"eta": 2.0, "rot": 4.0, "centre": 2.0, "scale": 1.0, "shape": 1.0, "lm": 2.0}
+# eta uses a Huber loss: under plain L1 its head sat at the label median (prediction
+# spread 5% of the labels') while pose and landmarks learned; the quadratic zone gives
+# gradients in proportion to the error. eta is measured in units of each component's label
+# s.d. (floored), quadratic out to 3 s.d.: with raw units and a quadratic zone of 1, most
+# render errors fell in the linear zone and the low-variance components (eyes, brows)
+# weighed little.
+# Identity alpha is judged by the shape it makes, mean 3D distance (cm) at the 68 landmark
+# vertices: most of the 99 modes move the face by under a pixel and a loss on the
+# coefficients spread its weight evenly over them, so the visible few never stood out.
+# Distances also mirror, so mirrored samples keep their shape label.
 ETA_SD_FLOOR = 0.3
 ETA_QUADRATIC_SD = 3.0
 
@@ -63,7 +67,23 @@ def load_synth(patterns: list[str]) -> tuple[dict | None, int]:
     return (concat(parts) if parts else None), len(parts)
 
 
-def losses(out: dict, lab: dict, size: int, eta_sd: torch.Tensor) -> dict:
+def identity_basis(fm) -> torch.Tensor:
+    """(99, 68, 3): each identity mode's displacement of the 68 landmark vertices, cm."""
+    return torch.from_numpy(np.ascontiguousarray(fm.identity[:, fm.landmarks68])).float()
+
+
+def shape_error_cm(alpha: torch.Tensor, alpha_true: torch.Tensor, flip: torch.Tensor,
+                   basis: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean 3D landmark distance between two identities; where the input was
+    mirrored the true face is mirrored too (x negated, left/right landmarks swapped)."""
+    pred = torch.einsum("na,akc->nkc", alpha, basis)
+    true = torch.einsum("na,akc->nkc", alpha_true, basis)
+    mirrored = true[:, torch.from_numpy(MIRROR68)] * torch.tensor([-1.0, 1.0, 1.0], device=true.device)
+    true = torch.where(flip[:, None, None], mirrored, true)
+    return (pred - true).norm(dim=-1).mean(1)
+
+
+def losses(out: dict, lab: dict, size: int, eta_sd: torch.Tensor, id_basis: torch.Tensor) -> dict:
     R = matrix_from_6d(out["rot6d"])
     scale_t = lab["log_scale"] - math.log(SCALE_REF * size / 128.0)
     z = (out["expression"] - lab["eta"]) / eta_sd
@@ -75,7 +95,7 @@ def losses(out: dict, lab: dict, size: int, eta_sd: torch.Tensor) -> dict:
         "scale": (out["trans"][:, 2] - scale_t).abs().mean(),
     }
     sm = lab["shape_mask"].float()
-    shape = HUBER(out["shape"], lab["shape"], beta=1.0, reduction="none").mean(1)
+    shape = shape_error_cm(out["shape"], lab["shape"], lab["flip"], id_basis)
     l["shape"] = (shape * sm).sum() / sm.sum().clamp(min=1)
     lm = out["landmarks"].view(-1, 68, 2)
     m = lab["lm_mask"].float()
@@ -147,6 +167,7 @@ def main(argv=None):
         step = st["step"]; rng.bit_generator.state = st["rng"]; torch.set_rng_state(st["torch_rng"])
         eta_sd = st.get("eta_sd", eta_sd)
     eta_sd_t = torch.from_numpy(eta_sd).to(device)
+    id_basis = identity_basis(fm).to(device)
     log = open(args.run / "train.jsonl", "a")
     aug = AugmentConfig()
     model.train()
@@ -163,7 +184,7 @@ def main(argv=None):
         lab = {k: v.to(device) for k, v in lab.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(x)
-        l = losses({k: v.float() for k, v in out.items()}, lab, args.size, eta_sd_t)
+        l = losses({k: v.float() for k, v in out.items()}, lab, args.size, eta_sd_t, id_basis)
         opt.zero_grad(set_to_none=True)
         l["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -19,6 +19,7 @@ from workers import checkpoint, face_model
 from workers.detector import FaceDetector
 from workers.scene import ActionExpressions
 from workers.training import train
+from workers.training.data import MIRROR68
 from workers.training.real_labels import MP_TO_68, context_rule
 from workers.training.synth import BoxModel, make_shard
 
@@ -62,3 +63,22 @@ def test_training_resumes_and_records_its_provenance(data, tmp_path):
     assert meta["training"]["synth"] == [str(data / "synth-*.npz")]
     out = model(torch.zeros(2, 3, 128, 128))
     assert out["expression"].shape == (2, 29) and out["shape"].shape == (2, 99)
+
+
+def test_shape_loss_is_a_landmark_distance_that_mirrors():
+    fm = face_model.load()
+    basis = train.identity_basis(fm)
+    rng = np.random.default_rng(0)
+    alpha = torch.from_numpy(rng.normal(size=(4, 99)).astype(np.float32))
+    no = torch.zeros(4, dtype=torch.bool)
+    assert torch.allclose(train.shape_error_cm(alpha, alpha, no, basis), torch.zeros(4), atol=1e-5)
+    # the identity whose landmarks are the mirror image of alpha's
+    D = torch.einsum("na,akc->nkc", alpha, basis)
+    mirrored = (D[:, torch.from_numpy(MIRROR68)] * torch.tensor([-1.0, 1.0, 1.0])).reshape(4, -1)
+    alpha_m = torch.linalg.lstsq(basis.reshape(99, -1).T, mirrored.T).solution.T
+    yes = torch.ones(4, dtype=torch.bool)
+    assert train.shape_error_cm(alpha_m, alpha, yes, basis).max() < 0.01          # < 0.1 mm
+    assert train.shape_error_cm(alpha_m, alpha, no, basis).min() > 0.05           # faces are not symmetric
+    # the mean face is 0: the error of predicting it is the face's own landmark offsets
+    err0 = train.shape_error_cm(torch.zeros_like(alpha), alpha, no, basis)
+    assert torch.allclose(err0, D.norm(dim=-1).mean(1))
