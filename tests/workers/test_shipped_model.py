@@ -11,7 +11,6 @@ from workers import checkpoint, face_model
 from workers.render import Camera, Scene, render
 
 
-
 def _predict(capsys, paths):
     assert main(["predict", "--json", *map(str, paths)]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -32,6 +31,38 @@ def renders(tmp_path_factory):
         paths.append(out / f"pose{k}.png")
         Image.fromarray(pic).save(paths[-1])
     return paths, poses
+
+
+def _render_png(fm, path, blend: dict, background, yaw=0.0):
+    w = np.zeros(len(fm.blend_names), np.float32)
+    for name, value in blend.items():
+        w[fm.blend_names.index(name)] = value
+    img = render(fm, Scene(eta=fm.eta_from_blendshapes(w), yaw=yaw, t=np.array([0.0, 0.0, -80.0])),
+                 Camera(256, 256, 700.0))
+    a = img.coverage[..., None]
+    Image.fromarray((img.image + (1 - a) * background).astype(np.uint8)).save(path)
+    return path
+
+
+def test_predict_reads_jaw_opening_and_smiles_on_renders(capsys, tmp_path):
+    """Expression, not just pose: the same face neutral, with the jaw open and smiling,
+    at three yaws; the readable blendshapes must order the images as the truth does."""
+    fm = face_model.load()
+    rng = np.random.default_rng(4)
+    cases = {"neutral": {}, "jaw": {"jawOpen": 0.8}, "smile": {"mouthSmile_L": 0.9, "mouthSmile_R": 0.9}}
+    paths = {}
+    for yaw in (-20.0, 0.0, 20.0):
+        bg = rng.uniform(60, 200, 3)
+        for name, blend in cases.items():
+            paths[name, yaw] = _render_png(fm, tmp_path / f"{name}{yaw:+.0f}.png", blend, bg, yaw)
+    faces = {f["image"]: f["blendshapes"] for f in _predict(capsys, list(paths.values()))}
+    for yaw in (-20.0, 0.0, 20.0):
+        got = {name: faces[str(paths[name, yaw])] for name in cases}
+        smile = {k: (b["mouthSmile_L"] + b["mouthSmile_R"]) / 2 for k, b in got.items()}
+        print(yaw, {k: round(b["jawOpen"], 2) for k, b in got.items()}, {k: round(v, 2) for k, v in smile.items()})
+        assert got["jaw"]["jawOpen"] > got["neutral"]["jawOpen"] + 0.4, (yaw, got)
+        assert got["neutral"]["jawOpen"] < 0.3 and smile["neutral"] < 0.3, (yaw, got)
+        assert smile["smile"] > smile["neutral"] + 0.4, (yaw, smile)
 
 
 def test_shipped_checkpoint_is_trained_and_documented():

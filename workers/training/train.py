@@ -192,7 +192,7 @@ def main(argv=None):
         step += 1; seen += len(x)
         if step % 25 == 0:
             rec = {"step": step, "lr": sched.get_last_lr()[0], "img_s": seen / (time.time() - t0),
-                   "synth_shards": n_shards, **{k: round(float(v), 4) for k, v in l.items()}}
+                   "synth_shards": n_shards, **{k: round(float(v.detach()), 4) for k, v in l.items()}}
             log.write(json.dumps(rec) + "\n"); log.flush()
         if step % args.save_every == 0 or step == args.steps:
             ev = evaluate_real(model, real_val, args.size, device) if real_val else {}
