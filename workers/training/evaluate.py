@@ -90,8 +90,9 @@ def shape_metrics(P, L) -> dict:
     Most of the 99 modes move the surface by well under a pixel of a 128 px crop (mode 10:
     0.5 mm RMS), so their best estimate is 0 and a coefficient RMSE near the label s.d. is
     expected; the millimetre error says how much of the visible shape is recovered."""
-    fm = face_model.load()
-    basis = fm.identity[:, fm.landmarks68].reshape(len(fm.identity), -1)   # (99, 68·3), cm
+    from workers.training.train import identity_basis
+
+    basis = identity_basis(face_model.load()).numpy().reshape(99, -1)   # (99, 68·3), cm
     rms_mm = lambda a: float(np.sqrt(((a @ basis).reshape(len(a), 68, 3) ** 2).sum(-1).mean()) * 10)
     err = P["shape"] - L["shape"]
     return {"alpha_rmse": float(np.sqrt((err ** 2).mean())), "alpha_label_std": float(L["shape"].std()),

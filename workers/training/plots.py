@@ -14,15 +14,11 @@ from matplotlib.figure import Figure
 
 from workers import face_model
 from workers.training.data import real_to_samples
-
-CURVES = (("jaw open", ("jawOpen",)), ("smile", ("mouthSmile_L", "mouthSmile_R")),
-          ("eye blink", ("eyeBlink_L", "eyeBlink_R")), ("brow raise", ("browInnerUp_L", "browInnerUp_R")))
+from workers.training.evaluate import READABLE, _corr, predict_samples
 
 
 def plot_clip(model, size: int, labels: Path, source: str, out: Path) -> Path:
     """Plot one clip of a teacher-label file (``source`` as stored, e.g. ``lp_d11.mp4``)."""
-    from workers.training.evaluate import predict_samples
-
     fm = face_model.load()
     d = np.load(labels)
     keep = d["keep"]
@@ -36,16 +32,16 @@ def plot_clip(model, size: int, labels: Path, source: str, out: Path) -> Path:
     idx = {n: i for i, n in enumerate(fm.blend_names)}
 
     fig = Figure(figsize=(9, 10), dpi=90)
-    axes = fig.subplots(2 + len(CURVES), 1, sharex=True)
+    axes = fig.subplots(2 + len(READABLE), 1, sharex=True)
     for ax, (axis, name) in zip(axes[:2], ((0, "yaw"), (1, "pitch"))):
         ax.plot(frames, L["euler"][:, axis], "k--", lw=1.2, label="teacher")
         ax.plot(frames, P["euler"][:, axis], "C0", lw=1.2, label="facestream (raw)")
         ax.set_ylabel(f"{name} (°)")
     axes[0].legend(loc="upper right", fontsize=8)
-    for ax, (title, names) in zip(axes[2:], CURVES):
+    for ax, (title, names) in zip(axes[2:], READABLE.items()):
         j = [idx[n] for n in names]
         t, p = bt[:, j].mean(1), bp[:, j].mean(1)
-        r = np.corrcoef(t, p)[0, 1] if t.std() > 1e-6 and p.std() > 1e-6 else float("nan")
+        r = float(_corr(t, p))
         ax.plot(frames, t, "k--", lw=1.2)
         ax.plot(frames, p, "C1", lw=1.2)
         ax.set_ylim(-0.05, 1.05)
