@@ -39,7 +39,12 @@ freeze:
 
 # The whole recipe behind workers/weights (docs/training.md): teacher labels, renders,
 # training, evaluation. Hours on a 2-core CPU; each step skips work already done.
-REAL := ../shared/data/real
+# A reproduction beside the shipped weights:
+#   make weights RUNS=runs/repro WEIGHTS=runs/repro/facestream-r18h REPORT=runs/repro
+REAL    := ../shared/data/real
+RUNS    ?= runs
+WEIGHTS ?= workers/weights/facestream-r18h
+REPORT  ?= docs
 weights: $(TRAIN)
 	$(VENV)/bin/facestream face-model
 	test -f data/labels/real_train.npz || $(PY) -m workers.training.real_labels --out data/labels/real_train.npz \
@@ -53,10 +58,11 @@ weights: $(TRAIN)
 	$(PY) -m workers.training.synth --prefix val-actions --shards 1 --per-shard 600 --seed 998 --expressions actions
 	$(PY) -m workers.training.synth --prefix train --shards 24 --seed 1
 	$(PY) -m workers.training.synth --prefix actions --shards 24 --seed 2 --expressions actions
-	$(VENV)/bin/facestream train --run runs/r18h --steps 1600
-	$(VENV)/bin/facestream train --run runs/r18h-ft --init runs/r18h/checkpoint/facestream-r18h \
+	$(VENV)/bin/facestream train --run $(RUNS)/r18h --steps 1600
+	$(VENV)/bin/facestream train --run $(RUNS)/r18h-ft --init $(RUNS)/r18h/checkpoint/facestream-r18h \
 	    --steps 2000 --lr 1e-3
-	$(VENV)/bin/facestream train --run runs/r18h-s3 --init runs/r18h-ft/checkpoint/facestream-r18h \
+	$(VENV)/bin/facestream train --run $(RUNS)/r18h-s3 --init $(RUNS)/r18h-ft/checkpoint/facestream-r18h \
 	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --steps 3500 --lr 1e-3 \
-	    --export workers/weights/facestream-r18h
-	$(VENV)/bin/facestream evaluate --teacher-on-renders --into-checkpoint --out docs/accuracy.json
+	    --export $(WEIGHTS)
+	$(VENV)/bin/facestream evaluate --checkpoint $(WEIGHTS) --teacher-on-renders --into-checkpoint \
+	    --out $(REPORT)/accuracy.json --plot lp_d11.mp4 $(REPORT)/img/heldout_lp_d11.png

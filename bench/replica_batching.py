@@ -10,7 +10,8 @@ photos under ``../shared/data/real/``, or from ``samples/obama.mp4`` when they a
 1. **Model alone.** crops/s of exactly what a regressor replica runs per batch
    (``to_tensor`` normalisation, the network, decoding to a ``Prediction``) at each batch
    size, after a warm-up per size; fp32 on CPU, bf16 autocast + channels_last on CUDA
-   (``workers.regressor.Regressor``). Sizes are measured round-robin ``--repeats`` times
+   (``workers.regressor.Regressor``). On CUDA it also reports how far bf16 moves pose,
+   expression and landmarks from fp32 on the CPU, on the same crops. Sizes are measured round-robin ``--repeats`` times
    and the best round is kept, so background load shifts all sizes alike.
 2. **Replica path.** one ``RegressorReplica`` Ray actor (private local Ray) hit by K
    concurrent callers (``--callers``: each K is measured), each sending one frame's crops
@@ -159,6 +160,23 @@ def bench_model(ckpt: str, device: str, crops: np.ndarray, batches: list[int],
     return [best[b] for b in batches]
 
 
+def gpu_agreement(ckpt: str, crops: np.ndarray) -> dict:
+    """How far the replica's CUDA path (bf16 autocast, channels_last) moves the outputs from
+    fp32 on the CPU, on the same crops: speed is only worth having if the numbers hold."""
+    from streamer.crops import CropRule, to_tensor
+    from workers.regressor import Regressor
+
+    cpu = Regressor.load(ckpt, "cpu")
+    x = to_tensor(crops, CropRule.from_meta(cpu.meta))
+    a, b = cpu(x), Regressor.load(ckpt, "cuda")(x)
+    d_pose = np.abs((a.euler - b.euler + 180) % 360 - 180)
+    d_eta = np.abs(a.expression - b.expression)
+    return {"pose_deg_mean": float(d_pose.mean()), "pose_deg_max": float(d_pose.max()),
+            "eta_mean": float(d_eta.mean()), "eta_max": float(d_eta.max()),
+            "eta_label_scale": float(np.abs(a.expression).mean()),
+            "landmarks_px_max": float(np.abs(a.landmarks - b.landmarks).max())}
+
+
 # --------------------------------------------------------------- 2. the replica path
 
 async def _drive(actor, crops: np.ndarray, callers: int, warmup_s: float, seconds: float) -> dict:
@@ -297,7 +315,10 @@ def main() -> int:
         print(f"\n1. model alone: to_tensor + network + decode, best of {args.repeats} rounds "
               f"of >= {args.seconds:g} s per size")
         model_rows = bench_model(ckpt, device, crops, args.batches, args.seconds, args.repeats, args.warmup)
+        agreement = None
         if device == "cuda":
+            if args.arch is None:
+                agreement = gpu_agreement(ckpt, crops)
             torch.cuda.empty_cache()  # leave the GPU memory to the replica of part 2
         print(f"   {'batch':>5}  {'crops/s':>9}  {'ms/batch':>9}  {'ms/crop':>8}  {'vs batch ' + str(args.batches[0]):>11}")
         for r in model_rows:
@@ -306,6 +327,11 @@ def main() -> int:
         best = max(model_rows, key=lambda r: r["crops_per_s"])
         print(f"   ratio: batch {model_rows[-1]['batch']} / batch {model_rows[0]['batch']} = "
               f"{model_rows[-1]['vs_first']:.2f}; fastest is batch {best['batch']}: {best['vs_first']:.2f}")
+        if agreement:
+            print(f"   bf16 CUDA vs fp32 CPU on the same crops: pose {agreement['pose_deg_mean']:.3f}° mean, "
+                  f"{agreement['pose_deg_max']:.3f}° max; eta {agreement['eta_mean']:.4f} mean, "
+                  f"{agreement['eta_max']:.4f} max (mean |eta| {agreement['eta_label_scale']:.3f}); "
+                  f"landmarks {agreement['landmarks_px_max']:.2f} px max")
 
         replica_rows = []
         if not args.skip_replica:
@@ -337,6 +363,7 @@ def main() -> int:
             "model_alone": model_rows,
             "model_ratio_last_vs_first": model_rows[-1]["vs_first"],
             "model_ratio_best_vs_first": best["vs_first"], "model_best_batch": best["batch"],
+            "bf16_cuda_vs_fp32_cpu": agreement,
             "replica": replica_rows,
             "replica_ratio_by_callers": {str(k): v for k, v in replica_ratios(replica_rows).items()},
             "wall_s": wall,

@@ -16,14 +16,24 @@ tilted head produce — and moves every label with the pixels:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.training.real_labels import CTX_FACTOR
+from streamer.crops import CropRule
+
+CTX_FACTOR = 1.25  # context crop side / inference crop side: room for the jitter
+CTX_SIZE = 160
+
+
+def context_rule(rule: CropRule, size: int = CTX_SIZE) -> CropRule:
+    """The crop rule enlarged by CTX_FACTOR around the same centre."""
+    side = (1 + 2 * rule.enlarge) * CTX_FACTOR
+    return replace(rule, size=size, enlarge=(side - 1) / 2)
+
 
 # iBUG-68 mirror permutation (subject's right <-> left)
 MIRROR68 = np.array(
@@ -87,9 +97,15 @@ class AugmentConfig:
 
 
 def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig,
-            blend_perm: np.ndarray, blend_to_eta: torch.Tensor, train: bool = True) -> tuple[torch.Tensor, dict]:
-    """Cut network inputs (N,3,size,size), normalised to [-1, 1], and move the labels."""
-    crop = torch.from_numpy(batch["crop"]).permute(0, 3, 1, 2).float().div_(255)
+            blend_perm: np.ndarray, blend_to_eta: torch.Tensor, train: bool = True,
+            device: torch.device | str = "cpu") -> tuple[torch.Tensor, dict]:
+    """Cut network inputs (N,3,size,size), normalised to [-1, 1], and move the labels.
+
+    The pixel work (resampling, colour) runs on ``device``, where the network is: on a GPU
+    a single CPU process cutting crops would otherwise cap training at a few hundred
+    images a second. The random draws and the label maps stay in numpy, so a seed gives
+    the same augmentation on either device. Inputs come back on ``device``, labels on the CPU."""
+    crop = torch.from_numpy(batch["crop"]).to(device).permute(0, 3, 1, 2).float().div_(255)
     n, _, ctx, _ = crop.shape
     if train:
         s = 1 + rng.uniform(-cfg.scale, cfg.scale, n)
@@ -103,7 +119,7 @@ def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig
     k = s / CTX_FACTOR
     A = np.stack([np.stack([k * c, -k * si], -1), np.stack([k * si, k * c], -1)], 1)  # (n,2,2)
     A[flip, :, 0] *= -1  # mirror the output's x
-    theta = torch.from_numpy(np.concatenate([A, sh[:, :, None]], 2)).float()
+    theta = torch.from_numpy(np.concatenate([A, sh[:, :, None]], 2)).float().to(device)
     grid = F.affine_grid(theta, (n, 3, size, size), align_corners=False)
     x = F.grid_sample(crop, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -134,10 +150,10 @@ def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig
     out_scale = batch["scale"] * (size / (ctx / CTX_FACTOR)) / s
 
     if train and cfg.colour > 0:
-        g = torch.from_numpy(rng.uniform(1 - cfg.colour, 1 + cfg.colour, (n, 3, 1, 1))).float()
-        b = torch.from_numpy(rng.uniform(-cfg.colour / 3, cfg.colour / 3, (n, 1, 1, 1))).float()
+        g = torch.from_numpy(rng.uniform(1 - cfg.colour, 1 + cfg.colour, (n, 3, 1, 1))).float().to(device)
+        b = torch.from_numpy(rng.uniform(-cfg.colour / 3, cfg.colour / 3, (n, 1, 1, 1))).float().to(device)
         gray = x.mean(1, keepdim=True)
-        sat = torch.from_numpy(rng.uniform(0, 1.5, (n, 1, 1, 1))).float()
+        sat = torch.from_numpy(rng.uniform(0, 1.5, (n, 1, 1, 1))).float().to(device)
         x = (gray + (x - gray) * sat) * g + b
         x = x.clamp_(0, 1)
     x = (x - 0.5) / 0.5

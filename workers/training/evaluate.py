@@ -46,8 +46,9 @@ def predict_samples(model, data: dict, size: int, device="cpu") -> tuple[dict, d
     preds, labs = [], []
     for i in range(0, len(data["crop"]), 128):
         idx = np.arange(i, min(i + 128, len(data["crop"])))
-        x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False)
-        p = decode(model(x.to(device)), size)
+        x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False,
+                         device=device)
+        p = decode(model(x), size)
         preds.append(p)
         labs.append({k: v.numpy() for k, v in lab.items()})
     P = {k: np.concatenate([getattr(p, k) for p in preds]) for k in ("expression", "euler", "shape", "landmarks")}

@@ -17,7 +17,6 @@ eyes), the pixels-per-centimetre scale, and nine unambiguous 68-point landmarks.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +29,10 @@ from streamer.tracking import iou_matrix
 from workers import face_model
 from workers.detector import FaceDetector
 from workers.pose import euler_from_matrix
+from workers.training.data import CTX_FACTOR, context_rule
 from workers.training.teacher import MP_TO_68, Teacher
 
-CTX_FACTOR = 1.25
-CTX_SIZE = 160
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
-
-def context_rule(rule: CropRule, size: int = CTX_SIZE) -> CropRule:
-    """The crop rule enlarged by CTX_FACTOR around the same centre."""
-    side = (1 + 2 * rule.enlarge) * CTX_FACTOR
-    return replace(rule, size=size, enlarge=(side - 1) / 2)
 
 
 def _frames(path: Path):

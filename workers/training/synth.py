@@ -25,7 +25,7 @@ from workers import face_model
 from workers.detector import FaceDetector
 from workers.pose import matrix_from_euler
 from workers.scene import EXPRESSIONS
-from workers.training.real_labels import context_rule
+from workers.training.data import context_rule
 
 IMAGE_SIZE = 256
 PAD = IMAGE_SIZE // 2

@@ -19,8 +19,8 @@ from workers import checkpoint, face_model
 from workers.detector import FaceDetector
 from workers.scene import ActionExpressions
 from workers.training import train
-from workers.training.data import MIRROR68
-from workers.training.real_labels import MP_TO_68, context_rule
+from workers.training.data import MIRROR68, context_rule
+from workers.training.teacher import MP_TO_68
 from workers.training.synth import BoxModel, make_shard
 
 
