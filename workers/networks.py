@@ -109,7 +109,10 @@ class FaceRegressor(nn.Module):
             self.heads["rot6d"].weight.mul_(0.01)
             self.heads["rot6d"].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's globally pooled features, (N, features): what every head reads."""
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.trunk(self.stem(x)), 1), 1)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        f = self.trunk(self.stem(x))
-        f = self.embed(torch.flatten(nn.functional.adaptive_avg_pool2d(f, 1), 1))
+        f = self.embed(self.pooled(x))
         return {k: h(f) for k, h in self.heads.items()}

@@ -25,6 +25,7 @@ import torch
 
 from workers import checkpoint, face_model
 from workers.training.data import FIELDS, AugmentConfig, augment, blend_mirror, sample_batch
+from workers.training.train import identity_basis
 
 
 def _inputs(model, size: int, path: str, n: int) -> dict[str, np.ndarray]:
@@ -39,8 +40,7 @@ def _inputs(model, size: int, path: str, n: int) -> dict[str, np.ndarray]:
         idx = np.arange(i, min(i + 100, len(data["crop"])))
         x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False)
         with torch.no_grad():
-            f = model.trunk(model.stem(x))
-        out["features"].append(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(f, 1), 1).numpy())
+            out["features"].append(model.pooled(x).numpy())
         out["landmarks"].append(np.concatenate([lab["lm"].flatten(1).numpy(), lab["R"].flatten(1).numpy()], 1))
         out["alpha"].append(lab["shape"].numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -54,8 +54,7 @@ def ridge(x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, lam: float) -> np
 
 
 def landmark_mm(alpha: np.ndarray, truth: np.ndarray) -> float:
-    fm = face_model.load()
-    basis = fm.identity[:, fm.landmarks68]                      # (99, 68, 3) cm
+    basis = identity_basis(face_model.load()).numpy()           # (99, 68, 3) cm
     return float(np.linalg.norm(np.einsum("na,akc->nkc", alpha - truth, basis), axis=-1).mean() * 10)
 
 
