@@ -43,7 +43,7 @@ def checkpoint_for_bench(given: str | None, tmp: Path) -> tuple[str, str]:
     fm = face_model.load()
     meta = {"name": "bench-tiny", "trained": True,
             "crop": {"size": 128, "enlarge": 0.25, "mean": [0.5] * 3, "std": [0.5] * 3},
-            "face_model": {"version": fm.version, "sha256": fm.sha256}}
+            "face_model": fm.meta()}
     path = checkpoint.save(FaceRegressor("tiny").eval(), meta, tmp / "bench-tiny")
     return str(path), "NO SHIPPED CHECKPOINT: a tiny untrained network built for this run"
 

@@ -65,7 +65,7 @@ def resolve_device(device: str) -> str:
 def prepare_checkpoint(args, tmp: Path) -> tuple[str, str]:
     """(path, description): the given/shipped checkpoint, or an untrained ``--arch`` one."""
     from streamer.crops import CropRule
-    from workers import checkpoint
+    from workers import checkpoint, face_model
     from workers.networks import FaceRegressor
 
     if args.arch is None:
@@ -77,7 +77,7 @@ def prepare_checkpoint(args, tmp: Path) -> tuple[str, str]:
     model = FaceRegressor(args.arch).eval()
     meta = {"name": f"bench-untrained-{args.arch}", "trained": True,  # the loader's gate; speed only
             **CropRule(size=size).to_meta(),
-            "face_model": {"version": "none", "sha256": ""}}
+            "face_model": face_model.load().meta()}
     path = checkpoint.save(model, meta, tmp / f"bench-{args.arch}")
     params = sum(p.numel() for p in model.parameters()) / 1e6
     return str(path), f"untrained {args.arch} at {size} px ({params:.1f} M parameters; speed only)"

@@ -36,7 +36,6 @@ from streamer.redis_server import EmbeddedRedis
 from streamer.sinks.parquet_sink import ParquetSink, partition_name
 from streamer.sinks.redis_sink import RedisSink, redact_url
 from streamer.source import open_source
-from workers import face_model
 
 ProgressCallback = Callable[[dict], None]
 _POLL_S = 0.25
@@ -71,7 +70,7 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
     summary_path.unlink(missing_ok=True)  # an old summary must not vouch for this run
     base = {
         "video": video, "stream_id": stream_id, "out": str(out), "checkpoint": str(ckpt_path),
-        "face_model": meta["face_model"], "started_at": _now(),
+        "face_model": {k: meta["face_model"].get(k) for k in ("version", "sha256")}, "started_at": _now(),
     }
     t0 = time.monotonic()
     try:
@@ -129,23 +128,7 @@ def check_checkpoint(cfg: Config) -> tuple[Path, dict]:
         raise
     except Exception as e:
         raise CheckpointError(f"{ckpt_path}: unusable checkpoint ({type(e).__name__}: {e})") from None
-    check_face_model(meta, ckpt_path)
     return ckpt_path, meta
-
-
-def check_face_model(meta: dict, ckpt_path: Path) -> None:
-    """A checkpoint's expression and shape coefficients only mean something in the face
-    model it was trained on: refuse to read them in another one."""
-    from workers.checkpoint import CheckpointError
-
-    want = meta.get("face_model") or {}
-    have = face_model.load()
-    if want.get("sha256") != have.sha256:
-        raise CheckpointError(
-            f"{ckpt_path} was trained for face model {want.get('version', '?')} "
-            f"({str(want.get('sha256', '?'))[:12]}), but this installation has {have.version} "
-            f"({have.sha256[:12]}); rebuild the face model or use a matching checkpoint"
-        )
 
 
 def _redis(cfg: Config, stack: ExitStack) -> tuple[str, str]:

@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write an HTML report of an output directory")
     r.add_argument("out_dir", metavar="DIR")
 
-    sub.add_parser("face-model", help="build the derived face model; print its path, version and hash")
+    fmp = sub.add_parser("face-model", help="build the derived face model; print its path, version and identity")
+    fmp.add_argument("--migrate", nargs="+", metavar="CHECKPOINT",
+                     help="rewrite older checkpoints' face-model record (byte hash) as this identity and fingerprint")
 
     sv = sub.add_parser("serve", help="run the stream service (REST API on Ray Serve) until Ctrl-C",
                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -313,6 +315,11 @@ def _face_model(args) -> int:
     path = face_model.build()
     model = face_model.load(str(path))
     print(f"path: {path}\nversion: {model.version}\nsha256: {model.sha256}")
+    for ckpt in args.migrate or ():
+        from workers import checkpoint
+
+        changed = checkpoint.migrate(ckpt)
+        print(f"{'migrated' if changed else 'up to date'}: {ckpt}")
     return 0
 
 

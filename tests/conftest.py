@@ -168,7 +168,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     fm = face_model.load()
     meta = {"name": "test-tiny", "trained": True,
             "crop": {"size": 64, "enlarge": 0.25, "mean": [0.5] * 3, "std": [0.5] * 3},
-            "face_model": {"version": fm.version, "sha256": fm.sha256}}
+            "face_model": fm.meta()}
     return checkpoint.save(FaceRegressor("tiny").eval(), meta, tmp_path_factory.mktemp("ckpt") / "test-tiny")
 
 

@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
+from workers import face_model
 from workers.networks import FaceRegressor
 
 FORMAT = "facestream-checkpoint/1"
@@ -61,7 +61,37 @@ def load_meta(path: str | Path) -> dict:
         raise CheckpointError(f"{js}: unknown checkpoint format {meta.get('format')!r}")
     if not meta.get("trained", False):
         raise CheckpointError(f"{js}: this checkpoint is marked untrained; refusing to report its numbers")
+    check_face_model(meta, st)
     return meta
+
+
+def check_face_model(meta: dict, path: Path) -> None:
+    """A checkpoint's expression and shape coefficients only mean something in the face
+    model it was trained on: refuse to read them in another one."""
+    try:
+        face_model.check(meta.get("face_model") or {}, face_model.load())
+    except face_model.FaceModelError as e:
+        raise CheckpointError(f"{path} was {e}") from None
+
+
+def migrate(path: str | Path) -> bool:
+    """Rewrite an older checkpoint's face-model record (a byte hash, no fingerprint) as
+    this installation's identity and fingerprint; True if it changed. Refuses a checkpoint
+    of another face-model version, whose coefficients mean something else."""
+    st, js = _pair(path)
+    meta = json.loads(js.read_text())
+    have = face_model.load()
+    want = meta.get("face_model") or {}
+    if "fingerprint" in want:
+        check_face_model(meta, st)
+        return False
+    if want.get("version") != have.version:
+        raise CheckpointError(f"{js}: trained for face model {want.get('version', '?')}, not {have.version}; "
+                              "it cannot be migrated, only retrained")
+    meta["face_model"] = {**have.meta(), "migrated_from_sha256": want.get("sha256", "")}
+    Path(str(js) + ".tmp").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    os.replace(str(js) + ".tmp", js)
+    return True
 
 
 def load(path: str | Path, *, require_trained: bool = True) -> tuple[FaceRegressor, dict]:

@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from streamer.crops import CropRule
-from workers import checkpoint
+from workers import checkpoint, face_model
 from workers.networks import FaceRegressor
 from workers.regressor import Regressor
 
 
 def _meta(trained=True):
     return {"name": "t", "trained": trained, **CropRule(size=64).to_meta(),
-            "face_model": {"version": "v", "sha256": "0" * 64}}
+            "face_model": face_model.load().meta()}
 
 
 def test_round_trip_gives_identical_outputs(tmp_path):
@@ -42,3 +42,38 @@ def test_untrained_and_missing_are_refused(tmp_path):
         checkpoint.load(path)
     with pytest.raises(checkpoint.CheckpointError, match="no trained checkpoint"):
         checkpoint.load(tmp_path / "missing.safetensors")
+
+
+def test_checkpoint_for_another_face_model_is_refused(tmp_path):
+    meta = _meta()
+    meta["face_model"]["fingerprint"]["identity"][3] = [-x for x in meta["face_model"]["fingerprint"]["identity"][3]]
+    path = checkpoint.save(FaceRegressor("tiny"), meta, tmp_path / "flipped")
+    with pytest.raises(checkpoint.CheckpointError, match="identity component 3 has the opposite sign"):
+        checkpoint.load(path)
+    meta = _meta()
+    meta["face_model"]["sha256"] = "0" * 64
+    path = checkpoint.save(FaceRegressor("tiny"), meta, tmp_path / "other")
+    with pytest.raises(checkpoint.CheckpointError, match="another source or derivation"):
+        checkpoint.load(path)
+
+
+def test_older_checkpoints_load_and_migrate(tmp_path):
+    """Checkpoints from before the machine-independent identity carry a byte hash and no
+    fingerprint: same version loads, and ``migrate`` writes the new record once."""
+    fm = face_model.load()
+    legacy = {**_meta(), "face_model": {"version": fm.version, "sha256": "7277bd6c7db1" + "0" * 52}}
+    path = checkpoint.save(FaceRegressor("tiny"), legacy, tmp_path / "old")
+    checkpoint.load(path)
+    assert checkpoint.migrate(path) is True
+    rec = json.loads((tmp_path / "old.json").read_text())["face_model"]
+    assert rec["sha256"] == fm.sha256 and rec["migrated_from_sha256"].startswith("7277bd6c7db1")
+    assert face_model.fingerprint_mismatch(rec["fingerprint"], fm.fingerprint) is None
+    assert checkpoint.migrate(path) is False
+    checkpoint.load(path)
+
+    other = {**_meta(), "face_model": {"version": "ict99x29-v0", "sha256": "0" * 64}}
+    path = checkpoint.save(FaceRegressor("tiny"), other, tmp_path / "v0")
+    with pytest.raises(checkpoint.CheckpointError, match="face model ict99x29-v0"):
+        checkpoint.load(path)
+    with pytest.raises(checkpoint.CheckpointError, match="only retrained"):
+        checkpoint.migrate(path)

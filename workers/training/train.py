@@ -212,7 +212,7 @@ def export(model, args, fm, step, ev, path):
     meta = {
         "name": checkpoint.DEFAULT_NAME, "trained": True, "steps": step,
         **CropRule(size=args.size).to_meta(),
-        "face_model": {"version": fm.version, "sha256": fm.sha256},
+        "face_model": fm.meta(),
         "training": {"command": "facestream train " + " ".join(shlex.quote(a) for a in args.flags),
                      "seed": args.seed, "real": [str(p) for p in args.real], "synth": args.synth,
                      "init": str(args.init) if args.init else None},
