@@ -1,10 +1,12 @@
-"""Regression networks: a ResNet trunk and one multi-task head.
+"""Regression networks: a trunk and one multi-task head.
 
 ExpNet regressed expression with a ResNet-101; that architecture is here (``resnet101``)
-for GPU use. The CPU default is a half-width ResNet-18 at 128 px (``resnet18h``): about
-0.15 GFLOPs per face, roughly a tenth of ResNet-101 at 224, which is what lets a 2-core
-machine keep up with video. torchvision is deliberately not used (it does not import next
-to the CPU torch wheel); the blocks are short.
+for GPU use. ``resnet18h`` (a half-width ResNet-18 at 128 px, about 0.15 GFLOPs a face)
+was the first CPU default; it starts from random weights and learned the few faces it was
+shown rather than faces. ``mb05`` is 3DDFA_V2's MobileNetV1-0.5 trunk (workers/mobilenet.py)
+at 120 px, about 0.05 GFLOPs a face, and ``init_from_3ddfa`` starts it from weights trained
+on 300W-LP for 3DMM regression: a trunk that already knows face geometry across pose.
+torchvision is deliberately not used (it does not import next to the CPU torch wheel).
 
 Head outputs (all per face):
   expression (29)  eta of the face model
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from workers.mobilenet import BLOCKS, MobileNetV1, load_3ddfa
 
 HEADS = {"expression": 29, "rot6d": 6, "trans": 3, "shape": 99, "landmarks": 136}
 
@@ -68,23 +72,38 @@ class Bottleneck(nn.Module):
 
 
 ARCHS = {
-    # name: (block, blocks per stage, stage widths)
+    # name: (block, blocks per stage, stage widths); "mb05" is the MobileNet trunk below
     "resnet18h": (BasicBlock, (2, 2, 2, 2), (32, 64, 128, 256)),
     "resnet18": (BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512)),
     "resnet101": (Bottleneck, (3, 4, 23, 3), (64, 128, 256, 512)),
     "tiny": (BasicBlock, (1, 1, 1, 1), (8, 16, 16, 32)),  # for plumbing tests only
+    "mb05": None,
 }
+# input size each architecture was designed for (a checkpoint's crop rule says what it uses)
+INPUT_SIZE = {"mb05": 120, "resnet101": 224}
+
+
+def _mobilenet_trunk() -> tuple[nn.Module, nn.Module, int]:
+    """(stem, trunk, features) of MobileNetV1-0.5, laid out as ``init_from_3ddfa`` maps."""
+    net = MobileNetV1()
+    stem = nn.Sequential(net.conv1, net.bn1, nn.ReLU(inplace=True))
+    trunk = nn.Sequential(*(getattr(net, name) for name, *_ in BLOCKS))
+    return stem, trunk, net.features
 
 
 class FaceRegressor(nn.Module):
-    """ResNet trunk + one linear head per task, fed by global average pooling."""
+    """A trunk (ResNet or MobileNet) + one linear head per task, fed by global average pooling."""
 
     def __init__(self, arch: str = "resnet18h"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
-        block, depths, widths = ARCHS[arch]
         self.arch = arch
+        if arch == "mb05":
+            self.stem, self.trunk, self.features = _mobilenet_trunk()
+            self._init_heads(self.features)
+            return
+        block, depths, widths = ARCHS[arch]
         self.stem = nn.Sequential(
             nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
@@ -97,14 +116,17 @@ class FaceRegressor(nn.Module):
                 cin = w * block.expansion
         self.trunk = nn.Sequential(*stages)
         self.features = cin
-        self.embed = nn.Sequential(nn.Linear(cin, 512), nn.ReLU(inplace=True))
-        self.heads = nn.ModuleDict({k: nn.Linear(512, n) for k, n in HEADS.items()})
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         for blk in self.trunk:  # zero-init the last BN of each block: starts as identity
             last = blk.bn3 if isinstance(blk, Bottleneck) else blk.bn2
             nn.init.zeros_(last.weight)
+        self._init_heads(cin)
+
+    def _init_heads(self, features: int) -> None:
+        self.embed = nn.Sequential(nn.Linear(features, 512), nn.ReLU(inplace=True))
+        self.heads = nn.ModuleDict({k: nn.Linear(512, n) for k, n in HEADS.items()})
         with torch.no_grad():  # start at the frontal pose, not a random rotation
             self.heads["rot6d"].weight.mul_(0.01)
             self.heads["rot6d"].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
@@ -116,3 +138,19 @@ class FaceRegressor(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         f = self.embed(self.pooled(x))
         return {k: h(f) for k, h in self.heads.items()}
+
+
+def init_from_3ddfa(model: FaceRegressor, source=None) -> FaceRegressor:
+    """Copy 3DDFA_V2's trained MobileNet trunk into an ``mb05`` FaceRegressor (heads stay
+    fresh). 3DDFA_V2 fed BGR; facestream crops are RGB, so the first convolution's input
+    channels are reversed once here instead of converting every crop."""
+    if model.arch != "mb05":
+        raise ValueError(f"3DDFA_V2's trunk fits the mb05 architecture, not {model.arch}")
+    src = load_3ddfa(source)
+    model.stem[0].load_state_dict(src.conv1.state_dict())
+    model.stem[1].load_state_dict(src.bn1.state_dict())
+    with torch.no_grad():
+        model.stem[0].weight.copy_(model.stem[0].weight.flip(1))
+    for dst, (name, *_) in zip(model.trunk, BLOCKS):
+        dst.load_state_dict(getattr(src, name).state_dict())
+    return model

@@ -15,7 +15,6 @@ tilted head produce — and moves every label with the pixels:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,7 +41,15 @@ MIRROR68 = np.array(
     + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65]
 )
 
-FIELDS = ("crop", "blend", "rot", "centre", "scale", "lm", "lm_mask", "shape", "shape_mask")
+FIELDS = ("crop", "blend", "blend_mask", "rot", "pose_weight", "centre", "scale", "lm", "lm_mask",
+          "shape", "shape_mask")
+
+
+def with_defaults(d: dict) -> dict:
+    """Fill fields older label files and renders lack: every expression label known
+    (blend_mask), every pose label fully trusted (pose_weight)."""
+    n = len(d["crop"])
+    return {"blend_mask": np.ones(n, bool), "pose_weight": np.ones(n, np.float32), **d}
 
 
 def blend_mirror(names: tuple[str, ...]) -> np.ndarray:
@@ -77,6 +84,9 @@ def real_to_samples(path: Path) -> dict:
     rot = np.stack([matrix_from_euler(*e) for e in d["euler"][keep]]).astype(np.float32)
     return {
         "crop": d["crop"][keep], "blend": d["blend"][keep].astype(np.float32), "rot": rot,
+        "blend_mask": d["blend_mask"][keep] if "blend_mask" in d.files else np.ones(n, bool),
+        # how far the pose label is trusted (wild_labels.py: 1 MediaPipe, less for 3DDFA_V2)
+        "pose_weight": d["trust_pose"][keep].astype(np.float32) if "trust_pose" in d.files else np.ones(n, np.float32),
         "centre": d["centre"][keep].astype(np.float32), "scale": d["scale"][keep].astype(np.float32),
         "lm": lm, "lm_mask": mask,
         "shape": np.zeros((n, 99), np.float32), "shape_mask": np.zeros(n, bool),
@@ -94,6 +104,13 @@ class AugmentConfig:
     rotate_deg: float = 20.0
     mirror: bool = True
     colour: float = 0.3
+    # degradations of real use, each applied to a fraction of the faces
+    low_res: float = 0.25    # down to 20-60% of the side and back up (small, compressed faces)
+    blur: float = 0.15       # Gaussian blur, sigma 0.5-2 px
+    occlude: float = 0.2     # a flat or noisy rectangle of 15-45% of the side (hands, cups, hair)
+    border: float = 0.3      # black margins on some sides, as faces at a frame's edge have; the
+    #                          in-the-wild crops (wild_labels.py) have them, so without this a
+    #                          black margin would tell the network which teacher labelled a face
 
 
 def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig,
@@ -105,6 +122,7 @@ def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig
     a single CPU process cutting crops would otherwise cap training at a few hundred
     images a second. The random draws and the label maps stay in numpy, so a seed gives
     the same augmentation on either device. Inputs come back on ``device``, labels on the CPU."""
+    batch = with_defaults(batch)
     crop = torch.from_numpy(batch["crop"]).to(device).permute(0, 3, 1, 2).float().div_(255)
     n, _, ctx, _ = crop.shape
     if train:
@@ -156,6 +174,8 @@ def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig
         sat = torch.from_numpy(rng.uniform(0, 1.5, (n, 1, 1, 1))).float().to(device)
         x = (gray + (x - gray) * sat) * g + b
         x = x.clamp_(0, 1)
+    if train:
+        x = degrade(x, rng, cfg)
     x = (x - 0.5) / 0.5
     labels = {
         "eta": torch.from_numpy(blend).float() @ blend_to_eta.T,
@@ -164,12 +184,48 @@ def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig
         "log_scale": torch.from_numpy(np.log(out_scale)).float(),
         "lm": torch.from_numpy(lm / size * 2 - 1).float(),
         "lm_mask": torch.from_numpy(lm_mask),
+        "blend_mask": torch.from_numpy(batch["blend_mask"]),
+        "pose_weight": torch.from_numpy(batch["pose_weight"]).float(),
         "shape": torch.from_numpy(batch["shape"]).float(),
         "shape_mask": torch.from_numpy(batch["shape_mask"]),
         "flip": torch.from_numpy(flip),
         "delta_deg": torch.from_numpy(np.degrees(delta)).float(),
     }
     return x.contiguous(), labels
+
+
+def degrade(x: torch.Tensor, rng: np.random.Generator, cfg: AugmentConfig) -> torch.Tensor:
+    """Low resolution, blur and occluders on (N,3,S,S) images in [0, 1]: what faces in the
+    wild look like and clean crops do not. Labels do not move (an occluded face keeps its
+    pose and expression; the network must see through it)."""
+    n, _, size, _ = x.shape
+    x = x.clone()
+    for i in np.flatnonzero(rng.random(n) < cfg.low_res):
+        side = max(8, int(size * rng.uniform(0.2, 0.6)))
+        small = F.interpolate(x[i:i + 1], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        x[i:i + 1] = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+    for i in np.flatnonzero(rng.random(n) < cfg.blur):
+        sigma = rng.uniform(0.5, 2.0)
+        r = int(np.ceil(2.5 * sigma))
+        k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma ** 2))
+        k = k / k.sum()
+        img = F.pad(x[i:i + 1], (r, r, r, r), mode="replicate")
+        img = F.conv2d(img, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
+        x[i:i + 1] = F.conv2d(img, k.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+    for i in np.flatnonzero(rng.random(n) < cfg.border):
+        left, top, right, bottom = (rng.uniform(0, 0.25, 4) * (rng.random(4) < 0.5) * size).astype(int)
+        x[i, :, :, :left] = 0
+        x[i, :, :top, :] = 0
+        x[i, :, :, size - right:] = 0        # right = 0: an empty slice, the side is kept
+        x[i, :, size - bottom:, :] = 0
+    for i in np.flatnonzero(rng.random(n) < cfg.occlude):
+        h, w = (rng.uniform(0.15, 0.45, 2) * size).astype(int) + 1
+        y0, x0 = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
+        fill = torch.from_numpy(rng.uniform(0, 1, (3, 1, 1))).float().to(x.device)
+        if rng.random() < 0.5:
+            fill = (fill + torch.from_numpy(rng.normal(0, 0.2, (3, h, w))).float().to(x.device)).clamp(0, 1)
+        x[i, :, y0:y0 + h, x0:x0 + w] = fill
+    return x
 
 
 def sample_batch(data: dict, idx: np.ndarray) -> dict:

@@ -4,11 +4,15 @@ Fixed seed, logs (JSON lines), resumable: ``RUN/last.pt`` holds model, optimiser
 RNG states and is rewritten atomically every ``--save-every`` steps; a killed run started
 again with the same command continues where it stopped. Uses the GPU when there is one.
 
-Batches mix teacher-labelled real faces (pose, expression, 9 landmarks) with renders of the
-face model (everything, exact), half and half. Losses: L1 on
+Batches mix teacher-labelled real faces (pose, expression, some landmarks) with renders of
+the face model (everything, exact): ``--synth-frac`` of each batch is renders, the rest is
+drawn from the ``--real`` label files in proportion to ``--real-weights`` (one weight per
+file, so a large set such as FER2013 does not drown the video frames). Losses: L1 on
 the rotation matrix, on the face centre and log scale and on the 68 landmarks (auxiliary;
-masked where unknown); on eta a Huber loss of the error in units of each component's label
-s.d.; on identity alpha (renders only) the 3D error it makes at the 68 landmark vertices.
+masked where unknown; the rotation weighted by how far its teacher is trusted); on eta a Huber loss of the error in units of each component's label
+s.d., masked where the teacher gave no expression (profiles); on identity alpha (renders
+only) the 3D error it makes at the 68 landmark vertices. ``--pretrained 3ddfa_v2`` starts
+an ``mb05`` trunk from 3DDFA_V2's face-trained weights.
 """
 from __future__ import annotations
 
@@ -27,11 +31,11 @@ import torch
 
 from streamer.crops import CropRule
 from workers import checkpoint, face_model
-from workers.networks import FaceRegressor
+from workers.networks import INPUT_SIZE, FaceRegressor, init_from_3ddfa
 from workers.pose import matrix_from_6d
 from workers.regressor import SCALE_REF
 from workers.training.data import (MIRROR68, AugmentConfig, augment, blend_mirror, concat, real_to_samples,
-                                   sample_batch)
+                                   sample_batch, with_defaults)
 
 WEIGHTS = {"eta": 2.0, "rot": 4.0, "centre": 2.0, "scale": 1.0, "shape": 1.0, "lm": 2.0}
 # eta uses a Huber loss: under plain L1 its head sat at the label median (prediction
@@ -61,7 +65,7 @@ def load_synth(patterns: list[str]) -> tuple[dict | None, int]:
     for f in files:
         try:
             d = np.load(f)
-            parts.append({k: d[k] for k in FIELDS})
+            parts.append(with_defaults({k: d[k] for k in FIELDS if k in d.files}))
         except Exception:  # a shard still being written
             continue
     return (concat(parts) if parts else None), len(parts)
@@ -87,10 +91,12 @@ def losses(out: dict, lab: dict, size: int, eta_sd: torch.Tensor, id_basis: torc
     R = matrix_from_6d(out["rot6d"])
     scale_t = lab["log_scale"] - math.log(SCALE_REF * size / 128.0)
     z = (out["expression"] - lab["eta"]) / eta_sd
+    em = lab["blend_mask"].float()
+    # 2·Huber: z² in the quadratic zone; faces without an expression label do not count
+    eta = 2 * torch.nn.functional.huber_loss(z, torch.zeros_like(z), delta=ETA_QUADRATIC_SD, reduction="none")
     l = {
-        # 2·Huber: z² in the quadratic zone
-        "eta": 2 * torch.nn.functional.huber_loss(z, torch.zeros_like(z), delta=ETA_QUADRATIC_SD),
-        "rot": (R - lab["R"]).abs().mean(),
+        "eta": (eta.mean(1) * em).sum() / em.sum().clamp(min=1),
+        "rot": ((R - lab["R"]).abs().mean((1, 2)) * lab["pose_weight"]).sum() / lab["pose_weight"].sum().clamp(min=1e-6),
         "centre": (out["trans"][:, :2] - lab["centre"]).abs().mean(),
         "scale": (out["trans"][:, 2] - scale_t).abs().mean(),
     }
@@ -102,6 +108,13 @@ def losses(out: dict, lab: dict, size: int, eta_sd: torch.Tensor, id_basis: torc
     l["lm"] = ((lm - lab["lm"]).abs().sum(-1) * m).sum() / m.sum().clamp(min=1)
     l["total"] = sum(WEIGHTS[k] * l[k] for k in WEIGHTS)
     return l
+
+
+def real_indices(reals: list[dict], weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n indices into concat(reals): a file drawn by weight per sample, then a face in it."""
+    sizes = np.array([len(r["crop"]) for r in reals])
+    which = rng.choice(len(reals), size=n, p=weights)
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]])[which] + (rng.random(n) * sizes[which]).astype(np.int64)
 
 
 def evaluate_real(model, data: dict, size: int, device) -> dict:
@@ -118,11 +131,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/r18h"))
     ap.add_argument("--real", type=Path, nargs="*", default=[Path("data/labels/real_train.npz")])
+    ap.add_argument("--real-weights", type=float, nargs="*", default=None,
+                    help="share of the real part of a batch for each --real file (default: equal)")
     ap.add_argument("--real-val", type=Path, default=Path("data/labels/real_test.npz"))
+    ap.add_argument("--synth-frac", type=float, default=0.5, help="share of each batch that is renders")
+    ap.add_argument("--pretrained", choices=["none", "3ddfa_v2"], default="none",
+                    help="start the trunk from face-trained weights (mb05 only); ignored with --init or when resuming")
     ap.add_argument("--synth", nargs="+", default=["data/synth/train-*.npz"],
                     help="render shard globs (shards written while training are picked up)")
     ap.add_argument("--arch", default="resnet18h")
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=None, help="input side (default: the architecture's)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -136,6 +154,7 @@ def main(argv=None):
     # the flags as given, for the checkpoint's record (argv: via `facestream train`)
     args.flags = list(sys.argv[1:] if argv is None else argv)
 
+    args.size = args.size or INPUT_SIZE.get(args.arch, 128)
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
@@ -144,7 +163,12 @@ def main(argv=None):
     fm = face_model.load()
     perm = blend_mirror(fm.blend_names)
     b2e = torch.from_numpy(fm.blend_to_eta)
-    real = concat([real_to_samples(p) for p in args.real])
+    reals = [real_to_samples(p) for p in args.real]
+    weights = np.asarray(args.real_weights or [1.0] * len(reals), np.float64)
+    if len(weights) != len(reals):
+        raise SystemExit(f"--real-weights gives {len(weights)} weights for {len(reals)} --real files")
+    weights = weights / weights.sum()
+    real = concat(reals)
     real_val = real_to_samples(args.real_val) if args.real_val and args.real_val.exists() else None
     synth, n_shards = load_synth(args.synth)
 
@@ -154,6 +178,8 @@ def main(argv=None):
         if init.arch != args.arch:
             raise SystemExit(f"--init {args.init} is a {init.arch}, not --arch {args.arch}")
         model.load_state_dict(init.state_dict())
+    elif args.pretrained == "3ddfa_v2":
+        init_from_3ddfa(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warm = max(1, min(300, args.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -176,10 +202,10 @@ def main(argv=None):
     while step < args.steps:
         if step % 200 == 0:  # pick up render shards written since
             synth, n_shards = load_synth(args.synth)
-        half = args.batch // 2 if synth is not None else args.batch
-        parts = [sample_batch(real, rng.integers(0, len(real["crop"]), half))]
+        n_real = args.batch - int(round(args.batch * args.synth_frac)) if synth is not None else args.batch
+        parts = [sample_batch(real, real_indices(reals, weights, n_real, rng))]
         if synth is not None:
-            parts.append(sample_batch(synth, rng.integers(0, len(synth["crop"]), args.batch - half)))
+            parts.append(sample_batch(synth, rng.integers(0, len(synth["crop"]), args.batch - n_real)))
         x, lab = augment(concat(parts), args.size, rng, aug, perm, b2e, device=device)
         lab = {k: v.to(device) for k, v in lab.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -215,6 +241,8 @@ def export(model, args, fm, step, ev, path):
         "face_model": fm.meta(),
         "training": {"command": "facestream train " + " ".join(shlex.quote(a) for a in args.flags),
                      "seed": args.seed, "real": [str(p) for p in args.real], "synth": args.synth,
+                     "real_weights": args.real_weights, "synth_frac": args.synth_frac,
+                     "pretrained": args.pretrained,
                      "init": str(args.init) if args.init else None},
         "evaluation": {"real_heldout_teacher_agreement": ev},
     }

@@ -1,4 +1,5 @@
-"""augment: every label moves with the pixels (box jitter, in-plane rotation, mirror)."""
+"""augment: every label moves with the pixels (box jitter, in-plane rotation, mirror);
+degradations change pixels only."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +7,10 @@ import torch
 
 from workers import face_model
 from workers.pose import euler_from_matrix, matrix_from_euler
-from workers.training.data import CTX_SIZE, MIRROR68, AugmentConfig, augment, blend_mirror
+from workers.training.data import CTX_SIZE, MIRROR68, AugmentConfig, augment, blend_mirror, degrade
 
 DOT = 36      # outer corner of the subject's right eye; mirrors to 45
+CLEAN = dict(colour=0.0, low_res=0.0, blur=0.0, occlude=0.0, border=0.0)   # geometry only
 
 
 def _batch(n: int, rng: np.random.Generator) -> dict:
@@ -29,7 +31,7 @@ def _batch(n: int, rng: np.random.Generator) -> dict:
 
 def _augment(batch, seed, cfg=None, train=True):
     fm = face_model.load()
-    return augment(batch, 128, np.random.default_rng(seed), cfg or AugmentConfig(colour=0.0),
+    return augment(batch, 128, np.random.default_rng(seed), cfg or AugmentConfig(**CLEAN),
                    blend_mirror(fm.blend_names), torch.from_numpy(fm.blend_to_eta), train=train)
 
 
@@ -48,7 +50,7 @@ def test_landmark_labels_land_on_the_moved_pixels():
 
 def test_mirror_negates_yaw_and_roll_and_rotation_adds_to_roll():
     x, lab = _augment(_batch(32, np.random.default_rng(1)), seed=3,
-                      cfg=AugmentConfig(scale=0, shift=0, rotate_deg=20, colour=0))
+                      cfg=AugmentConfig(scale=0, shift=0, rotate_deg=20, **CLEAN))
     for R, flip, delta in zip(lab["R"].numpy(), lab["flip"].numpy(), lab["delta_deg"].numpy()):
         yaw, pitch, roll = euler_from_matrix(R)
         sign = -1 if flip else 1
@@ -66,3 +68,15 @@ def test_the_same_seed_gives_the_same_batch_and_evaluation_is_unaugmented():
     centre = (plain["lm"][:, DOT].numpy() + 1) / 2 * 128  # the context crop shrinks by CTX_FACTOR about the centre
     want = (batch["lm"][:, DOT] - CTX_SIZE / 2) * 1.25 * 128 / CTX_SIZE + 64
     assert np.allclose(centre, want, atol=1e-3)
+
+
+def test_degradations_touch_the_chosen_share_of_faces_and_stay_in_range():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.uniform(0, 1, (200, 3, 32, 32))).float()
+    for field in ("low_res", "blur", "occlude", "border"):
+        cfg = AugmentConfig(**{**CLEAN, field: 0.5})
+        y = degrade(x, np.random.default_rng(1), cfg)
+        changed = (y - x).abs().flatten(1).max(1).values > 1e-3
+        assert 0.4 < changed.float().mean() < 0.6, field
+        assert y.min() >= 0 and y.max() <= 1
+    assert torch.equal(degrade(x, np.random.default_rng(1), AugmentConfig(**CLEAN)), x)

@@ -82,3 +82,25 @@ def test_shape_loss_is_a_landmark_distance_that_mirrors():
     # the mean face is 0: the error of predicting it is the face's own landmark offsets
     err0 = train.shape_error_cm(torch.zeros_like(alpha), alpha, no, basis)
     assert torch.allclose(err0, D.norm(dim=-1).mean(1))
+
+
+def test_mb05_from_3ddfa_mixes_weighted_sources_and_masks_unknown_expression(data, tmp_path):
+    """Two label files drawn by weight, one without expression labels (as profiles the
+    teacher misses are): the run trains, records its mix and starts from 3DDFA_V2."""
+    d = dict(np.load(data / "real.npz"))
+    np.savez(tmp_path / "profiles.npz", **d, blend_mask=np.zeros(len(d["crop"]), bool))
+    run = tmp_path / "mb05"
+    train.main(["--run", str(run), "--arch", "mb05", "--pretrained", "3ddfa_v2",
+                "--real", str(data / "real.npz"), str(tmp_path / "profiles.npz"), "--real-weights", "3", "1",
+                "--real-val", str(data / "real.npz"), "--synth", str(data / "synth-*.npz"), "--synth-frac", "0.25",
+                "--steps", "2", "--batch", "8", "--threads", "2", "--save-every", "2"])
+    model, meta = checkpoint.load(run / "checkpoint" / checkpoint.DEFAULT_NAME)
+    assert meta["architecture"] == "mb05" and meta["crop"]["size"] == 120
+    assert meta["training"]["pretrained"] == "3ddfa_v2" and meta["training"]["real_weights"] == [3.0, 1.0]
+    assert all(np.isfinite(r["eta"]) for r in _log(run) if "eta" in r)
+
+
+def test_real_indices_follow_the_weights():
+    reals = [{"crop": np.zeros(10)}, {"crop": np.zeros(1000)}]
+    idx = train.real_indices(reals, np.array([0.75, 0.25]), 4000, np.random.default_rng(0))
+    assert 0.72 < (idx < 10).mean() < 0.78 and idx.max() < 1010

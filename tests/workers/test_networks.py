@@ -1,0 +1,31 @@
+"""The regression networks: heads' shapes, and the mb05 trunk started from 3DDFA_V2."""
+import pytest
+import torch
+
+from workers.mobilenet import load_3ddfa, weights_path
+from workers.networks import HEADS, INPUT_SIZE, FaceRegressor, init_from_3ddfa
+
+
+@pytest.mark.parametrize("arch", ["tiny", "mb05"])
+def test_every_head_has_its_documented_width(arch):
+    size = INPUT_SIZE.get(arch, 64)
+    out = FaceRegressor(arch).eval()(torch.zeros(2, 3, size, size))
+    assert {k: v.shape for k, v in out.items()} == {k: (2, n) for k, n in HEADS.items()}
+
+
+@pytest.mark.skipif(not weights_path().exists(), reason="3DDFA_V2 weights not beside the checkout")
+def test_mb05_starts_from_3ddfa_trunk_seeing_rgb_as_it_saw_bgr():
+    """The copied trunk gives 3DDFA_V2's own pooled features: on an RGB crop exactly what
+    3DDFA_V2 gives on the same crop in BGR (the first convolution's channels reversed)."""
+    torch.manual_seed(0)
+    rgb = torch.rand(3, 3, 120, 120) * 2 - 1
+    src = load_3ddfa()
+    model = init_from_3ddfa(FaceRegressor("mb05")).eval()
+    with torch.no_grad():
+        ours, theirs = model.pooled(rgb), src.pooled(rgb.flip(1))
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    fresh = FaceRegressor("mb05").eval()
+    with torch.no_grad():
+        assert not torch.allclose(fresh.pooled(rgb), theirs, atol=1e-2)
+    with pytest.raises(ValueError, match="mb05"):
+        init_from_3ddfa(FaceRegressor("tiny"))
