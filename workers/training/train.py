@@ -230,13 +230,22 @@ def main(argv=None):
             os.replace(tmp, state_path)
             export(model.cpu(), args, fm, step, ev, args.run / "checkpoint" / checkpoint.DEFAULT_NAME)
             model.to(device)
-    if args.export:
-        export(model.cpu(), args, fm, step, ev, args.export)
+    if args.export:  # also after the run has finished: the same command with --export
+        export(model.cpu(), args, fm, step, last_eval(args.run), args.export)
+
+
+def last_eval(run: Path) -> dict:
+    """The latest held-out evaluation the run logged."""
+    ev = {}
+    for line in (run / "train.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        ev = rec.get("eval_real_heldout", ev)
+    return ev
 
 
 def export(model, args, fm, step, ev, path):
     meta = {
-        "name": checkpoint.DEFAULT_NAME, "trained": True, "steps": step,
+        "name": Path(path).stem, "trained": True, "steps": step,
         **CropRule(size=args.size).to_meta(),
         "face_model": fm.meta(),
         "training": {"command": "facestream train " + " ".join(shlex.quote(a) for a in args.flags),

@@ -104,3 +104,13 @@ def test_real_indices_follow_the_weights():
     reals = [{"crop": np.zeros(10)}, {"crop": np.zeros(1000)}]
     idx = train.real_indices(reals, np.array([0.75, 0.25]), 4000, np.random.default_rng(0))
     assert 0.72 < (idx < 10).mean() < 0.78 and idx.max() < 1010
+
+
+def test_a_finished_run_exports_again_under_the_given_name(data, tmp_path):
+    run = tmp_path / "run"
+    _train(data, run, 2, "--save-every", "2")
+    _train(data, run, 2, "--save-every", "2", "--export", str(tmp_path / "facestream-test"))
+    _, meta = checkpoint.load(tmp_path / "facestream-test")
+    logged = [r["eval_real_heldout"] for r in _log(run) if "eval_real_heldout" in r]
+    assert meta["name"] == "facestream-test" and meta["steps"] == 2
+    assert meta["evaluation"]["real_heldout_teacher_agreement"] == logged[-1]
