@@ -8,6 +8,9 @@
   labels: pose MAE per axis, eta RMSE and correlation, and the agreement of readable
   blendshapes (jaw open, smile, blink, brow raise).
 * The teacher itself on renders, where the truth is known: how good the labels are.
+* Held-out faces in the wild (workers/training/evaluate_wild.py): on AFLW, yaw against
+  AFLW's annotation, pose against the teacher label and landmark NME by |yaw| bin, beside
+  both teachers on the same faces; on FER2013, how well eta separates emotions (5-NN).
 
 Writes a JSON file of all numbers; docs/accuracy.md quotes it with the command.
 """
@@ -23,7 +26,8 @@ import torch
 from workers import checkpoint, face_model
 from workers.pose import euler_from_matrix
 from workers.regressor import decode
-from workers.training.data import AugmentConfig, FIELDS, augment, blend_mirror, real_to_samples, sample_batch
+from workers.training.data import (AugmentConfig, FIELDS, augment, blend_mirror, real_to_samples, sample_batch,
+                                   with_defaults)
 
 READABLE = {"jawOpen": ["jawOpen"], "smile": ["mouthSmile_L", "mouthSmile_R"],
             "blink": ["eyeBlink_L", "eyeBlink_R"], "browUp": ["browInnerUp_L", "browInnerUp_R"]}
@@ -121,15 +125,17 @@ def landmark_nme(P, L) -> dict:
             "iod_by_abs_yaw": {k: float(by_iod[m].mean()) for k, m in bins.items() if m.any()}}
 
 
-def evaluate(ckpt: Path, renders: list[Path], real: list[Path], teacher_on_renders: bool) -> dict:
-    """All numbers, keyed ``renders`` (the first render set), ``renders:NAME`` (the others)
-    and ``real:NAME``. The teacher is checked on the first render set."""
+def evaluate(ckpt: Path, renders: list[Path], real: list[Path], teacher_on_renders: bool,
+             wild: Path | None = None, wild_emotion: Path | None = None, wild_plot: Path | None = None) -> dict:
+    """All numbers, keyed ``renders`` (the first render set), ``renders:NAME`` (the others),
+    ``real:NAME`` and ``wild:NAME`` (in-the-wild held-out files that exist; the AFLW one
+    also drawn to ``wild_plot``). The teacher is checked on the first render set."""
     model, meta = checkpoint.load(ckpt)
     size = int(meta["crop"]["size"])
     res = {"checkpoint": str(ckpt), "face_model": meta.get("face_model"), "steps": meta.get("steps")}
     for i, path in enumerate(p for p in renders if p.exists()):
         d = np.load(path)
-        data = {k: d[k] for k in FIELDS}
+        data = with_defaults({k: d[k] for k in FIELDS if k in d.files})  # renders lack the masks
         P, L = predict_samples(model, data, size)
         res["renders" if i == 0 else f"renders:{path.name}"] = {
             "pose": pose_metrics(P, L), "expression": expression_metrics(P, L),
@@ -147,6 +153,14 @@ def evaluate(ckpt: Path, renders: list[Path], real: list[Path], teacher_on_rende
         res[f"real:{p.name}"] = {"pose_vs_teacher": pose_metrics(P, L),
                                  "expression_vs_teacher": expression_metrics(P, L),
                                  "readable_blendshape_corr": readable_agreement(P, L)}
+    from workers.training import evaluate_wild
+    if wild and wild.is_file():
+        res[f"wild:{wild.name}"], arrays = evaluate_wild.evaluate_aflw(model, size, wild)
+        if wild_plot:
+            from workers.training.plots import plot_wild_yaw
+            print(f"wrote {plot_wild_yaw(arrays, res[f'wild:{wild.name}'], wild_plot)}")
+    if wild_emotion and wild_emotion.is_file():
+        res[f"wild:{wild_emotion.name}"] = evaluate_wild.evaluate_emotion(model, size, wild_emotion)
     return res
 
 
@@ -230,6 +244,9 @@ def store_in_checkpoint(ckpt: Path, res: dict) -> None:
     for key, v in res.items():
         if not isinstance(v, dict):
             continue
+        if key.startswith("wild:"):  # compact already: every number travels
+            heads[key] = v
+            continue
         pose = v.get("pose") or v.get("pose_vs_teacher")
         expr = v.get("expression") or v.get("expression_vs_teacher")
         if pose:
@@ -257,11 +274,19 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=Path("docs/accuracy.json"))
     ap.add_argument("--plot", nargs=2, metavar=("SOURCE", "PNG"), default=None,
                     help="plot one held-out clip of the first --real file, e.g. lp_d11.mp4 docs/img/lp_d11.png")
+    ap.add_argument("--wild", type=Path, default=Path("data/labels/aflw_heldout.npz"),
+                    help="in-the-wild held-out AFLW labels (workers/training/wild_labels.py; '' to skip)")
+    ap.add_argument("--wild-emotion", type=Path, default=Path("data/labels/fer_heldout.npz"),
+                    help="held-out FER2013 labels for emotion 5-NN on eta ('' to skip)")
+    ap.add_argument("--wild-plot", type=Path, default=None,
+                    help="yaw plot of the --wild faces (default: img/wild_yaw.png beside --out; '' to skip)")
     ap.add_argument("--into-checkpoint", action="store_true",
                     help="also store the headline numbers in the checkpoint's JSON metadata")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    res = evaluate(args.checkpoint, args.renders, args.real, args.teacher_on_renders)
+    wild_plot = args.out.parent / "img" / "wild_yaw.png" if args.wild_plot is None else args.wild_plot
+    res = evaluate(args.checkpoint, args.renders, args.real, args.teacher_on_renders, args.wild,
+                   args.wild_emotion, wild_plot if str(wild_plot) not in ("", ".") else None)
     if args.jitter_photo.is_file():
         res["still_face_jitter"] = still_face_jitter(args.checkpoint, args.jitter_photo)
     if args.plot:
@@ -272,8 +297,13 @@ def main(argv=None):
         store_in_checkpoint(args.checkpoint, res)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
-    brief = {k: (v.get("pose") or v.get("pose_vs_teacher")) for k, v in res.items() if isinstance(v, dict) and k not in ("face_model",)}
+    brief = {k: (v.get("pose") or v.get("pose_vs_teacher")) for k, v in res.items()
+             if isinstance(v, dict) and k not in ("face_model",) and not k.startswith("wild:")}
     print(json.dumps(brief, indent=1))
+    from workers.training.evaluate_wild import emotion_markdown, markdown
+    for k, v in res.items():
+        if k.startswith("wild:"):
+            print(f"\n{k}\n" + (markdown(v) if "yaw_bins" in v else emotion_markdown(v)))
     print(f"wrote {args.out}")
 
 

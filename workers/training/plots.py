@@ -53,3 +53,62 @@ def plot_clip(model, size: int, labels: Path, source: str, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig).print_png(str(out))
     return out
+
+
+def plot_wild_yaw(arrays: dict, res: dict, out: Path) -> Path:
+    """Held-out AFLW faces: predicted yaw against AFLW's (model and both teachers, one panel
+    each), and the yaw error by |yaw| bin. A mean hides where a model gives up; the scatter
+    shows it (a cloud flattening towards 0 beyond 60 degrees is a model that cannot see
+    profiles, a cloud thinning out is a teacher that misses them).
+
+    ``arrays``, ``res``: what evaluate_wild.evaluate_aflw returns."""
+    truth = arrays["aflw_yaw"]
+    fig = Figure(figsize=(12, 9), dpi=90)
+    grid = fig.add_gridspec(2, 3)
+    lim = max(100.0, float(np.nanmax(np.abs(truth))) + 5)
+    series = (("model_yaw", "facestream", "C0"), ("mediapipe_yaw", "MediaPipe (faces it finds)", "C1"),
+              ("3ddfa_yaw", "3DDFA_V2", "C2"))
+    for i, (key, name, colour) in enumerate(series):
+        ax = fig.add_subplot(grid[0, i])
+        y = arrays[key]
+        ok = np.isfinite(y)
+        ax.scatter(truth[ok], y[ok], s=4, alpha=0.4, color=colour, linewidths=0)
+        ax.plot([-lim, lim], [-lim, lim], "k--", lw=1)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_xlabel("AFLW yaw (°)")
+        if i == 0:
+            ax.set_ylabel("predicted yaw (°)")
+        ax.set_title(f"{name}: {int(ok.sum())} of {len(truth)}", fontsize=10)
+
+    bx = fig.add_subplot(grid[1, :])
+    rows = res["yaw_bins"]
+    labels = list(rows)
+    bars = (("facestream, all faces", "C0", "", lambda r: r["model"]["yaw_mae_vs_aflw"]),
+            ("facestream, the faces MediaPipe finds", "C0", "//",
+             lambda r: r["model"]["yaw_mae_vs_aflw_on_mediapipe_faces"]),
+            ("MediaPipe, the faces it finds", "C1", "", lambda r: r["mediapipe"]["yaw_mae_vs_aflw"]),
+            ("3DDFA_V2, all faces", "C2", "", lambda r: r["3ddfa_v2"]["yaw_mae_vs_aflw"]))
+    x = np.arange(len(labels))
+    w = 0.8 / len(bars)
+    for i, (name, colour, hatch, get) in enumerate(bars):
+        v = [get(rows[b]) for b in labels]
+        v = [np.nan if a is None else a for a in v]
+        pos = x + (i - (len(bars) - 1) / 2) * w
+        bx.bar(pos, v, w, color=colour, alpha=0.55 if hatch else 0.9, hatch=hatch, edgecolor="k", lw=0.4,
+               label=name)
+        for p, a in zip(pos, v):
+            if np.isfinite(a):
+                bx.text(p, a, f"{a:.1f}", ha="center", va="bottom", fontsize=7)
+    bx.set_xticks(x, [f"{b}\n{rows[b]['faces']} faces\nMediaPipe finds {rows[b]['mediapipe']['found']:.0%}"
+                      for b in labels], fontsize=8)
+    bx.set_xlabel("|yaw| bin (AFLW), degrees")
+    bx.set_ylabel("yaw MAE against AFLW (°)")
+    bx.legend(fontsize=8)
+    bx.set_title("yaw error by |yaw| (AFLW's own yaw is about 5° from a dense fit: the floor)", fontsize=10)
+    fig.suptitle("held-out AFLW faces (never trained on)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig).print_png(str(out))
+    return out
