@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--redis-url", help="publish to this Redis (default: an embedded server)")
     sv.add_argument("--out", help="Parquet output directory (default: parquet.out of the config)")
     sv.add_argument("--media-root", help="directory whose files may be submitted (default: media_root)")
+    sv.add_argument("--insecure-open-api", action="store_true",
+                    help="allow listening beyond loopback without an API token: anyone who reaches the port "
+                         "can submit streams (refused otherwise)")
 
     def client_args(p):
         p.add_argument("--server", help="service URL (default: $FACESTREAM_SERVER or http://127.0.0.1:8000)")
@@ -341,7 +344,7 @@ def _evaluate(args) -> int:
 
 def _serve(args) -> int:
     from streamer.config import load_config
-    from streamer.service.server import serve_forever
+    from streamer.service.server import check_exposure, serve_forever
 
     overrides: dict = {}
     for section, key, value in (("service", "host", args.host), ("service", "port", args.port),
@@ -352,14 +355,19 @@ def _serve(args) -> int:
         overrides["parquet"]["out"] = str(Path(args.out).resolve())
     if args.media_root:
         overrides["media_root"] = str(Path(args.media_root).resolve())
+    if args.insecure_open_api:
+        overrides.setdefault("service", {})["insecure_open_api"] = True
     cfg = load_config(args.config, overrides)
     config_path = str(Path(args.config).resolve()) if args.config else (
         str(Path("ray_config.yaml").resolve()) if Path("ray_config.yaml").exists() else None)
 
     def ready(info: dict) -> None:
+        local = "allowed" if info["local_networks"] == "allow" else "refused"
         print(f"facestream serving on {info['url']}  (Redis {info['redis']}, Parquet {info['parquet_out']}, "
-              f"media root {info['media_root'] or 'none: files refused'}); Ctrl-C stops", flush=True)
+              f"media root {info['media_root'] or 'none: files refused'}, loopback/private sources {local}); "
+              "Ctrl-C stops", flush=True)
 
+    check_exposure(cfg)   # an exposed API without a token stops here, before anything starts
     print("facestream: starting Ray, the model replicas and the API ...", file=sys.stderr, flush=True)
     final = serve_forever(cfg, config_path=config_path, overrides=overrides, address=args.address,
                           on_ready=ready)
@@ -414,7 +422,10 @@ def _tail(args) -> int:
     if redis_url is None:
         client = _client(args)
         client.stream(args.stream_id)  # an unknown id fails here, with the server's words
-        redis_url = client.health()["redis"]
+        redis_url = client.health().get("redis")
+        if redis_url is None:
+            raise UserError("the server does not tell its Redis address without the API token "
+                            "(FACESTREAM_API_TOKEN): pass it, or --redis-url", 2)
         if "***" in redis_url:
             raise UserError("the server's Redis needs a password: pass it with --redis-url", 2)
     names: tuple = ()
@@ -470,6 +481,7 @@ _USER_ERRORS = (
     ("streamer.sinks.base", "SinkError", 6),
     ("streamer.redis_server", "RedisServerError", 6),
     ("streamer.runtime", "RuntimeStartError", 8),
+    ("streamer.service.server", "OpenApiRefused", 2),
     ("streamer.service.server", "ServeError", 9),
     ("streamer.service.client", "ApiClientError", 9),
     ("redis.exceptions", "ConnectionError", 6),

@@ -38,6 +38,22 @@ class SourceConfig:
     # frame past it is yielded (counted in stats["beyond_max_duration"]); a live stream
     # is ended by its session after running this long.
     max_duration_s: float | None = None
+    # Where a live source may connect (streamer.netpolicy, enforced on every connection
+    # by streamer.gateway). Always refused unless listed in allow_networks: link-local
+    # (cloud metadata), unspecified, multicast, reserved, and the metadata endpoints
+    # outside link-local, however the address is written. Entries are CIDRs; the longest
+    # prefix matching an address, across both lists, decides before the built-in rules.
+    allow_networks: list[str] = field(default_factory=list)
+    deny_networks: list[str] = field(default_factory=list)
+    # Loopback and private ranges (127/8, ::1, 10/8, 172.16/12, 192.168/16, 100.64/10,
+    # fc00::/7): "allow", "deny", or "auto": allowed unless the service listens beyond
+    # loopback, so `publish` + `submit rtsp://127.0.0.1:...` and LAN cameras work on a
+    # local service and an exposed one cannot be pointed at its own network.
+    local_networks: str = "auto"
+    # RTSP over UDP: the server picks where RTP comes from and where RTCP is sent, which
+    # the policy cannot hold, so it is refused unless set (then those endpoints and RTSP
+    # redirects are outside the policy; the RTSP connection itself is still checked).
+    rtsp_udp: bool = False
 
 
 @dataclass
@@ -119,6 +135,9 @@ class ServiceConfig:
     api_token_file: str | None = None  # bearer token required when set (or FACESTREAM_API_TOKEN)
     max_body_bytes: int = 65536    # larger request bodies are refused with 413
     stop_timeout_s: float = 30.0   # DELETE waits this long for a session to flush
+    # Listening beyond loopback without an API token lets anyone who reaches the port
+    # submit streams: refused unless this says so (`facestream serve --insecure-open-api`).
+    insecure_open_api: bool = False
 
 
 @dataclass
@@ -155,6 +174,11 @@ def _merge(obj: Any, data: dict, where: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_type,) = typing.get_args(hint)
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
     if typing.get_origin(hint) is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")

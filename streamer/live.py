@@ -16,6 +16,14 @@ counted as a decode error and dropped. (``max_duration_s`` is the session's to e
 reconnects ``Frame.index`` keeps counting and ``Frame.pts`` keeps increasing, so the
 tracker and the smoother downstream see one stream.
 
+Every connection goes through a :class:`~streamer.gateway.Gateway`: on each attempt
+(the first and every reconnect) the host is resolved once, every address is checked
+against the network policy (``source.allow_networks`` and friends, see
+:mod:`streamer.netpolicy`) and the connection is made to a checked address; redirects,
+HLS playlists and segments pass the same way. A refusal fails the source at once, without
+retrying (:class:`~streamer.netpolicy.NetworkRefused`, or another
+:class:`~streamer.urls.SourceRefused`): the same answer would come back.
+
 Credentials in the URL are used to connect and never appear in a message, an event or
 ``stats``: everything is named by the spec's redacted ``label``.
 """
@@ -31,8 +39,10 @@ from typing import Callable, Iterator
 import av
 
 from streamer.config import SourceConfig
+from streamer.gateway import Gateway, Route
+from streamer.netpolicy import NetworkPolicy, Resolver, system_resolver
 from streamer.source import Frame, SourceError, SourceTooLarge, _reason, _Sampler
-from streamer.urls import SourceSpec
+from streamer.urls import SourceRefused, SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +56,8 @@ _JITTER = 0.2  # each delay is drawn from [(1 - _JITTER) * d, d]
 _ANALYZE_US = "500000"
 
 EventCallback = Callable[[str, dict], None]
+UDP_REFUSED = ("RTSP over UDP is refused: the server chooses where RTP comes from and where RTCP "
+               "is sent, which the network policy cannot hold; use TCP, or set source.rtsp_udp: true")
 
 
 class LiveSource:
@@ -65,17 +77,23 @@ class LiveSource:
     ``on_event(name, data)`` is called from the reader thread with
     ``("reconnecting", {"attempt", "delay_s", "error"})`` before each retry (including
     retries of the first connection) and ``("reconnected", {"attempt", "down_s"})``
-    when a retry delivers a frame. ``transport`` is RTSP's: ``"tcp"`` or ``"udp"``.
+    when a retry delivers a frame. ``transport`` is RTSP's: ``"tcp"`` or ``"udp"`` (refused
+    unless ``cfg.rtsp_udp``). ``resolve`` looks host names up (the system's resolver by
+    default); the policy comes from ``cfg`` (``local_networks: auto`` allows loopback and
+    private ranges here: the service decides "auto" before it opens sources).
     """
 
     def __init__(self, spec: SourceSpec, cfg: SourceConfig, on_event: EventCallback | None = None,
-                 transport: str = "tcp", *, wait: bool = True) -> None:
+                 transport: str = "tcp", *, wait: bool = True, resolve: Resolver = system_resolver) -> None:
         if spec.kind not in _READ_TIMEOUT_S:
             raise ValueError(f"LiveSource reads rtsp and http sources, not {spec.kind!r}")
         if transport not in ("tcp", "udp"):
             raise ValueError(f"transport must be 'tcp' or 'udp', got {transport!r}")
         if cfg.queue_frames < 1:
             raise ValueError(f"SourceConfig.queue_frames must be >= 1, got {cfg.queue_frames}")
+        if spec.kind == "rtsp" and transport == "udp" and not cfg.rtsp_udp:
+            raise SourceRefused(f"{spec.label}: {UDP_REFUSED}")
+        self._gateway = Gateway(NetworkPolicy.from_config(cfg), resolve)
         self.spec = spec
         self.cfg = cfg
         self.label = spec.label
@@ -151,6 +169,7 @@ class LiveSource:
             self._closed.set()
             self._buffer.clear()
             self._cond.notify_all()
+        self._gateway.close()   # ends the connection FFmpeg may be waiting on
 
     def __enter__(self) -> "LiveSource":
         return self
@@ -186,6 +205,13 @@ class LiveSource:
             except SourceTooLarge as e:  # another attempt would bring the same frames
                 self._fail(SourceTooLarge(f"{self.label}: {e}"))
                 return
+            except SourceRefused as e:   # the policy's answer would be the same next time
+                if self._closed.is_set():
+                    return
+                with self._cond:
+                    self.stats["last_error"] = str(e)
+                self._fail(type(e)(f"{self.label}: {e}"))
+                return
             except (av.error.FFmpegError, OSError, SourceError) as e:
                 reason = _reason(e)
             if self._closed.is_set():
@@ -215,10 +241,27 @@ class LiveSource:
         open_timeout = max(0.5, min(self.cfg.open_timeout_s, left))
         read_timeout = _READ_TIMEOUT_S[self.spec.kind]
         opening = time.monotonic()
+        route = self._gateway.route(self.spec, self.transport, open_timeout, read_timeout)
         try:
-            container = av.open(self.spec.target, container_options=options, metadata_errors="replace",
-                                timeout=(open_timeout, read_timeout))
+            yield from self._demux(route, options, opening, open_timeout, read_timeout)
+        except (av.error.FFmpegError, OSError):
+            # FFmpeg saw an I/O error; the gateway knows what was refused, or why the
+            # onward connection failed, in words
+            self._gateway.check()
+            if self._gateway.error is not None:
+                raise SourceError(self._gateway.error) from None
+            raise
+        finally:
+            route.close()
+
+    def _demux(self, route: Route, options: dict, opening: float, open_timeout: float,
+               read_timeout: float) -> Iterator[Frame]:
+        try:
+            container = av.open(route.url, container_options={**options, **route.options},
+                                metadata_errors="replace", timeout=(open_timeout, read_timeout),
+                                io_open=route.io_open)
         except av.error.FFmpegError as e:
+            self._gateway.check()
             # PyAV's timeout interrupts FFmpeg, which some demuxers then report as
             # invalid data: the clock tells a silent server from a broken one.
             if isinstance(e, av.error.ExitError) or time.monotonic() - opening >= open_timeout:
@@ -244,6 +287,7 @@ class LiveSource:
             while True:
                 waited = time.monotonic()
                 packet = next(packets, None)
+                self._gateway.check()    # a refused segment or redirect ends the source
                 if packet is None:
                     return
                 # A read that ran into the timeout returns what the parser still held
@@ -271,6 +315,7 @@ class LiveSource:
                 if silent:
                     raise stalled
         except av.error.ExitError:
+            self._gateway.check()
             raise stalled from None
         finally:
             container.close()

@@ -15,6 +15,10 @@ allowed only when it is plainly one of the few kinds of source the service reads
 
 Refusals say why. They never repeat credentials: a URL is shown by :func:`redact`, which
 masks the user-info and query values, and a refused scheme is named without the rest.
+
+Which *addresses* a network source may reach is not decided here but by
+:mod:`streamer.netpolicy`, and enforced where each connection is made
+(:mod:`streamer.gateway`).
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@
     GET    /streams                                      -> 200 [status, ...]
     GET    /streams/{id}                                 -> 200 status
     DELETE /streams/{id}   stop, flush sinks, final event -> 200 status
-    GET    /healthz                                      -> 200 {status: ok, ...}
+    GET    /healthz                                      -> 200 {status: ok, ...} (no token needed;
+                                                            paths and addresses only with it)
     GET    /metrics        Prometheus text
 
 Every error is JSON, ``{"error": {"code", "message"}}``, with a 4xx status for what the
@@ -18,10 +19,7 @@ The deployment holds no state; it forwards to the named :class:`StreamManager` a
 request model as a real annotation, or FastAPI reads the body as a query parameter.)
 """
 
-import hmac
 import json
-import os
-from pathlib import Path
 from typing import Any, Literal
 
 import ray
@@ -32,12 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from streamer.config import Config, load_config
+from streamer.config import load_config
+from streamer.netpolicy import beyond_loopback
 from streamer.service import manager as manager_mod
+from streamer.service.auth import TOKEN_ENV, api_token, open_api_refusal, token_ok  # noqa: F401 (TOKEN_ENV re-exported)
 from streamer.service.errors import ApiError
 from streamer.service.metrics import render
-
-TOKEN_ENV = "FACESTREAM_API_TOKEN"
 
 
 class StreamOptions(BaseModel):
@@ -54,21 +52,6 @@ class StreamRequest(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=64)
     fps: float | None = Field(None, gt=0, le=240)
     options: StreamOptions | None = None
-
-
-def api_token(cfg: Config) -> str | None:
-    """The bearer token clients must present, or None for an open API.
-
-    From ``FACESTREAM_API_TOKEN``, else from the file ``service.api_token_file``; the
-    token is never logged or echoed.
-    """
-    token = os.environ.get(TOKEN_ENV)
-    if not token and cfg.service.api_token_file:
-        try:
-            token = Path(cfg.service.api_token_file).read_text().strip()
-        except OSError as e:
-            raise ApiError(500, "token_file", f"cannot read service.api_token_file: {e.strerror}") from None
-    return token or None
 
 
 api = FastAPI(title="facestream", docs_url=None, redoc_url=None, openapi_url=None)
@@ -115,7 +98,7 @@ class _Guard:
         # is what the deployment's __init__ set
         state = scope["app"].state
         token = getattr(state, "token", None)
-        if token is not None and scope["path"] not in _OPEN_PATHS and not _token_ok(headers, token):
+        if token is not None and scope["path"] not in _OPEN_PATHS and not token_ok(headers, token):
             return await _send_error(send, ApiError(401, "unauthorized", "missing or wrong bearer token"))
         limit = getattr(state, "max_body_bytes", 65536)
         too_large = ApiError(413, "body_too_large", f"request bodies are limited to {limit} bytes")
@@ -143,12 +126,6 @@ class _Guard:
         return await self.app(scope, replay, send)
 
 
-def _token_ok(headers: dict, token: str) -> bool:
-    scheme, _, value = headers.get("authorization", "").partition(" ")
-    # compare_digest: the time taken must not tell how much of a guess was right
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
-
-
 async def _send_error(send, e: ApiError) -> None:
     body = json.dumps(e.body()).encode()
     await send({"type": "http.response.start", "status": e.status,
@@ -171,14 +148,35 @@ async def _call(ref) -> Any:
         raise ApiError(503, "manager_unavailable", "the stream manager is not running") from None
 
 
+def _serve_http_host() -> str:
+    """The host Serve's HTTP proxies listen on; "0.0.0.0" (exposed) if it cannot be told.
+    (Defined before the deployment: Serve ships the class with what it refers to then.)"""
+    try:
+        from ray.serve.context import _get_global_client
+
+        return str(_get_global_client().http_config.host)
+    except Exception:  # noqa: BLE001 - a private API: when it fails, assume the worst
+        return "0.0.0.0"
+
+
 @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
 @serve.ingress(api)
 class FacestreamAPI:
     def __init__(self, config: str | None = None, overrides: dict | None = None):
         cfg = load_config(config, overrides)
-        api.state.token = api_token(cfg)
+        # Exposed: where Serve listens, or where the config says the service listens,
+        # reaches beyond loopback (either one is enough; unknown counts as exposed).
+        http_host = _serve_http_host()
+        exposed = beyond_loopback(cfg.service.host) or beyond_loopback(http_host)
+        token = api_token(cfg)
+        refusal = open_api_refusal(cfg, http_host, exposed, token)
+        if refusal is not None:
+            raise RuntimeError(refusal)       # the deployment fails, saying why
+        api.state.token = token
+        # with no token, only a loopback-only service tells its paths and addresses
+        api.state.details_open = token is None and not exposed
         api.state.max_body_bytes = cfg.service.max_body_bytes
-        self.manager = manager_mod.get_or_start(cfg)
+        self.manager = manager_mod.get_or_start(cfg, exposed)
         ray.get(self.manager.health.remote())  # a manager that cannot start fails the deploy
 
     @api.post("/streams", status_code=201)
@@ -199,8 +197,14 @@ class FacestreamAPI:
         return await _call(self.manager.stop.remote(stream_id))
 
     @api.get("/healthz")
-    async def healthz(self) -> dict:
-        return await _call(self.manager.health.remote())
+    async def healthz(self, request: Request) -> dict:
+        """Open to probes, and telling them nothing to aim at: the Redis address, the
+        media root and the output directory only to a caller with the token (or to
+        anyone on a loopback-only service without one)."""
+        token = api.state.token
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        detailed = api.state.details_open or (token is not None and token_ok(headers, token))
+        return await _call(self.manager.health.remote(detailed))
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self) -> PlainTextResponse:

@@ -9,6 +9,14 @@ Redis URL is configured, an embedded Redis server.
 Per stream it launches a :class:`~streamer.session.StreamSession`, watches its ``run``
 to learn how it ended, and forgets nothing: finished streams stay listed with their
 final state, summary and error, so a client that looks late still learns what happened.
+
+A submitted network URL is held to the network policy (:mod:`streamer.netpolicy`)
+before anything is opened: a denied address, in whatever notation, or a name that
+resolves to one, is a 400 with the reason. That check is for the user's benefit; the
+one that protects is made again by the session's gateway on every connection. The
+manager decides what ``source.local_networks: auto`` means for this service (loopback
+and private ranges are refused when it listens beyond loopback) and hands its sessions
+the decided value.
 """
 from __future__ import annotations
 
@@ -33,6 +41,7 @@ NAMESPACE = "facestream"
 ACTIVE = ("connecting", "running", "stopping")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PROGRESS_TIMEOUT_S = 2.0
+_RESOLVE_TIMEOUT_S = 5.0      # a submission waits this long for DNS, then the session decides
 
 
 @dataclass
@@ -55,13 +64,17 @@ class _Stream:
 class StreamManager:
     """Create, list, inspect and stop streams (an async Ray actor)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, exposed: bool = False):
         from streamer.analyze import check_checkpoint, _parquet_metadata
+        from streamer.netpolicy import NetworkPolicy
         from streamer.sinks.redis_sink import RedisSink, redact_url
         from streamer.urls import media_root_from
         from workers.replicas import Replicas
 
         self.cfg = copy.deepcopy(cfg)
+        if self.cfg.source.local_networks == "auto":     # sessions get the decided value
+            self.cfg.source.local_networks = "deny" if exposed else "allow"
+        self.policy = NetworkPolicy.from_config(self.cfg.source, exposed=exposed)
         self.cfg.parquet.out = str(Path(cfg.parquet.out).resolve())
         self.media_root = media_root_from(cfg.media_root)
         self._ckpt, self._meta = check_checkpoint(self.cfg)
@@ -99,6 +112,8 @@ class StreamManager:
             spec = check_source(url, self.media_root)
         except SourceError as e:
             raise ApiError(400, "url_refused", str(e)) from None
+        if spec.kind != "file":
+            await self._check_network(spec, options.get("transport", "tcp"))
         if spec.kind == "file" and not Path(spec.target).is_file():
             # refused here, not by a session that would hold a stream slot to fail later
             raise ApiError(400, "no_such_file", f"{url}: no such file under the media root")
@@ -165,11 +180,17 @@ class StreamManager:
         await self._refresh(streams)
         return [self._status(s) for s in streams]
 
-    async def health(self) -> dict:
-        return {"status": "ok", "model_version": self.version, "redis": self.redis_label,
-                "media_root": self.media_root, "parquet_out": self.cfg.parquet.out,
-                "streams_active": sum(s.state in ACTIVE for s in self.streams.values()),
-                "max_streams": self.cfg.service.max_streams, "uptime_s": time.time() - self.started}
+    async def health(self, detailed: bool = False) -> dict:
+        """Status for probes: versions and counts. ``detailed`` adds what an attacker
+        could aim at (the Redis address, the media root, the output directory), for
+        callers the API has authenticated."""
+        health = {"status": "ok", "model_version": self.version, "accepts_files": self.media_root is not None,
+                  "streams_active": sum(s.state in ACTIVE for s in self.streams.values()),
+                  "max_streams": self.cfg.service.max_streams, "uptime_s": time.time() - self.started}
+        if detailed:
+            health.update(redis=self.redis_label, media_root=self.media_root, parquet_out=self.cfg.parquet.out,
+                          local_networks=self.cfg.source.local_networks)
+        return health
 
     async def metrics(self) -> dict:
         """Everything /metrics renders: per stream progress, per replica counters."""
@@ -188,6 +209,22 @@ class StreamManager:
                 "regressors": list(regressors), "detectors": list(detectors)}
 
     # ---- internals -----------------------------------------------------------------
+
+    async def _check_network(self, spec, transport: str) -> None:
+        """400 for a network source the policy refuses, before anything is opened."""
+        from streamer.live import UDP_REFUSED
+        from streamer.netpolicy import NetworkRefused, system_resolver
+
+        if spec.kind == "rtsp" and transport == "udp" and not self.cfg.source.rtsp_udp:
+            raise ApiError(400, "transport_refused", f"{spec.label}: {UDP_REFUSED}")
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(None, self.policy.check_url, spec.target, system_resolver),
+                                   _RESOLVE_TIMEOUT_S)
+        except NetworkRefused as e:
+            raise ApiError(400, "url_refused", f"{spec.label}: {e}") from None
+        except (OSError, asyncio.TimeoutError):
+            pass   # does not resolve now: the session retries it as an unreachable source
 
     def _get(self, stream_id: str) -> _Stream:
         stream = self.streams.get(stream_id)
@@ -294,10 +331,11 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def get_or_start(cfg: Config) -> Any:
+def get_or_start(cfg: Config, exposed: bool = False) -> Any:
     """The service's manager actor: found by name, or started (detached, so it outlives
-    the API replica that started it; ``facestream serve`` ends it on shutdown)."""
+    the API replica that started it; ``facestream serve`` ends it on shutdown).
+    ``exposed``: the API listens beyond loopback (see the module doc)."""
     actor = ray.remote(StreamManager).options(
         name=ACTOR_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         num_cpus=0, max_concurrency=1000)
-    return actor.remote(cfg)
+    return actor.remote(cfg, exposed)

@@ -1,8 +1,9 @@
 """``facestream serve``: run the service in the foreground until SIGINT or SIGTERM.
 
 Start-up checks what can be checked in this process first (checkpoint, a configured
-Redis, the Ray address), so a mistake is one line and an exit status, not a Serve
-deployment failing in another process. Shutdown stops every stream the way ``DELETE``
+Redis, the Ray address, the network policy's lists, and that a service listening beyond
+loopback has an API token or was told it may go without), so a mistake is one line and
+an exit status, not a Serve deployment failing in another process. Shutdown stops every stream the way ``DELETE``
 does (sinks flushed, Parquet closed, final event) before Serve and Ray go down.
 """
 from __future__ import annotations
@@ -25,6 +26,11 @@ class ServeError(RuntimeError):
     """The service could not be started (the port is taken, Serve failed to deploy)."""
 
 
+class OpenApiRefused(ServeError):
+    """The service would listen beyond loopback without an API token (see
+    :mod:`streamer.service.auth`); a configuration mistake, not a fault."""
+
+
 def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dict | None = None,
                   address: str | None = None, on_ready: Callable[[dict], None] | None = None,
                   stop: threading.Event | None = None) -> dict:
@@ -36,6 +42,7 @@ def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dic
     from streamer.analyze import _cpus_needed, check_checkpoint
     from streamer.sinks.redis_sink import RedisSink
 
+    check_exposure(cfg)
     check_checkpoint(cfg)
     if cfg.redis.url:
         RedisSink.check(cfg.redis.url, cfg.redis.connect_timeout_s)
@@ -60,14 +67,14 @@ def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dic
             serve.run(build_app({"config": config_path, "overrides": overrides or {}}), name=APP_NAME,
                       route_prefix="/", blocking=False)
             base = f"http://{_client_host(cfg.service.host)}:{cfg.service.port}"
-            health = _wait_healthy(base, stop)
-            if on_ready is not None:
-                on_ready({"url": base, **health})
-            while not stop.wait(0.5):
-                pass
+            _wait_healthy(base, stop)
             import ray
 
             manager = ray.get_actor(manager_mod.ACTOR_NAME, namespace=manager_mod.NAMESPACE)
+            if on_ready is not None:   # the operator's own view: paths and addresses included
+                on_ready({"url": base, **ray.get(manager.health.remote(True))})
+            while not stop.wait(0.5):
+                pass
             final = ray.get(manager.shutdown.remote())
             ray.kill(manager)
             return final
@@ -76,6 +83,23 @@ def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dic
     finally:
         rt.stop()
         restore()
+
+
+def check_exposure(cfg: Config) -> None:
+    """Refuse (:class:`OpenApiRefused`) to listen beyond loopback without an API token
+    unless ``service.insecure_open_api``; check the network policy's lists (ConfigError)."""
+    from streamer.netpolicy import NetworkPolicy, beyond_loopback
+    from streamer.service.auth import api_token, open_api_refusal
+    from streamer.service.errors import ApiError
+
+    exposed = beyond_loopback(cfg.service.host)
+    try:
+        refusal = open_api_refusal(cfg, cfg.service.host, exposed, api_token(cfg))
+    except ApiError as e:
+        raise ServeError(e.message) from None
+    if refusal is not None:
+        raise OpenApiRefused(refusal)
+    NetworkPolicy.from_config(cfg.source, exposed=exposed)
 
 
 def _client_host(host: str) -> str:

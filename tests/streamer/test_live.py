@@ -64,7 +64,9 @@ def free_port() -> int:
 def test_frames_arrive_in_order_with_their_content(clip, server_class, transport):
     with server_class(clip) as server:
         before = time.time()
-        with LiveSource(check_source(server.url, None), config(), transport=transport) as src:
+        # RTSP over UDP is off by default (its RTP endpoints escape the network policy)
+        with LiveSource(check_source(server.url, None), config(rtsp_udp=transport == "udp"),
+                        transport=transport) as src:
             assert (src.fps, src.width, src.height) == (FPS, W, H)
             assert src.is_live is True and src.frame_count_estimate is None
             frames = take(iter(src), N + 10)  # across the server's loop
@@ -352,7 +354,10 @@ def test_open_source_picks_the_source_by_url(clip, tmp_path):
     assert len(frames) == N and all(f.captured > 0 for f in frames)
     with RtspServer(clip) as server:
         events = Events()
-        with open_source(server.url, config(), media_root=None, on_event=events, transport="udp") as src:
+        with pytest.raises(SourceRefused, match="RTSP over UDP is refused"):
+            open_source(server.url, config(), media_root=None, transport="udp")
+        with open_source(server.url, config(rtsp_udp=True), media_root=None, on_event=events,
+                         transport="udp") as src:
             assert isinstance(src, LiveSource) and src.transport == "udp"
             assert 0 <= bar_index(next(iter(src)).image) < N
     with pytest.raises(SourceRefused):

@@ -24,12 +24,15 @@ def _metric(text: str, name: str) -> float:
     return float(m.group(1))
 
 
-def test_health_is_open_and_says_what_the_service_uses(service):
+def test_health_is_open_and_tells_paths_and_addresses_only_with_the_token(service):
     code, body = service.request("GET", "/healthz", token=None)
     assert code == 200 and body["status"] == "ok"
-    assert body["model_version"].startswith("test-tiny")
-    assert body["media_root"] == str(service.media_root)
+    assert body["model_version"].startswith("test-tiny") and body["accepts_files"] is True
+    assert not {"redis", "media_root", "parquet_out", "local_networks"} & set(body)
+    code, body = service.request("GET", "/healthz")
+    assert code == 200 and body["media_root"] == str(service.media_root)
     assert body["redis"].startswith("redis://127.0.0.1:")
+    assert body["local_networks"] == "allow"      # a loopback-only service: cameras on its own network
 
 
 @pytest.mark.parametrize("given", [None, "wrong", "test-token-5b1fx", ""])

@@ -59,3 +59,30 @@ def test_sigterm_stops_streams_flushes_parquet_and_exits_0(tmp_path, tiny_checkp
     frames = [r.frame_index for r in records]
     assert frames == sorted(set(frames))
     assert not list(out.rglob(".*.tmp"))                  # no half-written part left behind
+
+
+def test_listening_beyond_loopback_without_a_token_is_refused_before_anything_starts(tmp_path, port):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "FACESTREAM_API_TOKEN"}
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "serve", "--host", "0.0.0.0", "--port", str(port),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "refusing to listen on 0.0.0.0 without an API token" in proc.stderr
+    assert "--insecure-open-api" in proc.stderr
+    assert "starting Ray" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_flag_that_says_it_is_meant_lets_an_open_api_listen_beyond_loopback():
+    from streamer.config import load_config
+    from streamer.service.auth import open_api_refusal
+
+    cfg = load_config(overrides={"service": {"host": "0.0.0.0"}})
+    assert "without an API token" in open_api_refusal(cfg, "0.0.0.0", True, None)
+    assert open_api_refusal(cfg, "0.0.0.0", True, "a-token") is None           # a token: fine
+    assert open_api_refusal(cfg, "127.0.0.1", False, None) is None             # loopback: fine
+    cfg.service.insecure_open_api = True                                       # --insecure-open-api
+    assert open_api_refusal(cfg, "0.0.0.0", True, None) is None
+    from streamer.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "--host", "0.0.0.0", "--insecure-open-api"]).insecure_open_api
