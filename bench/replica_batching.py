@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/replica_batching.py [--arch resnet101] [--device auto|cpu|cuda]
                                                [--batches 1,2,4,8,16,32,64] [--callers 8,32]
-                                               [--json results.json]
+                                               [--compare CKPT|arch:NAME ...] [--json results.json]
 
 Two measurements on the same real face crops (cut with the checkpoint's crop rule from the
 photos under ``../shared/data/real/``, or from ``samples/obama.mp4`` when they are absent):
@@ -24,9 +24,18 @@ photos under ``../shared/data/real/``, or from ``samples/obama.mp4`` when they a
 
 By default the shipped checkpoint is used; ``--arch NAME`` builds an untrained network of
 that architecture instead (speed only: its outputs mean nothing), at ``--size`` pixels
-(default 224 for resnet101, ExpNet's input, else 128). Torch runs with ``--threads``
-intra-op threads (default 1, as in the replica). Machines here are noisy: compare the
-ratios, not the absolute numbers.
+(default: the input size the architecture was made for, workers.networks.INPUT_SIZE, e.g.
+224 for resnet101 and 120 for mb05, else 128). Torch runs with ``--threads`` intra-op
+threads (default 1, as in the replica). Machines here are noisy: compare the ratios, not
+the absolute numbers.
+
+**Several models in one run.** ``--compare`` adds models to time beside the first (a
+checkpoint path, or ``arch:NAME`` for an untrained network of that architecture at its
+input size): a new backbone is judged against today's weights on the same machine under
+the same load. Part 1 then measures the models round-robin within every round and batch
+size (the order reversed every other round), each on crops cut with its own crop rule,
+and prints each model's crops/s and its ratio to the first model per batch size. Part 2
+runs for each model in turn (not interleaved: its measurements are seconds long).
 """
 from __future__ import annotations
 
@@ -64,23 +73,44 @@ def resolve_device(device: str) -> str:
 
 def prepare_checkpoint(args, tmp: Path) -> tuple[str, str]:
     """(path, description): the given/shipped checkpoint, or an untrained ``--arch`` one."""
-    from streamer.crops import CropRule
-    from workers import checkpoint, face_model
-    from workers.networks import FaceRegressor
+    from workers import checkpoint
 
     if args.arch is None:
         path = args.checkpoint or str(checkpoint.default_path())
         meta = checkpoint.load_meta(path)  # raises CheckpointError with advice if absent
-        return path, f"{Path(path).name} ({meta['architecture']}, trained)"
-    size = args.size or (224 if args.arch == "resnet101" else 128)
+        return path, f"{path} ({meta['architecture']}, trained{_steps(meta)})"
+    return untrained_checkpoint(args.arch, args.size, tmp)
+
+
+def _steps(meta: dict) -> str:
+    return f", {meta['steps']} steps" if meta.get("steps") is not None else ""
+
+
+def prepare_spec(spec: str, tmp: Path) -> tuple[str, str]:
+    """A ``--compare`` entry: ``arch:NAME`` (untrained, at its input size) or a checkpoint path."""
+    from workers import checkpoint
+
+    if spec.startswith("arch:"):
+        return untrained_checkpoint(spec[len("arch:"):], None, tmp)
+    meta = checkpoint.load_meta(spec)
+    return spec, f"{spec} ({meta['architecture']}, trained{_steps(meta)})"
+
+
+def untrained_checkpoint(arch: str, size: int | None, tmp: Path) -> tuple[str, str]:
+    """An untrained network of ``arch`` saved as a checkpoint: speed only."""
+    from streamer.crops import CropRule
+    from workers import checkpoint, face_model
+    from workers.networks import INPUT_SIZE, FaceRegressor
+
+    size = size or INPUT_SIZE.get(arch, 128)
     torch.manual_seed(0)
-    model = FaceRegressor(args.arch).eval()
-    meta = {"name": f"bench-untrained-{args.arch}", "trained": True,  # the loader's gate; speed only
+    model = FaceRegressor(arch).eval()
+    meta = {"name": f"bench-untrained-{arch}", "trained": True,  # the loader's gate; speed only
             **CropRule(size=size).to_meta(),
             "face_model": face_model.load().meta()}
-    path = checkpoint.save(model, meta, tmp / f"bench-{args.arch}")
+    path = checkpoint.save(model, meta, tmp / f"bench-{arch}-{size}")
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    return str(path), f"untrained {args.arch} at {size} px ({params:.1f} M parameters; speed only)"
+    return str(path), f"untrained {arch} at {size} px ({params:.1f} M parameters; speed only)"
 
 
 def real_crops(rule, want: int = 24) -> tuple[np.ndarray, str]:
@@ -123,41 +153,65 @@ def batch_of(crops: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
 
 # ------------------------------------------------------------------ 1. the model alone
 
-def bench_model(ckpt: str, device: str, crops: np.ndarray, batches: list[int],
-                seconds: float, repeats: int, warmup: int) -> list[dict]:
-    """Best-of-``repeats`` crops/s per batch size of to_tensor + network + decode."""
+def bench_models(ckpts: list[str], device: str, crops: list[np.ndarray], batches: list[int],
+                 seconds: float, repeats: int, warmup: int) -> list[list[dict]]:
+    """Best-of-``repeats`` crops/s per model and batch size of to_tensor + network + decode.
+
+    Models take turns inside every round and batch size, so a change in background load
+    falls on all of them alike; the turn order flips every other round."""
     from streamer.crops import CropRule, to_tensor
     from workers.regressor import Regressor
 
-    regressor = Regressor.load(ckpt, device)
-    rule = CropRule.from_meta(regressor.meta)
-    inputs = {b: batch_of(crops, b) for b in batches}
+    runners = []
+    for ckpt, c in zip(ckpts, crops):
+        regressor = Regressor.load(ckpt, device)
+        rule = CropRule.from_meta(regressor.meta)
+        inputs = {b: batch_of(c, b) for b in batches}
 
-    def run(b: int) -> None:
-        pred = regressor(to_tensor(inputs[b], rule))  # decode copies to host: synchronises CUDA
-        assert len(pred) == b
+        def run(b: int, regressor=regressor, rule=rule, inputs=inputs) -> None:
+            pred = regressor(to_tensor(inputs[b], rule))  # decode copies to host: synchronises CUDA
+            assert len(pred) == b
 
-    for b in batches:  # first calls at a new shape pick kernels / build primitives
-        for _ in range(warmup):
-            run(b)
-    best = {b: None for b in batches}
-    for _ in range(repeats):
-        for b in batches:
-            calls, t0 = 0, time.perf_counter()
-            while True:
+        runners.append(run)
+
+    for run in runners:
+        for b in batches:  # first calls at a new shape pick kernels / build primitives
+            for _ in range(warmup):
                 run(b)
-                calls += 1
-                elapsed = time.perf_counter() - t0
-                if elapsed >= seconds and calls >= 2:
-                    break
-            rate = calls * b / elapsed
-            if best[b] is None or rate > best[b]["crops_per_s"]:
-                best[b] = {"batch": b, "crops_per_s": rate, "ms_per_batch": 1000 * elapsed / calls,
-                           "calls": calls}
-    base = best[batches[0]]["crops_per_s"]
-    for b in batches:
-        best[b]["vs_first"] = best[b]["crops_per_s"] / base
-    return [best[b] for b in batches]
+    best = [{b: None for b in batches} for _ in runners]
+    for r in range(repeats):
+        for b in batches:
+            order = list(range(len(runners)))
+            for m in (order if r % 2 == 0 else order[::-1]):
+                run, calls, t0 = runners[m], 0, time.perf_counter()
+                while True:
+                    run(b)
+                    calls += 1
+                    elapsed = time.perf_counter() - t0
+                    if elapsed >= seconds and calls >= 2:
+                        break
+                rate = calls * b / elapsed
+                if best[m][b] is None or rate > best[m][b]["crops_per_s"]:
+                    best[m][b] = {"batch": b, "crops_per_s": rate, "ms_per_batch": 1000 * elapsed / calls,
+                                  "calls": calls}
+    rows = []
+    for per in best:
+        base = per[batches[0]]["crops_per_s"]
+        for b in batches:
+            per[b]["vs_first"] = per[b]["crops_per_s"] / base
+        rows.append([per[b] for b in batches])
+    return rows
+
+
+def bench_model(ckpt: str, device: str, crops: np.ndarray, batches: list[int],
+                seconds: float, repeats: int, warmup: int) -> list[dict]:
+    """One model: best-of-``repeats`` crops/s per batch size (bench_models)."""
+    return bench_models([ckpt], device, [crops], batches, seconds, repeats, warmup)[0]
+
+
+def model_ratios(rows: list[list[dict]]) -> list[dict[int, float]]:
+    """Per model and batch size: its crops/s over the first model's."""
+    return [{a["batch"]: a["crops_per_s"] / b["crops_per_s"] for a, b in zip(r, rows[0])} for r in rows]
 
 
 def gpu_agreement(ckpt: str, crops: np.ndarray) -> dict:
@@ -269,6 +323,28 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _print_model_rows(rows: list[dict], first: int) -> None:
+    print(f"   {'batch':>5}  {'crops/s':>9}  {'ms/batch':>9}  {'ms/crop':>8}  {'vs batch ' + str(first):>11}")
+    for r in rows:
+        print(f"   {r['batch']:>5}  {r['crops_per_s']:>9.1f}  {r['ms_per_batch']:>9.2f}  "
+              f"{r['ms_per_batch'] / r['batch']:>8.2f}  {r['vs_first']:>10.2f}x")
+    best = max(rows, key=lambda r: r["crops_per_s"])
+    print(f"   ratio: batch {rows[-1]['batch']} / batch {rows[0]['batch']} = "
+          f"{rows[-1]['vs_first']:.2f}; fastest is batch {best['batch']}: {best['vs_first']:.2f}")
+
+
+def _print_replica_rows(rows: list[dict], replica_batch: int) -> None:
+    print(f"   {'K':>3}  {'max_batch':>9}  {'crops/s':>9}  {'calls/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}  "
+          f"{'batches':>7}  {'mean batch':>10}  {'calls/batch':>11}  {'largest':>7}")
+    for r in rows:
+        print(f"   {r['callers']:>3}  {r['max_batch_size']:>9}  {r['crops_per_s']:>9.1f}  "
+              f"{r['calls_per_s']:>8.1f}  {_fmt(r['latency_ms_p50'], '7.1f')}  "
+              f"{_fmt(r['latency_ms_p95'], '7.1f')}  {r['batches']:>7}  {_fmt(r['mean_batch'], '10.1f')}  "
+              f"{_fmt(r['mean_calls_per_batch'], '11.1f')}  {r['largest_batch']:>7}")
+    for k, ratio in replica_ratios(rows).items():
+        print(f"   ratio, {k} callers: max_batch_size {replica_batch} / max_batch_size 1 = {ratio:.2f}")
+
+
 def main() -> int:
     from streamer.config import load_config
     from workers.networks import ARCHS
@@ -278,7 +354,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="checkpoint to time (default: the shipped one)")
     parser.add_argument("--arch", choices=sorted(ARCHS), help="time an untrained network of this architecture instead")
-    parser.add_argument("--size", type=int, help="crop size for --arch (default 224 for resnet101, else 128)")
+    parser.add_argument("--size", type=int, help="crop size for --arch (default: its input size, else 128)")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="CKPT|arch:NAME",
+                        help="more models to time beside the first in the same run (round-robin), "
+                             "each a checkpoint path or arch:NAME (untrained, at its input size)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for part 1 (default 1, as in the replica)")
     parser.add_argument("--batches", type=_ints, default=[1, 2, 4, 8, 16, 32, 64], help="batch sizes for part 1")
@@ -303,53 +382,64 @@ def main() -> int:
     precision = "bf16 autocast + channels_last" if device == "cuda" else "fp32"
     wall0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="facestream-bench-") as tmp:
-        ckpt, described = prepare_checkpoint(args, Path(tmp))
         from streamer.crops import CropRule
-        rule = CropRule.from_meta(json.loads(Path(ckpt).with_suffix(".json").read_text()))
-        crops, where = real_crops(rule)
+
+        models = [prepare_checkpoint(args, Path(tmp))] + [prepare_spec(s, Path(tmp)) for s in args.compare]
+        rules = [CropRule.from_meta(json.loads(Path(c).with_suffix(".json").read_text())) for c, _ in models]
+        cut = {}
+        for rule in rules:  # one detector pass per distinct crop rule
+            if rule not in cut:
+                cut[rule] = real_crops(rule)
+        crops = [cut[r][0] for r in rules]
+        ckpt, described, rule, where = models[0][0], models[0][1], rules[0], cut[rules[0]][1]
         print(f"machine:    {host['nproc']} cores, {host['cpu']}; GPU: {host['gpu'] or 'none'}; "
               f"torch {host['torch']}; load {host['loadavg'][0]}")
-        print(f"model:      {described}; device {device}, {precision}; {args.threads} torch thread(s)")
-        print(f"crops:      {len(crops)} real face crops of {rule.size} px from {where}")
+        for i, (_, d) in enumerate(models):
+            name = "model:" if len(models) == 1 else f"model {chr(65 + i)}:"
+            print(f"{name:<12}{d}; device {device}, {precision}; {args.threads} torch thread(s)")
+        for i, r in enumerate(rules):
+            label = "" if len(models) == 1 else f" ({chr(65 + i)})"
+            print(f"crops:      {len(crops[i])} real face crops of {r.size} px{label} from {cut[r][1]}")
 
+        both = "" if len(models) == 1 else f", the {len(models)} models round-robin"
         print(f"\n1. model alone: to_tensor + network + decode, best of {args.repeats} rounds "
-              f"of >= {args.seconds:g} s per size")
-        model_rows = bench_model(ckpt, device, crops, args.batches, args.seconds, args.repeats, args.warmup)
+              f"of >= {args.seconds:g} s per size{both}")
+        all_rows = bench_models([c for c, _ in models], device, crops, args.batches, args.seconds,
+                                args.repeats, args.warmup)
+        model_rows = all_rows[0]
         agreement = None
         if device == "cuda":
             if args.arch is None:
-                agreement = gpu_agreement(ckpt, crops)
+                agreement = gpu_agreement(ckpt, crops[0])
             torch.cuda.empty_cache()  # leave the GPU memory to the replica of part 2
-        print(f"   {'batch':>5}  {'crops/s':>9}  {'ms/batch':>9}  {'ms/crop':>8}  {'vs batch ' + str(args.batches[0]):>11}")
-        for r in model_rows:
-            print(f"   {r['batch']:>5}  {r['crops_per_s']:>9.1f}  {r['ms_per_batch']:>9.2f}  "
-                  f"{r['ms_per_batch'] / r['batch']:>8.2f}  {r['vs_first']:>10.2f}x")
+        for i, rows in enumerate(all_rows):
+            if len(models) > 1:
+                print(f"   model {chr(65 + i)}: {models[i][1]}")
+            _print_model_rows(rows, args.batches[0])
         best = max(model_rows, key=lambda r: r["crops_per_s"])
-        print(f"   ratio: batch {model_rows[-1]['batch']} / batch {model_rows[0]['batch']} = "
-              f"{model_rows[-1]['vs_first']:.2f}; fastest is batch {best['batch']}: {best['vs_first']:.2f}")
+        ratios = model_ratios(all_rows)
+        for i, per in enumerate(ratios[1:], 1):
+            print(f"   model {chr(65 + i)} / model A, crops/s: " + ", ".join(
+                f"batch {b}: {all_rows[i][j]['crops_per_s']:.1f} / {model_rows[j]['crops_per_s']:.1f} = {per[b]:.2f}"
+                for j, b in enumerate(args.batches)))
         if agreement:
             print(f"   bf16 CUDA vs fp32 CPU on the same crops: pose {agreement['pose_deg_mean']:.3f}° mean, "
                   f"{agreement['pose_deg_max']:.3f}° max; eta {agreement['eta_mean']:.4f} mean, "
                   f"{agreement['eta_max']:.4f} max (mean |eta| {agreement['eta_label_scale']:.3f}); "
                   f"landmarks {agreement['landmarks_px_max']:.2f} px max")
 
-        replica_rows = []
+        replica_all = [[] for _ in models]
         if not args.skip_replica:
             print(f"\n2. replica path: one RegressorReplica actor, K concurrent callers of 1-2 crops per call, "
                   f"max_wait_ms {args.max_wait_ms:g}, {args.replica_seconds:g} s measured after "
                   f"{args.replica_warmup:g} s of load")
-            replica_rows = bench_replica(ckpt, device, crops, [1, args.replica_batch], args.max_wait_ms,
-                                         args.callers, args.replica_warmup, args.replica_seconds)
-            ratios = replica_ratios(replica_rows)
-            print(f"   {'K':>3}  {'max_batch':>9}  {'crops/s':>9}  {'calls/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}  "
-                  f"{'batches':>7}  {'mean batch':>10}  {'calls/batch':>11}  {'largest':>7}")
-            for r in replica_rows:
-                print(f"   {r['callers']:>3}  {r['max_batch_size']:>9}  {r['crops_per_s']:>9.1f}  "
-                      f"{r['calls_per_s']:>8.1f}  {_fmt(r['latency_ms_p50'], '7.1f')}  "
-                      f"{_fmt(r['latency_ms_p95'], '7.1f')}  {r['batches']:>7}  {_fmt(r['mean_batch'], '10.1f')}  "
-                      f"{_fmt(r['mean_calls_per_batch'], '11.1f')}  {r['largest_batch']:>7}")
-            for k, ratio in ratios.items():
-                print(f"   ratio, {k} callers: max_batch_size {args.replica_batch} / max_batch_size 1 = {ratio:.2f}")
+            for i, (c, d) in enumerate(models):
+                if len(models) > 1:
+                    print(f"   model {chr(65 + i)}: {d}")
+                replica_all[i] = bench_replica(c, device, crops[i], [1, args.replica_batch], args.max_wait_ms,
+                                               args.callers, args.replica_warmup, args.replica_seconds)
+                _print_replica_rows(replica_all[i], args.replica_batch)
+        replica_rows = replica_all[0]
 
     wall = time.perf_counter() - wall0
     print(f"\nwall: {wall:.0f} s")
@@ -359,7 +449,7 @@ def main() -> int:
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": host,
             "model": described, "device": device, "precision": precision, "threads": args.threads,
-            "crop_size": rule.size, "crops": {"count": int(len(crops)), "from": where},
+            "crop_size": rule.size, "crops": {"count": int(len(crops[0])), "from": where},
             "model_alone": model_rows,
             "model_ratio_last_vs_first": model_rows[-1]["vs_first"],
             "model_ratio_best_vs_first": best["vs_first"], "model_best_batch": best["batch"],
@@ -369,6 +459,12 @@ def main() -> int:
             "wall_s": wall,
             "args": {k: v for k, v in vars(args).items() if k != "json"},
         }
+        if len(models) > 1:  # every model, the first included, with its ratio to the first per batch
+            result["models"] = [
+                {"model": d, "crop_size": r.size, "model_alone": rows,
+                 "crops_per_s_vs_first_model": {str(b): v for b, v in per.items()},
+                 "replica": rep, "replica_ratio_by_callers": {str(k): v for k, v in replica_ratios(rep).items()}}
+                for (_, d), r, rows, per, rep in zip(models, rules, all_rows, ratios, replica_all)]
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"results:    {args.json}")
