@@ -1,0 +1,165 @@
+"""Emotion from the 29 expression coefficients: a tiny classifier shipped beside the network.
+
+It reads eta and nothing else. Pose, identity and framing are what the network factors out
+of eta, so a label read from eta alone is pose-invariant by construction (the seed's
+3D-aided expression recognition); the price is that it can only know what eta encodes.
+
+The classifier is a few small dense layers (a multinomial logistic regression when there
+is one) over z-scored eta, with a temperature that calibrates its probabilities. It lives
+in ``NAME.emotion.json`` next to the network's ``NAME.safetensors``: a few kilobytes,
+a microsecond per face, so it does not change the regressor's throughput. Its numbers only
+mean something for the network whose eta it was fitted on, in the face model that eta is
+read in, so loading refuses a file made for another face model (as checkpoint.load_meta
+does for the network) or for other network weights.
+
+Labels: one of CLASSES, or an abstention (ABSTAIN): ``uncertain`` when the most likely
+class is below a minimum probability, ``too_small`` / ``too_turned`` when the face is too
+small or too far from frontal for eta (and so the label) to be trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from workers import checkpoint, face_model
+
+FORMAT = "facestream-emotion/1"
+CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")   # FER2013's seven
+UNCERTAIN, TOO_SMALL, TOO_TURNED = "uncertain", "too_small", "too_turned"
+ABSTAIN = (UNCERTAIN, TOO_SMALL, TOO_TURNED)
+LABELS = CLASSES + ABSTAIN
+
+
+class EmotionError(RuntimeError):
+    """An emotion classifier is missing, damaged, or made for another network or face model."""
+
+
+def path_for(ckpt: str | Path) -> Path:
+    """Where the classifier of a network checkpoint lives: ``NAME.emotion.json`` beside it."""
+    return checkpoint._pair(ckpt)[0].with_suffix(".emotion.json")
+
+
+def weights_sha256(ckpt: str | Path) -> str:
+    """Hash of a network's weights file: what ties a classifier to the eta it was fitted on."""
+    st = checkpoint._pair(ckpt)[0]
+    h = hashlib.sha256()
+    with open(st, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Classifier:
+    """z = (eta - mean) / std; dense layers with ReLU between; softmax(logits / temperature)."""
+
+    mean: np.ndarray                     # (29,)
+    std: np.ndarray                      # (29,)
+    layers: list[tuple[np.ndarray, np.ndarray]]   # [(W (out, in), b (out,)), ...]
+    temperature: float = 1.0
+    classes: tuple[str, ...] = CLASSES
+    meta: dict = field(default_factory=dict)
+
+    def logits(self, eta: np.ndarray) -> np.ndarray:
+        h = (np.asarray(eta, np.float64).reshape(-1, len(self.mean)) - self.mean) / self.std
+        for i, (W, b) in enumerate(self.layers):
+            h = h @ W.T + b
+            if i < len(self.layers) - 1:
+                h = np.maximum(h, 0.0)
+        return h
+
+    def probs(self, eta: np.ndarray) -> np.ndarray:
+        """(N, 29) eta -> (N, 7) calibrated class probabilities (float32, rows sum to 1)."""
+        z = self.logits(eta) / self.temperature
+        z -= z.max(1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+    # ---------------------------------------------------------------- file
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "classes": list(self.classes), "temperature": float(self.temperature),
+                "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "layers": [{"W": W.tolist(), "b": b.tolist()} for W, b in self.layers], **self.meta}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Classifier":
+        if d.get("format") != FORMAT:
+            raise EmotionError(f"unknown emotion classifier format {d.get('format')!r}")
+        skip = {"format", "classes", "temperature", "mean", "std", "layers"}
+        layers = [(np.asarray(l["W"], np.float64), np.asarray(l["b"], np.float64)) for l in d["layers"]]
+        return cls(mean=np.asarray(d["mean"], np.float64), std=np.asarray(d["std"], np.float64), layers=layers,
+                   temperature=float(d["temperature"]), classes=tuple(d["classes"]),
+                   meta={k: v for k, v in d.items() if k not in skip})
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True))
+        os.replace(tmp, path)
+        return path
+
+
+def load(ckpt: str | Path, *, required: bool = True) -> Classifier | None:
+    """The classifier shipped beside network checkpoint ``ckpt``, checked against this
+    installation's face model and those network weights. With ``required=False`` a
+    missing file gives None (a network without a classifier still runs; records then
+    carry no emotion); a mismatched one is refused either way."""
+    path = path_for(ckpt)
+    if not path.exists():
+        if required:
+            raise EmotionError(f"no emotion classifier at {path}; fit one with "
+                               f"`python -m workers.training.emotion --checkpoint {ckpt}` (docs/accuracy.md)")
+        return None
+    clf = Classifier.from_json(json.loads(path.read_text()))
+    if clf.classes != CLASSES:
+        raise EmotionError(f"{path}: classes {clf.classes} are not facestream's {CLASSES}")
+    try:
+        face_model.check(clf.meta.get("face_model") or {}, face_model.load())
+    except face_model.FaceModelError as e:
+        raise EmotionError(f"{path} was {e}") from None
+    want = (clf.meta.get("network") or {}).get("weights_sha256")
+    if want != weights_sha256(ckpt):
+        raise EmotionError(f"{path} was fitted on the eta of other network weights than {ckpt}; "
+                           f"refit it with `python -m workers.training.emotion --checkpoint {ckpt}`")
+    return clf
+
+
+@dataclass(frozen=True)
+class Abstain:
+    """When a face gets no emotion: below ``min_prob`` for its most likely class, smaller
+    than ``min_face_px`` (box side, source pixels), or turned beyond ``max_yaw`` /
+    ``max_pitch`` degrees. Defaults come from docs/accuracy.md's held-out numbers."""
+
+    min_prob: float = 0.4
+    min_face_px: float = 24.0
+    max_yaw: float = 60.0
+    max_pitch: float = 45.0
+
+
+def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw=None, pitch=None,
+          rule: Abstain = Abstain()) -> list[str]:
+    """One label per row of ``probs``: the most likely class, or why there is none. Size
+    and pose are checked first: a tiny or profile face's confident guess is still a guess."""
+    probs = np.asarray(probs, np.float64).reshape(-1, len(CLASSES))
+    n = len(probs)
+    bc = lambda v: np.broadcast_to(np.nan if v is None else np.asarray(v, np.float64), (n,))
+    px, y, p = bc(face_px), bc(yaw), bc(pitch)
+    out = []
+    for i in range(n):
+        if px[i] < rule.min_face_px:
+            out.append(TOO_SMALL)
+        elif abs(y[i]) > rule.max_yaw or abs(p[i]) > rule.max_pitch:
+            out.append(TOO_TURNED)
+        elif not np.isfinite(probs[i]).all() or probs[i].max() < rule.min_prob:
+            out.append(UNCERTAIN)
+        else:
+            out.append(CLASSES[int(probs[i].argmax())])
+    return out
