@@ -243,7 +243,7 @@ def _predict(args) -> int:
     from streamer.analyze import check_checkpoint
     from streamer.crops import CropRule, crop_faces, to_tensor
     from streamer.session import pose_in_image
-    from workers import face_model
+    from workers import emotion, face_model
     from workers.regressor import Regressor
 
     fm = face_model.load()
@@ -268,9 +268,15 @@ def _predict(args) -> int:
         pred = regressor(to_tensor(crops, rule))
         poses = pose_in_image(pred, affines)
         blends = fm.blendshapes_from_eta(pred.expression)  # one batched solve per image
+        labels = emotion.label(pred.emotion_probs, face_px=np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]),
+                               yaw=poses[:, 0], pitch=poses[:, 1], rule=cfg.emotion)
         for i in range(len(boxes)):
             face = _face_dict(path, boxes[i], scores[i], pred, poses[i], i)
             face["blendshapes"] = dict(zip(fm.blend_names, (round(float(w), 3) for w in blends[i])))
+            face["emotion"] = labels[i]
+            # null without a classifier beside the checkpoint (JSON has no NaN)
+            face["emotion_probs"] = (dict(zip(emotion.CLASSES, (round(float(p), 4) for p in pred.emotion_probs[i])))
+                                     if np.isfinite(pred.emotion_probs[i]).all() else None)
             print(json.dumps(face) if args.json else _face_line(face, i))
         found += len(boxes)
     if not found:
@@ -295,7 +301,16 @@ def _face_line(face: dict, i: int) -> str:
     return (f"{face['image']} face {i}: box ({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f}) "
             f"score {face['score']:.3f}  yaw {p['yaw']:+.1f} pitch {p['pitch']:+.1f} "
             f"roll {p['roll']:+.1f} deg  centre ({p['tx']:.1f}, {p['ty']:.1f}) px  "
-            f"scale {p['scale']:.2f} px/cm  " + " ".join(f"{n} {w:.2f}" for n, w in top))
+            f"scale {p['scale']:.2f} px/cm  " + " ".join(f"{n} {w:.2f}" for n, w in top)
+            + f"  emotion {face['emotion']}" + _top_prob(face["emotion_probs"]))
+
+
+def _top_prob(probs: dict | None) -> str:
+    """" (happy 0.72)": the most likely class and its probability, also when abstaining."""
+    if not probs:
+        return ""
+    name, p = max(probs.items(), key=lambda kv: kv[1])
+    return f" ({name} {p:.2f})"
 
 
 # ---- report, face-model ------------------------------------------------------------------

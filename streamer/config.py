@@ -85,6 +85,15 @@ class SmoothingConfig:
 
 
 @dataclass
+class EmotionConfig:
+    """When a face gets no emotion label (workers/emotion.py; trade-offs in docs/accuracy.md)."""
+    min_prob: float = 0.4          # most likely class below this: "uncertain"
+    min_face_px: float = 24.0      # box shorter side below this (source pixels): "too_small"
+    max_yaw: float = 60.0          # |yaw| beyond this (degrees): "too_turned"
+    max_pitch: float = 45.0        # |pitch| beyond this (degrees): "too_turned"
+
+
+@dataclass
 class ModelConfig:
     checkpoint: str | None = None  # None: the shipped default under workers/weights
     device: str = "auto"           # auto | cpu | cuda
@@ -147,6 +156,7 @@ class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    emotion: EmotionConfig = field(default_factory=EmotionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     parquet: ParquetConfig = field(default_factory=ParquetConfig)

@@ -169,7 +169,24 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     meta = {"name": "test-tiny", "trained": True,
             "crop": {"size": 64, "enlarge": 0.25, "mean": [0.5] * 3, "std": [0.5] * 3},
             "face_model": fm.meta()}
-    return checkpoint.save(FaceRegressor("tiny").eval(), meta, tmp_path_factory.mktemp("ckpt") / "test-tiny")
+    path = checkpoint.save(FaceRegressor("tiny").eval(), meta, tmp_path_factory.mktemp("ckpt") / "test-tiny")
+    tiny_emotion_classifier(path)
+    return path
+
+
+def tiny_emotion_classifier(ckpt: Path):
+    """A seeded random emotion classifier beside checkpoint ``ckpt``, tied to its weights
+    and face model as a fitted one is: plumbing tests need probabilities, not accuracy."""
+    import numpy as np
+
+    from workers import emotion, face_model
+
+    rng = np.random.default_rng(0)
+    clf = emotion.Classifier(mean=np.zeros(29), std=np.full(29, 0.05),
+                             layers=[(rng.normal(size=(7, 29)), rng.normal(size=7))])
+    clf.meta.update(face_model=face_model.load().meta(),
+                    network={"name": "test-tiny", "weights_sha256": emotion.weights_sha256(ckpt)})
+    return clf.save(emotion.path_for(ckpt))
 
 
 @pytest.fixture(scope="session")

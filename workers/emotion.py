@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamer.config import EmotionConfig
 from workers import checkpoint, face_model
 
 FORMAT = "facestream-emotion/1"
@@ -132,22 +133,12 @@ def load(ckpt: str | Path, *, required: bool = True) -> Classifier | None:
     return clf
 
 
-@dataclass(frozen=True)
-class Abstain:
-    """When a face gets no emotion: below ``min_prob`` for its most likely class, smaller
-    than ``min_face_px`` (box side, source pixels), or turned beyond ``max_yaw`` /
-    ``max_pitch`` degrees. Defaults come from docs/accuracy.md's held-out numbers."""
-
-    min_prob: float = 0.4
-    min_face_px: float = 24.0
-    max_yaw: float = 60.0
-    max_pitch: float = 45.0
-
-
 def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw=None, pitch=None,
-          rule: Abstain = Abstain()) -> list[str]:
-    """One label per row of ``probs``: the most likely class, or why there is none. Size
-    and pose are checked first: a tiny or profile face's confident guess is still a guess."""
+          rule: EmotionConfig | None = None) -> list[str]:
+    """One label per row of ``probs``: the most likely class, or why there is none
+    (``rule``'s thresholds; ray_config.yaml's ``emotion`` section). Size and pose are
+    checked first: a tiny or profile face's confident guess is still a guess."""
+    rule = rule or EmotionConfig()
     probs = np.asarray(probs, np.float64).reshape(-1, len(CLASSES))
     n = len(probs)
     bc = lambda v: np.broadcast_to(np.nan if v is None else np.asarray(v, np.float64), (n,))

@@ -31,6 +31,13 @@ class Prediction:
     scale: np.ndarray        # (N,) crop pixels per cm
     shape: np.ndarray        # (N, 99)
     landmarks: np.ndarray    # (N, 68, 2) crop pixels
+    # (N, 7) calibrated probabilities of workers.emotion.CLASSES, read from expression by
+    # the classifier shipped beside the checkpoint; NaN where there is none
+    emotion_probs: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.emotion_probs is None:
+            self.emotion_probs = np.full((len(self.expression), 7), np.nan, np.float32)
 
     def __len__(self):
         return len(self.expression)
@@ -56,7 +63,8 @@ def decode(out: dict[str, torch.Tensor], size: int) -> Prediction:
 class Regressor:
     """A loaded checkpoint ready to run on batches of normalised crops."""
 
-    def __init__(self, model, meta: dict, device: str = "auto"):
+    def __init__(self, model, meta: dict, device: str = "auto", emotion=None):
+        self.emotion = emotion   # workers.emotion.Classifier, or None
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -69,8 +77,11 @@ class Regressor:
 
     @classmethod
     def load(cls, path: str | None = None, device: str = "auto") -> "Regressor":
-        model, meta = checkpoint.load(path or checkpoint.default_path())
-        return cls(model, meta, device)
+        from workers import emotion
+
+        path = path or checkpoint.default_path()
+        model, meta = checkpoint.load(path)
+        return cls(model, meta, device, emotion.load(path, required=False))
 
     @property
     def version(self) -> str:
@@ -86,4 +97,7 @@ class Regressor:
                 out = self.model(x)
         else:
             out = self.model(x)
-        return decode(out, self.size)
+        pred = decode(out, self.size)
+        if self.emotion is not None:     # a few small matrix products: no measurable cost
+            pred.emotion_probs = self.emotion.probs(pred.expression)
+        return pred

@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 import redis
 
+from streamer.config import EmotionConfig
 from streamer.dataset import read_records
 from streamer.schema import decode_redis, stream_key
 from workers import face_model
+from workers.emotion import CLASSES, LABELS
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO.parent / "shared" / "data" / "real"
@@ -140,7 +142,10 @@ def test_predict_prints_one_json_line_per_face(tiny_checkpoint):
     faces = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(f["image"]).name for f in faces] == ["two_people.jpg"] * 2 + ["obama-720p.jpg"]
     for f in faces:
-        assert set(f) == {"image", "box", "score", "expression", "pose", "quaternion", "shape", "blendshapes"}
+        assert set(f) == {"image", "box", "score", "expression", "pose", "quaternion", "shape", "blendshapes",
+                          "emotion", "emotion_probs"}
+        assert list(f["emotion_probs"]) == list(CLASSES) and abs(sum(f["emotion_probs"].values()) - 1) < 1e-3
+        assert f["emotion"] in LABELS
         assert len(f["blendshapes"]) == 53 and all(0 <= w <= 1 for w in f["blendshapes"].values())
         assert (len(f["expression"]), len(f["shape"]), len(f["quaternion"]), len(f["box"])) == (29, 99, 4, 4)
         assert set(f["pose"]) == {"yaw", "pitch", "roll", "tx", "ty", "scale"}
@@ -149,6 +154,33 @@ def test_predict_prints_one_json_line_per_face(tiny_checkpoint):
         assert abs(np.linalg.norm(f["quaternion"]) - 1) < 1e-4
     # obama-720p.jpg: RetinaFace puts the face at about x 588..742
     assert 560 < faces[2]["box"][0] < 620
+
+
+def test_predict_json_with_the_shipped_weights_reads_emotion_from_eta():
+    """The default checkpoint and the classifier shipped beside it, on a face photo."""
+    from workers import checkpoint, emotion
+
+    result = facestream("predict", REAL / "obama-720p.jpg", "--json")
+    assert result.returncode == 0, result.stderr
+    face = json.loads(result.stdout)
+    clf = emotion.load(checkpoint.default_path())
+    want = clf.probs(np.array(face["expression"]))[0]
+    np.testing.assert_allclose(list(face["emotion_probs"].values()), want, atol=2e-3)
+    conf = max(face["emotion_probs"].values())
+    top = max(face["emotion_probs"], key=face["emotion_probs"].get)
+    assert face["emotion"] == (top if conf >= EmotionConfig().min_prob else "uncertain")
+
+
+def test_predict_text_names_the_emotion_and_abstains_as_configured(tiny_checkpoint, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("emotion:\n  min_prob: 1.01\n")
+    result = facestream("predict", REAL / "obama-720p.jpg", "--checkpoint", tiny_checkpoint, "--config", cfg)
+    assert result.returncode == 0, result.stderr
+    assert "emotion uncertain (" in result.stdout
+    small = tmp_path / "s.yaml"
+    small.write_text("emotion:\n  min_face_px: 100000\n")
+    result = facestream("predict", REAL / "obama-720p.jpg", "--checkpoint", tiny_checkpoint, "--config", small, "--json")
+    assert json.loads(result.stdout)["emotion"] == "too_small"
 
 
 def test_predict_no_detect_treats_the_image_as_a_crop(tiny_checkpoint):

@@ -7,7 +7,8 @@ import torch
 
 from streamer.crops import CropRule
 from workers import checkpoint, emotion, face_model
-from workers.emotion import CLASSES, Abstain, Classifier, EmotionError, label
+from streamer.config import EmotionConfig
+from workers.emotion import CLASSES, Classifier, EmotionError, label
 from workers.networks import FaceRegressor
 
 
@@ -80,8 +81,8 @@ def test_labels_abstain_for_low_probability_small_and_turned_faces():
     p = np.full((5, 7), 0.05)
     p[:, 3] = 0.7                                # happy, confidently
     p[1] = 1 / 7                                 # flat: uncertain
-    rule = Abstain(min_prob=0.4, min_face_px=30, max_yaw=50, max_pitch=40)
+    rule = EmotionConfig(min_prob=0.4, min_face_px=30, max_yaw=50, max_pitch=40)
     got = label(p, face_px=[100, 100, 20, 100, 100], yaw=[0, 0, 0, -70, 10], pitch=[0, 0, 0, 0, 45], rule=rule)
     assert got == ["happy", "uncertain", "too_small", "too_turned", "too_turned"]
-    assert label(p[:1], rule=Abstain(min_prob=0.8)) == ["uncertain"]
+    assert label(p[:1], rule=EmotionConfig(min_prob=0.8)) == ["uncertain"]
     assert label(np.full((1, 7), np.nan)) == ["uncertain"]
