@@ -91,6 +91,8 @@ class EmotionConfig:
     min_face_px: float = 24.0      # box shorter side below this (source pixels): "too_small"
     max_yaw: float = 60.0          # |yaw| beyond this (degrees): "too_turned"
     max_pitch: float = 45.0        # |pitch| beyond this (degrees): "too_turned"
+    switch_margin: float = 0.05    # a track's smoothed label changes only to a class this
+    #                                much more probable than the one it holds (no flicker)
 
 
 @dataclass

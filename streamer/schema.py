@@ -13,9 +13,20 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+# 2: emotion, emotion_probs and their raw twins (issue 16). Version-1 files and entries
+# still read: their records carry emotion "" (not computed) and NaN probabilities.
+SCHEMA_VERSION = 2
 N_EXP, N_SHAPE, N_BLEND = 29, 99, 53
 POSE_FIELDS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
+# The order of emotion_probs; readers take it from the schema metadata (emotion_classes),
+# this constant is what writers put there.
+EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+EMOTION_ABSTAIN = ("uncertain", "too_small", "too_turned")
+N_EMOTION = len(EMOTION_CLASSES)
+
+
+def _no_probs() -> np.ndarray:
+    return np.full(N_EMOTION, np.nan, np.float32)
 
 
 @dataclass
@@ -27,6 +38,11 @@ class FaceRecord:
     pixels per centimetre of the face model at that depth. quaternion is (w, x, y, z) of
     the same rotation. Smoothed values sit in the plain fields, the network's per-frame
     output in the ``*_raw`` fields.
+
+    emotion is one of EMOTION_CLASSES or an abstention (EMOTION_ABSTAIN: uncertain,
+    too_small, too_turned), or "" where none was computed (schema version 1);
+    emotion_probs are the classes' probabilities in EMOTION_CLASSES order (NaN without
+    a classifier). The smoothed label is the label of the smoothed probabilities.
     """
 
     stream_id: str
@@ -46,6 +62,10 @@ class FaceRecord:
     quaternion_raw: np.ndarray      # (4,)
     shape_raw: np.ndarray           # (99,)
     model_version: str = ""         # checkpoint name @ face model version + hash prefix
+    emotion: str = ""               # label of the smoothed probabilities, or an abstention
+    emotion_probs: np.ndarray = dataclasses.field(default_factory=_no_probs)      # (7,) smoothed
+    emotion_raw: str = ""           # label of this frame's probabilities
+    emotion_probs_raw: np.ndarray = dataclasses.field(default_factory=_no_probs)  # (7,)
 
     @property
     def record_id(self) -> str:
@@ -69,7 +89,11 @@ VECTOR_FIELDS: tuple[tuple[str, int], ...] = (
     ("pose_raw", len(POSE_FIELDS)),
     ("quaternion_raw", 4),
     ("shape_raw", N_SHAPE),
+    ("emotion_probs", N_EMOTION),       # version 2 on: the packed Redis field of version 1
+    ("emotion_probs_raw", N_EMOTION),   # entries ends before these two
 )
+# columns version 1 did not have, and what a record read from it holds there
+SINCE_V2 = {"emotion": "", "emotion_probs": None, "emotion_raw": "", "emotion_probs_raw": None}
 _VECTOR_DIMS = dict(VECTOR_FIELDS)
 _SCALAR_TYPES = {
     "stream_id": pa.string(),
@@ -79,6 +103,8 @@ _SCALAR_TYPES = {
     "track_id": pa.int64(),
     "score": pa.float64(),
     "model_version": pa.string(),
+    "emotion": pa.string(),
+    "emotion_raw": pa.string(),
 }
 _COLUMNS = [f.name for f in dataclasses.fields(FaceRecord)]
 
@@ -87,7 +113,19 @@ SCHEMA_METADATA: dict[bytes, bytes] = {
     b"facestream.pose_fields": ",".join(POSE_FIELDS).encode(),
     b"facestream.quaternion_order": b"w,x,y,z",
     b"facestream.pose_units": b"degrees (yaw,pitch,roll; AFLW2000-3D signs), pixels (tx,ty), pixels/cm (scale)",
+    b"facestream.emotion_classes": ",".join(EMOTION_CLASSES).encode(),
+    b"facestream.emotion_abstain": ",".join(EMOTION_ABSTAIN).encode(),
 }
+
+
+def emotion_classes(metadata: dict | None) -> tuple[str, ...]:
+    """The order of ``emotion_probs`` in data with this schema metadata (bytes or str
+    keys), falling back to this version's classes for data that does not say."""
+    meta = {(k.decode() if isinstance(k, bytes) else k): v for k, v in (metadata or {}).items()}
+    value = meta.get("facestream.emotion_classes")
+    if not value:
+        return EMOTION_CLASSES
+    return tuple((value.decode() if isinstance(value, bytes) else value).split(","))
 
 
 def _arrow_type(name: str) -> pa.DataType:
@@ -147,29 +185,39 @@ def table_to_records(table: pa.Table) -> list[FaceRecord]:
     """FaceRecords from a table holding at least the ARROW_SCHEMA columns (extra ones,
     such as a Hive partition column, are ignored)."""
     _check_version((table.schema.metadata or {}).get(b"facestream.schema_version"))
-    missing = [c for c in _COLUMNS if c not in table.column_names]
+    missing = [c for c in _COLUMNS if c not in table.column_names and c not in SINCE_V2]
     if missing:
         raise ValueError(f"table lacks facestream columns: {', '.join(missing)}")
+    n = len(table)
     values: dict[str, list | np.ndarray] = {}
     for name in _COLUMNS:
+        if name not in table.column_names:           # a version-1 file
+            values[name] = np.full((n, N_EMOTION), np.nan, np.float32) if name in _VECTOR_DIMS else [""] * n
+            continue
         column = table.column(name).combine_chunks()
         if name in _VECTOR_DIMS:
-            flat = column.flatten().to_numpy(zero_copy_only=False)
-            # one writable copy per column; each record holds a row view of it
-            values[name] = np.array(flat, dtype=np.float32).reshape(len(table), _VECTOR_DIMS[name])
+            # one writable copy per column; each record holds a row view of it. Null rows
+            # (a version-1 part read beside newer ones) become NaN.
+            matrix = np.full((n, _VECTOR_DIMS[name]), np.nan, np.float32)
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            flat = column.filter(column.is_valid()).flatten().to_numpy(zero_copy_only=False)
+            matrix[valid] = np.asarray(flat, np.float32).reshape(-1, _VECTOR_DIMS[name])
+            values[name] = matrix
         else:
-            values[name] = column.to_pylist()
-    return [FaceRecord(**{name: values[name][i] for name in _COLUMNS}) for i in range(len(table))]
+            values[name] = ["" if v is None else v for v in column.to_pylist()]
+    return [FaceRecord(**{name: values[name][i] for name in _COLUMNS}) for i in range(n)]
 
 
 # --------------------------------------------------------------------------------------
 # Redis Streams
 # --------------------------------------------------------------------------------------
 # Entry layout (all values bytes): v schema version, sid stream id, f frame index,
-# t track id, pts / wt / s as repr() floats (exact round trip), m model version, and
-# x = every VECTOR_FIELDS vector, concatenated in that order, little-endian float32.
+# t track id, pts / wt / s as repr() floats (exact round trip), m model version, e / er
+# the smoothed / raw emotion label, and x = every VECTOR_FIELDS vector, concatenated in
+# that order, little-endian float32 (version 1: no e / er, x without the emotion vectors).
 _PACKED_DTYPE = np.dtype("<f4")
 _PACKED_LEN = sum(d for _, d in VECTOR_FIELDS)
+_PACKED_LEN_V1 = _PACKED_LEN - 2 * N_EMOTION
 EVENT_KINDS = ("started", "resumed", "progress", "ended", "stopped", "failed", "reconnecting", "reconnected")
 FINAL_EVENTS = ("ended", "stopped", "failed")  # the last event of a stream
 
@@ -185,7 +233,7 @@ def events_key(prefix: str) -> str:
 
 
 def encode_redis(rec: FaceRecord) -> dict[str, bytes]:
-    """Compact XADD fields for one record (about 1.4 kB, 1332 bytes of it vectors)."""
+    """Compact XADD fields for one record (about 1.4 kB, 1388 bytes of it vectors)."""
     packed = np.concatenate(
         [np.asarray(getattr(rec, name), dtype=_PACKED_DTYPE).reshape(-1) for name, _ in VECTOR_FIELDS]
     )
@@ -200,6 +248,8 @@ def encode_redis(rec: FaceRecord) -> dict[str, bytes]:
         "wt": repr(float(rec.wall_time)).encode(),
         "s": repr(float(rec.score)).encode(),
         "m": rec.model_version.encode(),
+        "e": rec.emotion.encode(),
+        "er": rec.emotion_raw.encode(),
         "x": packed.tobytes(),
     }
 
@@ -215,15 +265,19 @@ def _text(value: bytes | str) -> str:
 def decode_redis(fields: dict) -> FaceRecord:
     """FaceRecord from the fields of one stream entry (bytes or str keys)."""
     f = _text_keys(fields)
-    _check_version(_text(f["v"]))
+    version = int(_text(f["v"]))
+    _check_version(version)
     x = f["x"]
     if isinstance(x, str):
         raise TypeError("the packed vector field 'x' is binary: read entries with decode_responses=False")
     packed = np.frombuffer(x, dtype=_PACKED_DTYPE).astype(np.float32)
-    if packed.size != _PACKED_LEN:
-        raise ValueError(f"packed vector field holds {packed.size} values, expected {_PACKED_LEN}")
+    want = _PACKED_LEN_V1 if version < 2 else _PACKED_LEN
+    if packed.size != want:
+        raise ValueError(f"packed vector field holds {packed.size} values, expected {want}")
     vectors, offset = {}, 0
     for name, dim in VECTOR_FIELDS:
+        if offset >= packed.size:            # version 1: the emotion vectors are not there
+            break
         vectors[name] = packed[offset:offset + dim]
         offset += dim
     return FaceRecord(
@@ -234,6 +288,8 @@ def decode_redis(fields: dict) -> FaceRecord:
         track_id=int(f["t"]),
         score=float(f["s"]),
         model_version=_text(f["m"]),
+        emotion=_text(f.get("e", b"")),
+        emotion_raw=_text(f.get("er", b"")),
         **vectors,
     )
 

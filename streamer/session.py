@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import ray
 
-from streamer.config import Config
+from streamer.config import Config, EmotionConfig
 from streamer.crops import CropRule, crop_faces, crop_to_image
 from streamer.schema import FaceRecord
 from streamer.sinks.base import Committed, Sink
@@ -44,6 +44,7 @@ from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
 from streamer.tracking import Track, Tracker
 from streamer.urls import redact
 from workers import face_model
+from workers.emotion import label as emotion_label
 from workers.pose import euler_from_matrix, matrix_from_quaternion
 from workers.regressor import Prediction
 from workers.replicas import Replicas, slice_prediction
@@ -89,11 +90,13 @@ class RecordBuilder:
     """
 
     def __init__(self, stream_id: str, model_version: str, smoothers: SmootherBank,
-                 blendshapes: Callable[[np.ndarray], np.ndarray]):
+                 blendshapes: Callable[[np.ndarray], np.ndarray], emotion: EmotionConfig | None = None):
         self.stream_id = stream_id
         self.model_version = model_version
         self._smoothers = smoothers
         self._blendshapes = blendshapes
+        self._emotion = emotion or EmotionConfig()
+        self._held: dict[int, str] = {}   # each track's smoothed emotion label so far
 
     def frame(self, frame: "_FrameWork", pred: Prediction | None, first_row: int) -> list[FaceRecord]:
         """Records of one frame, whose faces are rows ``first_row...`` of ``pred``."""
@@ -106,13 +109,20 @@ class RecordBuilder:
                 records.append(self._record(frame, track, pred, first_row + k, poses[k], now))
         for track_id in frame.ended_ids:
             self._smoothers.drop(track_id)
+            self._held.pop(track_id, None)
         return records
 
     def _record(self, frame: "_FrameWork", track: Track, pred: Prediction, i: int,
                 raw_pose: np.ndarray, now: float) -> FaceRecord:
         s = self._smoothers.update(track.track_id, frame.pts, pred.expression[i],
-                                   pred.quaternion[i], raw_pose[3:], pred.shape[i])
+                                   pred.quaternion[i], raw_pose[3:], pred.shape[i], pred.emotion_probs[i])
         euler = euler_from_matrix(matrix_from_quaternion(s["quaternion"]))
+        side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))
+        raw_label = emotion_label(pred.emotion_probs[i], side, raw_pose[0], raw_pose[1], self._emotion)[0]
+        held = self._held.get(track.track_id)
+        smooth_label = emotion_label(s["emotion_probs"], side, euler[0], euler[1], self._emotion,
+                                     held=None if held is None else [held])[0]
+        self._held[track.track_id] = smooth_label
         return FaceRecord(
             stream_id=self.stream_id, frame_index=frame.index, pts=frame.pts, wall_time=now,
             track_id=track.track_id, box=_f32(track.box), score=track.score,
@@ -122,6 +132,8 @@ class RecordBuilder:
             expression_raw=_f32(pred.expression[i]), pose_raw=_f32(raw_pose),
             quaternion_raw=_f32(pred.quaternion[i]), shape_raw=_f32(pred.shape[i]),
             model_version=self.model_version,
+            emotion=smooth_label, emotion_probs=_f32(s["emotion_probs"]),
+            emotion_raw=raw_label, emotion_probs_raw=_f32(pred.emotion_probs[i]),
         )
 
 
@@ -261,7 +273,7 @@ class StreamSession:
             info = await self.replicas.info()
             rule = CropRule.from_meta(info["meta"])
             builder = RecordBuilder(self.stream_id, info["version"], SmootherBank(self.cfg.smoothing),
-                                    face_model.load().blendshapes_from_eta)
+                                    face_model.load().blendshapes_from_eta, self.cfg.emotion)
             for make in self._sink_factories:  # one by one: a failure is told to those made
                 self._sinks.append(make())
             resume = _resume_point(self._sinks)

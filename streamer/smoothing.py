@@ -138,8 +138,29 @@ class RotationFilter:
         return self._q.copy() if self._q[0] >= 0 else -self._q
 
 
+class ProbabilityFilter:
+    """One-Euro over a class-probability vector, renormalised to sum to one.
+
+    Smoothing the probabilities (not the labels) is what keeps a still face's label
+    from flickering: a frame whose noise tips two close classes barely moves the
+    filtered vector. Each component is a probability, so the filter's speed unit is
+    probability per second. Vectors that are not finite (no classifier) pass through
+    as NaN without touching the filter's state."""
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0):
+        self._filter = OneEuroFilter(min_cutoff, beta, d_cutoff)
+
+    def __call__(self, t: float, p) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        if not np.isfinite(p).all():
+            return np.full(p.shape, np.nan)
+        out = np.clip(self._filter(t, p), 0.0, None)
+        return out / max(out.sum(), 1e-12)
+
+
 class TrackSmoother:
-    """Smooths one track's expression, rotation, translation and identity shape.
+    """Smooths one track's expression, rotation, translation, identity shape and emotion
+    probabilities (:class:`ProbabilityFilter`, the coefficient settings).
 
     Expression and translation use One-Euro with the config's coefficient settings;
     rotation uses :class:`RotationFilter` with the ``rotation_*`` settings (beta per
@@ -159,9 +180,11 @@ class TrackSmoother:
         self._translation: OneEuroFilter | None = None  # its unit is the first scale seen
         self._shape: np.ndarray | None = None
         self._shape_n = 0
+        self._emotion = ProbabilityFilter(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
 
-    def update(self, t: float, expression, quaternion, translation, shape) -> dict:
-        """Feed one frame's raw values at pts ``t`` (seconds); returns the smoothed ones."""
+    def update(self, t: float, expression, quaternion, translation, shape, emotion_probs=None) -> dict:
+        """Feed one frame's raw values at pts ``t`` (seconds); returns the smoothed ones
+        (``emotion_probs`` only when given)."""
         if self._translation is None:
             c = self._cfg
             unit = abs(float(translation[2])) or 1.0
@@ -172,12 +195,15 @@ class TrackSmoother:
             self._shape = shape
         else:
             self._shape += (shape - self._shape) / self._shape_n
-        return {
+        out = {
             "expression": self._expression(t, expression),
             "quaternion": self._rotation(t, quaternion),
             "translation": self._translation(t, translation),
             "shape": self._shape.copy(),
         }
+        if emotion_probs is not None:
+            out["emotion_probs"] = self._emotion(t, emotion_probs)
+        return out
 
 
 class SmootherBank:
@@ -191,11 +217,12 @@ class SmootherBank:
         self.cfg = cfg or SmoothingConfig()
         self._smoothers: dict[int, TrackSmoother] = {}
 
-    def update(self, track_id: int, t: float, expression, quaternion, translation, shape) -> dict:
+    def update(self, track_id: int, t: float, expression, quaternion, translation, shape,
+               emotion_probs=None) -> dict:
         smoother = self._smoothers.get(track_id)
         if smoother is None:
             smoother = self._smoothers[track_id] = TrackSmoother(self.cfg)
-        return smoother.update(t, expression, quaternion, translation, shape)
+        return smoother.update(t, expression, quaternion, translation, shape, emotion_probs)
 
     def drop(self, track_id: int) -> None:
         self._smoothers.pop(track_id, None)

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from streamer.redis_server import EmbeddedRedis
-from streamer.schema import FaceRecord
+from streamer.schema import EMOTION_ABSTAIN, EMOTION_CLASSES, FaceRecord
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +39,9 @@ def _record(rng: np.random.Generator, stream_id: str, frame: int, track: int) ->
         expression=vec(29), pose=vec(6), quaternion=vec(4), shape=vec(99), blendshapes=vec(53),
         expression_raw=vec(29), pose_raw=vec(6), quaternion_raw=vec(4), shape_raw=vec(99),
         model_version="test@fm1-abcdef",
+        emotion=str(rng.choice(EMOTION_CLASSES + EMOTION_ABSTAIN)), emotion_raw=str(rng.choice(EMOTION_CLASSES)),
+        emotion_probs=rng.dirichlet(np.ones(7)).astype(np.float32),
+        emotion_probs_raw=rng.dirichlet(np.ones(7)).astype(np.float32),
     )
 
 

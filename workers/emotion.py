@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from streamer.config import EmotionConfig
+from streamer.schema import EMOTION_ABSTAIN, EMOTION_CLASSES
 from workers import checkpoint, face_model
 
 FORMAT = "facestream-emotion/1"
-CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")   # FER2013's seven
-UNCERTAIN, TOO_SMALL, TOO_TURNED = "uncertain", "too_small", "too_turned"
-ABSTAIN = (UNCERTAIN, TOO_SMALL, TOO_TURNED)
+CLASSES = EMOTION_CLASSES         # FER2013's seven, in the order of every probability vector
+ABSTAIN = EMOTION_ABSTAIN
+UNCERTAIN, TOO_SMALL, TOO_TURNED = ABSTAIN
 LABELS = CLASSES + ABSTAIN
 
 
@@ -134,10 +135,14 @@ def load(ckpt: str | Path, *, required: bool = True) -> Classifier | None:
 
 
 def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw=None, pitch=None,
-          rule: EmotionConfig | None = None) -> list[str]:
+          rule: EmotionConfig | None = None, held: list[str] | None = None) -> list[str]:
     """One label per row of ``probs``: the most likely class, or why there is none
     (``rule``'s thresholds; ray_config.yaml's ``emotion`` section). Size and pose are
-    checked first: a tiny or profile face's confident guess is still a guess."""
+    checked first: a tiny or profile face's confident guess is still a guess.
+
+    ``held``: each face's previous label (a track's), kept while its class stays within
+    ``rule.switch_margin`` of the most likely one and above the minimum probability, so
+    that two nearly tied classes do not make the label flicker."""
     rule = rule or EmotionConfig()
     probs = np.asarray(probs, np.float64).reshape(-1, len(CLASSES))
     n = len(probs)
@@ -152,5 +157,8 @@ def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw=None
         elif not np.isfinite(probs[i]).all() or probs[i].max() < rule.min_prob:
             out.append(UNCERTAIN)
         else:
-            out.append(CLASSES[int(probs[i].argmax())])
+            top = int(probs[i].argmax())
+            keep = CLASSES.index(held[i]) if held is not None and held[i] in CLASSES else top
+            stays = probs[i, keep] >= max(probs[i, top] - rule.switch_margin, rule.min_prob)
+            out.append(CLASSES[keep if stays else top])
     return out

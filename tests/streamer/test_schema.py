@@ -13,7 +13,8 @@ from streamer.schema import (
 
 VECTOR_DIMS = {
     "box": 4, "expression": 29, "pose": 6, "quaternion": 4, "shape": 99, "blendshapes": 53,
-    "expression_raw": 29, "pose_raw": 6, "quaternion_raw": 4, "shape_raw": 99,
+    "expression_raw": 29, "pose_raw": 6, "quaternion_raw": 4, "shape_raw": 99, "emotion_probs": 7,
+    "emotion_probs_raw": 7,
 }
 
 
@@ -22,6 +23,7 @@ def test_arrow_schema_columns_types_and_metadata():
         "stream_id", "frame_index", "pts", "wall_time", "track_id", "box", "score",
         "expression", "pose", "quaternion", "shape", "blendshapes", "expression_raw",
         "pose_raw", "quaternion_raw", "shape_raw", "model_version",
+        "emotion", "emotion_probs", "emotion_raw", "emotion_probs_raw",
     ]
     for name, dim in VECTOR_DIMS.items():
         assert ARROW_SCHEMA.field(name).type == pa.list_(pa.float32(), dim)
@@ -37,7 +39,7 @@ def test_arrow_round_trip_is_exact(make_records, assert_records_equal):
     table = records_to_table(records, {"facestream.face_model_hash": "abc123"})
     assert table.num_rows == 150
     assert table.schema.metadata[b"facestream.face_model_hash"] == b"abc123"
-    assert table.schema.metadata[b"facestream.schema_version"] == b"1"
+    assert table.schema.metadata[b"facestream.schema_version"] == b"2"
     assert_records_equal(table_to_records(table), records)
     # chunked and sliced tables decode the same
     sliced = pa.concat_tables([table.slice(0, 7), table.slice(7)]).slice(5, 20)
@@ -86,7 +88,8 @@ def test_redis_packed_layout_is_little_endian_float32_in_field_order(make_record
     x = np.frombuffer(encode_redis(rec)["x"], dtype="<f4")
     assert np.array_equal(x[:4], rec.box)
     assert np.array_equal(x[4:33], rec.expression)
-    assert np.array_equal(x[-99:], rec.shape_raw)
+    assert np.array_equal(x[-14 - 99:-14], rec.shape_raw)
+    assert np.array_equal(x[-14:-7], rec.emotion_probs) and np.array_equal(x[-7:], rec.emotion_probs_raw)
     assert [name for name, _ in schema.VECTOR_FIELDS] == list(VECTOR_DIMS)
 
 
@@ -104,3 +107,41 @@ def test_events_round_trip():
 def test_key_names():
     assert stream_key("fs", "cam1") == "fs:stream:cam1"
     assert events_key("fs") == "fs:events"
+
+
+def test_emotion_classes_are_in_the_metadata_and_read_from_it(make_records):
+    from streamer.schema import EMOTION_CLASSES, emotion_classes, records_to_table
+
+    meta = records_to_table(make_records(1)).schema.metadata
+    assert meta[b"facestream.emotion_classes"] == b"angry,disgust,fear,happy,neutral,sad,surprise"
+    assert emotion_classes(meta) == EMOTION_CLASSES
+    assert emotion_classes({"facestream.emotion_classes": "b,a"}) == ("b", "a")
+    assert emotion_classes({}) == EMOTION_CLASSES
+
+
+def test_version_1_table_reads_with_no_emotion(make_records):
+    import numpy as np
+
+    from streamer.schema import SINCE_V2, records_to_table, table_to_records
+
+    recs = make_records(2)
+    v1 = records_to_table(recs).drop_columns(list(SINCE_V2))
+    v1 = v1.replace_schema_metadata({b"facestream.schema_version": b"1"})
+    got = table_to_records(v1)
+    assert [g.emotion for g in got] == [""] * len(recs) and all(np.isnan(g.emotion_probs_raw).all() for g in got)
+    assert all(np.array_equal(g.shape_raw, r.shape_raw) for g, r in zip(got, recs))
+
+
+def test_version_1_redis_entry_decodes_with_no_emotion(make_records):
+    import numpy as np
+
+    rec = make_records(1)[0]
+    fields = encode_redis(rec)
+    v1 = {k: v for k, v in fields.items() if k not in ("e", "er")}
+    v1["v"], v1["x"] = b"1", fields["x"][: -2 * 7 * 4]
+    got = decode_redis(v1)
+    assert got.emotion == "" and np.isnan(got.emotion_probs).all()
+    assert np.array_equal(got.expression, rec.expression) and np.array_equal(got.shape_raw, rec.shape_raw)
+    assert decode_redis(fields).emotion == rec.emotion
+    with pytest.raises(ValueError, match="expected"):
+        decode_redis({**fields, "v": b"1"})

@@ -287,3 +287,61 @@ def test_a_live_stream_ends_after_max_duration(face_video, shared_replicas, redi
     bound = 2.0 * face_video.fps + pipeline_config.source.queue_frames + 5
     assert 0 < summary["frames"] <= bound and time.monotonic() - t0 < 30
     ray.kill(session)
+
+
+def _still_face_frames(probs_per_frame, box=(100.0, 50.0, 220.0, 190.0), yaw=0.0):
+    """(frame work, prediction) per frame: one track, a still face, given emotion probs."""
+    from streamer.session import _FrameWork
+    from streamer.tracking import Track
+    from workers.pose import matrix_from_euler, quaternion_from_matrix
+
+    rule = CropRule(size=64, enlarge=0.25)
+    R = matrix_from_euler(yaw, 0.0, 0.0)
+    _, affines = crop_faces(np.zeros((240, 320, 3), np.uint8), np.array([box]), rule)
+    for k, probs in enumerate(probs_per_frame):
+        pred = Prediction(expression=np.zeros((1, 29)), rotation=R[None], euler=np.array([[yaw, 0.0, 0.0]]),
+                          quaternion=quaternion_from_matrix(R)[None], centre=np.array([[32.0, 32.0]]),
+                          scale=np.array([4.0]), shape=np.zeros((1, 99)), landmarks=np.zeros((1, 68, 2)),
+                          emotion_probs=np.asarray(probs, np.float32)[None])
+        work = _FrameWork(index=k, pts=k / 30.0, captured=0.0, tracks=[Track(3, np.array(box), 0.9, 0)],
+                          affines=affines, ended_ids=[])
+        yield work, pred
+
+
+def test_still_face_emotion_label_does_not_flicker_though_frames_do():
+    """happy and neutral nearly tied, per-frame noise tips the raw label back and forth;
+    the smoothed probabilities (and the held label) keep one label."""
+    from streamer.config import EmotionConfig
+    from streamer.smoothing import SmootherBank
+
+    rng = np.random.default_rng(0)
+    base = np.array([0.02, 0.02, 0.02, 0.46, 0.44, 0.02, 0.02])
+    frames = []
+    for _ in range(90):
+        p = np.clip(base + rng.normal(scale=0.03, size=7) * np.isin(np.arange(7), (3, 4)), 0, None)
+        frames.append(p / p.sum())
+    builder = RecordBuilder("s", "v", SmootherBank(), face_model.load().blendshapes_from_eta,
+                            EmotionConfig(min_prob=0.3))
+    recs = [r for work, pred in _still_face_frames(frames) for r in builder.frame(work, pred, 0)]
+    raw = [r.emotion_raw for r in recs]
+    assert {"happy", "neutral"} <= set(raw) and sum(a != b for a, b in zip(raw, raw[1:])) > 10
+    assert [r.emotion for r in recs] == ["happy"] * len(recs)
+    np.testing.assert_allclose([r.emotion_probs.sum() for r in recs], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(recs[0].emotion_probs, frames[0], rtol=1e-5)   # the first sample passes
+    assert np.array_equal(recs[5].emotion_probs_raw, frames[5].astype(np.float32))
+    assert abs(recs[-1].emotion_probs[3] - np.mean([f[3] for f in frames[-30:]])) < 0.02
+
+
+def test_emotion_abstains_for_small_and_turned_faces_and_without_a_classifier():
+    from streamer.config import EmotionConfig
+    from streamer.smoothing import SmootherBank
+
+    happy = [np.array([0.02, 0.02, 0.02, 0.88, 0.02, 0.02, 0.02])] * 3
+    def labels(box=(100.0, 50.0, 220.0, 190.0), yaw=0.0, probs=happy):
+        b = RecordBuilder("s", "v", SmootherBank(), face_model.load().blendshapes_from_eta,
+                          EmotionConfig(min_face_px=40, max_yaw=50))
+        return [(r.emotion, r.emotion_raw) for w, p in _still_face_frames(probs, box, yaw) for r in b.frame(w, p, 0)]
+    assert labels() == [("happy", "happy")] * 3
+    assert labels(box=(100.0, 50.0, 130.0, 190.0)) == [("too_small", "too_small")] * 3
+    assert labels(yaw=70.0) == [("too_turned", "too_turned")] * 3
+    assert labels(probs=[np.full(7, np.nan)] * 3) == [("uncertain", "uncertain")] * 3

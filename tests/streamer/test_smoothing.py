@@ -176,3 +176,16 @@ def test_shape_is_running_mean_and_bank_keeps_tracks_apart():
 def test_one_euro_first_sample_passes_through(dims):
     x = np.arange(dims, dtype=float) + 0.123
     np.testing.assert_array_equal(OneEuroFilter()(0.0, x), x)
+
+
+def test_probability_filter_keeps_a_distribution_and_passes_nan():
+    from streamer.smoothing import ProbabilityFilter
+
+    f = ProbabilityFilter(min_cutoff=1.0)
+    a, b = np.array([0.7, 0.3]), np.array([0.1, 0.9])
+    np.testing.assert_allclose(f(0.0, a), a)
+    out = f(1 / 30, b)
+    assert abs(out.sum() - 1) < 1e-12 and a[0] > out[0] > b[0]
+    assert np.isnan(f(2 / 30, [np.nan, np.nan])).all()
+    after = f(3 / 30, b)                      # the NaN frame left the state alone
+    assert out[0] > after[0] > b[0]

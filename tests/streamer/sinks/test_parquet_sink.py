@@ -47,7 +47,8 @@ def test_files_carry_schema_metadata_and_zstd(tmp_path, make_records):
     with_sink.close()
     path = next((tmp_path / "records").rglob("*.parquet"))
     meta = pq.read_schema(path).metadata
-    assert meta[b"facestream.schema_version"] == b"1"
+    assert meta[b"facestream.schema_version"] == b"2"
+    assert meta[b"facestream.emotion_classes"] == b"angry,disgust,fear,happy,neutral,sad,surprise"
     assert meta[b"facestream.face_model_version"] == b"fm-1"
     assert meta[b"facestream.checkpoint"] == b"ckpt-a"
     assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
