@@ -1,4 +1,4 @@
-"""Draw FaceRecords back onto their video: box, track id, head-pose axes, angles.
+"""Draw FaceRecords back onto their video: box, track id and emotion, head-pose axes, angles.
 
 ``annotate_video(video_path, records, out_path)`` re-decodes the source (every frame, as
 ``open_source(path, SourceConfig())`` yields them, so ``Frame.index`` is the records'
@@ -198,7 +198,9 @@ def _draw_record(image: np.ndarray, rec: FaceRecord, cfg: AnnotateConfig) -> Non
     color = _TRACK_COLORS[int(rec.track_id) % len(_TRACK_COLORS)]
     p1, p2 = _pt(box[:2], limit), _pt(box[2:], limit)
     cv2.rectangle(image, p1, p2, color, thick)
-    _text(image, f"id {int(rec.track_id)}", (p1[0], p1[1] - thick - 2), scale, color)
+    # the smoothed emotion beside the track id; "" in data written before it existed
+    emotion = f" {rec.emotion}" if rec.emotion else ""
+    _text(image, f"id {int(rec.track_id)}{emotion}", (p1[0], p1[1] - thick - 2), scale, color)
 
     if pose.size >= 5 and np.all(np.isfinite(pose[:5])):
         origin, ends, depth = axis_endpoints(rec, cfg.axis_scale, cfg.use_quaternion)

@@ -6,6 +6,7 @@
     index.html                              summary tables, legend, every image below
     <stream>/overview.png                   faces per frame + lifetime of every track
     <stream>/track-<id>-pose.png            yaw / pitch / roll, raw (thin) vs smoothed
+    <stream>/track-<id>-emotion.png         the emotion ribbon (streamer/emotion_ribbon.py)
     <stream>/track-<id>-expression.png      readable ARKit blendshape curves, plus the
                                             29 eta components as heatmaps, raw | smoothed
 
@@ -35,7 +36,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from streamer.dataset import read_dataset
-from streamer.schema import N_BLEND, N_EXP
+from streamer.emotion_ribbon import EmotionRibbon
+from streamer.schema import N_BLEND, N_EMOTION, N_EXP, emotion_classes
 from streamer.sinks.parquet_sink import partition_name
 
 MIN_TRACK_RECORDS = 5
@@ -95,14 +97,23 @@ class _Columns:
     expression_raw: np.ndarray  # (n, 29)
     blendshapes: np.ndarray     # (n, 53)
     model_version: np.ndarray   # (n,) object
+    emotion: np.ndarray         # (n,) object: smoothed label ("" in version-1 data)
+    emotion_probs: np.ndarray   # (n, 7) smoothed (NaN where not computed)
 
     def take(self, idx: np.ndarray) -> "_Columns":
         return _Columns(**{k: v[idx] for k, v in vars(self).items()})
 
 
 def _vector(table: pa.Table, name: str, dim: int) -> np.ndarray:
+    """(n, dim) float rows; NaN rows where the column is null or absent (version-1 data)."""
+    out = np.full((len(table), dim), np.nan)
+    if name not in table.column_names:
+        return out
     column = table.column(name).combine_chunks()
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), dim)
+    valid = column.is_valid()
+    out[valid.to_numpy(zero_copy_only=False)] = (
+        column.filter(valid).flatten().to_numpy(zero_copy_only=False).reshape(-1, dim))
+    return out
 
 
 def _scalar(table: pa.Table, name: str) -> np.ndarray:
@@ -121,6 +132,9 @@ def _columns(table: pa.Table) -> _Columns:
         expression_raw=_vector(table, "expression_raw", N_EXP),
         blendshapes=_vector(table, "blendshapes", N_BLEND),
         model_version=np.asarray(table.column("model_version").to_pylist(), dtype=object),
+        emotion=np.asarray(["" if v is None else v for v in table.column("emotion").to_pylist()]
+                           if "emotion" in table.column_names else [""] * len(table), dtype=object),
+        emotion_probs=_vector(table, "emotion_probs", N_EMOTION),
     )
 
 
@@ -430,6 +444,10 @@ def _html(out_dir: Path, summary: dict, summary_note: str | None, cols: _Columns
         "The curves above them read the smoothed eta as ARKit-named blendshapes (0 = neutral, "
         "1 = full): jawOpen, and the left/right averages of mouthSmile, browInnerUp, eyeBlink "
         "and browDown.</li>"
+        "<li><b>Emotion</b>: the smoothed probabilities of the seven classes stacked to one "
+        "over time (read from eta alone by the classifier shipped with the network), and "
+        "below them the label the track carried: a class, or grey where it abstained "
+        "(light: uncertain, below the minimum probability; mid: too small; dark: too turned).</li>"
         f"<li>Tracks with at least {MIN_TRACK_RECORDS} records are plotted, at most the "
         f"{MAX_TRACKS_PER_STREAM} longest per stream; the overview shows when each track is "
         "present (blue: plotted below, grey: not plotted).</li></ul></div>"
@@ -439,11 +457,12 @@ def _html(out_dir: Path, summary: dict, summary_note: str | None, cols: _Columns
         parts.append(_img(s["overview"], f"overview of stream {s['stream_id']}"))
         if not s["track_images"]:
             parts.append(f'<p class="muted">No track has {MIN_TRACK_RECORDS} or more records.</p>')
-        for tid, n, t0, t1, pose_rel, exp_rel in s["track_images"]:
+        for tid, n, t0, t1, pose_rel, exp_rel, emo_rel in s["track_images"]:
             parts.append(f"<h3>Track {tid}</h3><p class=\"muted\">{n} records, "
                          f"{t0:.2f} – {t1:.2f} s</p>")
             parts.append(_img(pose_rel, f"pose of track {tid}"))
             parts.append(_img(exp_rel, f"expression of track {tid}"))
+            parts.append(_img(emo_rel, f"emotion of track {tid}"))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -472,7 +491,7 @@ def write_report(out_dir: str | Path) -> Path:
     cols = _columns(table)
     summary, summary_note = _read_summary(out_dir)
     curves = _curve_indices(_blend_names())
-    pose_plot, expression_plot = None, None
+    pose_plot, expression_plot, ribbon = None, None, None
 
     final = out_dir / "report"
     # A hidden sibling (mkdir honours the umask, unlike mkdtemp's 0700), swapped in at the end.
@@ -497,12 +516,16 @@ def write_report(out_dir: str | Path) -> Path:
                 idx = np.flatnonzero(scols.track_id == tid)
                 tcols = scols.take(idx[np.argsort(scols.pts[idx], kind="stable")])
                 pose_rel, exp_rel = f"{sub}/track-{tid}-pose.png", f"{sub}/track-{tid}-expression.png"
+                emo_rel = f"{sub}/track-{tid}-emotion.png"
                 pose_plot = pose_plot or _PosePlot()
                 expression_plot = expression_plot or _ExpressionPlot(curves)
+                ribbon = ribbon or EmotionRibbon(emotion_classes(metadata), DPI)
                 pose_plot.save(tcols, sid, tid, work / pose_rel)
                 expression_plot.save(tcols, sid, tid, work / exp_rel)
+                ribbon.save(tcols.pts, tcols.emotion_probs, tcols.emotion,
+                            f"stream {sid} · track {tid}: emotion (smoothed probabilities, label)", work / emo_rel)
                 track_images.append((tid, len(idx), float(tcols.pts[0]), float(tcols.pts[-1]),
-                                     pose_rel, exp_rel))
+                                     pose_rel, exp_rel, emo_rel))
             streams.append({
                 "stream_id": sid, "records": len(scols.pts), "tracks": len(tracks),
                 "plotted": len(chosen), "t0": float(scols.pts.min()), "t1": float(scols.pts.max()),
@@ -515,7 +538,7 @@ def write_report(out_dir: str | Path) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
-        for plot in (pose_plot, expression_plot):
+        for plot in (pose_plot, expression_plot, ribbon):
             if plot is not None:
                 plot.close()
     return final / "index.html"

@@ -15,9 +15,10 @@ import socket
 import time
 from typing import Callable
 
+import numpy as np
 import redis
 
-from streamer.schema import FINAL_EVENTS, FaceRecord, decode_event, decode_redis, events_key, stream_key
+from streamer.schema import EMOTION_CLASSES, FINAL_EVENTS, FaceRecord, decode_event, decode_redis, events_key, stream_key
 
 DEFAULT_GROUP = "facestream-tail"
 _READ_COUNT = 500
@@ -89,20 +90,28 @@ def record_json(rec: FaceRecord) -> dict:
     """A record as plain JSON types (vectors as lists of floats)."""
     import dataclasses
 
-    import numpy as np
-
     out = {}
     for f in dataclasses.fields(rec):
         value = getattr(rec, f.name)
-        out[f.name] = [round(float(v), 6) for v in value] if isinstance(value, np.ndarray) else value
+        if f.name in ("emotion_probs", "emotion_probs_raw"):
+            # by class name (JSON carries no schema metadata); null where none was computed
+            out[f.name] = (dict(zip(EMOTION_CLASSES, (round(float(v), 6) for v in value)))
+                           if np.isfinite(value).all() else None)
+        else:
+            out[f.name] = [round(float(v), 6) for v in value] if isinstance(value, np.ndarray) else value
     return out
 
 
 def record_line(rec: FaceRecord, blend_names: tuple[str, ...] = ()) -> str:
-    """One readable line: frame, time, track, pose and the strongest blendshape weights."""
+    """One readable line: frame, time, track, pose, emotion (the smoothed label and the
+    probability of the most likely class) and the strongest blendshape weights."""
     yaw, pitch, roll = (float(v) for v in rec.pose[:3])
     top = sorted(zip(blend_names, rec.blendshapes.tolist()), key=lambda nw: -nw[1])[:3]
+    emotion = ""
+    if rec.emotion:
+        best = float(np.max(rec.emotion_probs)) if np.isfinite(rec.emotion_probs).all() else None
+        emotion = f"{rec.emotion}" + ("" if best is None else f" {best:.2f}") + "  "
     return (f"{rec.stream_id} frame {rec.frame_index} t={rec.pts:.3f}s track {rec.track_id}  "
-            f"yaw {yaw:+.1f} pitch {pitch:+.1f} roll {roll:+.1f}  "
+            f"yaw {yaw:+.1f} pitch {pitch:+.1f} roll {roll:+.1f}  " + emotion
             + "".join(f"{n} {w:.2f}  " for n, w in top)
             + f"lag {max(0.0, time.time() - rec.wall_time):.2f}s")

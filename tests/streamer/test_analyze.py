@@ -6,12 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
 from streamer.analyze import analyze
 from streamer.dataset import read_dataset, read_records
-from streamer.schema import decode_event, decode_redis, events_key, stream_key
+from streamer.schema import EMOTION_ABSTAIN, EMOTION_CLASSES, decode_event, decode_redis, events_key, stream_key
 from streamer.sinks import ParquetSink
 from streamer.source import NotAVideo, SourceNotFound
 from workers import face_model
@@ -42,6 +43,14 @@ def test_analyze_writes_records_summary_and_reports_progress(face_video, ray_run
     meta = read_dataset(out).schema.metadata
     assert meta[b"facestream.face_model_sha256"] == fm.sha256.encode()
     assert meta[b"facestream.model_version"] == summary["model_version"].encode()
+    # emotion from the classifier beside the test checkpoint, smoothed and labelled per track
+    assert meta[b"facestream.emotion_classes"] == ",".join(EMOTION_CLASSES).encode()
+    raw = np.stack([r.emotion_probs_raw for r in records])
+    smooth = np.stack([r.emotion_probs for r in records])
+    np.testing.assert_allclose(raw.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(smooth.sum(1), 1.0, rtol=1e-5)
+    assert {r.emotion for r in records} <= set(EMOTION_CLASSES + EMOTION_ABSTAIN)
+    assert np.abs(np.diff(smooth, axis=0)).sum() <= np.abs(np.diff(raw, axis=0)).sum()
 
     frames = [p["frames"] for p in seen]
     assert frames == sorted(frames) and frames[-1] == 40 and seen[-1]["faces"] == 40

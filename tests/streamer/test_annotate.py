@@ -126,3 +126,19 @@ def test_records_of_several_streams_are_refused(tmp_path, make_records):
     mixed = make_records(1, stream_id="a") + make_records(1, stream_id="b")
     with pytest.raises(ValueError, match="several streams"):
         annotate_video(src, mixed, tmp_path / "out.mp4")
+
+
+def test_the_emotion_label_is_written_beside_the_track_id(make_records):
+    """Above the box: "id 1" alone for data without emotion, longer text with it, and
+    different text for different labels."""
+    from streamer.annotate import AnnotateConfig, _draw_record
+
+    rec = dataclasses.replace(_records(make_records, frames=[0])[0], box=np.array([100, 120, 300, 320], np.float32))
+    def strip(emotion):
+        img = np.zeros((480, 640, 3), np.uint8)
+        _draw_record(img, dataclasses.replace(rec, emotion=emotion), AnnotateConfig())
+        return img[85:118, 100:400].any(-1)      # the text row above the box's top edge
+    bare, happy, sad = strip(""), strip("happy"), strip("sad")
+    cols = lambda m: np.flatnonzero(m.any(0))
+    assert cols(happy).max() > cols(bare).max() + 20 and cols(sad).max() > cols(bare).max() + 20
+    assert (happy != sad).any() and np.array_equal(happy[:, :cols(bare).max()], bare[:, :cols(bare).max()])

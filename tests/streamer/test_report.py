@@ -71,8 +71,8 @@ def test_report_writes_valid_pngs_and_an_index_that_shows_them(dataset, monkeypa
     cam1, lobby = partition_name("cam1"), partition_name("lobby/east")
     expected = {f"{cam1}/overview.png", f"{lobby}/overview.png"}
     expected |= {f"{cam1}/track-{t}-{kind}.png" for t in (1, 2, 3)
-                 for kind in ("pose", "expression")}
-    expected |= {f"{lobby}/track-{t}-{kind}.png" for t in (1, 2) for kind in ("pose", "expression")}
+                 for kind in ("pose", "expression", "emotion")}
+    expected |= {f"{lobby}/track-{t}-{kind}.png" for t in (1, 2) for kind in ("pose", "expression", "emotion")}
     assert set(pngs) == expected                           # capped, short track left out
 
     page = index.read_text()
@@ -106,3 +106,38 @@ def test_no_dataset_is_a_report_error(tmp_path):
     with pytest.raises(ReportError, match="no records"):
         write_report(tmp_path)
     assert not (tmp_path / "report").exists()
+
+
+def test_emotion_ribbon_shows_the_labels_colours_in_time_order(tmp_path, make_records):
+    """First half happy, second half uncertain: the label strip is happy's colour on the
+    left and the abstention grey on the right."""
+    from streamer.emotion_ribbon import ABSTAIN_COLORS, CLASS_COLORS
+
+    recs = _smooth(make_records(40, faces=1))
+    happy = np.array([0.05, 0.0, 0.05, 0.8, 0.1, 0.0, 0.0], np.float32)
+    flat = np.full(7, 1 / 7, np.float32)
+    recs = [dataclasses.replace(r, emotion="happy" if k < 20 else "uncertain",
+                                emotion_probs=happy if k < 20 else flat) for k, r in enumerate(recs)]
+    _write(tmp_path, "cam1", recs)
+    write_report(tmp_path)
+    with Image.open(tmp_path / "report" / "cam1" / "track-1-emotion.png") as im:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    h, w, _ = rgb.shape
+    strip = rgb[int(h * 0.80)]                 # a row through the label strip (axes 0.14..0.26 from the bottom)
+    hexrgb = lambda c: np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)])
+    left, right = strip[int(w * 0.15)], strip[int(w * 0.70)]
+    assert np.abs(left - hexrgb(CLASS_COLORS["happy"])).max() < 10
+    assert np.abs(right - hexrgb(ABSTAIN_COLORS["uncertain"])).max() < 10
+
+
+def test_version_1_data_reports_without_emotion(tmp_path, make_records):
+    import pyarrow.parquet as pq
+
+    from streamer.schema import SINCE_V2, records_to_table
+
+    table = records_to_table(_smooth(make_records(8, faces=1))).drop_columns(list(SINCE_V2))
+    table = table.replace_schema_metadata({b"facestream.schema_version": b"1"})
+    (tmp_path / "records" / "stream=cam1").mkdir(parents=True)
+    pq.write_table(table, tmp_path / "records" / "stream=cam1" / "part-0.parquet")
+    write_report(tmp_path)
+    assert (tmp_path / "report" / "cam1" / "track-1-emotion.png").is_file()

@@ -80,3 +80,21 @@ def test_follow_waits_for_new_records_until_stopped(redis_url, make_records):
     stop.set()
     t.join(5)
     assert not t.is_alive() and len(got) == 30
+
+
+def test_lines_and_json_carry_the_emotion(make_records):
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from streamer.tail import record_json, record_line
+
+    probs = np.array([0.05, 0.0, 0.05, 0.72, 0.1, 0.08, 0.0], np.float32)
+    rec = dataclasses.replace(make_records(1)[0], emotion="happy", emotion_probs=probs,
+                              emotion_probs_raw=np.full(7, np.nan, np.float32))
+    assert "track 1  yaw" in record_line(rec) and " happy 0.72  " in record_line(rec)
+    assert " happy" not in record_line(dataclasses.replace(rec, emotion=""))
+    j = json.loads(json.dumps(record_json(rec), allow_nan=False))
+    assert j["emotion"] == "happy" and j["emotion_probs"]["happy"] == 0.72 and j["emotion_probs_raw"] is None
+    assert list(j["emotion_probs"]) == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
