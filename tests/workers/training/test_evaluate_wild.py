@@ -11,6 +11,7 @@ import torch
 from streamer.crops import CropRule
 from workers import checkpoint, face_model
 from workers.networks import FaceRegressor
+from workers.pose import euler_from_matrix, matrix_from_euler
 from workers.training import evaluate, evaluate_wild as ew
 from workers.training.data import AugmentConfig, augment, blend_mirror
 from workers.training.wild_data import AFLW21_TO_68, COMMON68, EMOTIONS
@@ -76,6 +77,22 @@ def test_faces_without_placed_points_have_no_nme_and_yaw_wraps():
     assert np.isclose(res["60-90"]["model"]["yaw_mae_vs_aflw"], (0 + 90) / 2)   # face 4 exact
     assert np.isclose(res["60-90"]["model"]["nme_common8"], 10.0)   # the other face only
     assert np.isclose(res["60-90"]["model"]["nme_aflw14"], 10.0)    # still has six points
+
+
+def test_a_face_turned_beyond_90_degrees_predicted_exactly_has_no_error():
+    """The decoder writes yaw 100 as yaw 80 with pitch and roll near 180; compared in the
+    plausible form, an exact prediction is exact."""
+    ex, lm68 = _faces()
+    decoded = np.array([euler_from_matrix(matrix_from_euler(*e)) for e in ex["euler"]])
+    assert np.isclose(decoded[5, 0], 80) and abs(decoded[5, 1]) > 90      # the decoder's form
+    ex["euler_3ddfa"] = decoded.copy()
+    res, arrays = ew.aflw_metrics(decoded, lm68, ex, face=50.0)
+    assert np.isclose(res["all"]["model"]["yaw_mae_vs_aflw"], 0, atol=1e-6)
+    assert np.isclose(res["all"]["model"]["pose_mae_vs_label"]["mean"], 0, atol=1e-6)
+    assert np.isclose(res["all"]["3ddfa_v2"]["yaw_mae_vs_aflw"], 0, atol=1e-6)
+    assert np.isclose(arrays["model_yaw"][5], 100)
+    twin = ew.plausible_euler(np.array([[80.0, 170.0, -175.0], [np.nan] * 3, [10.0, 5.0, -3.0]]))
+    assert np.allclose(twin[0], [100, -10, 5]) and np.isnan(twin[1]).all() and np.allclose(twin[2], [10, 5, -3])
 
 
 def test_landmarks_map_back_to_context_pixels_as_augment_maps_them():
