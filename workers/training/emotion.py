@@ -10,8 +10,9 @@ or calibrated on; emotion_eval.py), and writes it beside the checkpoint as
 runs it right after exporting the network, so the two are always fitted together.
 
 For comparison the same recipe is fitted on other features of the same faces: MediaPipe's
-blendshapes (the faces it found) with eta on exactly those faces beside it, and the
-network trunk's pooled features (what a classifier reading deep features instead of eta
+blendshapes (the faces it found) with eta on exactly those faces beside it, the same
+blendshapes projected onto the 29-D expression basis (what eta could carry if the
+network matched its teacher), and the network trunk's pooled features (what a classifier reading deep features instead of eta
 would reach). Those are evaluated, not shipped. The numbers go to ``--out`` (JSON) and
 the confusion matrices to ``--confusion`` (PNG); docs/accuracy.md quotes them.
 """
@@ -70,8 +71,13 @@ def run(ckpt: Path, train: Path, heldout: Path, compare: bool = True) -> tuple[o
     res["abstention"] = abstention_curve(P, yho)
     if compare:
         mt, mh = tr["blend_mask"], ho["blend_mask"]
+        # MediaPipe's blendshapes projected onto the 29-D basis: what eta could carry if the
+        # network matched its teacher exactly (the basis' loss, apart from the network's)
+        fm = face_model.load()
+        tr["teacher_eta"], ho["teacher_eta"] = fm.eta_from_blendshapes(tr["blend"]), fm.eta_from_blendshapes(ho["blend"])
         for name, key, tm, hm in (("eta, MediaPipe's faces", "eta", mt, mh),
                                   ("MediaPipe blendshapes", "blend", mt, mh),
+                                  ("MediaPipe blendshapes as eta (29-D)", "teacher_eta", mt, mh),
                                   ("trunk pooled features", "pooled", None, None)):
             tm = np.ones(len(ytr), bool) if tm is None else tm
             hm = np.ones(len(yho), bool) if hm is None else hm
