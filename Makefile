@@ -37,13 +37,14 @@ freeze:
 	  echo "# \`make freeze\` after changing requirements*.txt."; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt
 
-# The whole recipe behind workers/weights (docs/training.md): teacher labels, renders,
-# training, evaluation. Hours on a 2-core CPU; each step skips work already done.
+# The whole recipe behind workers/weights (docs/training.md): teacher labels for video
+# frames and in-the-wild faces, renders, training, evaluation. About 2 hours on a 2-core
+# CPU (the training step uses a GPU when there is one); each step skips work already done.
 # A reproduction beside the shipped weights:
-#   make weights RUNS=runs/repro WEIGHTS=runs/repro/facestream-r18h REPORT=runs/repro
+#   make weights RUNS=runs/repro WEIGHTS=runs/repro/facestream-mb05 REPORT=runs/repro
 REAL    := ../shared/data/real
 RUNS    ?= runs
-WEIGHTS ?= workers/weights/facestream-r18h
+WEIGHTS ?= workers/weights/facestream-mb05
 REPORT  ?= docs
 weights: $(TRAIN)
 	$(VENV)/bin/facestream face-model
@@ -54,15 +55,15 @@ weights: $(TRAIN)
 	    $(REAL)/video/lp_d11.mp4 $(REAL)/video/lp_s32.mp4 $(REAL)/obama.mp4
 	test -f data/labels/real_test_photos.npz || $(PY) -m workers.training.real_labels \
 	    --out data/labels/real_test_photos.npz $(REAL)/*.jpg
+	test -f data/labels/fer_heldout.npz || $(PY) -m workers.training.wild_labels
 	$(PY) -m workers.training.synth --prefix val --shards 1 --per-shard 600 --seed 999
 	$(PY) -m workers.training.synth --prefix val-actions --shards 1 --per-shard 600 --seed 998 --expressions actions
-	$(PY) -m workers.training.synth --prefix train --shards 24 --seed 1
-	$(PY) -m workers.training.synth --prefix actions --shards 24 --seed 2 --expressions actions
-	$(VENV)/bin/facestream train --run $(RUNS)/r18h --steps 1600
-	$(VENV)/bin/facestream train --run $(RUNS)/r18h-ft --init $(RUNS)/r18h/checkpoint/facestream-r18h \
-	    --steps 2000 --lr 1e-3
-	$(VENV)/bin/facestream train --run $(RUNS)/r18h-s3 --init $(RUNS)/r18h-ft/checkpoint/facestream-r18h \
-	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --steps 3500 --lr 1e-3 \
-	    --export $(WEIGHTS)
+	$(PY) -m workers.training.synth --prefix train --shards 8 --seed 1
+	$(PY) -m workers.training.synth --prefix actions --shards 8 --seed 2 --expressions actions
+	$(VENV)/bin/facestream train --run $(RUNS)/mb05 --arch mb05 --pretrained 3ddfa_v2 \
+	    --real data/labels/real_train.npz data/labels/aflw_train.npz data/labels/fer_train.npz \
+	    --real-weights 0.2 0.55 0.25 --real-val data/labels/aflw_heldout.npz \
+	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --synth-frac 0.3 \
+	    --steps 3500 --lr 1e-3 --save-every 250 --export $(WEIGHTS)
 	$(VENV)/bin/facestream evaluate --checkpoint $(WEIGHTS) --teacher-on-renders --into-checkpoint \
 	    --out $(REPORT)/accuracy.json --plot lp_d11.mp4 $(REPORT)/img/heldout_lp_d11.png

@@ -18,7 +18,7 @@ from workers.networks import FaceRegressor
 
 FORMAT = "facestream-checkpoint/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_NAME = "facestream-r18h"
+DEFAULT_NAME = "facestream-mb05"
 
 
 class CheckpointError(RuntimeError):

@@ -129,7 +129,7 @@ def evaluate_real(model, data: dict, size: int, device) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, default=Path("runs/r18h"))
+    ap.add_argument("--run", type=Path, default=Path("runs/mb05"))
     ap.add_argument("--real", type=Path, nargs="*", default=[Path("data/labels/real_train.npz")])
     ap.add_argument("--real-weights", type=float, nargs="*", default=None,
                     help="share of the real part of a batch for each --real file (default: equal)")
@@ -139,7 +139,7 @@ def main(argv=None):
                     help="start the trunk from face-trained weights (mb05 only); ignored with --init or when resuming")
     ap.add_argument("--synth", nargs="+", default=["data/synth/train-*.npz"],
                     help="render shard globs (shards written while training are picked up)")
-    ap.add_argument("--arch", default="resnet18h")
+    ap.add_argument("--arch", default="mb05")
     ap.add_argument("--size", type=int, default=None, help="input side (default: the architecture's)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=64)
