@@ -256,7 +256,7 @@ class _HttpFetcher:
         sock.settimeout(self.read_timeout_s)
         with self._lock:
             if self._closed:
-                _close(sock)
+                close_socket(sock)
                 raise OSError("the source is closed")
             self._sockets.append(sock)
         return sock
@@ -267,7 +267,7 @@ class _HttpFetcher:
         with self._lock:
             sockets, self._sockets, self._closed = self._sockets, [], True
         for sock in sockets:
-            _close(sock)
+            close_socket(sock)
 
 
 class _PolicyConnection(http.client.HTTPConnection):
@@ -370,14 +370,14 @@ class _RtspRelay:
         self._closed.set()
         for sock in (self.listener, self._client, self.upstream):
             if sock is not None:
-                _close(sock)
+                close_socket(sock)
 
     def _run(self) -> None:
         try:
             self.listener.settimeout(self.timeout_s)
             client, _ = self.listener.accept()   # FFmpeg's, which connects at once
             self._client = client
-            _close(self.listener)                # one connection: nothing else gets in
+            close_socket(self.listener)                # one connection: nothing else gets in
             replies = _RtspReplies(self.gateway)
             _pump(client, self.upstream, replies.feed, self._closed)
         except (OSError, SourceRefused):
@@ -507,7 +507,8 @@ def _words(e: OSError) -> str:
     return e.strerror or str(e) or type(e).__name__
 
 
-def _close(sock: socket.socket) -> None:
+def close_socket(sock: socket.socket) -> None:
+    """Shut a socket down both ways and close it, whatever state it is in."""
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

@@ -37,6 +37,8 @@ from typing import Callable, Iterator, Self
 import av
 from av.video.frame import PictureType
 
+from streamer.gateway import close_socket
+
 log = logging.getLogger(__name__)
 
 _RTP_PAYLOAD_TYPE = 96
@@ -335,7 +337,7 @@ class _Server:
                 sockets.append(self._listener)
         self._publisher.stop()
         for sock in sockets:
-            _close(sock)
+            close_socket(sock)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=2)
@@ -360,13 +362,13 @@ class _Server:
             if not self._stopped:
                 self._sockets.add(sock)
                 return True
-        _close(sock)
+        close_socket(sock)
         return False
 
     def _forget(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.discard(sock)
-        _close(sock)
+        close_socket(sock)
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -388,14 +390,6 @@ class _Server:
 
     def _serve(self, conn: socket.socket, peer) -> None:
         raise NotImplementedError
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -590,7 +584,7 @@ class RtspServer(_Server):
         if session.subscription is sub:
             # Not a TEARDOWN: the file ended (no loop) or the peer is gone. Hang up, so
             # the client sees the end instead of waiting for packets that never come.
-            _close(conn)
+            close_socket(conn)
 
     def _end_session(self, session: _RtspSession) -> None:
         sub, session.subscription = session.subscription, None
