@@ -98,3 +98,24 @@ def matrix_from_6d(d6: "np.ndarray | torch.Tensor"):
     b2 = torch.nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
     b3 = torch.cross(b1, b2, dim=-1)
     return torch.stack([b1, b2, b3], dim=-1)
+
+
+def _wrap(a) -> np.ndarray:
+    return (np.asarray(a, np.float64) + 180) % 360 - 180
+
+
+def angle_error(a, b) -> np.ndarray:
+    """Absolute angle differences in degrees, the short way round."""
+    return np.abs(_wrap(np.asarray(a, np.float64) - b))
+
+
+def plausible_euler(e: np.ndarray) -> np.ndarray:
+    """(..., 3) yaw, pitch, roll -> the same rotations written with pitch and roll nearer
+    zero: of (y, p, r) and its twin (180 - y, p + 180, r + 180) (R = Rz·Ry·Rx above), the
+    one with the smaller |pitch| + |roll|. ``euler_from_matrix`` keeps |yaw| <= 90, so a head
+    turned 100 degrees decodes as yaw 80 with pitch and roll near 180; compared that way with
+    a prediction of yaw 85, pitch and roll would count 180 degrees off. NaN rows stay NaN."""
+    e = _wrap(e)
+    twin = _wrap(np.stack([180 - e[..., 0], e[..., 1] + 180, e[..., 2] + 180], -1))
+    use = np.abs(twin[..., 1:]).sum(-1) < np.abs(e[..., 1:]).sum(-1)
+    return np.where(use[..., None], twin, e)

@@ -24,3 +24,13 @@ def test_signs_as_seen_in_the_image():
     assert (matrix_from_euler(0, 20, 0) @ nose)[1] > 0      # pitch>0: looks up
     right = np.array([1.0, 0, 0])                           # a point on the image's right
     assert (matrix_from_euler(0, 0, 15) @ right)[1] < 0     # roll>0: clockwise, it drops
+
+
+def test_plausible_euler_unfolds_heads_turned_beyond_90_degrees():
+    from workers.pose import angle_error, euler_from_matrix, matrix_from_euler, plausible_euler
+
+    decoded = np.array(euler_from_matrix(matrix_from_euler(100.0, 5.0, -3.0)))
+    assert abs(decoded[0]) <= 90 and angle_error(decoded[1], 5.0) > 90       # the folded form
+    assert np.allclose(plausible_euler(decoded), [100.0, 5.0, -3.0], atol=1e-6)
+    assert np.allclose(plausible_euler(np.array([30.0, 10.0, 5.0])), [30.0, 10.0, 5.0])
+    assert np.allclose(angle_error([179.0, -170.0], [-179.0, 170.0]), [2.0, 20.0])

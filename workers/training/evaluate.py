@@ -24,17 +24,13 @@ import numpy as np
 import torch
 
 from workers import checkpoint, face_model
-from workers.pose import euler_from_matrix
+from workers.pose import angle_error, euler_from_matrix, plausible_euler
 from workers.regressor import decode
 from workers.training.data import (AugmentConfig, FIELDS, augment, blend_mirror, real_to_samples, sample_batch,
                                    with_defaults)
 
 READABLE = {"jawOpen": ["jawOpen"], "smile": ["mouthSmile_L", "mouthSmile_R"],
             "blink": ["eyeBlink_L", "eyeBlink_R"], "browUp": ["browInnerUp_L", "browInnerUp_R"]}
-
-
-def _angle_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs((a - b + 180) % 360 - 180)
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -64,7 +60,8 @@ def predict_samples(model, data: dict, size: int, device="cpu") -> tuple[dict, d
 
 
 def pose_metrics(P, L) -> dict:
-    e = _angle_err(P["euler"], L["euler"])
+    """Pose MAE per axis, each rotation written in its plausible form (workers/pose.py)."""
+    e = angle_error(plausible_euler(P["euler"]), plausible_euler(L["euler"]))
     return {"yaw_mae": float(e[:, 0].mean()), "pitch_mae": float(e[:, 1].mean()),
             "roll_mae": float(e[:, 2].mean()), "mean_mae": float(e.mean()), "n": int(len(e))}
 
@@ -174,7 +171,7 @@ def teacher_vs_truth(data: dict, euler_true: np.ndarray) -> dict:
         faces = t(crop)
         if not faces:
             continue
-        errs.append(_angle_err(np.array(euler_from_matrix(faces[0].rotation)), e))
+        errs.append(angle_error(np.array(euler_from_matrix(faces[0].rotation)), e))
         eta_p.append(fm.eta_from_blendshapes(faces[0].blend53)); eta_t.append(fm.eta_from_blendshapes(blend))
     t.close()
     e = np.array(errs)

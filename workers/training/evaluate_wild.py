@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.crops import CropRule, crop_affines
+from workers.pose import angle_error, plausible_euler
 from workers.training.data import CTX_FACTOR, context_rule, real_to_samples
 from workers.training.teacher_3ddfa import ROI_SIDE
 from workers.training.teacher_check import nme
@@ -76,24 +77,6 @@ def face_px_in_context(box: np.ndarray, ctx: int, rule: CropRule = CropRule()) -
     default crop rule enlarged for context, so one context pixel is that many crop pixels."""
     frame_per_ctx = crop_affines(box, context_rule(rule, ctx))[:, 0, 0]
     return AFLW_FACE_PX / frame_per_ctx
-
-
-def _angle_err(a, b) -> np.ndarray:
-    return np.abs((np.asarray(a, np.float64) - b + 180) % 360 - 180)
-
-
-def _wrap(a):
-    return (np.asarray(a, np.float64) + 180) % 360 - 180
-
-
-def plausible_euler(e: np.ndarray) -> np.ndarray:
-    """(..., 3) yaw, pitch, roll -> the same rotations written with pitch and roll nearer
-    zero: of (y, p, r) and its twin (180 - y, p + 180, r + 180) (R = Rz·Ry·Rx, workers/pose.py),
-    the one with the smaller |pitch| + |roll|. NaN rows stay NaN."""
-    e = _wrap(e)
-    twin = _wrap(np.stack([180 - e[..., 0], e[..., 1] + 180, e[..., 2] + 180], -1))
-    use = np.abs(twin[..., 1:]).sum(-1) < np.abs(e[..., 1:]).sum(-1)
-    return np.where(use[..., None], twin, e)
 
 
 def _mean(x: np.ndarray) -> float | None:
@@ -132,13 +115,13 @@ def aflw_metrics(pred_euler: np.ndarray, pred_lm68_ctx: np.ndarray, ex: dict,
     m14, m8 = nmes(np.asarray(pred_lm68_ctx, np.float64))
     d14, d8 = nmes(ex["lm68_3ddfa"].astype(np.float64))
     pred_euler = plausible_euler(pred_euler)
-    yaw_m = _angle_err(pred_euler[:, 0], aflw_yaw)
-    pose = _angle_err(pred_euler, plausible_euler(ex["euler"]))
+    yaw_m = angle_error(pred_euler[:, 0], aflw_yaw)
+    pose = angle_error(pred_euler, plausible_euler(ex["euler"]))
     mp_yaw = plausible_euler(ex["euler_mediapipe"])[:, 0]
     found = np.isfinite(mp_yaw)
-    yaw_mp = np.where(found, _angle_err(np.nan_to_num(mp_yaw), aflw_yaw), np.nan)
+    yaw_mp = np.where(found, angle_error(np.nan_to_num(mp_yaw), aflw_yaw), np.nan)
     dd_yaw = plausible_euler(ex["euler_3ddfa"])[:, 0]
-    yaw_dd = _angle_err(dd_yaw, aflw_yaw)
+    yaw_dd = angle_error(dd_yaw, aflw_yaw)
 
     out = {}
     for label, m in bins(aflw_yaw).items():
