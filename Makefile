@@ -38,7 +38,8 @@ freeze:
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt
 
 # The whole recipe behind workers/weights (docs/training.md): teacher labels for video
-# frames and in-the-wild faces, renders, training, evaluation. About 2 hours on a 2-core
+# frames and in-the-wild faces, renders, training, evaluation, then the emotion classifier
+# fitted on the new network's eta (docs/accuracy.md). About 2 hours on a 2-core
 # CPU (the training step uses a GPU when there is one); each step skips work already done.
 # A reproduction beside the shipped weights:
 #   make weights RUNS=runs/repro WEIGHTS=runs/repro/facestream-mb05 REPORT=runs/repro
@@ -67,3 +68,5 @@ weights: $(TRAIN)
 	    --steps 3500 --lr 1e-3 --save-every 250 --export $(WEIGHTS)
 	$(VENV)/bin/facestream evaluate --checkpoint $(WEIGHTS) --teacher-on-renders --into-checkpoint \
 	    --out $(REPORT)/accuracy.json --plot lp_d11.mp4 $(REPORT)/img/heldout_lp_d11.png
+	$(PY) -m workers.training.emotion --checkpoint $(WEIGHTS) --out $(REPORT)/emotion.json \
+	    --confusion $(REPORT)/img/emotion_confusion.png
