@@ -302,15 +302,16 @@ def _face_line(face: dict, i: int) -> str:
             f"score {face['score']:.3f}  yaw {p['yaw']:+.1f} pitch {p['pitch']:+.1f} "
             f"roll {p['roll']:+.1f} deg  centre ({p['tx']:.1f}, {p['ty']:.1f}) px  "
             f"scale {p['scale']:.2f} px/cm  " + " ".join(f"{n} {w:.2f}" for n, w in top)
-            + f"  emotion {face['emotion']}" + _top_prob(face["emotion_probs"]))
+            + f"  emotion {face['emotion']}" + _top_prob(face["emotion"], face["emotion_probs"]))
 
 
-def _top_prob(probs: dict | None) -> str:
-    """" (happy 0.72)": the most likely class and its probability, also when abstaining."""
+def _top_prob(label: str, probs: dict | None) -> str:
+    """" 0.83" after a class label; " (happy 0.35)" after an abstention: the most likely
+    class and its probability, so an abstaining face still says what it looked like."""
     if not probs:
         return ""
     name, p = max(probs.items(), key=lambda kv: kv[1])
-    return f" ({name} {p:.2f})"
+    return f" {p:.2f}" if name == label else f" ({name} {p:.2f})"
 
 
 # ---- report, face-model ------------------------------------------------------------------
