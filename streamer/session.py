@@ -36,7 +36,7 @@ import ray
 
 from streamer.config import Config, EmotionConfig
 from streamer.crops import CropRule, crop_faces, crop_to_image
-from streamer.schema import FaceRecord
+from streamer.schema import EMOTION_CLASSES, FaceRecord
 from streamer.sinks.base import Committed, Sink
 from streamer.smoothing import SmootherBank
 from streamer.source import Frame, SourceError, open_source
@@ -294,8 +294,11 @@ class StreamSession:
                 except SourceError:
                     if not self._stop_requested:
                         raise
+            # emotion_classes: the order of emotion_probs for Redis readers (Parquet has it
+            # in the schema metadata)
             await self._emit("started", url=redact(self.url), fps=src.fps, width=src.width, height=src.height,
-                             frame_count_estimate=src.frame_count_estimate, model_version=info["version"])
+                             frame_count_estimate=src.frame_count_estimate, model_version=info["version"],
+                             emotion_classes=list(EMOTION_CLASSES))
             self._state = "running"
             self._count.processing = time.monotonic()
             detected, regressing = _Pipe(_DETECT_AHEAD), _Pipe(self.cfg.session.max_inflight_batches)
