@@ -110,10 +110,11 @@ def losses(out: dict, lab: dict, size: int, eta_sd: torch.Tensor, id_basis: torc
     return l
 
 
-def real_indices(reals: list[dict], weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n indices into concat(reals): a file drawn by weight per sample, then a face in it."""
-    sizes = np.array([len(r["crop"]) for r in reals])
-    which = rng.choice(len(reals), size=n, p=weights)
+def real_indices(sizes: np.ndarray, weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n indices into the label files concatenated (``sizes`` faces each): a file drawn by
+    weight per sample, then a face in it."""
+    sizes = np.asarray(sizes)
+    which = rng.choice(len(sizes), size=n, p=weights)
     return np.concatenate([[0], np.cumsum(sizes)[:-1]])[which] + (rng.random(n) * sizes[which]).astype(np.int64)
 
 
@@ -168,7 +169,9 @@ def main(argv=None):
     if len(weights) != len(reals):
         raise SystemExit(f"--real-weights gives {len(weights)} weights for {len(reals)} --real files")
     weights = weights / weights.sum()
+    sizes = np.array([len(r["crop"]) for r in reals])
     real = concat(reals)
+    del reals  # the files' arrays live on only in the concatenation (GBs for AFLW and FER)
     real_val = real_to_samples(args.real_val) if args.real_val and args.real_val.exists() else None
     synth, n_shards = load_synth(args.synth)
 
@@ -203,7 +206,7 @@ def main(argv=None):
         if step % 200 == 0:  # pick up render shards written since
             synth, n_shards = load_synth(args.synth)
         n_real = args.batch - int(round(args.batch * args.synth_frac)) if synth is not None else args.batch
-        parts = [sample_batch(real, real_indices(reals, weights, n_real, rng))]
+        parts = [sample_batch(real, real_indices(sizes, weights, n_real, rng))]
         if synth is not None:
             parts.append(sample_batch(synth, rng.integers(0, len(synth["crop"]), args.batch - n_real)))
         x, lab = augment(concat(parts), args.size, rng, aug, perm, b2e, device=device)
