@@ -43,10 +43,15 @@ def save(model: FaceRegressor, meta: dict, path: str | Path) -> Path:
     meta = {**meta, "format": FORMAT, "architecture": model.arch}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(st) + ".tmp", metadata={"format": FORMAT})
-    Path(str(js) + ".tmp").write_text(json.dumps(meta, indent=2, sort_keys=True))
     os.replace(str(st) + ".tmp", st)
-    os.replace(str(js) + ".tmp", js)
+    write_meta(js, meta)
     return st
+
+
+def write_meta(js: Path, meta: dict) -> None:
+    """Replace a checkpoint's JSON atomically (temp file + rename)."""
+    Path(str(js) + ".tmp").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    os.replace(str(js) + ".tmp", js)
 
 
 def load_meta(path: str | Path) -> dict:
@@ -89,8 +94,7 @@ def migrate(path: str | Path) -> bool:
         raise CheckpointError(f"{js}: trained for face model {want.get('version', '?')}, not {have.version}; "
                               "it cannot be migrated, only retrained")
     meta["face_model"] = {**have.meta(), "migrated_from_sha256": want.get("sha256", "")}
-    Path(str(js) + ".tmp").write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(str(js) + ".tmp", js)
+    write_meta(js, meta)
     return True
 
 

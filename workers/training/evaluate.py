@@ -233,8 +233,6 @@ def still_face_jitter(ckpt: Path, photo: Path) -> dict:
 
 def store_in_checkpoint(ckpt: Path, res: dict) -> None:
     """Headline numbers into the checkpoint's JSON (atomically), so they travel with it."""
-    import os
-
     js = Path(ckpt).with_suffix(".json")
     meta = json.loads(js.read_text())
     heads = {}
@@ -252,9 +250,7 @@ def store_in_checkpoint(ckpt: Path, res: dict) -> None:
     if "still_face_jitter" in res:
         heads["still_face_jitter"] = res["still_face_jitter"]
     meta["evaluation"] = {**meta.get("evaluation", {}), "facestream_evaluate": heads}
-    tmp = js.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(tmp, js)
+    checkpoint.write_meta(js, meta)
 
 
 def main(argv=None):
