@@ -182,13 +182,13 @@ def tiny_emotion_classifier(ckpt: Path):
     and face model as a fitted one is: plumbing tests need probabilities, not accuracy."""
     import numpy as np
 
-    from workers import emotion, face_model
+    from workers import checkpoint, emotion, face_model
 
     rng = np.random.default_rng(0)
     clf = emotion.Classifier(mean=np.zeros(29), std=np.full(29, 0.05),
                              layers=[(rng.normal(size=(7, 29)), rng.normal(size=7))])
     clf.meta.update(face_model=face_model.load().meta(),
-                    network={"name": "test-tiny", "weights_sha256": emotion.weights_sha256(ckpt)})
+                    network={"name": "test-tiny", "weights_sha256": checkpoint.weights_sha256(ckpt)})
     return clf.save(emotion.path_for(ckpt))
 
 

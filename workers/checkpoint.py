@@ -7,6 +7,7 @@ crop rule from here, so it is never hard-coded twice.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -34,6 +35,21 @@ def _pair(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def sidecar_path(ckpt: str | Path, kind: str) -> Path:
+    """Where a small model fitted on a network's outputs lives: ``NAME.KIND.json`` beside
+    ``NAME.safetensors`` (the emotion classifier, the presence probe)."""
+    return _pair(ckpt)[0].with_suffix(f".{kind}.json")
+
+
+def weights_sha256(ckpt: str | Path) -> str:
+    """Hash of a network's weights file: what ties a sidecar to the outputs it was fitted on."""
+    h = hashlib.sha256()
+    with open(_pair(ckpt)[0], "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save(model: FaceRegressor, meta: dict, path: str | Path) -> Path:

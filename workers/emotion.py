@@ -18,7 +18,6 @@ small or too far from frontal for eta (and so the label) to be trusted.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -43,17 +42,7 @@ class EmotionError(RuntimeError):
 
 def path_for(ckpt: str | Path) -> Path:
     """Where the classifier of a network checkpoint lives: ``NAME.emotion.json`` beside it."""
-    return checkpoint._pair(ckpt)[0].with_suffix(".emotion.json")
-
-
-def weights_sha256(ckpt: str | Path) -> str:
-    """Hash of a network's weights file: what ties a classifier to the eta it was fitted on."""
-    st = checkpoint._pair(ckpt)[0]
-    h = hashlib.sha256()
-    with open(st, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return checkpoint.sidecar_path(ckpt, "emotion")
 
 
 @dataclass
@@ -128,7 +117,7 @@ def load(ckpt: str | Path, *, required: bool = True) -> Classifier | None:
     except face_model.FaceModelError as e:
         raise EmotionError(f"{path} was {e}") from None
     want = (clf.meta.get("network") or {}).get("weights_sha256")
-    if want != weights_sha256(ckpt):
+    if want != checkpoint.weights_sha256(ckpt):
         raise EmotionError(f"{path} was fitted on the eta of other network weights than {ckpt}; "
                            f"refit it with `python -m workers.training.emotion --checkpoint {ckpt}`")
     return clf

@@ -25,7 +25,7 @@ def _clf(ckpt=None):
                      temperature=1.5)
     clf.meta["face_model"] = face_model.load().meta()
     if ckpt is not None:
-        clf.meta["network"] = {"name": "t", "weights_sha256": emotion.weights_sha256(ckpt)}
+        clf.meta["network"] = {"name": "t", "weights_sha256": checkpoint.weights_sha256(ckpt)}
     return clf
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from workers import checkpoint, face_model
-from workers.emotion import CLASSES, path_for, weights_sha256
+from workers.checkpoint import weights_sha256
+from workers.emotion import CLASSES, path_for
 from workers.training.emotion_eval import abstention_curve, markdown, metrics, plot_confusion
 from workers.training.emotion_features import features
 from workers.training.emotion_fit import calibrate, calibration_split, class_index, fit

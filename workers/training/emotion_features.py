@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from workers import checkpoint
-from workers.emotion import weights_sha256
+from workers.checkpoint import weights_sha256
 from workers.training.evaluate_wild import load as load_wild
 
 CACHE = Path(__file__).resolve().parents[2] / "runs" / "emotion" / "features"
