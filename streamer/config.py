@@ -73,6 +73,20 @@ class TrackerConfig:
     match_iou: float = 0.3
     max_lost_frames: int = 30      # a track unseen this long is ended
     min_hits: int = 1              # frames before a track is reported
+    # Appearance (streamer/appearance.py): a small embedding of each face box keeps ids
+    # from swapping when faces cross and gives a face lost for a while its id back.
+    appearance: bool = True
+    appearance_weight: float = 1.0     # matching cost: (1 - IoU) + weight × appearance distance
+    appearance_gate: float = 0.35      # a box less alike than this never continues a track
+    appearance_momentum: float = 0.9   # a track's embedding: running mean of its confident boxes'
+    reacquire_distance: float = 0.15   # a lost track takes back a box this alike, anywhere
+    reacquire_scale: float = 1.5       # ... whose size is within this factor of the track's
+    # Hard shot cuts (streamer/cuts.py) end every track.
+    cuts: bool = True
+    cut_min_change: float = 0.08       # mean |Δ| of a 64×36 thumbnail (0–1) above this,
+    cut_ratio: float = 4.0             # and this many times the median of the recent ones,
+    cut_min_histogram: float = 0.1     # and a colour-histogram distance (0–1) above this
+    cut_window: int = 30               # recent frame differences the median is taken over
 
 
 @dataclass
