@@ -11,7 +11,7 @@ Parquet under a temporary directory), with the shipped checkpoint (the fast defa
 backbone) and ``ray_config.yaml`` as it is. Then for N = 1, 2, 3, ... ``--max-streams``:
 
 1. N streams are submitted over HTTP (``POST /streams``), each an RTSP client of a
-   :class:`streamer.publish.RtspServer` that plays ``--video`` in real time (looped).
+   :class:`streamer.testbed.RtspServer` that plays ``--video`` in real time (looped).
    ``--servers shared`` (default): one server, N clients. It encodes the clip once and
    every client gets the same access units, so the N streams are frame-synchronous (their
    frames reach the detector together: good for cross-stream batching, bad for queueing)
@@ -359,7 +359,7 @@ class Bench:
 
     def rtsp_urls(self, n: int) -> list[str]:
         """URLs for n streams, starting RTSP servers as needed (kept for later Ns)."""
-        from streamer.publish import RtspServer
+        from streamer.testbed import RtspServer
 
         wanted = 1 if self.args.servers == "shared" else n
         while len(self.servers) < wanted:

@@ -96,7 +96,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from streamer.publish import RtspServer
+    from streamer.testbed import RtspServer
 
     tmp = Path(tempfile.mkdtemp(prefix="facestream-load-"))
     port = free_port()

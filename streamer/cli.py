@@ -469,7 +469,7 @@ def _tail(args) -> int:
 
 
 def _publish(args) -> int:
-    from streamer.publish import HttpTsServer, RtspServer
+    from streamer.testbed import HttpTsServer, RtspServer
     from streamer.source import SourceNotFound
 
     if not Path(args.video).is_file():

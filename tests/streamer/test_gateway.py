@@ -28,7 +28,7 @@ from policy_servers import M3U8, TS, Site, Trap, playlist
 from streamer.config import SourceConfig
 from streamer.live import LiveSource
 from streamer.netpolicy import NetworkRefused
-from streamer.publish import HttpTsServer, RtspServer
+from streamer.testbed import HttpTsServer, RtspServer
 from streamer.source import SourceError
 from streamer.urls import SourceRefused, check_source
 

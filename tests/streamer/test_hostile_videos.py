@@ -114,7 +114,7 @@ def test_ffmpeg_cannot_open_other_files_even_past_the_sniff(tmp_path, monkeypatc
 
 
 def test_live_stream_above_the_size_limit_fails_at_once(tmp_path):
-    from streamer.publish import HttpTsServer
+    from streamer.testbed import HttpTsServer
 
     clip = hm.encode(tmp_path / "live.mp4", "libx264", "mp4", frames=25)
     with HttpTsServer(clip) as server:

@@ -1,4 +1,4 @@
-"""streamer.live.LiveSource against the real RTSP and HTTP servers of streamer.publish:
+"""streamer.live.LiveSource against the real RTSP and HTTP servers of streamer.testbed:
 frames over every transport, dropping when behind, reconnecting, giving up, closing."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from streamer.config import SourceConfig
 from streamer.live import LiveSource
-from streamer.publish import HttpTsServer, RtspServer
+from streamer.testbed import HttpTsServer, RtspServer
 from streamer.source import FileSource, SourceError, open_source
 from streamer.urls import SourceRefused, check_source
 

@@ -1,4 +1,4 @@
-"""streamer.publish: the RTSP and HTTP live servers, checked with PyAV as the client and
+"""streamer.testbed: the RTSP and HTTP live servers, checked with PyAV as the client and
 with a raw socket speaking RTSP, on real encoded video over loopback."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from streamer.publish import HttpTsServer, RtspServer
+from streamer.testbed import HttpTsServer, RtspServer
 
 from bar_clip import FPS, H, N, W, bar_index, write_bar_clip
 

@@ -275,7 +275,7 @@ def test_pipe_bounds_work_in_flight_not_just_queue_length():
 def test_a_live_stream_ends_after_max_duration(face_video, shared_replicas, redis_url, pipeline_config):
     import time
 
-    from streamer.publish import RtspServer
+    from streamer.testbed import RtspServer
 
     pipeline_config.source.max_duration_s = 2.0
     with RtspServer(face_video.path) as server:

@@ -108,7 +108,7 @@ def test_rtsp_over_udp_is_refused(exposed_service):
 
 
 def test_an_allowed_camera_streams_by_name_and_by_address(exposed_service, face_video):
-    from streamer.publish import RtspServer
+    from streamer.testbed import RtspServer
 
     with RtspServer(face_video.path, host=CAMERA, port=18554):
         for name, url in (("lan-cam", f"rtsp://{CAMERA}:18554/stream"),
@@ -153,7 +153,7 @@ def test_a_redirect_and_an_hls_segment_to_refused_addresses_are_refused(exposed_
 def test_a_name_rebound_to_a_refused_address_is_refused_on_reconnect(exposed_service, face_video):
     import os
 
-    from streamer.publish import RtspServer
+    from streamer.testbed import RtspServer
 
     hosts = Path(os.environ[netns.HOSTS_ENV])
     camera = RtspServer(face_video.path, host=CAMERA, port=18555).start()

@@ -103,7 +103,7 @@ def test_a_file_stream_runs_to_the_end_and_every_record_arrives(service, face_vi
 
 
 def test_rtsp_stream_survives_a_server_restart_and_stops_cleanly(service, face_video, port):
-    from streamer.publish import RtspServer
+    from streamer.testbed import RtspServer
 
     server = RtspServer(face_video.path, port=port).start()
     try:
@@ -139,7 +139,7 @@ def test_rtsp_stream_survives_a_server_restart_and_stops_cleanly(service, face_v
 
 
 def test_concurrent_streams_share_replica_batches_and_the_limit_is_enforced(service, two_face_video):
-    from streamer.publish import RtspServer
+    from streamer.testbed import RtspServer
 
     with RtspServer(two_face_video.path) as server:
         ids = []

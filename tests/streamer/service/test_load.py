@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 
 def test_fifty_concurrent_calls_beside_running_streams(service, two_face_video):
-    from streamer.publish import RtspServer
+    from streamer.testbed import RtspServer
 
     with RtspServer(two_face_video.path) as rtsp:
         ids = [service.request("POST", "/streams", {"url": rtsp.url})[1]["id"] for _ in range(2)]

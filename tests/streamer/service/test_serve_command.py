@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_sigterm_stops_streams_flushes_parquet_and_exits_0(tmp_path, tiny_checkpoint, face_video, port):
-    from streamer.publish import RtspServer
+    from streamer.testbed import RtspServer
 
     config = tmp_path / "ray_config.yaml"
     config.write_text(yaml.safe_dump({
