@@ -9,15 +9,27 @@ Motion is a constant-velocity Kalman filter on (cx, cy, w, h), predicted over th
 gap between processed frames (``frame_index`` differences), so sampling every k-th frame
 or dropping frames of a live stream only widens the prediction, it does not break it.
 Ids are integers from 1, handed out when a track is confirmed, and never reused.
+
+Beyond ByteTrack: each detection gets a small appearance embedding from the frame
+(:mod:`streamer.appearance`), which keeps ids from swapping when faces cross and lets a
+face lost for a while (within ``max_lost_frames``) take its id back wherever it
+reappears, while a different face does not; and a hard shot cut (:mod:`streamer.cuts`,
+told by the caller) ends every track. How tracks and detections are paired is injected
+as distance functions (:mod:`streamer.association`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from streamer import association
+from streamer.appearance import embed_faces
+from streamer.association import Candidates, Distance, iou_matrix  # noqa: F401  (iou_matrix: imported from here by workers.training)
 from streamer.config import TrackerConfig
+
+Embedder = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (image, boxes (N, 4)) -> (N, D) unit rows
 
 # Noise as fractions of the box size, per frame (DeepSORT's choice): a large face moves
 # and jitters more pixels than a small one.
@@ -84,42 +96,40 @@ class _Kalman:
 
 
 class _Tracklet:
-    def __init__(self, box: np.ndarray, frame_index: int):
+    def __init__(self, box: np.ndarray, frame_index: int, embedding: np.ndarray | None):
         self.kf = _Kalman(box)
         self.hits = 1
         self.last_seen = frame_index
         self.track_id: int | None = None   # set on confirmation
         self.lost = False
+        self.embedding = embedding         # running mean of its confident boxes' embeddings
+
+    def remember(self, embedding: np.ndarray, momentum: float) -> None:
+        e = embedding if self.embedding is None else momentum * self.embedding + (1 - momentum) * embedding
+        n = np.linalg.norm(e)
+        self.embedding = e / n if n > 1e-9 else e
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes a (M, 4) and b (N, 4), x1y1x2y2."""
-    a = a[:, None, :]
-    b = b[None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+def _candidates(tracks: list[_Tracklet]) -> Candidates:
+    """The tracks' predicted boxes, with embeddings only if every track has one."""
+    boxes = np.stack([t.kf.box() for t in tracks]) if tracks else np.zeros((0, 4))
+    has = bool(tracks) and all(t.embedding is not None for t in tracks)
+    return Candidates(boxes, np.stack([t.embedding for t in tracks]) if has else None)
 
 
-def _match(tracks: list[_Tracklet], boxes: np.ndarray, dets: list[int], min_iou: float):
-    """Hungarian assignment on 1 - IoU between predicted track boxes and boxes[dets].
+def _match(tracks: list[_Tracklet], dets: Candidates, rows: list[int], distance: Distance):
+    """Assign ``tracks`` to the detections ``rows`` of ``dets`` by ``distance``.
 
     Returns (pairs of (track, det index), unmatched tracks, unmatched det indices).
     """
-    if not tracks or not dets:
-        return [], list(tracks), list(dets)
-    iou = iou_matrix(np.stack([t.kf.box() for t in tracks]), boxes[dets])
-    rows, cols = linear_sum_assignment(1.0 - iou)
-    keep = [(r, c) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
-    used_t = {r for r, _ in keep}
-    used_d = {c for _, c in keep}
-    return ([(tracks[r], dets[c]) for r, c in keep],
+    if not tracks or not rows:
+        return [], list(tracks), list(rows)
+    pairs = association.assign(distance(_candidates(tracks), dets.take(rows)))
+    used_t = {r for r, _ in pairs}
+    used_d = {c for _, c in pairs}
+    return ([(tracks[r], rows[c]) for r, c in pairs],
             [t for i, t in enumerate(tracks) if i not in used_t],
-            [d for j, d in enumerate(dets) if j not in used_d])
+            [d for j, d in enumerate(rows) if j not in used_d])
 
 
 class Tracker:
@@ -129,16 +139,29 @@ class Tracker:
     ``cfg.max_lost_frames`` counts source frames, not calls, so a track survives the same
     time whatever the sampling. After each update, :attr:`ended_ids` lists the ids of
     tracks that the update removed (so the caller can drop per-track state).
+
+    ``distance`` pairs tracks with detections (default: IoU with the predicted box plus
+    appearance), ``reacquire`` pairs lost tracks with the boxes left over (default:
+    appearance alone) and ``embed`` makes the embeddings; see :mod:`streamer.association`.
     """
 
-    def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1):
+    def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1, *,
+                 distance: Distance | None = None, reacquire: Distance | None = None,
+                 embed: Embedder = embed_faces):
         self.cfg = cfg or TrackerConfig()
+        self._distance = distance or association.motion_appearance(self.cfg)
+        self._reacquire = reacquire or association.reacquire(self.cfg)
+        self._embed = embed
         self._tracks: list[_Tracklet] = []
         self._next_id = first_id   # a resumed stream continues above the ids it used
         self._frame: int | None = None
         self.ended_ids: list[int] = []
 
-    def update(self, boxes, scores, frame_index: int) -> list[Track]:
+    def update(self, boxes, scores, frame_index: int, image: np.ndarray | None = None,
+               cut: bool = False) -> list[Track]:
+        """Track one frame's detections. ``image`` (the frame, RGB, in the boxes' pixels)
+        gives the appearance cue; without it matching is by motion alone. ``cut``: the
+        frame starts a new shot, so every track ends and these boxes start new ones."""
         cfg = self.cfg
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -146,10 +169,17 @@ class Tracker:
             raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
         if self._frame is not None and frame_index <= self._frame:
             raise ValueError(f"frame_index {frame_index} does not follow {self._frame}")
+        ended = []
+        if cut:
+            ended = [t.track_id for t in self._tracks if t.track_id is not None]
+            self._tracks = []
         if self._frame is not None:
             for t in self._tracks:
                 t.kf.predict(frame_index - self._frame)
         self._frame = frame_index
+        embeddings = (self._embed(image, boxes).astype(np.float64)
+                      if image is not None and cfg.appearance and len(boxes) else None)
+        dets = Candidates(boxes, embeddings)
 
         high = np.flatnonzero(scores >= cfg.high_score).tolist()
         low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score)).tolist()
@@ -157,25 +187,34 @@ class Tracker:
         tentative = [t for t in self._tracks if t.track_id is None]
 
         # 1: high-score boxes against every confirmed track, followed or lost.
-        pairs, rest, high_left = _match(confirmed, boxes, high, cfg.match_iou)
+        pairs, rest, high_left = _match(confirmed, dets, high, self._distance)
         # 2: low-score boxes may only continue tracks followed up to the previous frame.
         followed = [t for t in rest if not t.lost]
-        pairs2, unfollowed, _ = _match(followed, boxes, low, cfg.match_iou)
-        # 3: remaining high-score boxes against tracks not yet confirmed.
-        pairs3, _, high_left = _match(tentative, boxes, high_left, cfg.match_iou)
+        pairs2, _, _ = _match(followed, dets, low, self._distance)
+        # 3: tracks still unmatched may take back a high-score box that looks like them.
+        matched2 = {id(t) for t, _ in pairs2}
+        unmatched = [t for t in rest if id(t) not in matched2]
+        back, unmatched, high_left = _match(unmatched, dets, high_left, self._reacquire)
+        # 4: remaining high-score boxes against tracks not yet confirmed.
+        pairs3, _, high_left = _match(tentative, dets, high_left, self._distance)
 
         for t, d in pairs + pairs2 + pairs3:
             t.kf.update(boxes[d])
+        for t, d in back:   # it is elsewhere: its motion so far says nothing of where next
+            t.kf = _Kalman(boxes[d])
+        for t, d in pairs + pairs2 + back + pairs3:
             t.hits += 1
             t.last_seen = frame_index
             t.lost = False
-        for t in unfollowed:
+            if embeddings is not None and scores[d] >= cfg.high_score:
+                t.remember(embeddings[d], cfg.appearance_momentum)
+        for t in unmatched:
             t.lost = True
             t.kf.hold_size()
 
-        born = [(_Tracklet(boxes[d], frame_index), d)
+        born = [(_Tracklet(boxes[d], frame_index, None if embeddings is None else embeddings[d]), d)
                 for d in high_left if scores[d] >= cfg.new_track_score]
-        assigned = pairs + pairs2 + pairs3 + born
+        assigned = pairs + pairs2 + back + pairs3 + born
         for t, _ in assigned:
             if t.track_id is None and t.hits >= cfg.min_hits:
                 t.track_id = self._next_id
@@ -184,7 +223,7 @@ class Tracker:
         # Unmatched tentative tracks die at once: a face must be seen in consecutive
         # processed frames to be confirmed.
         alive = [t for t in confirmed if frame_index - t.last_seen <= cfg.max_lost_frames]
-        self.ended_ids = [t.track_id for t in confirmed if t not in alive]
+        self.ended_ids = ended + [t.track_id for t in confirmed if t not in alive]
         self._tracks = alive + [t for t, _ in pairs3 + born]
 
         out = [Track(t.track_id, boxes[d].copy(), float(scores[d]), d)

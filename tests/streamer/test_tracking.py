@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from streamer.config import TrackerConfig
-from streamer.tracking import Tracker, iou_matrix
+from streamer.association import iou_matrix
+from streamer.tracking import Tracker
 
 SIZE = 80.0
 

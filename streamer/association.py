@@ -1,0 +1,99 @@
+"""How tracks and detections are paired: distance functions and the assignment.
+
+The tracker takes its distances as arguments (as norfair does), so that a stream with
+other needs — no appearance, another cue, another gate — changes a function, not the
+tracker. A distance function maps the tracks' and the detections' :class:`Candidates`
+to an (M, N) cost matrix: lower is better, ``inf`` means "never pair these".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from streamer.appearance import appearance_distance
+from streamer.config import TrackerConfig
+
+_NEVER = 1e9   # stands in for inf inside the assignment, which needs finite costs
+
+
+@dataclass
+class Candidates:
+    """Boxes to pair: predicted boxes of tracks, or measured boxes of detections."""
+
+    boxes: np.ndarray                 # (N, 4) x1, y1, x2, y2
+    embeddings: np.ndarray | None     # (N, D) unit rows (streamer.appearance), or None
+
+    def take(self, rows: list[int]) -> "Candidates":
+        return Candidates(self.boxes[rows], None if self.embeddings is None else self.embeddings[rows])
+
+
+Distance = Callable[[Candidates, Candidates], np.ndarray]
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes a (M, 4) and b (N, 4), x1y1x2y2."""
+    a = a[:, None, :]
+    b = b[None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
+    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _both(tracks: Candidates, dets: Candidates) -> bool:
+    return tracks.embeddings is not None and dets.embeddings is not None
+
+
+def motion_appearance(cfg: TrackerConfig) -> Distance:
+    """The default for following tracks: ``1 - IoU`` with the Kalman-predicted box, plus
+    ``cfg.appearance_weight`` × appearance distance when both sides have embeddings.
+
+    IoU alone cannot tell two faces apart while they overlap; the appearance term breaks
+    that tie, and its gate forbids a track to continue on a face that looks unlike it
+    (the face that hid it, say) however well the boxes overlap.
+    """
+    def distance(tracks: Candidates, dets: Candidates) -> np.ndarray:
+        iou = iou_matrix(tracks.boxes, dets.boxes)
+        cost, allowed = 1.0 - iou, iou >= cfg.match_iou
+        if _both(tracks, dets):
+            app = appearance_distance(tracks.embeddings, dets.embeddings)
+            cost = cost + cfg.appearance_weight * app
+            allowed &= app <= cfg.appearance_gate
+        return np.where(allowed, cost, np.inf)
+    return distance
+
+
+def reacquire(cfg: TrackerConfig) -> Distance:
+    """The default for taking back a lost face: appearance alone, anywhere in the frame
+    (a face that left at one edge may return at another, far from where its motion
+    model went), but only as alike as ``cfg.reacquire_distance`` and of a size within
+    ``cfg.reacquire_scale`` of the track's. Without embeddings nothing is re-acquired."""
+    def distance(tracks: Candidates, dets: Candidates) -> np.ndarray:
+        if not _both(tracks, dets):
+            return np.full((len(tracks.boxes), len(dets.boxes)), np.inf)
+        app = appearance_distance(tracks.embeddings, dets.embeddings)
+        side_t = _side(tracks.boxes)[:, None]
+        side_d = _side(dets.boxes)[None, :]
+        ratio = np.maximum(side_t, side_d) / np.maximum(np.minimum(side_t, side_d), 1e-9)
+        allowed = (app <= cfg.reacquire_distance) & (ratio <= cfg.reacquire_scale)
+        return np.where(allowed, app, np.inf)
+    return distance
+
+
+def _side(boxes: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
+
+
+def assign(cost: np.ndarray) -> list[tuple[int, int]]:
+    """Minimum-cost one-to-one pairs (row, column) among the finite entries of ``cost``."""
+    if cost.size == 0:
+        return []
+    finite = np.isfinite(cost)
+    rows, cols = linear_sum_assignment(np.where(finite, cost, _NEVER))
+    return [(r, c) for r, c in zip(rows.tolist(), cols.tolist()) if finite[r, c]]
