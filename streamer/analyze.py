@@ -43,8 +43,12 @@ _POLL_S = 0.25
 
 def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None,
             stream_id: str | None = None, annotate: str | os.PathLike | None = None,
-            on_progress: ProgressCallback | None = None) -> dict:
+            on_progress: ProgressCallback | None = None,
+            on_annotate_progress: Callable[[int, int | None], None] | None = None) -> dict:
     """Analyse ``video`` into ``cfg.parquet.out``; returns the summary also written there.
+
+    ``on_progress`` gets the session's progress dicts while it runs; with ``annotate``,
+    ``on_annotate_progress`` gets (frames written, frames expected) while that video is made.
 
     Bad input (SourceNotFound / NotAVideo, CheckpointError, SinkError for an unreachable
     Redis, runtime.RuntimeStartError for an address nobody listens on) raises before
@@ -92,7 +96,7 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
         summary = {**base, "status": "ok", "model_version": version, **result,
                    "wall_seconds": time.monotonic() - t0}
         if annotate is not None:
-            summary["annotated"] = str(_annotate(video, out, stream_id, annotate, cfg))
+            summary["annotated"] = str(_annotate(video, out, stream_id, annotate, cfg, on_annotate_progress))
     except BaseException as e:
         _write_json(summary_path, {**base, "status": "failed", "error": _describe(e),
                                    "wall_seconds": time.monotonic() - t0, "finished_at": _now()})
@@ -176,11 +180,11 @@ def _wait(session, on_progress: ProgressCallback | None) -> dict:
         raise
 
 
-def _annotate(video: str, out: Path, stream_id: str, target, cfg: Config) -> Path:
+def _annotate(video: str, out: Path, stream_id: str, target, cfg: Config, on_progress) -> Path:
     from streamer.annotate import annotate_video
     from streamer.dataset import read_records
 
-    return annotate_video(video, read_records(out, stream_id), Path(target), cfg)
+    return annotate_video(video, read_records(out, stream_id), Path(target), cfg, on_progress)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -14,29 +14,24 @@ from the head centre (tx, ty) with image u = tx + L·x, v = ty - L·y, L = ``axi
 box width. x is red, y green, z blue; the axis pointing furthest away is drawn first.
 
 The output is written to a hidden temp file beside ``out_path`` and renamed into place
-when complete, so a crash never leaves a half file that looks whole.
+when complete, so a crash never leaves a half file that looks whole. Progress goes to an
+``on_progress`` callback (the CLI draws the bar): this module prints nothing.
 """
 from __future__ import annotations
 
 import logging
 import os
 import secrets
-import sys
 from collections import defaultdict
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import av
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from streamer.config import SourceConfig
-
-if TYPE_CHECKING:
-    from streamer.config import Config
+from streamer.config import AnnotateConfig, Config, SourceConfig
 from streamer.schema import FaceRecord
 from streamer.source import open_source
 from workers.pose import matrix_from_euler, matrix_from_quaternion
@@ -55,26 +50,20 @@ _TRACK_COLORS = (
     (170, 255, 90), (255, 255, 255), (0, 190, 140),
 )
 
-
-@dataclass
-class AnnotateConfig:
-    crf: int = 18                 # libx264 quality (lower = better, bigger)
-    preset: str = "veryfast"      # libx264 speed/size trade-off
-    axis_scale: float = 0.5       # pose axis length as a fraction of the box width
-    show_angles: bool = True      # yaw/pitch/roll text under the box
-    use_quaternion: bool = True   # rotation from the smoothed quaternion (else from Euler)
-    progress: bool | None = None  # progress bar; None: only when stderr is a terminal
+# (frames written, frames the source expects or None); called after every frame
+ProgressCallback = Callable[[int, "int | None"], None]
 
 
 def annotate_video(video_path: str | os.PathLike, records: list[FaceRecord],
-                   out_path: str | os.PathLike, cfg: "AnnotateConfig | Config | None" = None) -> Path:
+                   out_path: str | os.PathLike, cfg: AnnotateConfig | Config | None = None,
+                   on_progress: ProgressCallback | None = None) -> Path:
     """Write ``out_path``: the video with ``records`` drawn on their frames; returns it.
 
     ``records`` are the records of this one video (one stream id), in any order.
-    ``cfg`` is an :class:`AnnotateConfig`, or the run's :class:`~streamer.config.Config`
-    (whose ``annotate`` section is used if it has one; defaults otherwise).
+    ``cfg`` is an :class:`~streamer.config.AnnotateConfig`, or the run's
+    :class:`~streamer.config.Config` (its ``annotate`` section); None: the defaults.
     """
-    cfg = _annotate_config(cfg)
+    cfg = cfg.annotate if isinstance(cfg, Config) else cfg or AnnotateConfig()
     out_path = Path(out_path)
     if Path(video_path).resolve() == out_path.resolve():
         raise ValueError(f"{out_path}: the annotated video may not overwrite its source")
@@ -93,7 +82,6 @@ def annotate_video(video_path: str | os.PathLike, records: list[FaceRecord],
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{secrets.token_hex(4)}.tmp")
-    show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
     drawn = 0
     container = av.open(str(tmp), mode="w", format=_FORMATS.get(out_path.suffix.lower(), "mp4"))
     try:
@@ -101,24 +89,22 @@ def annotate_video(video_path: str | os.PathLike, records: list[FaceRecord],
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = 1 / rate
         stream.options = {"crf": str(cfg.crf), "preset": cfg.preset}
-        bar = tqdm(total=source.frame_count_estimate, unit="frame", desc="annotate",
-                   disable=not show, leave=False)
-        with bar:
-            for n, frame in enumerate(source):
-                image = frame.image
-                recs = by_frame.pop(frame.index, None)
-                if recs:
-                    image = np.ascontiguousarray(image).copy()
-                    for rec in recs:
-                        _draw_record(image, rec, cfg)
-                    drawn += 1
-                if image.shape[0] != height or image.shape[1] != width:
-                    image = np.pad(image, ((0, height - image.shape[0]),
-                                           (0, width - image.shape[1]), (0, 0)), mode="edge")
-                out = av.VideoFrame.from_ndarray(image, format="rgb24")
-                out.pts, out.time_base = n, 1 / rate
-                container.mux(stream.encode(out))
-                bar.update(1)
+        for n, frame in enumerate(source):
+            image = frame.image
+            recs = by_frame.pop(frame.index, None)
+            if recs:
+                image = np.ascontiguousarray(image).copy()
+                for rec in recs:
+                    _draw_record(image, rec, cfg)
+                drawn += 1
+            if image.shape[0] != height or image.shape[1] != width:
+                image = np.pad(image, ((0, height - image.shape[0]),
+                                       (0, width - image.shape[1]), (0, 0)), mode="edge")
+            out = av.VideoFrame.from_ndarray(image, format="rgb24")
+            out.pts, out.time_base = n, 1 / rate
+            container.mux(stream.encode(out))
+            if on_progress is not None:
+                on_progress(n + 1, source.frame_count_estimate)
         container.mux(stream.encode(None))
         container.close()
         os.replace(tmp, out_path)
@@ -136,13 +122,6 @@ def annotate_video(video_path: str | os.PathLike, records: list[FaceRecord],
                     video_path, sum(len(v) for v in by_frame.values()), min(by_frame))
     log.info("annotated %d frames of %s into %s", drawn, video_path, out_path)
     return out_path
-
-
-def _annotate_config(cfg) -> AnnotateConfig:
-    if isinstance(cfg, AnnotateConfig):
-        return cfg
-    section = getattr(cfg, "annotate", None)
-    return section if isinstance(section, AnnotateConfig) else AnnotateConfig()
 
 
 # --------------------------------------------------------------------------------------

@@ -175,6 +175,27 @@ class _ProgressBar:
             self._bar.close()
 
 
+class _FrameBar:
+    """tqdm bar fed with (frames done, frames expected) counts, as annotate reports them;
+    silent when stderr is not a terminal, gone once closed."""
+
+    def __init__(self, desc: str):
+        self._desc = desc
+        self._bar = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(total=total, unit="frame", desc=self._desc, disable=None, leave=False,
+                             dynamic_ncols=True)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def _analyze(args) -> int:
     from streamer.analyze import analyze
     from streamer.config import load_config
@@ -191,12 +212,13 @@ def _analyze(args) -> int:
     if args.every is not None:
         overrides.setdefault("source", {})["every"] = args.every
     cfg = load_config(args.config, overrides)
-    bar = _ProgressBar()
+    bar, annotate_bar = _ProgressBar(), _FrameBar("annotate")
     try:
         summary = analyze(args.video, cfg, address=args.address, stream_id=args.stream_id,
-                          annotate=args.annotate, on_progress=bar)
+                          annotate=args.annotate, on_progress=bar, on_annotate_progress=annotate_bar)
     finally:
         bar.close()
+        annotate_bar.close()
     where = Path(summary["out"]) / "summary.json"
     if summary["faces"] == 0:
         raise UserError(f"no face found in {args.video} ({summary['frames']} frames analysed); "

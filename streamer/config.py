@@ -1,11 +1,17 @@
 """Typed configuration: dataclass defaults, then ``ray_config.yaml``, then CLI flags.
 
 Every tunable lives in one of these dataclasses so that a YAML key that does not exist
-is an error (a typo must not silently fall back to a default).
+is an error (a typo must not silently fall back to a default). Each value is checked
+when the config is loaded, against its field's type and the limits written beside the
+field (``checked(default, ge=1)``): a bad value stops the command that loads it, with
+the key's dotted path, instead of failing every stream later.
 """
 from __future__ import annotations
 
 import dataclasses
+import operator
+import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,26 +24,46 @@ class ConfigError(ValueError):
     """A config file or override names a key that does not exist or has a bad value."""
 
 
+# What a field's value may be beyond its type, in the field's metadata: ge / gt / le
+# (bounds), choices (allowed values), pattern + means (a full-match regex and how to say
+# it). Plain keys, so a dataclass that must not import this module (workers/) can carry
+# them too: ``field(default=0.4, metadata={"ge": 0})``.
+_LIMITS = ("ge", "gt", "le", "choices", "pattern", "means")
+
+PARQUET_COMPRESSIONS = ("zstd", "snappy", "gzip", "brotli", "lz4", "lz4_raw", "none")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
+
+
+def checked(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
+            **limits: Any) -> Any:
+    """A dataclass field whose value :func:`check` holds to ``limits`` (see ``_LIMITS``)."""
+    unknown = set(limits) - set(_LIMITS)
+    if unknown:
+        raise TypeError(f"unknown limits: {', '.join(sorted(unknown))}")
+    return field(default=default, default_factory=default_factory, metadata=limits)
+
+
 @dataclass
 class SourceConfig:
-    every: int = 1                 # keep every k-th frame (files)
-    fps: float | None = None       # or resample to this rate (files); None keeps all
-    queue_frames: int = 16         # bounded queue between decoder and session (backpressure)
-    staleness_s: float = 2.0       # live: frames older than this are dropped
-    reconnect_s: float = 1.0       # live: first reconnect delay (doubles, capped)
-    reconnect_max_s: float = 5.0
-    give_up_s: float = 60.0        # live: a source gone this long ends the stream `failed`
-    open_timeout_s: float = 10.0
+    every: int = checked(1, ge=1)  # keep every k-th frame (files)
+    fps: float | None = checked(None, gt=0)  # or resample to this rate (files); None keeps all
+    queue_frames: int = checked(16, ge=1)  # bounded queue between decoder and session (backpressure)
+    staleness_s: float = checked(2.0, gt=0)  # live: frames older than this are dropped
+    reconnect_s: float = checked(1.0, gt=0)  # live: first reconnect delay (doubles, capped)
+    reconnect_max_s: float = checked(5.0, gt=0)
+    give_up_s: float = checked(60.0, gt=0)  # live: a source gone this long ends the stream `failed`
+    open_timeout_s: float = checked(10.0, gt=0)
     # Limits on what a source may be (streamer.source enforces them; a refusal is a
     # SourceTooLarge naming the limit). Frames wider or taller than this are refused:
     # a file or stream whose first frame (or declared size) exceeds them is not opened,
     # a later frame that does is counted as a decode error and left out.
-    max_width: int = 7680
-    max_height: int = 4320
+    max_width: int = checked(7680, ge=1)
+    max_height: int = checked(4320, ge=1)
     # None: unlimited. Files declaring a longer duration are refused when opened, and no
     # frame past it is yielded (counted in stats["beyond_max_duration"]); a live stream
     # is ended by its session after running this long.
-    max_duration_s: float | None = None
+    max_duration_s: float | None = checked(None, gt=0)
     # Where a live source may connect (streamer.netpolicy, enforced on every connection
     # by streamer.gateway). Always refused unless listed in allow_networks: link-local
     # (cloud metadata), unspecified, multicast, reserved, and the metadata endpoints
@@ -49,7 +75,7 @@ class SourceConfig:
     # fc00::/7): "allow", "deny", or "auto": allowed unless the service listens beyond
     # loopback, so `publish` + `submit rtsp://127.0.0.1:...` and LAN cameras work on a
     # local service and an exposed one cannot be pointed at its own network.
-    local_networks: str = "auto"
+    local_networks: str = checked("auto", choices=("auto", "allow", "deny"))
     # RTSP over UDP: the server picks where RTP comes from and where RTCP is sent, which
     # the policy cannot hold, so it is refused unless set (then those endpoints and RTSP
     # redirects are outside the policy; the RTSP connection itself is still checked).
@@ -58,96 +84,98 @@ class SourceConfig:
 
 @dataclass
 class DetectorConfig:
-    score_threshold: float = 0.75
-    nms_threshold: float = 0.4
-    min_face_px: int = 20          # smaller boxes (shorter side) are ignored
-    max_side: int = 640            # frames are downscaled so the longer side is at most this
-    batch_size: int = 8
+    score_threshold: float = checked(0.75, ge=0, le=1)
+    nms_threshold: float = checked(0.4, ge=0, le=1)
+    min_face_px: int = checked(20, ge=0)  # smaller boxes (shorter side) are ignored
+    max_side: int = checked(640, ge=1)  # frames are downscaled so the longer side is at most this
+    batch_size: int = checked(8, ge=1)
 
 
 @dataclass
 class TrackerConfig:
-    high_score: float = 0.6        # first association pass
-    low_score: float = 0.3         # second pass recovers low-score boxes of known tracks
-    new_track_score: float = 0.7   # unmatched detections above this start tracks
-    match_iou: float = 0.3
-    max_lost_frames: int = 30      # a track unseen this long is ended
-    min_hits: int = 1              # frames before a track is reported
+    high_score: float = checked(0.6, ge=0, le=1)  # first association pass
+    low_score: float = checked(0.3, ge=0, le=1)  # second pass recovers low-score boxes of known tracks
+    new_track_score: float = checked(0.7, ge=0, le=1)  # unmatched detections above this start tracks
+    match_iou: float = checked(0.3, ge=0, le=1)
+    max_lost_frames: int = checked(30, ge=0)  # a track unseen this long is ended
+    min_hits: int = checked(1, ge=1)  # frames before a track is reported
     # Appearance (streamer/appearance.py): a small embedding of each face box keeps ids
     # from swapping when faces cross and gives a face lost for a while its id back.
     appearance: bool = True
-    appearance_weight: float = 1.0     # matching cost: (1 - IoU) + weight × appearance distance
-    appearance_gate: float = 0.35      # a box less alike than this never continues a track
-    appearance_momentum: float = 0.9   # a track's embedding: running mean of its confident boxes'
-    reacquire_distance: float = 0.15   # a lost track takes back a box this alike, anywhere
-    reacquire_scale: float = 1.5       # ... whose size is within this factor of the track's
+    appearance_weight: float = checked(1.0, ge=0)  # matching cost: (1 - IoU) + weight × appearance distance
+    appearance_gate: float = checked(0.35, ge=0)  # a box less alike than this never continues a track
+    # a track's embedding: running mean of its confident boxes'
+    appearance_momentum: float = checked(0.9, ge=0, le=1)
+    reacquire_distance: float = checked(0.15, ge=0)  # a lost track takes back a box this alike, anywhere
+    reacquire_scale: float = checked(1.5, ge=1)  # ... whose size is within this factor of the track's
     # Hard shot cuts (streamer/cuts.py) end every track.
     cuts: bool = True
-    cut_min_change: float = 0.08       # mean |Δ| of a 64×36 thumbnail (0–1) above this,
-    cut_ratio: float = 4.0             # and this many times the median of the recent ones,
-    cut_min_histogram: float = 0.1     # and a colour-histogram distance (0–1) above this
-    cut_window: int = 30               # recent frame differences the median is taken over
+    cut_min_change: float = checked(0.08, ge=0)  # mean |Δ| of a 64×36 thumbnail (0–1) above this,
+    cut_ratio: float = checked(4.0, ge=0)  # and this many times the median of the recent ones,
+    cut_min_histogram: float = checked(0.1, ge=0)  # and a colour-histogram distance (0–1) above this
+    cut_window: int = checked(30, ge=1)  # recent frame differences the median is taken over
 
 
 @dataclass
 class SmoothingConfig:
-    min_cutoff: float = 1.0        # One-Euro: Hz at rest (lower = smoother)
-    beta: float = 0.05             # One-Euro: speed coefficient (higher = less lag)
-    d_cutoff: float = 1.0
-    rotation_min_cutoff: float = 1.0
-    rotation_beta: float = 0.5
+    min_cutoff: float = checked(1.0, gt=0)  # One-Euro: Hz at rest (lower = smoother)
+    beta: float = checked(0.05, ge=0)  # One-Euro: speed coefficient (higher = less lag)
+    d_cutoff: float = checked(1.0, gt=0)
+    rotation_min_cutoff: float = checked(1.0, gt=0)
+    rotation_beta: float = checked(0.5, ge=0)
 
 
 @dataclass
 class EmotionConfig:
     """When a face gets no emotion label (workers/emotion.py; trade-offs in docs/accuracy.md)."""
-    min_prob: float = 0.4          # most likely class below this: "uncertain"
-    min_face_px: float = 24.0      # box shorter side below this (source pixels): "too_small"
-    max_yaw: float = 60.0          # |yaw| beyond this (degrees): "too_turned"
-    max_pitch: float = 45.0        # |pitch| beyond this (degrees): "too_turned"
-    switch_margin: float = 0.05    # a track's smoothed label changes only to a class this
+    min_prob: float = checked(0.4, ge=0)  # most likely class below this: "uncertain"
+    min_face_px: float = checked(24.0, ge=0)  # box shorter side below this (source pixels): "too_small"
+    max_yaw: float = checked(60.0, ge=0)  # |yaw| beyond this (degrees): "too_turned"
+    max_pitch: float = checked(45.0, ge=0)  # |pitch| beyond this (degrees): "too_turned"
+    switch_margin: float = checked(0.05, ge=0)  # a track's smoothed label changes only to a class this
     #                                much more probable than the one it holds (no flicker)
 
 
 @dataclass
 class ModelConfig:
     checkpoint: str | None = None  # None: the shipped default under workers/weights
-    device: str = "auto"           # auto | cpu | cuda
-    detector_replicas: int = 1
-    regressor_replicas: int = 1
-    max_batch_size: int = 32
-    max_wait_ms: float = 10.0
-    num_cpus_per_replica: float = 1.0
-    num_gpus_per_replica: float = 0.0
-    max_restarts: int = 3          # a crashed replica is restarted, its calls retried
+    device: str = checked("auto", pattern=r"auto|cpu|cuda(:\d+)?", means="auto, cpu, cuda or cuda:N")
+    detector_replicas: int = checked(1, ge=1)
+    regressor_replicas: int = checked(1, ge=1)
+    max_batch_size: int = checked(32, ge=1)
+    max_wait_ms: float = checked(10.0, ge=0)
+    num_cpus_per_replica: float = checked(1.0, ge=0)
+    num_gpus_per_replica: float = checked(0.0, ge=0)
+    max_restarts: int = checked(3, ge=-1)  # a crashed replica is restarted, its calls retried (-1: always)
     # custom Ray resources each replica needs: places replicas on the nodes that have them
-    resources: dict[str, float] = field(default_factory=dict)
+    resources: dict[str, float] = checked(default_factory=dict, ge=0)
 
 
 @dataclass
 class RedisConfig:
     url: str | None = None         # None: an embedded server started for the run
-    maxlen: int = 100_000          # XADD MAXLEN ~ per stream key
+    maxlen: int = checked(100_000, ge=1)  # XADD MAXLEN ~ per stream key
     key_prefix: str = "facestream"
-    buffer_records: int = 100_000  # records held while Redis is away
-    retry_s: float = 0.5
-    connect_timeout_s: float = 2.0
+    buffer_records: int = checked(100_000, ge=0)  # records held while Redis is away
+    retry_s: float = checked(0.5, gt=0)
+    connect_timeout_s: float = checked(2.0, gt=0)
 
 
 @dataclass
 class ParquetConfig:
     out: str = "out"
-    rows_per_file: int = 50_000    # roll to a new file after this many rows
-    flush_every_s: float = 30.0    # and write what is buffered at least this often
-    compression: str = "zstd"
+    rows_per_file: int = checked(50_000, ge=1)  # roll to a new file after this many rows
+    flush_every_s: float = checked(30.0, gt=0)  # and write what is buffered at least this often
+    compression: str = checked("zstd", choices=PARQUET_COMPRESSIONS)
 
 
 @dataclass
 class SessionConfig:
-    max_inflight_batches: int = 4  # crop batches awaiting the regressor per session
-    progress_every_s: float = 1.0
-    resources: dict[str, float] = field(default_factory=dict)  # as model.resources, for sessions
-    max_restarts: int = 3          # a crashed session is restarted and resumes this often
+    max_inflight_batches: int = checked(4, ge=1)  # crop batches awaiting the regressor per session
+    progress_every_s: float = checked(1.0, ge=0)
+    resources: dict[str, float] = checked(default_factory=dict, ge=0)  # as model.resources, for sessions
+    # a crashed session is restarted and resumes this often (-1: always)
+    max_restarts: int = checked(3, ge=-1)
 
 
 @dataclass
@@ -155,14 +183,24 @@ class ServiceConfig:
     """``facestream serve``: where the API listens and what it accepts."""
 
     host: str = "127.0.0.1"        # loopback by default: exposing the API is a decision
-    port: int = 8000
-    max_streams: int = 16          # POST /streams beyond this is refused with 429
+    port: int = checked(8000, ge=1, le=65535)
+    max_streams: int = checked(16, ge=1)  # POST /streams beyond this is refused with 429
     api_token_file: str | None = None  # bearer token required when set (or FACESTREAM_API_TOKEN)
-    max_body_bytes: int = 65536    # larger request bodies are refused with 413
-    stop_timeout_s: float = 30.0   # DELETE waits this long for a session to flush
+    max_body_bytes: int = checked(65536, ge=1)  # larger request bodies are refused with 413
+    stop_timeout_s: float = checked(30.0, gt=0)  # DELETE waits this long for a session to flush
     # Listening beyond loopback without an API token lets anyone who reaches the port
     # submit streams: refused unless this says so (`facestream serve --insecure-open-api`).
     insecure_open_api: bool = False
+
+
+@dataclass
+class AnnotateConfig:
+    """``analyze --annotate``: how the annotated video is drawn and encoded (streamer/annotate.py)."""
+    crf: int = checked(18, ge=0, le=51)  # libx264 quality (lower = better, bigger)
+    preset: str = checked("veryfast", choices=X264_PRESETS)  # libx264 speed/size trade-off
+    axis_scale: float = checked(0.5, gt=0)  # pose axis length as a fraction of the box width
+    show_angles: bool = True       # yaw/pitch/roll text under the box
+    use_quaternion: bool = True    # rotation from the smoothed quaternion (else from Euler)
 
 
 @dataclass
@@ -178,59 +216,19 @@ class Config:
     parquet: ParquetConfig = field(default_factory=ParquetConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _merge(obj: Any, data: dict, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"unknown config key '{where}{key}' (known: {', '.join(sorted(names))})")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            _merge(current, value, f"{where}{key}.")
-        else:
-            setattr(obj, key, _coerce(value, hints[key], f"{where}{key}"))
-    return obj
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    if typing.get_origin(hint) is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item_type,) = typing.get_args(hint)
-        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-    if typing.get_origin(hint) is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        _, value_type = typing.get_args(hint)
-        return {str(k): _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if value is None:
-        if type(None) in typing.get_args(hint):
-            return None
-        raise ConfigError(f"{where}: may not be null")
-    target = args[0] if args else hint
-    if target is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    try:
-        if target in (int, float, str, bool):
-            return target(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {target.__name__}, got {value!r}") from None
-    return value
-
-
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
-    """Defaults, then the YAML file (if given or ``./ray_config.yaml`` exists), then overrides.
+    """Defaults, then the YAML file (if given or ``./ray_config.yaml`` exists), then overrides;
+    checked by :func:`check`, so a bad value fails here and not in a stream later.
 
     ``overrides`` is a nested dict like the YAML, e.g. ``{"redis": {"url": "redis://..."}}``;
-    the CLI builds it from its flags.
+    the CLI builds it from its flags. A :class:`ConfigError` names the key's dotted path
+    (and the file, when the mistake is in the file).
     """
     cfg = Config()
     if path is None and Path("ray_config.yaml").exists():
@@ -243,7 +241,109 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
-        _merge(cfg, data, "")
+        try:
+            check(_merge(cfg, data, ""))
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
     if overrides:
         _merge(cfg, overrides, "")
+    return check(cfg)
+
+
+def check(cfg: Any, where: str = "") -> Any:
+    """Hold every field of ``cfg`` (a config dataclass, walked into its sections) to its
+    type and its limits; returns ``cfg``, each value now of its field's type.
+
+    Types are strict: ``2.9`` or ``"3"`` for an integer is an error, not 2 or 3 (an integer
+    where a number is expected becomes that float). Raises :class:`ConfigError` naming the
+    key's dotted path.
+    """
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, path = getattr(cfg, f.name), f"{where}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check(value, f"{path}.")
+            continue
+        value = _typed(value, hints[f.name], path)
+        for item_path, item in _leaves(value, path):
+            problem = _outside(item, f.metadata)
+            if problem:
+                raise ConfigError(f"{item_path}: {problem}")
+        setattr(cfg, f.name, value)
     return cfg
+
+
+def _merge(obj: Any, data: Any, where: str) -> Any:
+    """Set the keys of ``data`` on ``obj``, section by section; a key ``obj`` lacks is an error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{where}{key}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, f"{where}{key}.")
+        else:
+            setattr(obj, key, value)
+    return obj
+
+
+# accepted Python types and how a message names them, per scalar field type
+_SCALARS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true/false"), int: ((int,), "an integer"),
+    float: ((int, float), "a number"), str: ((str,), "a string"),
+}
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as the type ``hint`` names (scalars, ``X | None``, lists, str-keyed dicts)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = (a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None:
+        raise ConfigError(f"{where}: may not be null")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_typed(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _typed(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    accepted, name = _SCALARS[hint]
+    if not isinstance(value, accepted) or (isinstance(value, bool) and hint is not bool):
+        raise ConfigError(f"{where}: expected {name}, got {value!r}")
+    return hint(value)
+
+
+def _leaves(value: Any, where: str) -> list[tuple[str, Any]]:
+    """The scalars a field's limits apply to: the value, each item of a list, each value of a dict."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return [(f"{where}.{k}", v) for k, v in value.items()]
+    return [(where, value)]
+
+
+_BOUNDS = (("gt", operator.gt, ">"), ("ge", operator.ge, ">="), ("le", operator.le, "<="))
+
+
+def _outside(value: Any, limits: Any) -> str | None:
+    """What is wrong with ``value`` under a field's limits, or None."""
+    choices = limits.get("choices")
+    if choices is not None and value not in choices:
+        return f"expected one of {', '.join(choices)}, got {value!r}"
+    pattern = limits.get("pattern")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        return f"expected {limits.get('means', pattern)}, got {value!r}"
+    for key, holds, sign in _BOUNDS:
+        bound = limits.get(key)
+        if bound is not None and not holds(value, bound):
+            return f"must be {sign} {bound:g}, got {value!r}"
+    return None

@@ -81,7 +81,7 @@ def test_boxes_are_drawn_on_annotated_frames_only(tmp_path, make_records):
 def test_odd_sizes_are_padded_to_even(tmp_path, make_records):
     src = _make_video(tmp_path / "odd.mkv", width=W - 1, height=H - 1, codec="ffv1",
                       pix_fmt="yuv444p", frames=16)
-    # the run's Config is accepted too (analyze passes it); it has no annotate options
+    # the run's Config is accepted too (analyze passes it): its annotate section is used
     out = annotate_video(src, _records(make_records), tmp_path / "odd_out.mp4", Config())
     frames = _decode(out)
     assert len(frames) == 16 and frames[0].shape == (H, W, 3)
