@@ -108,6 +108,8 @@ class TrackerConfig:
     appearance_momentum: float = checked(0.9, ge=0, le=1)
     reacquire_distance: float = checked(0.15, ge=0)  # a lost track takes back a box this alike, anywhere
     reacquire_scale: float = checked(1.5, ge=1)  # ... whose size is within this factor of the track's
+    # within this many box sides of where it was predicted, the looser appearance_gate applies
+    reacquire_near: float = checked(2.0, ge=0)
     # Hard shot cuts (streamer/cuts.py) end every track.
     cuts: bool = True
     cut_min_change: float = checked(0.08, ge=0)  # mean |Δ| of a 64×36 thumbnail (0–1) above this,
