@@ -99,14 +99,16 @@ def test_limits_are_kept_beside_their_fields():
         check(cfg)
 
 
-def test_serve_with_a_bad_value_exits_2_with_one_line_before_starting_ray(tmp_path):
+@pytest.mark.parametrize("argv", [["serve"], ["analyze", "clip.mp4"], ["predict", "face.jpg"]], ids=lambda a: a[0])
+def test_a_bad_value_stops_the_command_with_one_line_before_anything_starts(tmp_path, argv):
+    """serve: before Ray and the replicas start ("starting Ray ..." never printed);
+    analyze and predict: before their inputs are even looked at."""
     config = tmp_path / "ray_config.yaml"
     config.write_text("session:\n  max_inflight_batches: 0\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "streamer.cli", "serve", "--config", str(config)],
+    result = subprocess.run([sys.executable, "-m", "streamer.cli", *argv, "--config", str(config)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
-    # one line, and not "starting Ray": nothing was started
     assert result.stderr.splitlines() == [
         f"facestream: error: {config}: session.max_inflight_batches: must be >= 1, got 0"]
