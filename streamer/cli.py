@@ -454,12 +454,12 @@ def _stop(args) -> int:
 
 
 def _tail(args) -> int:
-    from streamer.tail import DEFAULT_GROUP, record_json, record_line, tail
+    from streamer.tail import DEFAULT_GROUP, prefix_for, record_json, record_line, tail
 
-    redis_url = args.redis_url
+    redis_url, status = args.redis_url, None
     if redis_url is None:
         client = _client(args)
-        client.stream(args.stream_id)  # an unknown id fails here, with the server's words
+        status = client.stream(args.stream_id)  # an unknown id fails here, with the server's words
         redis_url = client.health().get("redis")
         if redis_url is None:
             raise UserError("the server does not tell its Redis address without the API token "
@@ -481,7 +481,8 @@ def _tail(args) -> int:
             else:
                 print(record_line(rec, names), flush=True)
 
-        n = tail(redis_url, args.stream_id, show, group=args.group or DEFAULT_GROUP,
+        n = tail(redis_url, args.stream_id, show, prefix=prefix_for(args.stream_id, status),
+                 group=args.group or DEFAULT_GROUP,
                  consumer=args.consumer, follow=args.follow)
     finally:
         if sink is not None:

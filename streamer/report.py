@@ -37,7 +37,7 @@ from matplotlib.ticker import MaxNLocator
 
 from streamer.dataset import read_dataset
 from streamer.emotion_ribbon import EmotionRibbon
-from streamer.schema import N_BLEND, N_EMOTION, N_EXP, emotion_classes
+from streamer.schema import N_EXP, blendshape_names, emotion_classes, vector_matrix
 from streamer.sinks.parquet_sink import partition_name
 
 MIN_TRACK_RECORDS = 5
@@ -52,22 +52,6 @@ BLEND_CURVES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("browInnerUp (L+R)/2", ("browInnerUp_L", "browInnerUp_R")),
     ("eyeBlink (L+R)/2", ("eyeBlink_L", "eyeBlink_R")),
     ("browDown (L+R)/2", ("browDown_L", "browDown_R", "browDown")),
-)
-
-# The 53 ARKit names in face-model column order, used only when the face model cannot be
-# loaded (its source missing on a machine that just reads results).
-_FALLBACK_BLEND_NAMES = (
-    "browDown_L", "browDown_R", "browInnerUp_L", "browInnerUp_R", "browOuterUp_L",
-    "browOuterUp_R", "cheekPuff_L", "cheekPuff_R", "cheekSquint_L", "cheekSquint_R",
-    "eyeBlink_L", "eyeBlink_R", "eyeLookDown_L", "eyeLookDown_R", "eyeLookIn_L",
-    "eyeLookIn_R", "eyeLookOut_L", "eyeLookOut_R", "eyeLookUp_L", "eyeLookUp_R",
-    "eyeSquint_L", "eyeSquint_R", "eyeWide_L", "eyeWide_R", "jawForward", "jawLeft",
-    "jawOpen", "jawRight", "mouthClose", "mouthDimple_L", "mouthDimple_R", "mouthFrown_L",
-    "mouthFrown_R", "mouthFunnel", "mouthLeft", "mouthLowerDown_L", "mouthLowerDown_R",
-    "mouthPress_L", "mouthPress_R", "mouthPucker", "mouthRight", "mouthRollLower",
-    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmile_L", "mouthSmile_R",
-    "mouthStretch_L", "mouthStretch_R", "mouthUpperUp_L", "mouthUpperUp_R", "noseSneer_L",
-    "noseSneer_R",
 )
 
 _ANGLE_COLORS = {"yaw": "tab:blue", "pitch": "tab:orange", "roll": "tab:green"}
@@ -104,48 +88,22 @@ class _Columns:
         return _Columns(**{k: v[idx] for k, v in vars(self).items()})
 
 
-def _vector(table: pa.Table, name: str, dim: int) -> np.ndarray:
-    """(n, dim) float rows; NaN rows where the column is null or absent (version-1 data)."""
-    out = np.full((len(table), dim), np.nan)
-    if name not in table.column_names:
-        return out
-    column = table.column(name).combine_chunks()
-    valid = column.is_valid()
-    out[valid.to_numpy(zero_copy_only=False)] = (
-        column.filter(valid).flatten().to_numpy(zero_copy_only=False).reshape(-1, dim))
-    return out
-
-
 def _scalar(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy()
 
 
 def _columns(table: pa.Table) -> _Columns:
+    """The columns of a table in ARROW_SCHEMA (read_dataset upgrades older data to it)."""
     return _Columns(
         stream_id=np.asarray(table.column("stream_id").to_pylist(), dtype=object),
         frame_index=_scalar(table, "frame_index").astype(np.int64),
         pts=_scalar(table, "pts").astype(np.float64),
         track_id=_scalar(table, "track_id").astype(np.int64),
-        pose=_vector(table, "pose", 6),
-        pose_raw=_vector(table, "pose_raw", 6),
-        expression=_vector(table, "expression", N_EXP),
-        expression_raw=_vector(table, "expression_raw", N_EXP),
-        blendshapes=_vector(table, "blendshapes", N_BLEND),
+        **{name: vector_matrix(table.column(name), name).astype(np.float64)
+           for name in ("pose", "pose_raw", "expression", "expression_raw", "blendshapes", "emotion_probs")},
         model_version=np.asarray(table.column("model_version").to_pylist(), dtype=object),
-        emotion=np.asarray(["" if v is None else v for v in table.column("emotion").to_pylist()]
-                           if "emotion" in table.column_names else [""] * len(table), dtype=object),
-        emotion_probs=_vector(table, "emotion_probs", N_EMOTION),
+        emotion=np.asarray(table.column("emotion").to_pylist(), dtype=object),
     )
-
-
-def _blend_names() -> tuple[str, ...]:
-    try:
-        from workers.face_model import load
-
-        names = tuple(load().blend_names)
-    except Exception:  # noqa: BLE001 - a report must not need the face model's source
-        names = _FALLBACK_BLEND_NAMES
-    return names if len(names) == N_BLEND else _FALLBACK_BLEND_NAMES
 
 
 def _curve_indices(names: tuple[str, ...]) -> list[tuple[str, list[int]]]:
@@ -490,7 +448,7 @@ def write_report(out_dir: str | Path) -> Path:
     metadata = dict(table.schema.metadata or {})
     cols = _columns(table)
     summary, summary_note = _read_summary(out_dir)
-    curves = _curve_indices(_blend_names())
+    curves = _curve_indices(blendshape_names(metadata))
     pose_plot, expression_plot, ribbon = None, None, None
 
     final = out_dir / "report"

@@ -15,9 +15,29 @@ import pyarrow as pa
 
 # 2: emotion, emotion_probs and their raw twins (issue 16). Version-1 files and entries
 # still read: their records carry emotion "" (not computed) and NaN probabilities.
-SCHEMA_VERSION = 2
-N_EXP, N_SHAPE, N_BLEND = 29, 99, 53
+# 3: pose, pose_raw and blendshapes are Arrow structs of named float32 fields, so SQL,
+# pandas and polars read ``pose.yaw`` or ``blendshapes.jawOpen`` by name (issue 15); the
+# Redis entry layout is unchanged. Version-1 and -2 files are upgraded on read.
+SCHEMA_VERSION = 3
+N_EXP, N_SHAPE = 29, 99
 POSE_FIELDS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
+# The face model's 53 ARKit-named expression blendshapes in its column order
+# (workers.face_model.FaceModel.blend_names, from ICT-FaceKit; a test checks they agree).
+# Kept here as a constant so that readers of the data never load the face model.
+BLENDSHAPE_NAMES = (
+    "browDown_L", "browDown_R", "browInnerUp_L", "browInnerUp_R", "browOuterUp_L",
+    "browOuterUp_R", "cheekPuff_L", "cheekPuff_R", "cheekSquint_L", "cheekSquint_R",
+    "eyeBlink_L", "eyeBlink_R", "eyeLookDown_L", "eyeLookDown_R", "eyeLookIn_L",
+    "eyeLookIn_R", "eyeLookOut_L", "eyeLookOut_R", "eyeLookUp_L", "eyeLookUp_R",
+    "eyeSquint_L", "eyeSquint_R", "eyeWide_L", "eyeWide_R", "jawForward", "jawLeft",
+    "jawOpen", "jawRight", "mouthClose", "mouthDimple_L", "mouthDimple_R", "mouthFrown_L",
+    "mouthFrown_R", "mouthFunnel", "mouthLeft", "mouthLowerDown_L", "mouthLowerDown_R",
+    "mouthPress_L", "mouthPress_R", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmile_L", "mouthSmile_R",
+    "mouthStretch_L", "mouthStretch_R", "mouthUpperUp_L", "mouthUpperUp_R", "noseSneer_L",
+    "noseSneer_R",
+)
+N_BLEND = len(BLENDSHAPE_NAMES)
 # The order of emotion_probs; readers take it from the schema metadata (emotion_classes),
 # this constant is what writers put there.
 EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -92,6 +112,15 @@ VECTOR_FIELDS: tuple[tuple[str, int], ...] = (
     ("emotion_probs", N_EMOTION),       # version 2 on: the packed Redis field of version 1
     ("emotion_probs_raw", N_EMOTION),   # entries ends before these two
 )
+# Vectors whose every component has a meaning of its own are Arrow structs of named
+# float32 fields (version 3 on), so that a reader asks for ``pose.yaw`` rather than
+# ``pose[1]``; coefficient vectors (eta, alpha), the box, the quaternion and the emotion
+# probabilities (named in the metadata) stay fixed-size float32 lists.
+NAMED_VECTORS: dict[str, tuple[str, ...]] = {
+    "pose": POSE_FIELDS,
+    "pose_raw": POSE_FIELDS,
+    "blendshapes": BLENDSHAPE_NAMES,
+}
 # columns version 1 did not have, and what a record read from it holds there
 SINCE_V2 = {"emotion": "", "emotion_probs": None, "emotion_raw": "", "emotion_probs_raw": None}
 _VECTOR_DIMS = dict(VECTOR_FIELDS)
@@ -107,28 +136,42 @@ _SCALAR_TYPES = {
     "emotion_raw": pa.string(),
 }
 _COLUMNS = [f.name for f in dataclasses.fields(FaceRecord)]
+_VERSION_KEY = b"facestream.schema_version"
 
 SCHEMA_METADATA: dict[bytes, bytes] = {
-    b"facestream.schema_version": str(SCHEMA_VERSION).encode(),
+    _VERSION_KEY: str(SCHEMA_VERSION).encode(),
     b"facestream.pose_fields": ",".join(POSE_FIELDS).encode(),
     b"facestream.quaternion_order": b"w,x,y,z",
     b"facestream.pose_units": b"degrees (yaw,pitch,roll; AFLW2000-3D signs), pixels (tx,ty), pixels/cm (scale)",
+    b"facestream.blendshape_names": ",".join(BLENDSHAPE_NAMES).encode(),
     b"facestream.emotion_classes": ",".join(EMOTION_CLASSES).encode(),
     b"facestream.emotion_abstain": ",".join(EMOTION_ABSTAIN).encode(),
 }
 
 
-def emotion_classes(metadata: dict | None) -> tuple[str, ...]:
-    """The order of ``emotion_probs`` in data with this schema metadata (bytes or str
-    keys), falling back to this version's classes for data that does not say."""
+def _names(metadata: dict | None, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
     meta = {(k.decode() if isinstance(k, bytes) else k): v for k, v in (metadata or {}).items()}
-    value = meta.get("facestream.emotion_classes")
+    value = meta.get(key)
     if not value:
-        return EMOTION_CLASSES
+        return default
     return tuple((value.decode() if isinstance(value, bytes) else value).split(","))
 
 
+def emotion_classes(metadata: dict | None) -> tuple[str, ...]:
+    """The order of ``emotion_probs`` in data with this schema metadata (bytes or str
+    keys), falling back to this version's classes for data that does not say."""
+    return _names(metadata, "facestream.emotion_classes", EMOTION_CLASSES)
+
+
+def blendshape_names(metadata: dict | None) -> tuple[str, ...]:
+    """The names of the ``blendshapes`` in data with this schema metadata, falling back
+    to BLENDSHAPE_NAMES (versions 1 and 2 did not say; they had these)."""
+    return _names(metadata, "facestream.blendshape_names", BLENDSHAPE_NAMES)
+
+
 def _arrow_type(name: str) -> pa.DataType:
+    if name in NAMED_VECTORS:
+        return pa.struct([pa.field(n, pa.float32(), nullable=False) for n in NAMED_VECTORS[name]])
     if name in _VECTOR_DIMS:
         return pa.list_(pa.float32(), _VECTOR_DIMS[name])
     return _SCALAR_TYPES[name]
@@ -148,7 +191,7 @@ def schema_with_metadata(metadata: dict[str, str] | None = None) -> pa.Schema:
     return ARROW_SCHEMA.with_metadata(merged)
 
 
-def _vector_matrix(records: list[FaceRecord], name: str) -> np.ndarray:
+def _record_matrix(records: list[FaceRecord], name: str) -> np.ndarray:
     """(n, dim) float32 matrix of one vector field, built by one concatenate."""
     dim = _VECTOR_DIMS[name]
     if not records:
@@ -160,16 +203,44 @@ def _vector_matrix(records: list[FaceRecord], name: str) -> np.ndarray:
     return flat.reshape(len(records), dim)
 
 
+def _vector_array(matrix: np.ndarray, name: str) -> pa.Array:
+    """(n, dim) float32 rows as the column's Arrow type: a struct or a fixed-size list."""
+    if name in NAMED_VECTORS:
+        children = np.ascontiguousarray(matrix.T, np.float32)
+        return pa.StructArray.from_arrays([pa.array(c) for c in children], fields=list(_arrow_type(name)))
+    flat = pa.array(np.ascontiguousarray(matrix, np.float32).reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, _VECTOR_DIMS[name])
+
+
+def vector_matrix(column: pa.Array | pa.ChunkedArray, name: str) -> np.ndarray:
+    """(n, dim) float32 rows of the vector column ``name`` in either layout: a struct
+    (read by field name, version 3) or a fixed-size list (versions 1 and 2); null rows are
+    NaN. One writable copy, so a record may hold a row view of it."""
+    dim = _VECTOR_DIMS[name]
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    out = np.full((len(column), dim), np.nan, np.float32)
+    if pa.types.is_struct(column.type):
+        children = dict(zip((f.name for f in column.type), column.flatten()))
+        missing = [n for n in NAMED_VECTORS[name] if n not in children]
+        if missing:
+            raise ValueError(f"column {name} lacks the fields {', '.join(missing)}")
+        for i, field in enumerate(NAMED_VECTORS[name]):
+            out[:, i] = children[field].to_numpy(zero_copy_only=False)
+        return out
+    valid = column.is_valid()
+    flat = column.filter(valid).flatten().to_numpy(zero_copy_only=False)
+    out[valid.to_numpy(zero_copy_only=False)] = np.asarray(flat, np.float32).reshape(-1, dim)
+    return out
+
+
 def records_to_table(records: list[FaceRecord], metadata: dict[str, str] | None = None) -> pa.Table:
     """Columnar table in ARROW_SCHEMA; vectors are stacked once per column, not per row."""
-    columns = []
-    for name in _COLUMNS:
-        if name in _VECTOR_DIMS:
-            matrix = _vector_matrix(records, name)
-            flat = pa.array(matrix.reshape(-1), type=pa.float32())
-            columns.append(pa.FixedSizeListArray.from_arrays(flat, _VECTOR_DIMS[name]))
-        else:
-            columns.append(pa.array([getattr(r, name) for r in records], type=_SCALAR_TYPES[name]))
+    columns = [
+        _vector_array(_record_matrix(records, name), name) if name in _VECTOR_DIMS
+        else pa.array([getattr(r, name) for r in records], type=_SCALAR_TYPES[name])
+        for name in _COLUMNS
+    ]
     return pa.Table.from_arrays(columns, schema=schema_with_metadata(metadata))
 
 
@@ -181,31 +252,52 @@ def _check_version(version: bytes | str | int | None) -> None:
         )
 
 
-def table_to_records(table: pa.Table) -> list[FaceRecord]:
-    """FaceRecords from a table holding at least the ARROW_SCHEMA columns (extra ones,
-    such as a Hive partition column, are ignored)."""
-    _check_version((table.schema.metadata or {}).get(b"facestream.schema_version"))
+def _missing_column(name: str, n: int) -> pa.Array:
+    """What a version-1 table reads as in a column it did not have."""
+    if name in _VECTOR_DIMS:
+        return _vector_array(np.full((n, _VECTOR_DIMS[name]), np.nan, np.float32), name)
+    return pa.array([SINCE_V2[name]] * n, type=_SCALAR_TYPES[name])
+
+
+def upgrade_table(table: pa.Table) -> pa.Table:
+    """A table of any readable schema version in this version's ARROW_SCHEMA layout.
+
+    Fixed-size lists of pose and blendshapes (versions 1 and 2) become named structs;
+    version 1 gets emotion "" and NaN probabilities; extra columns (a Hive partition
+    column) are dropped. Upgraded metadata says this version's layout and, under
+    ``facestream.upgraded_from``, the version the data was written in.
+    """
+    meta = dict(table.schema.metadata or {})
+    version = meta.get(_VERSION_KEY)
+    _check_version(version)
     missing = [c for c in _COLUMNS if c not in table.column_names and c not in SINCE_V2]
     if missing:
         raise ValueError(f"table lacks facestream columns: {', '.join(missing)}")
-    n = len(table)
-    values: dict[str, list | np.ndarray] = {}
-    for name in _COLUMNS:
-        if name not in table.column_names:           # a version-1 file
-            values[name] = np.full((n, N_EMOTION), np.nan, np.float32) if name in _VECTOR_DIMS else [""] * n
+    columns = []
+    for field in ARROW_SCHEMA:
+        if field.name not in table.column_names:
+            columns.append(_missing_column(field.name, len(table)))
             continue
-        column = table.column(name).combine_chunks()
-        if name in _VECTOR_DIMS:
-            # one writable copy per column; each record holds a row view of it. Null rows
-            # (a version-1 part read beside newer ones) become NaN.
-            matrix = np.full((n, _VECTOR_DIMS[name]), np.nan, np.float32)
-            valid = column.is_valid().to_numpy(zero_copy_only=False)
-            flat = column.filter(column.is_valid()).flatten().to_numpy(zero_copy_only=False)
-            matrix[valid] = np.asarray(flat, np.float32).reshape(-1, _VECTOR_DIMS[name])
-            values[name] = matrix
-        else:
-            values[name] = ["" if v is None else v for v in column.to_pylist()]
-    return [FaceRecord(**{name: values[name][i] for name in _COLUMNS}) for i in range(n)]
+        column = table.column(field.name)
+        if column.type != field.type:
+            column = (_vector_array(vector_matrix(column, field.name), field.name) if field.name in _VECTOR_DIMS
+                      else column.cast(field.type))
+        columns.append(column)
+    if version is not None and int(version) < SCHEMA_VERSION:
+        meta = {**SCHEMA_METADATA, **meta, _VERSION_KEY: SCHEMA_METADATA[_VERSION_KEY],
+                b"facestream.blendshape_names": SCHEMA_METADATA[b"facestream.blendshape_names"],
+                b"facestream.upgraded_from": version}
+    return pa.Table.from_arrays(columns, schema=ARROW_SCHEMA.with_metadata(meta))
+
+
+def table_to_records(table: pa.Table) -> list[FaceRecord]:
+    """FaceRecords from a table of any readable schema version (see upgrade_table)."""
+    table = upgrade_table(table)
+    values = {
+        name: vector_matrix(table.column(name), name) if name in _VECTOR_DIMS else table.column(name).to_pylist()
+        for name in _COLUMNS
+    }
+    return [FaceRecord(**{name: values[name][i] for name in _COLUMNS}) for i in range(len(table))]
 
 
 # --------------------------------------------------------------------------------------
@@ -214,7 +306,9 @@ def table_to_records(table: pa.Table) -> list[FaceRecord]:
 # Entry layout (all values bytes): v schema version, sid stream id, f frame index,
 # t track id, pts / wt / s as repr() floats (exact round trip), m model version, e / er
 # the smoothed / raw emotion label, and x = every VECTOR_FIELDS vector, concatenated in
-# that order, little-endian float32 (version 1: no e / er, x without the emotion vectors).
+# that order, little-endian float32 (version 1: no e / er, x without the emotion vectors;
+# version 3 entries are laid out as version 2). The names of the numbers, which Parquet
+# keeps in its schema metadata, come in each stream's ``started`` event (stream_info).
 _PACKED_DTYPE = np.dtype("<f4")
 _PACKED_LEN = sum(d for _, d in VECTOR_FIELDS)
 _PACKED_LEN_V1 = _PACKED_LEN - 2 * N_EMOTION
@@ -227,9 +321,25 @@ def stream_key(prefix: str, stream_id: str) -> str:
     return f"{prefix}:stream:{stream_id}"
 
 
+def key_prefix(key: str, stream_id: str) -> str:
+    """The prefix of ``key``, the inverse of ``stream_key(prefix, stream_id)``."""
+    suffix = stream_key("", stream_id)
+    if not key.endswith(suffix):
+        raise ValueError(f"{key!r} is not the Redis key of stream {stream_id!r} (expected PREFIX{suffix})")
+    return key[:-len(suffix)]
+
+
 def events_key(prefix: str) -> str:
     """Redis key of the events stream shared by all video streams."""
     return f"{prefix}:events"
+
+
+def stream_info() -> dict[str, list[str]]:
+    """The names a Redis reader needs to read a stream's records by name (pose fields,
+    blendshapes, emotion classes in the order of emotion_probs): RedisSink adds them to
+    every ``started`` event, as ParquetSink puts SCHEMA_METADATA in every file."""
+    return {"pose_fields": list(POSE_FIELDS), "blendshape_names": list(BLENDSHAPE_NAMES),
+            "emotion_classes": list(EMOTION_CLASSES)}
 
 
 def encode_redis(rec: FaceRecord) -> dict[str, bytes]:

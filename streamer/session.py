@@ -487,10 +487,9 @@ def _event_info(summary: dict) -> dict:
 def _resume_point(sinks: list[Sink]) -> Committed | None:
     """Where a restarted session carries on: after the last frame that every sink holds
     (a sink ahead of it skips or refuses what it has), above every track id used. None
-    unless every sink holds something (a sink without ``committed`` holds nothing we
-    can know of) — a fresh stream, or a rerun whose outputs were cleared, starts from
-    the beginning."""
-    points = [s.committed() if hasattr(s, "committed") else None for s in sinks]
+    unless every sink holds something — a fresh stream, or a rerun whose outputs were
+    cleared, starts from the beginning."""
+    points = [s.committed() for s in sinks]
     if not points or any(p is None for p in points):
         return None
     first = min(points, key=lambda p: p.frame_index)

@@ -18,7 +18,10 @@ from typing import Callable
 import numpy as np
 import redis
 
-from streamer.schema import EMOTION_CLASSES, FINAL_EVENTS, FaceRecord, decode_event, decode_redis, events_key, stream_key
+from streamer.schema import (
+    BLENDSHAPE_NAMES, EMOTION_CLASSES, FINAL_EVENTS, NAMED_VECTORS, FaceRecord, decode_event, decode_redis, events_key,
+    key_prefix, stream_key,
+)
 
 DEFAULT_GROUP = "facestream-tail"
 _READ_COUNT = 500
@@ -27,6 +30,18 @@ _EVENT_SCAN = 10_000   # recent events searched for a stream's final event
 
 def default_consumer() -> str:
     return f"tail-{socket.gethostname()}"
+
+
+def prefix_for(stream_id: str, status: dict | None = None, config: str | None = None) -> str:
+    """The Redis key prefix a stream's records are under: the server's, read off the
+    ``redis_stream`` key in its status of the stream, when there is one; otherwise
+    ``redis.key_prefix`` of the local configuration (``config``, default ./ray_config.yaml,
+    as ``facestream analyze`` reads it)."""
+    if status and status.get("redis_stream"):
+        return key_prefix(status["redis_stream"], stream_id)
+    from streamer.config import load_config
+
+    return load_config(config).redis.key_prefix
 
 
 def tail(redis_url: str, stream_id: str, on_record: Callable[[FaceRecord], None], *,
@@ -87,13 +102,16 @@ def _finished(client: redis.Redis, prefix: str, stream_id: str) -> bool:
 
 
 def record_json(rec: FaceRecord) -> dict:
-    """A record as plain JSON types (vectors as lists of floats)."""
+    """A record as plain JSON types: pose and blendshapes by name, as in Parquet and in
+    ``facestream predict --json``; emotion probabilities by class; other vectors as lists."""
     import dataclasses
 
     out = {}
     for f in dataclasses.fields(rec):
         value = getattr(rec, f.name)
-        if f.name in ("emotion_probs", "emotion_probs_raw"):
+        if f.name in NAMED_VECTORS:
+            out[f.name] = {n: round(float(v), 6) for n, v in zip(NAMED_VECTORS[f.name], value)}
+        elif f.name in ("emotion_probs", "emotion_probs_raw"):
             # by class name (JSON carries no schema metadata); null where none was computed
             out[f.name] = (dict(zip(EMOTION_CLASSES, (round(float(v), 6) for v in value)))
                            if np.isfinite(value).all() else None)
@@ -102,7 +120,7 @@ def record_json(rec: FaceRecord) -> dict:
     return out
 
 
-def record_line(rec: FaceRecord, blend_names: tuple[str, ...] = ()) -> str:
+def record_line(rec: FaceRecord, blend_names: tuple[str, ...] = BLENDSHAPE_NAMES) -> str:
     """One readable line: frame, time, track, pose, emotion (the smoothed label and the
     probability of the most likely class) and the strongest blendshape weights."""
     yaw, pitch, roll = (float(v) for v in rec.pose[:3])

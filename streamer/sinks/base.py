@@ -36,6 +36,9 @@ class Sink(Protocol):
     """Records in frame order go in through ``write``; lifecycle events through ``event``.
 
     ``stats`` is a plain dict of counters for progress reports and metrics.
+    ``committed`` says what this stream already has in the sink's durable store (None:
+    nothing, or nothing the sink can vouch for); a session resumes after a crash only
+    from a point every sink holds.
     """
 
     stats: dict[str, Any]
@@ -46,7 +49,6 @@ class Sink(Protocol):
 
     def flush(self) -> None: ...
 
-    # Optional: ``committed() -> Committed | None``, what this stream already has in the
-    # sink's durable store; a session resumes after a crash only if every sink has it.
+    def committed(self) -> Committed | None: ...
 
     def close(self) -> None: ...

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from streamer.config import RedisConfig
-from streamer.schema import FaceRecord, encode_event, encode_redis, events_key, stream_key
+from streamer.schema import FaceRecord, decode_redis, encode_event, encode_redis, events_key, stream_info, stream_key
 from streamer.sinks.base import Committed, SinkError, check_stream
 
 _ALREADY_WRITTEN = "equal or smaller than the target stream top item"
@@ -57,8 +57,8 @@ def _client(url: str, timeout_s: float) -> redis.Redis:
 
 
 class RedisSink:
-    """One video stream's records to ``{prefix}:stream:{stream_id}``, events to
-    ``{prefix}:events``, both trimmed with ``MAXLEN ~ cfg.maxlen``."""
+    """One video stream's records to ``stream_key(prefix, stream_id)``, events to
+    ``events_key(prefix)``, both trimmed with ``MAXLEN ~ cfg.maxlen``."""
 
     def __init__(self, cfg: RedisConfig, stream_id: str, url: str):
         self.cfg = cfg
@@ -107,10 +107,8 @@ class RedisSink:
             return None
         if not entries:
             return None
-        top_id, top = entries[0]
-        frame = int((top_id.decode() if isinstance(top_id, bytes) else top_id).split("-")[0]) - 1
-        tracks = [int(fields[b"t"]) for _, fields in entries if b"t" in fields]
-        return Committed(frame, float(top[b"pts"]), max(tracks, default=0))
+        records = [decode_redis(fields) for _, fields in entries]
+        return Committed(records[0].frame_index, records[0].pts, max(r.track_id for r in records))
 
     def write(self, records: list[FaceRecord]) -> None:
         """Queue records (frames in non-decreasing order) and try to publish them."""
@@ -122,8 +120,12 @@ class RedisSink:
         self._try_drain()
 
     def event(self, kind: str, **info: Any) -> None:
-        """Queue an event for this stream (started, progress, ended, failed, reconnecting)."""
+        """Queue an event for this stream (started, progress, ended, failed, reconnecting).
+        A ``started`` event also carries ``schema.stream_info()``: the names of the
+        numbers in the records that follow, as a Parquet file's schema metadata does."""
         self._check_open()
+        if kind == "started":
+            info = {**stream_info(), **info}
         self._enqueue((self.events_key, "*", encode_event(kind, self.stream_id, **info)))
         self._try_drain()
 

@@ -22,7 +22,7 @@ def test_streams_come_back_sorted_with_the_metadata_they_share(tmp_path, make_re
     assert_records_equal(read_records(tmp_path, "b"), b)
     assert read_records(tmp_path, "nope") == []
     meta = read_dataset(tmp_path).schema.metadata
-    assert meta[b"facestream.face_model_hash"] == b"h1" and meta[b"facestream.schema_version"] == b"2"
+    assert meta[b"facestream.face_model_hash"] == b"h1" and meta[b"facestream.schema_version"] == b"3"
     assert b"facestream.checkpoint" not in meta       # the streams disagree on it
 
 
@@ -31,27 +31,31 @@ def test_empty_dataset_reads_as_an_empty_table(tmp_path):
     assert read_dataset(tmp_path).num_rows == 0
 
 
-def test_version_1_parts_read_beside_version_2_parts(tmp_path, make_records, assert_records_equal):
-    """A stream written before emotion existed, then more written after an upgrade."""
-    import dataclasses
-
+def test_version_1_and_2_parts_read_beside_version_3_parts(tmp_path, make_records, legacy_table,
+                                                        assert_records_equal):
+    """A stream written before emotion existed, then by version 2 (pose and blendshapes
+    as bare lists), then more after the upgrade to named structs."""
     import numpy as np
     import pyarrow.parquet as pq
 
-    from streamer.schema import SINCE_V2, records_to_table
-
-    old, new = make_records(4, stream_id="cam", seed=3), make_records(3, stream_id="cam", seed=4)
-    for r in new:
-        r.frame_index += 10
-    v1 = records_to_table(old).drop_columns(list(SINCE_V2))
-    v1 = v1.replace_schema_metadata({**v1.schema.metadata, b"facestream.schema_version": b"1"})
-    (tmp_path / "records" / "stream=cam").mkdir(parents=True)
-    pq.write_table(v1, tmp_path / "records" / "stream=cam" / "part-old.parquet")
-    _write(tmp_path, "cam", new, "c")
+    v1, v2, v3 = (make_records(4, stream_id="cam", seed=s) for s in (3, 4, 5))
+    for offset, records in ((10, v2), (20, v3)):
+        for r in records:
+            r.frame_index += offset
+    part = tmp_path / "records" / "stream=cam"
+    part.mkdir(parents=True)
+    pq.write_table(legacy_table(v1, version=1), part / "part-00000.parquet")
+    pq.write_table(legacy_table(v2, version=2), part / "part-00001.parquet", compression="zstd")
+    _write(tmp_path, "cam", v3, "c")
     got = read_records(tmp_path, "cam")
-    assert_records_equal(got[len(old):], new)
-    blank = [dataclasses.replace(r, emotion="", emotion_raw="", emotion_probs=np.full(7, np.nan, np.float32),
-                                 emotion_probs_raw=np.full(7, np.nan, np.float32)) for r in old]
-    for g, w in zip(got[:len(old)], blank):
+    assert [g.frame_index for g in got] == [r.frame_index for r in v1 + v2 + v3]
+    assert_records_equal(got[len(v1):], v2 + v3)
+    for g, w in zip(got[:len(v1)], v1):
         assert (g.emotion, g.emotion_raw) == ("", "") and np.isnan(g.emotion_probs).all()
-        assert np.array_equal(g.expression, w.expression) and g.frame_index == w.frame_index
+        assert np.array_equal(g.pose, w.pose) and np.array_equal(g.blendshapes, w.blendshapes)
+    table = read_dataset(tmp_path)
+    yaw = table.column("pose").combine_chunks().field("yaw").to_pylist()
+    assert yaw == [float(r.pose[0]) for r in v1 + v2 + v3]
+    # the parts disagree on the version they were written in, not on the layout read
+    assert table.schema.metadata[b"facestream.schema_version"] == b"3"
+    assert b"facestream.upgraded_from" not in table.schema.metadata

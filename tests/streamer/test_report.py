@@ -130,14 +130,20 @@ def test_emotion_ribbon_shows_the_labels_colours_in_time_order(tmp_path, make_re
     assert np.abs(right - hexrgb(ABSTAIN_COLORS["uncertain"])).max() < 10
 
 
-def test_version_1_data_reports_without_emotion(tmp_path, make_records):
+def test_version_1_data_reports_without_emotion(tmp_path, make_records, legacy_table):
     import pyarrow.parquet as pq
 
-    from streamer.schema import SINCE_V2, records_to_table
-
-    table = records_to_table(_smooth(make_records(8, faces=1))).drop_columns(list(SINCE_V2))
-    table = table.replace_schema_metadata({b"facestream.schema_version": b"1"})
     (tmp_path / "records" / "stream=cam1").mkdir(parents=True)
-    pq.write_table(table, tmp_path / "records" / "stream=cam1" / "part-0.parquet")
+    pq.write_table(legacy_table(_smooth(make_records(8, faces=1)), version=1),
+                   tmp_path / "records" / "stream=cam1" / "part-0.parquet")
     write_report(tmp_path)
     assert (tmp_path / "report" / "cam1" / "track-1-emotion.png").is_file()
+    assert (tmp_path / "report" / "cam1" / "track-1-expression.png").is_file()
+
+
+def test_expression_curves_follow_the_datasets_blendshape_names():
+    from streamer.report import _curve_indices
+    from streamer.schema import BLENDSHAPE_NAMES
+
+    assert dict(_curve_indices(BLENDSHAPE_NAMES))["jawOpen"] == [26]
+    assert dict(_curve_indices(("eyeBlink_R", "jawOpen"))) == {"jawOpen": [1], "eyeBlink (L+R)/2": [0]}

@@ -16,6 +16,7 @@ VECTOR_DIMS = {
     "expression_raw": 29, "pose_raw": 6, "quaternion_raw": 4, "shape_raw": 99, "emotion_probs": 7,
     "emotion_probs_raw": 7,
 }
+POSE = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 
 
 def test_arrow_schema_columns_types_and_metadata():
@@ -25,13 +26,25 @@ def test_arrow_schema_columns_types_and_metadata():
         "pose_raw", "quaternion_raw", "shape_raw", "model_version",
         "emotion", "emotion_probs", "emotion_raw", "emotion_probs_raw",
     ]
+    named = {"pose": POSE, "pose_raw": POSE, "blendshapes": schema.BLENDSHAPE_NAMES}
     for name, dim in VECTOR_DIMS.items():
-        assert ARROW_SCHEMA.field(name).type == pa.list_(pa.float32(), dim)
+        if name in named:
+            assert ARROW_SCHEMA.field(name).type == pa.struct([pa.field(n, pa.float32(), False) for n in named[name]])
+        else:
+            assert ARROW_SCHEMA.field(name).type == pa.list_(pa.float32(), dim)
     assert ARROW_SCHEMA.field("pts").type == pa.float64()
     assert ARROW_SCHEMA.field("wall_time").type == pa.float64()
     assert ARROW_SCHEMA.field("frame_index").type == pa.int64()
     assert ARROW_SCHEMA.field("stream_id").type == pa.string()
-    assert ARROW_SCHEMA.metadata[b"facestream.schema_version"] == str(SCHEMA_VERSION).encode()
+    assert ARROW_SCHEMA.metadata[b"facestream.schema_version"] == str(SCHEMA_VERSION).encode() == b"3"
+    assert ARROW_SCHEMA.metadata[b"facestream.blendshape_names"].split(b",")[26] == b"jawOpen"
+
+
+def test_blendshape_names_are_the_face_models():
+    from workers import face_model
+
+    assert schema.BLENDSHAPE_NAMES == face_model.load().blend_names
+    assert len(schema.BLENDSHAPE_NAMES) == schema.N_BLEND == face_model.N_BLEND == 53
 
 
 def test_arrow_round_trip_is_exact(make_records, assert_records_equal):
@@ -39,8 +52,11 @@ def test_arrow_round_trip_is_exact(make_records, assert_records_equal):
     table = records_to_table(records, {"facestream.face_model_hash": "abc123"})
     assert table.num_rows == 150
     assert table.schema.metadata[b"facestream.face_model_hash"] == b"abc123"
-    assert table.schema.metadata[b"facestream.schema_version"] == b"2"
+    assert table.schema.metadata[b"facestream.schema_version"] == b"3"
     assert_records_equal(table_to_records(table), records)
+    # pose and blendshapes by name, in the record's order
+    assert table.column("pose").combine_chunks().field("roll").to_pylist()[4] == float(records[4].pose[2])
+    assert table.column("blendshapes")[3]["jawOpen"].as_py() == float(records[3].blendshapes[26])
     # chunked and sliced tables decode the same
     sliced = pa.concat_tables([table.slice(0, 7), table.slice(7)]).slice(5, 20)
     assert_records_equal(table_to_records(sliced), records[5:25])
@@ -119,17 +135,61 @@ def test_emotion_classes_are_in_the_metadata_and_read_from_it(make_records):
     assert emotion_classes({}) == EMOTION_CLASSES
 
 
-def test_version_1_table_reads_with_no_emotion(make_records):
-    import numpy as np
-
-    from streamer.schema import SINCE_V2, records_to_table, table_to_records
-
+def test_version_1_table_reads_with_no_emotion(make_records, legacy_table):
     recs = make_records(2)
-    v1 = records_to_table(recs).drop_columns(list(SINCE_V2))
-    v1 = v1.replace_schema_metadata({b"facestream.schema_version": b"1"})
-    got = table_to_records(v1)
+    got = table_to_records(legacy_table(recs, version=1))
     assert [g.emotion for g in got] == [""] * len(recs) and all(np.isnan(g.emotion_probs_raw).all() for g in got)
     assert all(np.array_equal(g.shape_raw, r.shape_raw) for g, r in zip(got, recs))
+    assert all(np.array_equal(g.pose, r.pose) and np.array_equal(g.blendshapes, r.blendshapes)
+               for g, r in zip(got, recs))
+
+
+def test_version_2_table_upgrades_to_named_structs(make_records, legacy_table, assert_records_equal):
+    recs = make_records(3)
+    v2 = legacy_table(recs, version=2)
+    assert v2.schema.field("pose").type == pa.list_(pa.float32(), 6)
+    up = schema.upgrade_table(v2.append_column("stream", pa.array(["cam1"] * 6)))
+    assert up.schema.equals(ARROW_SCHEMA)      # the Hive partition column is dropped
+    assert up.column("pose_raw").combine_chunks().field("yaw").to_pylist() == [float(r.pose_raw[0]) for r in recs]
+    assert up.column("blendshapes")[5]["noseSneer_R"].as_py() == float(recs[5].blendshapes[52])
+    meta = up.schema.metadata
+    assert meta[b"facestream.schema_version"] == b"3" and meta[b"facestream.upgraded_from"] == b"2"
+    assert schema.blendshape_names(meta) == schema.BLENDSHAPE_NAMES
+    assert_records_equal(table_to_records(v2), recs)
+    # a current table passes unchanged
+    current = records_to_table(recs)
+    assert schema.upgrade_table(current).equals(current, check_metadata=True)
+
+
+def test_table_without_a_column_of_every_version_is_refused(make_records, legacy_table):
+    with pytest.raises(ValueError, match="lacks facestream columns: pose"):
+        table_to_records(legacy_table(make_records(1)).drop_columns(["pose"]))
+
+
+def test_blendshape_names_read_from_the_metadata(make_records):
+    meta = records_to_table(make_records(1)).schema.metadata
+    assert schema.blendshape_names(meta) == schema.BLENDSHAPE_NAMES
+    assert schema.blendshape_names({"facestream.blendshape_names": "a,b"}) == ("a", "b")
+    assert schema.blendshape_names({}) == schema.BLENDSHAPE_NAMES
+
+
+def test_stream_info_names_every_number_a_redis_reader_gets():
+    info = schema.stream_info()
+    assert info["pose_fields"] == list(POSE) and info["blendshape_names"][26] == "jawOpen"
+    assert info["emotion_classes"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+def test_key_prefix_inverts_stream_key():
+    assert schema.key_prefix(stream_key("a:b", "cam:1"), "cam:1") == "a:b"
+    with pytest.raises(ValueError, match="not the Redis key of stream 'cam2'"):
+        schema.key_prefix("fs:stream:cam1", "cam2")
+
+
+def test_version_2_redis_entry_decodes_as_version_3(make_records, assert_records_equal):
+    rec = make_records(1)[0]
+    fields = encode_redis(rec)
+    assert fields["v"] == b"3"
+    assert_records_equal([decode_redis({**fields, "v": b"2"})], [rec])
 
 
 def test_version_1_redis_entry_decodes_with_no_emotion(make_records):

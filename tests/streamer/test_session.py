@@ -192,6 +192,9 @@ class ExplodingSink:
     def flush(self):
         pass
 
+    def committed(self):
+        return None
+
     def close(self):
         pass
 

@@ -5,11 +5,11 @@ import redis
 
 from streamer.config import RedisConfig
 from streamer.sinks.redis_sink import RedisSink
-from streamer.tail import tail
+from streamer.tail import prefix_for, tail
 
 
-def _publish(url, records, final=True, stream_id="cam1"):
-    sink = RedisSink(RedisConfig(), stream_id, url)
+def _publish(url, records, final=True, stream_id="cam1", prefix="facestream"):
+    sink = RedisSink(RedisConfig(key_prefix=prefix), stream_id, url)
     sink.event("started")
     sink.write(records)
     if final:
@@ -66,6 +66,18 @@ def test_records_delivered_but_not_taken_are_delivered_again(redis_url, make_rec
     assert_records_equal(again, records)
 
 
+def test_the_prefix_is_the_servers_or_the_configs(redis_url, make_records, assert_records_equal, tmp_path):
+    records = make_records(20, faces=1)
+    _publish(redis_url, records, prefix="lab")
+    config = tmp_path / "ray_config.yaml"
+    config.write_text("redis:\n  key_prefix: lab\n")
+    assert prefix_for("cam1", config=str(config)) == "lab"
+    assert prefix_for("cam1", {"redis_stream": "lab:stream:cam1"}, config="absent.yaml") == "lab"
+    got = []
+    assert tail(redis_url, "cam1", got.append, prefix=prefix_for("cam1", config=str(config)), block_ms=100) == 20
+    assert_records_equal(got, records)
+
+
 def test_follow_waits_for_new_records_until_stopped(redis_url, make_records):
     records = make_records(30, faces=1)
     got, stop = [], threading.Event()
@@ -98,3 +110,7 @@ def test_lines_and_json_carry_the_emotion(make_records):
     j = json.loads(json.dumps(record_json(rec), allow_nan=False))
     assert j["emotion"] == "happy" and j["emotion_probs"]["happy"] == 0.72 and j["emotion_probs_raw"] is None
     assert list(j["emotion_probs"]) == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    # pose and blendshapes by name, as in Parquet
+    assert j["pose"]["yaw"] == round(float(rec.pose[0]), 6) and list(j["pose"])[-1] == "scale"
+    assert j["blendshapes"]["jawOpen"] == round(float(rec.blendshapes[26]), 6) and len(j["blendshapes"]) == 53
+    assert " jawOpen " in record_line(dataclasses.replace(rec, blendshapes=np.eye(53, dtype=np.float32)[26]))

@@ -47,7 +47,8 @@ def test_files_carry_schema_metadata_and_zstd(tmp_path, make_records):
     with_sink.close()
     path = next((tmp_path / "records").rglob("*.parquet"))
     meta = pq.read_schema(path).metadata
-    assert meta[b"facestream.schema_version"] == b"2"
+    assert meta[b"facestream.schema_version"] == b"3"
+    assert meta[b"facestream.blendshape_names"].startswith(b"browDown_L,browDown_R,browInnerUp_L,")
     assert meta[b"facestream.emotion_classes"] == b"angry,disgust,fear,happy,neutral,sad,surprise"
     assert meta[b"facestream.face_model_version"] == b"fm-1"
     assert meta[b"facestream.checkpoint"] == b"ckpt-a"
@@ -65,11 +66,44 @@ def test_several_streams_read_as_one_dataset_by_pandas_and_pyarrow(tmp_path, mak
     assert len(frame) == 100
     assert set(frame["stream_id"]) == {"cam1", "rtsp://host/live?x=1"}
     assert len(frame["expression"].iloc[0]) == 29
+    assert set(frame["pose"].iloc[0]) == {"yaw", "pitch", "roll", "tx", "ty", "scale"}
     hive = ds.dataset(tmp_path / "records", format="parquet", partitioning="hive").to_table()
     assert hive.num_rows == 100 and "stream" in hive.column_names
     table = read_dataset(tmp_path)
     assert table.num_rows == 100 and table.column_names[0] == "stream_id"
     assert [r.frame_index for r in read_records(tmp_path, "rtsp://host/live?x=1")] == list(range(50))
+
+
+def test_an_analyst_reads_pose_and_blendshapes_by_name(tmp_path, make_records):
+    """DuckDB SQL, polars and pandas on the files as ParquetSink writes them."""
+    import duckdb
+    import polars as pl
+
+    records = make_records(30, faces=2)
+    sink = ParquetSink(ParquetConfig(out=str(tmp_path), rows_per_file=25), "cam1", META)
+    sink.write(records)
+    sink.close()
+    want = [(r.frame_index, r.track_id, float(r.pose[0]), float(r.blendshapes[26]), float(r.pose_raw[5]))
+            for r in records]
+    glob = str(tmp_path / "records" / "*" / "*.parquet")
+
+    rows = duckdb.sql(
+        "select frame_index, track_id, pose.yaw, blendshapes.jawOpen, pose_raw.scale "
+        f"from read_parquet('{glob}', hive_partitioning = true) where stream = 'cam1' "
+        "order by frame_index, track_id").fetchall()
+    assert rows == want
+    [(turned,)] = duckdb.sql(f"select count(*) from '{glob}' where abs(pose.yaw) > 1").fetchall()
+    assert turned == sum(abs(r.pose[0]) > 1 for r in records)
+
+    frame = pl.read_parquet(glob).sort("frame_index", "track_id")
+    got = frame.select(pl.col("frame_index"), pl.col("track_id"), pl.col("pose").struct.field("yaw"),
+                       pl.col("blendshapes").struct.field("jawOpen"), pl.col("pose_raw").struct.field("scale"))
+    assert got.rows() == want
+    assert frame.schema["blendshapes"].fields[52].name == "noseSneer_R"
+
+    pandas = pd.read_parquet(tmp_path / "records", dtype_backend="pyarrow").sort_values(["frame_index", "track_id"])
+    assert pandas["pose"].struct.field("yaw").tolist() == [w[2] for w in want]
+    assert list(pandas["blendshapes"].struct.explode().columns[:2]) == ["browDown_L", "browDown_R"]
 
 
 def test_partition_names_are_path_safe_and_distinct():

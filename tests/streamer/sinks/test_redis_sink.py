@@ -93,6 +93,20 @@ def test_events_stream(redis_url, make_records):
     assert [(e["kind"], e["stream_id"]) for e in events] == [("started", "cam1"), ("ended", "cam1")]
     assert events[0]["source"] == "video.mp4" and events[1]["frames"] == 3
     assert sink.stats["events"] == 2
+    # the started event names the numbers of the records that follow; ended does not repeat them
+    assert events[0]["pose_fields"] == ["yaw", "pitch", "roll", "tx", "ty", "scale"]
+    assert len(events[0]["blendshape_names"]) == 53 and events[0]["blendshape_names"][26] == "jawOpen"
+    assert events[0]["emotion_classes"][3] == "happy" and "blendshape_names" not in events[1]
+
+
+def test_committed_is_the_top_frame_and_highest_track(redis_url, make_records):
+    sink = RedisSink(RedisConfig(key_prefix="t"), "cam1", redis_url)
+    assert sink.committed() is None
+    records = make_records(12, faces=3)
+    sink.write(records)
+    sink.close()
+    committed = RedisSink(RedisConfig(key_prefix="t"), "cam1", redis_url).committed()
+    assert (committed.frame_index, committed.pts, committed.max_track_id) == (11, records[-1].pts, 3)
 
 
 def test_redis_restarted_twice_mid_write_keeps_every_record_once_in_order(
