@@ -70,10 +70,14 @@ def motion_appearance(cfg: TrackerConfig) -> Distance:
 
 
 def reacquire(cfg: TrackerConfig) -> Distance:
-    """The default for taking back a lost face: appearance alone, anywhere in the frame
-    (a face that left at one edge may return at another, far from where its motion
-    model went), but only as alike as ``cfg.reacquire_distance`` and of a size within
-    ``cfg.reacquire_scale`` of the track's. Without embeddings nothing is re-acquired."""
+    """The default for taking back a lost face: by appearance, anywhere in the frame (a
+    face may come back far from where its motion model went: it turned back while
+    hidden, or left at one edge and returned at another), with a size within
+    ``cfg.reacquire_scale`` of the track's. Within ``cfg.reacquire_near`` box sides of
+    the predicted box the usual ``appearance_gate`` applies (a face coming out from
+    behind another is still partly covered); farther away only a face as alike as
+    ``cfg.reacquire_distance``, so that a stranger does not take the id. Without
+    embeddings nothing is re-acquired."""
     def distance(tracks: Candidates, dets: Candidates) -> np.ndarray:
         if not _both(tracks, dets):
             return np.full((len(tracks.boxes), len(dets.boxes)), np.inf)
@@ -81,9 +85,15 @@ def reacquire(cfg: TrackerConfig) -> Distance:
         side_t = _side(tracks.boxes)[:, None]
         side_d = _side(dets.boxes)[None, :]
         ratio = np.maximum(side_t, side_d) / np.maximum(np.minimum(side_t, side_d), 1e-9)
-        allowed = (app <= cfg.reacquire_distance) & (ratio <= cfg.reacquire_scale)
+        shift = np.linalg.norm(_centre(tracks.boxes)[:, None] - _centre(dets.boxes)[None], axis=-1)
+        limit = np.where(shift <= cfg.reacquire_near * side_t, cfg.appearance_gate, cfg.reacquire_distance)
+        allowed = (app <= limit) & (ratio <= cfg.reacquire_scale)
         return np.where(allowed, app, np.inf)
     return distance
+
+
+def _centre(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
 
 
 def _side(boxes: np.ndarray) -> np.ndarray:

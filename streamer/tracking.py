@@ -183,7 +183,11 @@ class Tracker:
 
         high = np.flatnonzero(scores >= cfg.high_score).tolist()
         low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score)).tolist()
+        # A track unseen for longer than the budget ends before matching, so that after
+        # a long gap between processed frames it cannot take a box.
         confirmed = [t for t in self._tracks if t.track_id is not None]
+        ended += [t.track_id for t in confirmed if frame_index - t.last_seen > cfg.max_lost_frames]
+        confirmed = [t for t in confirmed if frame_index - t.last_seen <= cfg.max_lost_frames]
         tentative = [t for t in self._tracks if t.track_id is None]
 
         # 1: high-score boxes against every confirmed track, followed or lost.
@@ -222,9 +226,8 @@ class Tracker:
 
         # Unmatched tentative tracks die at once: a face must be seen in consecutive
         # processed frames to be confirmed.
-        alive = [t for t in confirmed if frame_index - t.last_seen <= cfg.max_lost_frames]
-        self.ended_ids = ended + [t.track_id for t in confirmed if t not in alive]
-        self._tracks = alive + [t for t, _ in pairs3 + born]
+        self.ended_ids = ended
+        self._tracks = confirmed + [t for t, _ in pairs3 + born]
 
         out = [Track(t.track_id, boxes[d].copy(), float(scores[d]), d)
                for t, d in assigned if t.track_id is not None]

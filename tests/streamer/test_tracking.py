@@ -1,6 +1,7 @@
 """Tracker behaviour on synthetic face trajectories with known identities."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -160,3 +161,107 @@ def test_frame_index_must_increase():
     tracker.update(np.zeros((0, 4)), np.zeros(0), 5)
     with pytest.raises(ValueError):
         tracker.update(np.zeros((0, 4)), np.zeros(0), 5)
+
+
+# ---- appearance, re-acquisition, cuts: boxes drawn on an image the tracker embeds ------
+
+def faces_image(placed, shape=(480, 640)) -> np.ndarray:
+    """A grey frame with each (looks, box) pasted: ``looks`` is a seed for a face-sized
+    pattern of its own colours, so boxes of one seed look alike and of two seeds not."""
+    image = np.full((*shape, 3), 90, np.uint8)
+    for looks, box in placed:
+        x1, y1, x2, y2 = np.round(box).astype(int)
+        rng = np.random.default_rng(looks)
+        pattern = rng.integers(40, 215, (4, 4, 3)).astype(np.uint8)
+        image[y1:y2, x1:x2] = cv2.resize(pattern, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
+    return image
+
+
+def run_images(frames, cfg=None, **kw):
+    """Like :func:`run`, with ``frames`` = [(frame_index, [(gt_id, box, score, looks)],
+    cut)], the image drawn from the boxes and given to the tracker."""
+    tracker = Tracker(cfg or TrackerConfig(), **kw)
+    reported, ended = {}, {}
+    for frame_index, dets, cut in frames:
+        boxes = np.array([b for _, b, _, _ in dets]).reshape(-1, 4)
+        image = faces_image([(looks, b) for _, b, _, looks in dets])
+        tracks = tracker.update(boxes, [s for _, _, s, _ in dets], frame_index, image=image, cut=cut)
+        for t in tracks:
+            reported.setdefault(dets[t.det_index][0], []).append((frame_index, t.track_id))
+        for tid in tracker.ended_ids:
+            ended[tid] = frame_index
+    return reported, ended
+
+
+def bounce(appearance: bool):
+    """Two faces meet head-on in one lane, face 2 passing behind face 1 (not detected
+    while they overlap by more than a quarter), and go back the way they came: a motion
+    model predicts each carries on, into the other's place."""
+    frames = []
+    for f in range(40):
+        x = 100 + 10 * min(f, 20) - 10 * max(f - 20, 0)    # 100 → 300 at frame 20 → 110
+        a, b = box_at(x, 200), box_at(600 - x, 200)         # they meet at 300
+        dets = [(1, a, 0.9, 11)]
+        if abs(600 - 2 * x) >= 60:
+            dets.append((2, b, 0.9, 22))
+        frames.append((f, dets[::-1], False))               # face 1 drawn last, in front
+    return run_images(frames, TrackerConfig(appearance=appearance))
+
+
+def test_appearance_keeps_ids_when_faces_meet_and_part():
+    reported, _ = bounce(appearance=True)
+    assert id_switches(reported) == 0
+    assert len({tid for seq in reported.values() for _, tid in seq}) == 2
+    moved_only, _ = bounce(appearance=False)
+    assert id_switches(moved_only) > 0    # what the cue is for: motion alone swaps them
+
+
+def test_lost_face_is_reacquired_elsewhere_and_a_stranger_is_not():
+    frames = []
+    for f in range(75):
+        dets = []
+        if f < 15:
+            dets.append((1, box_at(100 + 8 * f, 150), 0.9, 11))  # walks right, then is gone
+        if f >= 28:
+            dets.append((1, box_at(550 - 4 * (f - 28), 350), 0.9, 11))   # back, elsewhere
+        if 20 <= f < 40:
+            dets.append((3, box_at(300, 380, 70), 0.9, 33))       # a stranger meanwhile
+        frames.append((f, dets, False))
+    reported, ended = run_images(frames, TrackerConfig(max_lost_frames=30))
+    assert id_switches(reported) == 0
+    assert reported[1][0][1] != reported[3][0][1]
+    assert len(reported[1]) == 15 + 47
+    assert ended == {reported[3][0][1]: 39 + 31}        # the stranger left; 1 never ended
+
+
+def test_reacquisition_needs_the_lost_budget():
+    frames = [(f, [(1, box_at(100, 150), 0.9, 11)] if f < 10 else [], False) for f in range(10)]
+    frames += [(f, [(1, box_at(500, 300), 0.9, 11)], False) for f in range(50, 60)]
+    reported, ended = run_images(frames, TrackerConfig(max_lost_frames=30))
+    ids = sorted({tid for _, tid in reported[1]})
+    assert ids == [1, 2] and list(ended) == [1]          # ended at 50, then a new id
+
+
+def test_cut_ends_every_track_and_new_ids_follow():
+    frames = []
+    for f in range(20):
+        cut = f == 10
+        # the same two boxes go on after the cut: only the cut tells the shots apart
+        dets = [(1 if f < 10 else 3, box_at(100, 100), 0.9, 11),
+                (2 if f < 10 else 4, box_at(400, 300), 0.9, 22)]
+        frames.append((f, dets, cut))
+    reported, ended = run_images(frames)
+    assert id_switches(reported) == 0
+    first = {gt: seq[0][1] for gt, seq in reported.items()}
+    assert sorted(first.values()) == [1, 2, 3, 4]
+    assert min(first[3], first[4]) > max(first[1], first[2])
+    assert ended == {first[1]: 10, first[2]: 10}
+    assert [len(reported[g]) for g in (1, 2, 3, 4)] == [10, 10, 10, 10]
+
+
+def test_distance_is_injected():
+    """A distance that forbids every pairing makes every frame's face a new track."""
+    never = lambda tracks, dets: np.full((len(tracks.boxes), len(dets.boxes)), np.inf)  # noqa: E731
+    tracker = Tracker(TrackerConfig(max_lost_frames=0), distance=never, reacquire=never)
+    ids = [tracker.update([box_at(100, 100)], [0.9], f)[0].track_id for f in range(3)]
+    assert ids == [1, 2, 3]
