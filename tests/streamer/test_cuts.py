@@ -1,0 +1,55 @@
+"""The hard-cut detector on real footage: cuts between real clips are found at the
+frame they happen, and a talking head, a walking crowd or a camera pan are not cuts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from streamer.config import TrackerConfig
+from streamer.cuts import CutDetector
+
+VIDEO = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "video"
+SIZE = (640, 360)
+
+
+def clip(name: str, frames: int) -> list[np.ndarray]:
+    """The first ``frames`` frames of a shared clip, resized to SIZE (so clips join)."""
+    with av.open(str(VIDEO / name)) as c:
+        return [cv2.resize(f.to_ndarray(format="rgb24"), SIZE, interpolation=cv2.INTER_AREA)
+                for _, f in zip(range(frames), c.decode(video=0))]
+
+
+def cuts_in(frames, cfg=None) -> list[int]:
+    detector = CutDetector(cfg)
+    return [i for i, frame in enumerate(frames) if detector.update(frame)]
+
+
+def test_cuts_between_real_clips_are_found_where_they_are():
+    shots = [clip(n, 30) for n in ("lp_s18.mp4", "vr_1.mp4", "st_wda_kh.mp4", "crowd_1080p.mp4")]
+    frames = [f for shot in shots for f in shot]
+    assert cuts_in(frames) == [30, 60, 90]
+
+
+def test_motion_within_a_shot_is_not_a_cut():
+    for name in ("st_wda_kh.mp4", "tpsmm_driving.mp4", "crowd_1080p.mp4"):   # the busiest clips
+        assert cuts_in(clip(name, 100)) == [], name
+
+
+def test_a_camera_pan_is_not_a_cut_but_a_cut_during_one_is():
+    """A 640x360 window pans over a wide photo, starting from rest at up to 48 px a
+    frame (the whole frame's width in 13 frames); then the shot changes mid-pan."""
+    photo = cv2.cvtColor(cv2.imread(str(VIDEO.parent / "group_test1.jpg")), cv2.COLOR_BGR2RGB)
+    wide = cv2.resize(photo, (1600, 900))
+    for speed in (8, 24, 48):
+        pan = [wide[200:560, x:x + 640] for x in [0] * 10 + list(range(0, 960, speed))]
+        assert cuts_in(pan) == [], speed
+        assert cuts_in(pan[:18] + clip("lp_s18.mp4", 10)) == [18], speed
+
+
+def test_switched_off_by_the_thresholds():
+    frames = clip("lp_s18.mp4", 5) + clip("vr_1.mp4", 5)
+    assert cuts_in(frames) == [5]
+    assert cuts_in(frames, TrackerConfig(cut_min_change=1.0)) == []
