@@ -53,8 +53,8 @@ def bare_loop(video: str, cfg) -> tuple[int, float]:
     import numpy as np
     import torch
 
-    from streamer.crops import CropRule, crop_faces, to_tensor
     from streamer.source import open_source
+    from workers.crops import CropRule, crop_faces, to_tensor
     from workers.detector import FaceDetector
     from workers.regressor import Regressor
 

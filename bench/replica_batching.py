@@ -98,8 +98,8 @@ def prepare_spec(spec: str, tmp: Path) -> tuple[str, str]:
 
 def untrained_checkpoint(arch: str, size: int | None, tmp: Path) -> tuple[str, str]:
     """An untrained network of ``arch`` saved as a checkpoint: speed only."""
-    from streamer.crops import CropRule
     from workers import checkpoint, face_model
+    from workers.crops import CropRule
     from workers.networks import INPUT_SIZE, FaceRegressor
 
     size = size or INPUT_SIZE.get(arch, 128)
@@ -118,7 +118,7 @@ def real_crops(rule, want: int = 24) -> tuple[np.ndarray, str]:
     import cv2
 
     from streamer.config import DetectorConfig
-    from streamer.crops import crop_faces
+    from workers.crops import crop_faces
     from workers.detector import FaceDetector
 
     detector = FaceDetector(DetectorConfig(), threads=1)
@@ -159,7 +159,7 @@ def bench_models(ckpts: list[str], device: str, crops: list[np.ndarray], batches
 
     Models take turns inside every round and batch size, so a change in background load
     falls on all of them alike; the turn order flips every other round."""
-    from streamer.crops import CropRule, to_tensor
+    from workers.crops import CropRule, to_tensor
     from workers.regressor import Regressor
 
     runners = []
@@ -217,7 +217,7 @@ def model_ratios(rows: list[list[dict]]) -> list[dict[int, float]]:
 def gpu_agreement(ckpt: str, crops: np.ndarray) -> dict:
     """How far the replica's CUDA path (bf16 autocast, channels_last) moves the outputs from
     fp32 on the CPU, on the same crops: speed is only worth having if the numbers hold."""
-    from streamer.crops import CropRule, to_tensor
+    from workers.crops import CropRule, to_tensor
     from workers.regressor import Regressor
 
     cpu = Regressor.load(ckpt, "cpu")
@@ -283,7 +283,7 @@ def bench_replica(ckpt: str, device: str, crops: np.ndarray, max_batch_sizes: li
     import ray
 
     from streamer import runtime
-    from workers.replicas import RegressorReplica
+    from streamer.replicas import RegressorReplica
 
     rows = []
     gpus = 1 if device == "cuda" else 0
@@ -382,7 +382,7 @@ def main() -> int:
     precision = "bf16 autocast + channels_last" if device == "cuda" else "fp32"
     wall0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="facestream-bench-") as tmp:
-        from streamer.crops import CropRule
+        from workers.crops import CropRule
 
         models = [prepare_checkpoint(args, Path(tmp))] + [prepare_spec(s, Path(tmp)) for s in args.compare]
         rules = [CropRule.from_meta(json.loads(Path(c).with_suffix(".json").read_text())) for c, _ in models]

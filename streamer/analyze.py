@@ -63,8 +63,8 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
     video = str(Path(video).resolve()) if Path(video).exists() else str(video)
     import ray
 
+    from streamer.replicas import Replicas
     from streamer.session import launch
-    from workers.replicas import Replicas
 
     cfg = copy.deepcopy(cfg)
     out = Path(cfg.parquet.out).resolve()
@@ -119,9 +119,9 @@ def check_inputs(video: str, cfg: Config) -> tuple[Path, dict]:
 def check_checkpoint(cfg: Config) -> tuple[Path, dict]:
     """The configured (or shipped) checkpoint's path and metadata, once it is known to be
     trained, complete, loadable and made for this installation's face model."""
-    from streamer.crops import CropRule
     from workers import checkpoint
     from workers.checkpoint import CheckpointError
+    from workers.crops import CropRule
 
     ckpt_path = Path(cfg.model.checkpoint) if cfg.model.checkpoint else checkpoint.default_path()
     meta = checkpoint.load_meta(ckpt_path)

@@ -263,7 +263,7 @@ def _predict(args) -> int:
     import numpy as np
 
     from streamer.analyze import check_checkpoint
-    from streamer.crops import CropRule, crop_faces, to_tensor
+    from workers.crops import CropRule, crop_faces, to_tensor
     from streamer.session import pose_in_image
     from workers import emotion, face_model
     from workers.regressor import Regressor
@@ -493,7 +493,7 @@ def _tail(args) -> int:
 
 def _publish(args) -> int:
     from streamer.testbed import HttpTsServer, RtspServer
-    from streamer.source import SourceNotFound
+    from streamer.frames import SourceNotFound
 
     if not Path(args.video).is_file():
         raise SourceNotFound(f"{args.video}: does not exist")

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from workers.emotion_labels import EmotionConfig
+
 
 class ConfigError(ValueError):
     """A config file or override names a key that does not exist or has a bad value."""
@@ -125,17 +127,6 @@ class SmoothingConfig:
     d_cutoff: float = checked(1.0, gt=0)
     rotation_min_cutoff: float = checked(1.0, gt=0)
     rotation_beta: float = checked(0.5, ge=0)
-
-
-@dataclass
-class EmotionConfig:
-    """When a face gets no emotion label (workers/emotion.py; trade-offs in docs/accuracy.md)."""
-    min_prob: float = checked(0.4, ge=0)  # most likely class below this: "uncertain"
-    min_face_px: float = checked(24.0, ge=0)  # box shorter side below this (source pixels): "too_small"
-    max_yaw: float = checked(60.0, ge=0)  # |yaw| beyond this (degrees): "too_turned"
-    max_pitch: float = checked(45.0, ge=0)  # |pitch| beyond this (degrees): "too_turned"
-    switch_margin: float = checked(0.05, ge=0)  # a track's smoothed label changes only to a class this
-    #                                much more probable than the one it holds (no flicker)
 
 
 @dataclass

@@ -11,7 +11,7 @@ reader reconnects with exponential backoff and jitter (``reconnect_s`` doubling 
 ``reconnect_max_s``), reporting each attempt through ``on_event``; only after
 ``give_up_s`` without a frame does the iterator raise :class:`SourceError`. A stream
 whose frames are larger than ``max_width`` x ``max_height`` fails at once, without
-retrying (:class:`~streamer.source.SourceTooLarge`); a later frame above the limit is
+retrying (:class:`~streamer.frames.SourceTooLarge`); a later frame above the limit is
 counted as a decode error and dropped. (``max_duration_s`` is the session's to enforce.) Across
 reconnects ``Frame.index`` keeps counting and ``Frame.pts`` keeps increasing, so the
 tracker and the smoother downstream see one stream.
@@ -39,9 +39,9 @@ from typing import Callable, Iterator
 import av
 
 from streamer.config import SourceConfig
+from streamer.frames import Frame, Sampler, SourceError, SourceStats, SourceTooLarge, ffmpeg_reason
 from streamer.gateway import Gateway, Route
 from streamer.netpolicy import NetworkPolicy, Resolver, system_resolver
-from streamer.source import Frame, SourceError, SourceTooLarge, _reason, _Sampler
 from streamer.urls import SourceRefused, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,10 @@ UDP_REFUSED = ("RTSP over UDP is refused: the server chooses where RTP comes fro
 class LiveSource:
     """Frames of an RTSP or HTTP stream, freshest first when the consumer falls behind.
 
-    Same surface as :class:`~streamer.source.FileSource`: ``fps``, ``width``,
-    ``height`` (of the first frame), ``frame_count_estimate`` (None), ``stats``,
-    ``is_live`` (True), iteration (once), ``close()`` and use as a context manager.
+    A :class:`~streamer.frames.Source`, as :class:`~streamer.source.FileSource` is:
+    ``fps``, ``width``, ``height`` (of the first frame), ``frame_count_estimate``
+    (None), ``stats``, ``is_live`` (True), iteration (once), ``close()`` and use as a
+    context manager.
 
     With ``wait=True`` (the default) the constructor returns once the first frame has
     been decoded, so ``width``/``height``/``fps`` are known, retrying with backoff; it
@@ -101,10 +102,10 @@ class LiveSource:
         self.fps: float = 0.0
         self.width = self.height = 0
         self.frame_count_estimate: int | None = None
-        self.stats: dict = {"received": 0, "yielded": 0, "dropped": 0, "dropped_stale": 0,
+        self.stats: SourceStats = {"received": 0, "yielded": 0, "dropped": 0, "dropped_stale": 0,
                             "skipped_by_sampling": 0, "decode_errors": 0, "reconnects": 0,
                             "last_error": None}
-        self._keep = _Sampler(cfg)   # every / fps apply to live streams as to files
+        self._keep = Sampler(cfg)   # every / fps apply to live streams as to files
         self._on_event = on_event
         self._cond = threading.Condition()
         self._buffer: deque[tuple[Frame, float]] = deque()  # (frame, monotonic arrival)
@@ -213,7 +214,7 @@ class LiveSource:
                 self._fail(type(e)(f"{self.label}: {e}"))
                 return
             except (av.error.FFmpegError, OSError, SourceError) as e:
-                reason = _reason(e)
+                reason = ffmpeg_reason(e)
             if self._closed.is_set():
                 return
             if last_frame is not None:  # down since its last frame, not since noticing
@@ -299,7 +300,7 @@ class LiveSource:
                 except av.error.FFmpegError as e:  # a damaged packet, not a dead source
                     with self._cond:
                         self.stats["decode_errors"] += 1
-                        self.stats["last_error"] = _reason(e)
+                        self.stats["last_error"] = ffmpeg_reason(e)
                     decoded = []
                 for f in decoded:
                     if self._closed.is_set():

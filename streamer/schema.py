@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES
+
 # 2: emotion, emotion_probs and their raw twins (issue 16). Version-1 files and entries
 # still read: their records carry emotion "" (not computed) and NaN probabilities.
 # 3: pose, pose_raw and blendshapes are Arrow structs of named float32 fields, so SQL,
@@ -38,10 +40,8 @@ BLENDSHAPE_NAMES = (
     "noseSneer_R",
 )
 N_BLEND = len(BLENDSHAPE_NAMES)
-# The order of emotion_probs; readers take it from the schema metadata (emotion_classes),
-# this constant is what writers put there.
-EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-EMOTION_ABSTAIN = ("uncertain", "too_small", "too_turned")
+# EMOTION_CLASSES is the order of emotion_probs; readers take it from the schema metadata
+# (emotion_classes), the constant is what writers put there.
 N_EMOTION = len(EMOTION_CLASSES)
 
 

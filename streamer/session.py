@@ -35,19 +35,20 @@ import numpy as np
 import ray
 
 from streamer.config import Config, EmotionConfig
-from streamer.crops import CropRule, crop_faces, crop_to_image
+from streamer.frames import Frame, SourceError
+from streamer.replicas import Replicas, slice_prediction
 from streamer.schema import EMOTION_CLASSES, FaceRecord
 from streamer.sinks.base import Committed, Sink
 from streamer.smoothing import SmootherBank
-from streamer.source import Frame, SourceError, open_source
+from streamer.source import open_source
 from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
 from streamer.tracking import Track, Tracker
 from streamer.urls import redact
 from workers import face_model
+from workers.crops import CropRule, crop_faces, crop_to_image
 from workers.emotion import label as emotion_label
 from workers.pose import euler_from_matrix, matrix_from_quaternion
 from workers.regressor import Prediction
-from workers.replicas import Replicas, slice_prediction
 
 _DETECT_AHEAD = 2  # detector batches decoded (and detecting) ahead of tracking
 

@@ -2,7 +2,9 @@
 
 :func:`open_source` checks a URL against the source policy (:mod:`streamer.urls`) and
 returns a :class:`FileSource` for local files or a :class:`~streamer.live.LiveSource`
-for RTSP/HTTP streams; both are iterators of :class:`Frame`. This module is about files.
+for RTSP/HTTP streams; both satisfy :class:`~streamer.frames.Source` (iterators of
+:class:`~streamer.frames.Frame`, counting in one :class:`~streamer.frames.SourceStats`).
+This module is about files.
 
 Files are never dropped: the only frames left out are those the sampling options ask to
 leave out (``every`` / ``fps``). Broken input is handled where it is found: a file that
@@ -22,20 +24,18 @@ from what the decoder produces.
 """
 from __future__ import annotations
 
-import math
 import os
 import stat
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import av
-import numpy as np
 
 from streamer.config import SourceConfig
-
-if TYPE_CHECKING:
-    from streamer.live import LiveSource
+from streamer.frames import (Frame, NotAVideo, Sampler, SourceError, SourceNotFound, SourceStats, SourceTooLarge,
+                             ffmpeg_reason)
+from streamer.live import LiveSource
+from streamer.urls import check_source
 
 # Consecutive demuxer failures after which a file is treated as ended: a damaged
 # container can fail at the same offset forever, and a file source must never hang.
@@ -51,44 +51,9 @@ _FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe", stat.S
                stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
-class SourceError(Exception):
-    """A video source could not be opened or read."""
-
-
-class SourceNotFound(SourceError):
-    """The path does not exist (or is not a regular file)."""
-
-
-class NotAVideo(SourceError):
-    """The file opens as no container, has no video stream, or decodes to no frame."""
-
-
-class SourceTooLarge(SourceError):
-    """The source exceeds a configured limit: ``source.max_width`` / ``max_height``
-    (declared or first decoded frame) or ``source.max_duration_s`` (declared duration)."""
-
-
-@dataclass
-class Frame:
-    """One decoded frame.
-
-    ``index`` counts every decoded frame from 0, so a sampled (or, live, dropped) frame
-    keeps its true place in the stream; ``pts`` is the stream's timestamp in seconds
-    (``index / fps`` when a file gives none; seconds since the first frame, across
-    reconnects, for a live stream). ``captured`` is the wall-clock time (``time.time()``)
-    the frame was decoded, for both kinds of source: ``now - captured`` is how long the
-    frame has waited in the pipeline.
-    """
-
-    index: int
-    pts: float
-    image: np.ndarray  # (H, W, 3) uint8 RGB
-    captured: float = 0.0
-
-
 def open_source(url: str, cfg: SourceConfig, media_root: str | None = "/",
                 on_event: Callable[[str, dict], None] | None = None, transport: str = "tcp",
-                *, wait: bool = True) -> "FileSource | LiveSource":
+                *, wait: bool = True) -> FileSource | LiveSource:
     """Open ``url`` for decoding, if the source policy allows it.
 
     A path or ``file:`` URL inside ``media_root`` gives a :class:`FileSource` (the
@@ -97,10 +62,6 @@ def open_source(url: str, cfg: SourceConfig, media_root: str | None = "/",
     ``wait`` are passed (see there). Anything else raises
     :class:`~streamer.urls.SourceRefused` before anything is opened.
     """
-    # Imported here: both modules build on this one's Frame and SourceError.
-    from streamer.live import LiveSource
-    from streamer.urls import check_source
-
     spec = check_source(url, media_root)
     if spec.kind == "file":
         return FileSource(spec.target, cfg, av_options=spec.av_options)
@@ -127,7 +88,7 @@ class FileSource:
             raise ValueError(f"SourceConfig.max_duration_s must be > 0 or None, got {cfg.max_duration_s}")
         self.path = str(path)
         self.cfg = cfg
-        self.stats: dict = {"decoded": 0, "yielded": 0, "skipped_by_sampling": 0,
+        self.stats: SourceStats = {"decoded": 0, "yielded": 0, "skipped_by_sampling": 0,
                             "decode_errors": 0, "last_error": None}
         if cfg.max_duration_s is not None:
             self.stats["beyond_max_duration"] = 0
@@ -146,7 +107,7 @@ class FileSource:
             self._container = av.open("fd:", mode="r", timeout=cfg.open_timeout_s, container_options=options,
                                       options={"max_pixels": str(self._max_pixels)}, metadata_errors="replace")
         except (av.error.FFmpegError, ValueError) as e:
-            raise NotAVideo(f"{self.path}: not a readable video container ({_reason(e)})") from None
+            raise NotAVideo(f"{self.path}: not a readable video container ({ffmpeg_reason(e)})") from None
         finally:
             os.close(fd)  # FFmpeg holds its own duplicate
         try:
@@ -183,8 +144,11 @@ class FileSource:
         """Files apply backpressure and never drop frames; live sources will."""
         return False
 
+    def wait_ready(self) -> None:
+        """A file is ready once opened (its first frame is decoded then)."""
+
     def __iter__(self) -> Iterator[Frame]:
-        keep = _Sampler(self.cfg)
+        keep = Sampler(self.cfg)
         if self._first is None:
             return
         frames, self._first = _chain(self._first, self._frames), None
@@ -304,7 +268,7 @@ class FileSource:
 
     def _count_error(self, e: Exception) -> None:
         self.stats["decode_errors"] += 1
-        self.stats["last_error"] = _reason(e)
+        self.stats["last_error"] = ffmpeg_reason(e)
 
     def _estimate_frame_count(self) -> int | None:
         """Frames the file will decode to, for a progress bar.
@@ -320,36 +284,6 @@ class FileSource:
         if duration and self.fps:
             return max(1, round(duration * self.fps))
         return int(self._stream.frames) or None
-
-
-class _Sampler:
-    """Decides which decoded frames to keep: every k-th, then at most ``fps`` per second.
-
-    The rate rule keeps the first frame whose pts reaches each 1/fps slot (counted from
-    the first frame), so the output never exceeds the source rate and follows the
-    container's timestamps even when the source rate varies.
-    """
-
-    def __init__(self, cfg: SourceConfig) -> None:
-        self.every = cfg.every
-        self.fps = cfg.fps
-        self._t0: float | None = None
-        self._last_slot = -1
-
-    def __call__(self, frame: Frame) -> bool:
-        if frame.index % self.every:
-            return False
-        if self.fps is None:
-            return True
-        if self._t0 is None:
-            self._t0 = frame.pts
-        # The small epsilon keeps frames whose pts sit exactly on a slot boundary
-        # (e.g. 30 fps -> 10 fps) from being pushed into the previous slot by rounding.
-        slot = math.floor((frame.pts - self._t0) * self.fps + 1e-6)
-        if slot <= self._last_slot:
-            return False
-        self._last_slot = slot
-        return True
 
 
 def _open_regular_file(path: str) -> int:
@@ -386,8 +320,3 @@ def _open_regular_file(path: str) -> int:
 def _chain(first: Frame, rest: Iterator[Frame]) -> Iterator[Frame]:
     yield first
     yield from rest
-
-
-def _reason(e: Exception) -> str:
-    """FFmpeg's own words for an error, without PyAV's errno and filename decoration."""
-    return getattr(e, "strerror", None) or str(e)

@@ -28,7 +28,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from streamer.source import SourceError
+from streamer.frames import SourceError
 
 MEDIA_ROOT_ENV = "FACESTREAM_MEDIA_ROOT"
 

@@ -220,7 +220,7 @@ def shared_replicas(ray_runtime, tiny_checkpoint):
     """Detector + regressor replicas (half a CPU each) shared by every session test, as
     production sessions share them."""
     from streamer.config import load_config
-    from workers.replicas import Replicas
+    from streamer.replicas import Replicas
 
     cfg = load_config(overrides={"model": {"num_cpus_per_replica": 0.5, "max_wait_ms": 5.0}})
     replicas = Replicas.start(cfg, str(tiny_checkpoint))

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import cv2
 import numpy as np
 import onnxruntime as ort
-
-from streamer.config import DetectorConfig
 
 _MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
 _STRIDES = (8, 16, 32)
@@ -22,6 +21,20 @@ _ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))  # square anchor sides per str
 _VAR_CENTRE, _VAR_SIZE = 0.1, 0.2
 _PAD_TO = 32             # input sides are padded to a multiple of the coarsest stride
 _PRE_NMS_TOP_K = 1000    # bounds the O(n^2) NMS when the score threshold is set low
+
+
+class DetectorSettings(Protocol):
+    """What the detector reads of its settings (``detector:`` in ray_config.yaml).
+
+    Declared here, not imported, so that the model depends on no serving code: the
+    serving side's config section satisfies it by having these attributes.
+    """
+
+    batch_size: int         # images per network call
+    max_side: int           # longer image side is shrunk to this before detecting
+    score_threshold: float
+    nms_threshold: float
+    min_face_px: int        # shorter box side below this (original pixels) is dropped
 
 
 @dataclass
@@ -43,7 +56,7 @@ class Detections:
 class FaceDetector:
     """Batched RetinaFace on onnxruntime, ``threads`` intra-op threads per session."""
 
-    def __init__(self, cfg: DetectorConfig, threads: int = 1,
+    def __init__(self, cfg: DetectorSettings, threads: int = 1,
                  providers: list[str] | None = None) -> None:
         # Importing the package's weights module runs its __init__ (cv2, onnxruntime):
         # harmless, and deferring it keeps `import workers.detector` cheap.

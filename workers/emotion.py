@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.config import EmotionConfig
-from streamer.schema import EMOTION_ABSTAIN, EMOTION_CLASSES
 from workers import checkpoint, face_model
+from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES, EmotionConfig
 
 FORMAT = "facestream-emotion/1"
 CLASSES = EMOTION_CLASSES         # FER2013's seven, in the order of every probability vector

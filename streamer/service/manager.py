@@ -67,9 +67,9 @@ class StreamManager:
     def __init__(self, cfg: Config, exposed: bool = False):
         from streamer.analyze import check_checkpoint, _parquet_metadata
         from streamer.netpolicy import NetworkPolicy
+        from streamer.replicas import Replicas
         from streamer.sinks.redis_sink import RedisSink, redact_url
         from streamer.urls import media_root_from
-        from workers.replicas import Replicas
 
         self.cfg = copy.deepcopy(cfg)
         if self.cfg.source.local_networks == "auto":     # sessions get the decided value
@@ -101,10 +101,10 @@ class StreamManager:
     async def create(self, url: str, name: str | None = None, fps: float | None = None,
                      options: dict | None = None) -> dict:
         """Start a stream; raises ApiError 400 (refused URL), 409 (id taken), 429 (limit)."""
+        from streamer.frames import SourceError
         from streamer.session import launch
         from streamer.sinks.parquet_sink import ParquetSink
         from streamer.sinks.redis_sink import RedisSink
-        from streamer.source import SourceError
         from streamer.urls import check_source, redact
 
         options = dict(options or {})

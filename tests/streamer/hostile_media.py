@@ -431,7 +431,8 @@ def build(root: Path) -> dict[str, Prepared]:
 def probe(url: str, config: dict, media_root: str | None) -> dict:
     """Open ``url`` and read every frame; what happened, in plain data."""
     from streamer.config import SourceConfig
-    from streamer.source import SourceError, open_source
+    from streamer.frames import SourceError
+    from streamer.source import open_source
 
     t0 = time.monotonic()
     try:

@@ -14,7 +14,7 @@ from streamer.analyze import analyze
 from streamer.dataset import read_dataset, read_records
 from streamer.schema import EMOTION_ABSTAIN, EMOTION_CLASSES, decode_event, decode_redis, events_key, stream_key
 from streamer.sinks import ParquetSink
-from streamer.source import NotAVideo, SourceNotFound
+from streamer.frames import NotAVideo, SourceNotFound
 from workers import face_model
 from workers.checkpoint import CheckpointError
 

@@ -105,7 +105,7 @@ def test_a_killed_session_is_restarted_and_resumes_after_its_last_committed_fram
 
 def test_a_killed_regressor_replica_is_restarted_and_no_frame_is_lost(ray_runtime, fault_config, redis_url,
                                                                       long_video, tiny_checkpoint):
-    from workers.replicas import Replicas
+    from streamer.replicas import Replicas
 
     replicas = Replicas.start(fault_config, str(tiny_checkpoint))
     replicas.ready()

@@ -29,7 +29,7 @@ from streamer.config import SourceConfig
 from streamer.live import LiveSource
 from streamer.netpolicy import NetworkRefused
 from streamer.testbed import HttpTsServer, RtspServer
-from streamer.source import SourceError
+from streamer.frames import SourceError
 from streamer.urls import SourceRefused, check_source
 
 DENIED = "127.0.0.2"

@@ -20,7 +20,8 @@ import pytest
 import hostile_media as hm
 from streamer import source
 from streamer.config import SourceConfig
-from streamer.source import NotAVideo, SourceError, SourceTooLarge, open_source
+from streamer.frames import NotAVideo, SourceError, SourceTooLarge
+from streamer.source import open_source
 
 REPO = Path(__file__).resolve().parents[2]
 CASE_TIMEOUT_S = 20.0

@@ -16,7 +16,8 @@ import pytest
 from streamer.config import SourceConfig
 from streamer.live import LiveSource
 from streamer.testbed import HttpTsServer, RtspServer
-from streamer.source import FileSource, SourceError, open_source
+from streamer.frames import SourceError
+from streamer.source import FileSource, open_source
 from streamer.urls import SourceRefused, check_source
 
 from bar_clip import FPS, H, N, W, bar_index, write_bar_clip

@@ -53,7 +53,7 @@ def _run(video: str, ckpt: str, out: str) -> dict:
     from streamer.session import launch
     from streamer.sinks.parquet_sink import ParquetSink
     from streamer.sinks.redis_sink import RedisSink
-    from workers.replicas import Replicas
+    from streamer.replicas import Replicas
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:

@@ -15,13 +15,13 @@ import pytest
 import ray
 import redis
 
-from streamer.crops import CropRule, crop_faces, crop_to_image, to_tensor
 from streamer.dataset import read_records
 from streamer.schema import decode_event, decode_redis, events_key, stream_key
 from streamer.session import RecordBuilder, launch, pose_in_image
 from streamer.sinks import ParquetSink, RedisSink
 from streamer.source import open_source
 from workers import face_model
+from workers.crops import CropRule, crop_faces, crop_to_image, to_tensor
 from workers.regressor import Prediction, Regressor
 
 

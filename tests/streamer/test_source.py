@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from streamer.config import SourceConfig
-from streamer.source import Frame, NotAVideo, SourceError, SourceNotFound, open_source
+from streamer.frames import Frame, NotAVideo, SourceError, SourceNotFound
+from streamer.source import open_source
 
 W, H, N, FPS = 64, 48, 30, 25
 BAR = 8

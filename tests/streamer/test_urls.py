@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.source import SourceError
+from streamer.frames import SourceError
 from streamer.urls import MEDIA_ROOT_ENV, SourceRefused, check_source, media_root_from, redact
 
 SECRET = "hunter2"

@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from streamer.crops import CropRule
 from workers import checkpoint, face_model
+from workers.crops import CropRule
 from workers.networks import FaceRegressor
 from workers.regressor import Regressor
 

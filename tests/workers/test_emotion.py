@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from streamer.crops import CropRule
-from workers import checkpoint, emotion, face_model
 from streamer.config import EmotionConfig
+from workers import checkpoint, emotion, face_model
+from workers.crops import CropRule
 from workers.emotion import CLASSES, Classifier, EmotionError, label
 from workers.networks import FaceRegressor
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from streamer.cli import main
 from workers import checkpoint, face_model
-from workers.render import Camera, Scene, render
+from workers.training.render import Camera, Scene, render
 
 
 def _predict(capsys, paths):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamer.crops import CropRule
+from workers.crops import CropRule
 
 CTX_FACTOR = 1.25  # context crop side / inference crop side: room for the jitter
 CTX_SIZE = 160

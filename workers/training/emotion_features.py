@@ -3,7 +3,7 @@
 The classifier reads only the 29 expression coefficients the shipped network predicts, so
 its training data are the network's own outputs on the FER2013 label files
 (``data/labels/fer_{train,heldout}.npz``, wild_labels.py), run un-augmented through
-evaluate.predict_samples exactly as evaluation runs them. Beside eta this keeps, per face,
+metrics.predict_samples exactly as evaluation runs them. Beside eta this keeps, per face,
 what the evaluation compares with or bins by: MediaPipe's blendshapes (where it found the
 face), the network's yaw, and the trunk's pooled features (the deep-feature reference the
 issue asks about: what a classifier could reach if it read more than eta).
@@ -27,7 +27,7 @@ CACHE = Path(__file__).resolve().parents[2] / "runs" / "emotion" / "features"
 
 def extract(model, size: int, labels: Path) -> dict:
     """Run ``model`` over the kept faces of one FER label file; numpy arrays per face."""
-    from workers.training.evaluate import predict_samples
+    from workers.training.metrics import predict_samples
 
     data, ex = load_wild(labels)
     pooled: list[torch.Tensor] = []

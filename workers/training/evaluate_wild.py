@@ -42,9 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.crops import CropRule, crop_affines
+from workers.crops import CropRule, crop_affines
 from workers.pose import angle_error, plausible_euler
 from workers.training.data import CTX_FACTOR, context_rule, real_to_samples
+from workers.training.metrics import predict_samples
 from workers.training.teacher_3ddfa import ROI_SIDE
 from workers.training.teacher_check import nme
 from workers.training.wild_data import AFLW, AFLW21_TO_68, COMMON68, EMOTIONS, YAW_BINS, yaw_bin
@@ -214,7 +215,6 @@ def emotion_metrics(eta_pred: np.ndarray, eta_teacher: np.ndarray, blend: np.nda
 # ------------------------------------------------------------------ running a model
 
 def evaluate_aflw(model, size: int, path: Path) -> tuple[dict, dict]:
-    from workers.training.evaluate import predict_samples
 
     data, ex = load(path)
     P, _ = predict_samples(model, data, size)
@@ -226,7 +226,6 @@ def evaluate_aflw(model, size: int, path: Path) -> tuple[dict, dict]:
 
 
 def evaluate_emotion(model, size: int, path: Path) -> dict:
-    from workers.training.evaluate import predict_samples
 
     data, ex = load(path)
     P, L = predict_samples(model, data, size)

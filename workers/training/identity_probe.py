@@ -25,7 +25,7 @@ import torch
 
 from workers import checkpoint, face_model
 from workers.training.data import FIELDS, AugmentConfig, augment, blend_mirror, sample_batch
-from workers.training.train import identity_basis
+from workers.training.metrics import identity_basis
 
 
 def _inputs(model, size: int, path: str, n: int) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from workers import face_model
 from workers.training.data import real_to_samples
-from workers.training.evaluate import READABLE, _corr, predict_samples
+from workers.training.metrics import READABLE, corr, predict_samples
 
 
 def plot_clip(model, size: int, labels: Path, source: str, out: Path) -> Path:
@@ -41,7 +41,7 @@ def plot_clip(model, size: int, labels: Path, source: str, out: Path) -> Path:
     for ax, (title, names) in zip(axes[2:], READABLE.items()):
         j = [idx[n] for n in names]
         t, p = bt[:, j].mean(1), bp[:, j].mean(1)
-        r = float(_corr(t, p))
+        r = float(corr(t, p))
         ax.plot(frames, t, "k--", lw=1.2)
         ax.plot(frames, p, "C1", lw=1.2)
         ax.set_ylim(-0.05, 1.05)

@@ -23,10 +23,10 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from streamer.config import DetectorConfig, SourceConfig
-from streamer.crops import CropRule, crop_faces
 from streamer.source import open_source
 from streamer.tracking import iou_matrix
 from workers import face_model
+from workers.crops import CropRule, crop_faces
 from workers.detector import FaceDetector
 from workers.pose import euler_from_matrix
 from workers.training.data import CTX_FACTOR, context_rule

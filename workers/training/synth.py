@@ -1,6 +1,6 @@
 """Render shards of synthetic training faces with exact labels.
 
-Each sample is drawn by workers/scene.py (identity, expression, pose, light, skin,
+Each sample is drawn by workers/training/scene.py (identity, expression, pose, light, skin,
 background, degradations), found by the same RetinaFace detector as at inference — so the
 crop box has the detector's habits — and cut with the context crop rule. When the
 detector misses a render (extreme yaw, heavy occlusion) the box comes from the projected
@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 
 from streamer.config import DetectorConfig
-from streamer.crops import CropRule, crop_faces
 from streamer.tracking import iou_matrix
 from workers import face_model
+from workers.crops import CropRule, crop_faces
 from workers.detector import FaceDetector
 from workers.pose import matrix_from_euler
-from workers.scene import EXPRESSIONS
 from workers.training.data import context_rule
+from workers.training.scene import EXPRESSIONS
 
 IMAGE_SIZE = 256
 PAD = IMAGE_SIZE // 2
@@ -59,7 +59,7 @@ class BoxModel:
 
 def make_shard(n: int, seed: int, detector: FaceDetector, boxes: BoxModel, ctx: CropRule,
                backgrounds=None, expressions=None) -> dict:
-    from workers.scene import make_sample
+    from workers.training.scene import make_sample
 
     fm = face_model.load()
     rng = np.random.default_rng(seed)
@@ -131,7 +131,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--backgrounds", type=Path, nargs="*", default=[])
     ap.add_argument("--expressions", choices=sorted(EXPRESSIONS), default="sparse",
-                    help="how expressions are drawn (workers/scene.py): sparse shapes or facial actions")
+                    help="how expressions are drawn (workers/training/scene.py): sparse shapes or facial actions")
     args = ap.parse_args(argv)
     from tqdm import tqdm
     expressions = EXPRESSIONS[args.expressions]()

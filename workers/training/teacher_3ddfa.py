@@ -52,7 +52,7 @@ def roi_from_box(boxes: np.ndarray) -> np.ndarray:
 def crop_rois(image: np.ndarray, rois: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """(N, size, size, 3) uint8 crops of square ``rois`` (zero outside the image), bilinear.
 
-    Coordinates are continuous (pixel i covers [i, i+1)), as in streamer/crops.py, so a
+    Coordinates are continuous (pixel i covers [i, i+1)), as in workers/crops.py, so a
     crop point u maps back to ``roi_x0 + u * side / size``."""
     rois = np.asarray(rois, np.float64).reshape(-1, 4)
     out = np.empty((len(rois), size, size, 3), np.uint8)

@@ -29,13 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamer.crops import CropRule
 from workers import checkpoint, face_model
+from workers.crops import CropRule
 from workers.networks import INPUT_SIZE, FaceRegressor, init_from_3ddfa
 from workers.pose import matrix_from_6d
 from workers.regressor import SCALE_REF
 from workers.training.data import (MIRROR68, AugmentConfig, augment, blend_mirror, concat, real_to_samples,
                                    sample_batch, with_defaults)
+from workers.training.metrics import identity_basis, pose_metrics, predict_samples
 
 WEIGHTS = {"eta": 2.0, "rot": 4.0, "centre": 2.0, "scale": 1.0, "shape": 1.0, "lm": 2.0}
 # eta uses a Huber loss: under plain L1 its head sat at the label median (prediction
@@ -69,11 +70,6 @@ def load_synth(patterns: list[str]) -> tuple[dict | None, int]:
         except Exception:  # a shard still being written
             continue
     return (concat(parts) if parts else None), len(parts)
-
-
-def identity_basis(fm) -> torch.Tensor:
-    """(99, 68, 3): each identity mode's displacement of the 68 landmark vertices, cm."""
-    return torch.from_numpy(np.ascontiguousarray(fm.identity[:, fm.landmarks68])).float()
 
 
 def shape_error_cm(alpha: torch.Tensor, alpha_true: torch.Tensor, flip: torch.Tensor,
@@ -120,7 +116,6 @@ def real_indices(sizes: np.ndarray, weights: np.ndarray, n: int, rng: np.random.
 
 def evaluate_real(model, data: dict, size: int, device) -> dict:
     """Pose MAE and eta RMSE against the held-out teacher labels (no augmentation)."""
-    from workers.training.evaluate import pose_metrics, predict_samples
 
     model.eval()
     P, L = predict_samples(model, data, size, device)

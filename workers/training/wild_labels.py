@@ -6,7 +6,7 @@ reads them like the video labels: a context crop (CTX_SIZE px, data.context_rule
 in its pixels, blendshapes, pose, face centre, scale and nine landmarks.
 
 Crops look like inference: RetinaFace (workers/detector.py, on the frame enlarged on a
-canvas, see wild_teach.py) gives the box and streamer/crops.py's rule, enlarged for
+canvas, see wild_teach.py) gives the box and workers/crops.py's rule, enlarged for
 context, cuts the crop from the frame with zero padding. Where RetinaFace misses (0.5% of
 AFLW, mostly profiles) the box comes from the frame's known framing: the median detector
 box in frame units over the faces it did find, per |yaw| bin of AFLW's yaw (BoxFallback;
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.crops import CropRule, crop_affines, crop_faces
+from workers.crops import CropRule, crop_affines, crop_faces
 from workers.pose import euler_from_matrix, matrix_from_euler
 from workers.training import wild_teach
 from workers.training.data import CTX_FACTOR, context_rule

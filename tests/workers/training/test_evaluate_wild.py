@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamer.crops import CropRule
 from workers import checkpoint, face_model
+from workers.crops import CropRule
 from workers.networks import FaceRegressor
 from workers.pose import euler_from_matrix, matrix_from_euler
 from workers.training import evaluate, evaluate_wild as ew

@@ -8,7 +8,7 @@ import pytest
 
 from workers import face_model
 from workers.pose import euler_from_matrix
-from workers.render import Camera, Scene, render
+from workers.training.render import Camera, Scene, render
 from workers.training.real_labels import temporal_prior
 from workers.training.teacher import mp_name_to_ict
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from streamer.config import DetectorConfig
-from streamer.crops import CropRule
 from workers import checkpoint, face_model
+from workers.crops import CropRule
 from workers.detector import FaceDetector
-from workers.scene import ActionExpressions
-from workers.training import train
+from workers.training.scene import ActionExpressions
+from workers.training import metrics, train
 from workers.training.data import MIRROR68, context_rule
 from workers.training.teacher import MP_TO_68
 from workers.training.synth import BoxModel, make_shard
@@ -67,7 +67,7 @@ def test_training_resumes_and_records_its_provenance(data, tmp_path):
 
 def test_shape_loss_is_a_landmark_distance_that_mirrors():
     fm = face_model.load()
-    basis = train.identity_basis(fm)
+    basis = metrics.identity_basis(fm)
     rng = np.random.default_rng(0)
     alpha = torch.from_numpy(rng.normal(size=(4, 99)).astype(np.float32))
     no = torch.zeros(4, dtype=torch.bool)

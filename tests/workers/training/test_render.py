@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workers import face_model
-from workers.render import EYEBALL, MOUTH, SKIN, Camera, Scene, rasterize, render
+from workers.training.render import EYEBALL, MOUTH, SKIN, Camera, Scene, rasterize, render
 
 SIZE = 160
 CAMERA = Camera(SIZE, SIZE, focal=600.0)

@@ -33,7 +33,7 @@ import ray
 import torch
 
 from streamer.config import Config, DetectorConfig
-from streamer.crops import CropRule, to_tensor
+from workers.crops import CropRule, to_tensor
 from streamer.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, Histogram
 from workers.detector import Detections, FaceDetector
 from workers.regressor import Prediction, Regressor

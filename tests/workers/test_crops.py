@@ -1,4 +1,4 @@
-"""streamer.crops: ExpNet's crop rule, its inverse map and the normalisation."""
+"""workers.crops: ExpNet's crop rule, its inverse map and the normalisation."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamer.crops import CropRule, crop_affines, crop_faces, crop_to_image, to_tensor
+from workers.crops import CropRule, crop_affines, crop_faces, crop_to_image, to_tensor
 
 torch.set_num_threads(1)
 

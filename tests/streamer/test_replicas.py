@@ -11,11 +11,11 @@ import pytest
 import ray
 
 from streamer.config import DetectorConfig, SourceConfig
-from streamer.crops import CropRule, crop_faces, to_tensor
+from streamer.replicas import CropBatcher, RegressorReplica, Replicas, slice_prediction
 from streamer.source import open_source
+from workers.crops import CropRule, crop_faces, to_tensor
 from workers.detector import FaceDetector
 from workers.regressor import Prediction, Regressor
-from workers.replicas import CropBatcher, RegressorReplica, Replicas, slice_prediction
 
 
 def fake_model(calls: list):

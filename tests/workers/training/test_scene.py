@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from workers import face_model
-from workers.render import render
-from workers.scene import EXPRESSIONS, ActionExpressions, SparseExpressions, compose, make_sample, sample_scene
+from workers.training.render import render
+from workers.training.scene import EXPRESSIONS, ActionExpressions, SparseExpressions, compose, make_sample, sample_scene
 
 SIZE = 160
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from workers.face_model import FaceModel
-from workers.render import Camera, RenderResult, Scene, render
+from workers.training.render import Camera, RenderResult, Scene, render
 
 # Skin albedo anchors from very light to very dark (RGB in [0, 1]); a tone is a random
 # point on the polyline through them.
