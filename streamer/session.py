@@ -35,6 +35,7 @@ import numpy as np
 import ray
 
 from streamer.config import Config, EmotionConfig
+from streamer.cuts import CutDetector
 from streamer.frames import Frame, SourceError
 from streamer.replicas import Replicas, slice_prediction
 from streamer.schema import EMOTION_CLASSES, FaceRecord
@@ -184,6 +185,7 @@ class _FrameWork:
     tracks: list[Track]
     affines: np.ndarray      # (faces, 2, 3) crop -> image
     ended_ids: list[int]     # tracks the tracker ended at this frame
+    cut: bool = False        # a hard shot cut starts at this frame (it ended every track)
 
 
 @dataclass
@@ -364,17 +366,19 @@ class StreamSession:
     async def _track(self, inp: "_Pipe", out: "_Pipe", rule: CropRule) -> None:
         first_id = self._resume.max_track_id + 1 if self._resume is not None else 1
         tracker = Tracker(self.cfg.tracker, first_id=first_id)
+        cuts = CutDetector(self.cfg.tracker)
         while (item := await inp.get()) is not None:
             frames, scales, detections_ref = item
             detections = await detections_ref
             work, crops = [], []
             for frame, scale, det in zip(frames, scales, detections):
-                tracks = tracker.update(det.boxes / scale, det.scores, frame.index)
+                cut = self.cfg.tracker.cuts and cuts.update(frame.image)
+                tracks = tracker.update(det.boxes / scale, det.scores, frame.index, image=frame.image, cut=cut)
                 boxes = np.array([t.box for t in tracks], np.float64).reshape(-1, 4)
                 frame_crops, affines = crop_faces(frame.image, boxes, rule)
                 crops.append(frame_crops)
                 work.append(_FrameWork(frame.index, frame.pts, frame.captured, tracks, affines,
-                                       list(tracker.ended_ids)))
+                                       list(tracker.ended_ids), cut))
             inp.release()  # the frames' images are no longer needed
             all_crops = np.concatenate(crops)
             await out.reserve()
@@ -387,12 +391,15 @@ class StreamSession:
             work, prediction_ref = item
             pred = await prediction_ref if prediction_ref is not None else None
             inp.release()
-            records, row = [], 0
+            records, row, written = [], 0, 0
             for frame in work:
+                if frame.cut:  # the event goes between the old shot's records and the new one's
+                    await self._write(records[written:])
+                    written = len(records)
+                    await self._emit("cut", frame_index=frame.index, pts=frame.pts, ended_tracks=len(frame.ended_ids))
                 records.extend(builder.frame(frame, pred, row))
                 row += len(frame.tracks)
-            if records:
-                await self._in_sink_thread(lambda: [s.write(records) for s in self._sinks])
+            await self._write(records[written:])
             c.frames += len(work)
             c.faces += len(records)
             c.rate.add(len(work))
@@ -413,6 +420,10 @@ class StreamSession:
             self._last_progress_event = now
             p = await self.progress()
             await self._emit("progress", frames=p["frames"], faces=p["faces"], fps=p["fps"])
+
+    async def _write(self, records: list[FaceRecord]) -> None:
+        if records:
+            await self._in_sink_thread(lambda: [s.write(records) for s in self._sinks])
 
     async def _emit(self, kind: str, **info: Any) -> None:
         await self._in_sink_thread(lambda: [s.event(kind, **info) for s in self._sinks])
