@@ -312,7 +312,8 @@ def table_to_records(table: pa.Table) -> list[FaceRecord]:
 _PACKED_DTYPE = np.dtype("<f4")
 _PACKED_LEN = sum(d for _, d in VECTOR_FIELDS)
 _PACKED_LEN_V1 = _PACKED_LEN - 2 * N_EMOTION
-EVENT_KINDS = ("started", "resumed", "progress", "ended", "stopped", "failed", "reconnecting", "reconnected")
+# cut: a hard shot cut at frame_index / pts ended every track (ended_tracks of them)
+EVENT_KINDS = ("started", "resumed", "progress", "cut", "ended", "stopped", "failed", "reconnecting", "reconnected")
 FINAL_EVENTS = ("ended", "stopped", "failed")  # the last event of a stream
 
 
