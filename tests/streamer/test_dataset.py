@@ -1,6 +1,7 @@
 """read_dataset / read_records over several streams written by ParquetSink."""
 from __future__ import annotations
 
+from legacy_schema import legacy_table
 from streamer.config import ParquetConfig
 from streamer.dataset import read_dataset, read_records
 from streamer.sinks import ParquetSink
@@ -31,7 +32,7 @@ def test_empty_dataset_reads_as_an_empty_table(tmp_path):
     assert read_dataset(tmp_path).num_rows == 0
 
 
-def test_version_1_and_2_parts_read_beside_version_3_parts(tmp_path, make_records, legacy_table,
+def test_version_1_and_2_parts_read_beside_version_3_parts(tmp_path, make_records,
                                                         assert_records_equal):
     """A stream written before emotion existed, then by version 2 (pose and blendshapes
     as bare lists), then more after the upgrade to named structs."""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from legacy_schema import legacy_table
 from streamer.config import ParquetConfig
 import streamer.report
 from streamer.report import ReportError, write_report
@@ -130,7 +131,7 @@ def test_emotion_ribbon_shows_the_labels_colours_in_time_order(tmp_path, make_re
     assert np.abs(right - hexrgb(ABSTAIN_COLORS["uncertain"])).max() < 10
 
 
-def test_version_1_data_reports_without_emotion(tmp_path, make_records, legacy_table):
+def test_version_1_data_reports_without_emotion(tmp_path, make_records):
     import pyarrow.parquet as pq
 
     (tmp_path / "records" / "stream=cam1").mkdir(parents=True)

@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from legacy_schema import legacy_table
 from streamer import schema
 from streamer.schema import (
     ARROW_SCHEMA, SCHEMA_VERSION, decode_event, decode_redis, encode_event, encode_redis,
@@ -135,7 +136,7 @@ def test_emotion_classes_are_in_the_metadata_and_read_from_it(make_records):
     assert emotion_classes({}) == EMOTION_CLASSES
 
 
-def test_version_1_table_reads_with_no_emotion(make_records, legacy_table):
+def test_version_1_table_reads_with_no_emotion(make_records):
     recs = make_records(2)
     got = table_to_records(legacy_table(recs, version=1))
     assert [g.emotion for g in got] == [""] * len(recs) and all(np.isnan(g.emotion_probs_raw).all() for g in got)
@@ -144,7 +145,7 @@ def test_version_1_table_reads_with_no_emotion(make_records, legacy_table):
                for g, r in zip(got, recs))
 
 
-def test_version_2_table_upgrades_to_named_structs(make_records, legacy_table, assert_records_equal):
+def test_version_2_table_upgrades_to_named_structs(make_records, assert_records_equal):
     recs = make_records(3)
     v2 = legacy_table(recs, version=2)
     assert v2.schema.field("pose").type == pa.list_(pa.float32(), 6)
@@ -161,7 +162,7 @@ def test_version_2_table_upgrades_to_named_structs(make_records, legacy_table, a
     assert schema.upgrade_table(current).equals(current, check_metadata=True)
 
 
-def test_table_without_a_column_of_every_version_is_refused(make_records, legacy_table):
+def test_table_without_a_column_of_every_version_is_refused(make_records):
     with pytest.raises(ValueError, match="lacks facestream columns: pose"):
         table_to_records(legacy_table(make_records(1)).drop_columns(["pose"]))
 
