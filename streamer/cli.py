@@ -514,8 +514,8 @@ _COMMANDS = {"analyze": _analyze, "predict": _predict, "report": _report, "face-
 # (module, exception class, exit status); the first match wins, so subclasses come first
 _USER_ERRORS = (
     ("streamer.config", "ConfigError", 2),
-    ("streamer.source", "SourceNotFound", 3),
-    ("streamer.source", "SourceError", 4),
+    ("streamer.frames", "SourceNotFound", 3),
+    ("streamer.frames", "SourceError", 4),
     ("workers.checkpoint", "CheckpointError", 5),
     ("streamer.sinks.base", "SinkError", 6),
     ("streamer.redis_server", "RedisServerError", 6),
