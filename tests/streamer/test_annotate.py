@@ -142,3 +142,12 @@ def test_the_emotion_label_is_written_beside_the_track_id(make_records):
     cols = lambda m: np.flatnonzero(m.any(0))
     assert cols(happy).max() > cols(bare).max() + 20 and cols(sad).max() > cols(bare).max() + 20
     assert (happy != sad).any() and np.array_equal(happy[:, :cols(bare).max()], bare[:, :cols(bare).max()])
+
+
+def test_progress_is_reported_through_the_callback_not_printed(tmp_path, make_records, capsys):
+    src = _make_video(tmp_path / "in.mp4", frames=6)
+    seen = []
+    annotate_video(src, _records(make_records, frames=range(2, 4)), tmp_path / "out.mp4",
+                   on_progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(n, 6) for n in range(1, 7)]
+    assert capsys.readouterr() == ("", "")
