@@ -19,7 +19,6 @@ small or too far from frontal for eta (and so the label) to be trusted.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,12 +87,9 @@ class Classifier:
                    meta={k: v for k, v in d.items() if k not in skip})
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temp file + rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        checkpoint.write_meta(path, self.to_json())
         return path
 
 

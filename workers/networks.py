@@ -136,8 +136,10 @@ class FaceRegressor(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.trunk(self.stem(x)), 1), 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each head's output, and the ``embedding`` they all read (for probes such as
+        workers.presence that are fitted on a trained network)."""
         f = self.embed(self.pooled(x))
-        return {k: h(f) for k, h in self.heads.items()}
+        return {"embedding": f, **{k: h(f) for k, h in self.heads.items()}}
 
 
 def init_from_3ddfa(model: FaceRegressor, source=None) -> FaceRegressor:

@@ -34,10 +34,14 @@ class Prediction:
     # (N, 7) calibrated probabilities of workers.emotion.CLASSES, read from expression by
     # the classifier shipped beside the checkpoint; NaN where there is none
     emotion_probs: np.ndarray | None = None
+    # (N,) probability that each crop frames a face (workers.presence); NaN without a probe
+    presence: np.ndarray | None = None
 
     def __post_init__(self):
         if self.emotion_probs is None:
             self.emotion_probs = np.full((len(self.expression), 7), np.nan, np.float32)
+        if self.presence is None:
+            self.presence = np.full(len(self.expression), np.nan, np.float32)
 
     def __len__(self):
         return len(self.expression)
@@ -63,8 +67,9 @@ def decode(out: dict[str, torch.Tensor], size: int) -> Prediction:
 class Regressor:
     """A loaded checkpoint ready to run on batches of normalised crops."""
 
-    def __init__(self, model, meta: dict, device: str = "auto", emotion=None):
-        self.emotion = emotion   # workers.emotion.Classifier, or None
+    def __init__(self, model, meta: dict, device: str = "auto", emotion=None, presence=None):
+        self.emotion = emotion     # workers.emotion.Classifier, or None
+        self.presence = presence   # workers.presence.Probe, or None
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -77,11 +82,11 @@ class Regressor:
 
     @classmethod
     def load(cls, path: str | None = None, device: str = "auto") -> "Regressor":
-        from workers import emotion
+        from workers import emotion, presence
 
         path = path or checkpoint.default_path()
         model, meta = checkpoint.load(path)
-        return cls(model, meta, device, emotion.load(path, required=False))
+        return cls(model, meta, device, emotion.load(path, required=False), presence.load(path))
 
     @property
     def version(self) -> str:
@@ -100,4 +105,6 @@ class Regressor:
         pred = decode(out, self.size)
         if self.emotion is not None:     # a few small matrix products: no measurable cost
             pred.emotion_probs = self.emotion.probs(pred.expression)
+        if self.presence is not None:    # one dot product per face
+            pred.presence = self.presence.probs(out["embedding"].float().cpu().numpy())
         return pred

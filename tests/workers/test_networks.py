@@ -9,7 +9,9 @@ from workers.networks import HEADS, INPUT_SIZE, FaceRegressor, init_from_3ddfa
 @pytest.mark.parametrize("arch", ["tiny", "mb05"])
 def test_every_head_has_its_documented_width(arch):
     size = INPUT_SIZE.get(arch, 64)
-    out = FaceRegressor(arch).eval()(torch.zeros(2, 3, size, size))
+    net = FaceRegressor(arch).eval()
+    out = net(torch.zeros(2, 3, size, size))
+    assert out.pop("embedding").shape == (2, net.heads["expression"].in_features)
     assert {k: v.shape for k, v in out.items()} == {k: (2, n) for k, n in HEADS.items()}
 
 
