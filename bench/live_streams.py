@@ -79,6 +79,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streamer.service.client import ApiClient  # noqa: E402 (standard library only)
+from streamer.status import StreamState  # noqa: E402 (standard library only)
 
 sys.path.insert(0, str(REPO / "bench"))
 from machine import machine  # noqa: E402
@@ -298,8 +299,8 @@ def measure_window(a: dict, b: dict, ids: list[str], target_fps: float, source_f
         hist = histogram_delta(a["metrics"], b["metrics"], "facestream_stream_latency_seconds", stream=sid)
         lat_parts.append(hist)
         state = sb.get("state")
-        realtime = state == "running" and fps >= REALTIME_FPS_RATIO * target_fps and drop <= REALTIME_MAX_DROP
-        clear_fail = (state != "running" or fps < CLEAR_FAIL_FPS_RATIO * target_fps or drop > CLEAR_FAIL_DROP)
+        realtime = state == StreamState.RUNNING and fps >= REALTIME_FPS_RATIO * target_fps and drop <= REALTIME_MAX_DROP
+        clear_fail = (state != StreamState.RUNNING or fps < CLEAR_FAIL_FPS_RATIO * target_fps or drop > CLEAR_FAIL_DROP)
         streams.append({
             "id": sid, "state": state, "frames": frames, "dropped": dropped,
             "fps": fps, "fps_ratio": fps / target_fps, "status_processed_fps": sb.get("processed_fps"),
@@ -380,9 +381,9 @@ class Bench:
         deadline, statuses = time.monotonic() + timeout_s, {}
         while time.monotonic() < deadline:
             statuses = {s["id"]: s for s in self.client.streams() if s["id"] in ids}
-            if any(s["state"] not in ("connecting", "running") for s in statuses.values()):
+            if any(s["state"] not in (StreamState.CONNECTING, StreamState.RUNNING) for s in statuses.values()):
                 return statuses
-            if len(statuses) == len(ids) and all(s["state"] == "running" and s["frames"] > 0
+            if len(statuses) == len(ids) and all(s["state"] == StreamState.RUNNING and s["frames"] > 0
                                                  for s in statuses.values()):
                 return statuses
             time.sleep(0.5)
@@ -410,7 +411,7 @@ class Bench:
                 created = self.client.submit(url, name=f"live-{a.tag}-n{n}-s{i}", fps=a.fps)
                 ids.append(created["id"])
             statuses = self.wait_running(ids, a.start_timeout)
-            not_running = {sid: s.get("state") for sid, s in statuses.items() if s.get("state") != "running"}
+            not_running = {sid: s.get("state") for sid, s in statuses.items() if s.get("state") != StreamState.RUNNING}
             missing = [sid for sid in ids if sid not in statuses]
             if not_running or missing:
                 errors = {sid: statuses[sid].get("last_error") for sid in not_running}
@@ -437,7 +438,7 @@ class Bench:
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(5.0, left))
             if time.monotonic() < end:
-                bad = [s for s in self.client.streams() if s["id"] in ids and s["state"] != "running"]
+                bad = [s for s in self.client.streams() if s["id"] in ids and s["state"] != StreamState.RUNNING]
                 if bad:
                     raise RuntimeError(f"stream {bad[0]['id']} is {bad[0]['state']}: {bad[0].get('last_error')}")
 

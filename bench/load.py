@@ -39,6 +39,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from live_streams import MetricsClient, Service, free_port, metric_sum, parse_metrics  # noqa: E402
 
+from streamer.status import StreamState  # noqa: E402
+
 
 def _rss_mb() -> float:
     """Resident memory of this process and all its descendants, in MB."""
@@ -114,7 +116,7 @@ def main() -> int:
         ids = [s for s in submitted if not s.startswith("!")]
         result["submitted"] = {"accepted": len(ids), "refused": [s[1:] for s in submitted if s.startswith("!")]}
         deadline = time.monotonic() + 120
-        while not all(client.stream(i)["state"] == "running" for i in ids):
+        while not all(client.stream(i)["state"] == StreamState.RUNNING for i in ids):
             if time.monotonic() > deadline:
                 raise RuntimeError("streams did not all start within 120 s")
             time.sleep(0.5)

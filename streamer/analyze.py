@@ -19,22 +19,19 @@ mistyped path is reported at once instead of after seconds of imports.
 from __future__ import annotations
 
 import copy
-import datetime
 import json
-import math
 import os
 import shutil
 import time
 from contextlib import ExitStack
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from streamer import runtime
+from streamer.clock import now_iso
 from streamer.config import Config
-from streamer.redis_server import EmbeddedRedis
-from streamer.sinks.parquet_sink import ParquetSink, partition_name
-from streamer.sinks.redis_sink import RedisSink, redact_url
+from streamer.sinks.parquet_sink import partition_name
+from streamer.sinks.redis_sink import redact_url
 from streamer.source import open_source
 
 ProgressCallback = Callable[[dict], None]
@@ -61,9 +58,7 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
         runtime.check_address(address)
     # actors may run in another working directory: give them an absolute path
     video = str(Path(video).resolve()) if Path(video).exists() else str(video)
-    import ray
-
-    from streamer.replicas import Replicas
+    from streamer import backend
     from streamer.session import launch
 
     cfg = copy.deepcopy(cfg)
@@ -74,24 +69,20 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
     summary_path.unlink(missing_ok=True)  # an old summary must not vouch for this run
     base = {
         "video": video, "stream_id": stream_id, "out": str(out), "checkpoint": str(ckpt_path),
-        "face_model": {k: meta["face_model"].get(k) for k in ("version", "sha256")}, "started_at": _now(),
+        "face_model": {k: meta["face_model"].get(k) for k in ("version", "sha256")}, "started_at": now_iso(),
     }
     t0 = time.monotonic()
     try:
         with ExitStack() as stack:
-            redis_url, redis_label = _redis(cfg, stack)
-            base["redis"] = redis_label
-            ray_rt = runtime.start(address, num_cpus=_cpus_needed(cfg))
+            base["redis"] = redact_url(cfg.redis.url) if cfg.redis.url else "embedded (stopped after the run)"
+            ray_rt = runtime.start(address, num_cpus=backend.cpus_needed(cfg))
             stack.callback(ray_rt.stop)
-            replicas = Replicas.start(cfg, str(ckpt_path))
-            stack.callback(replicas.stop)
-            replicas.ready()
-            version = ray.get(replicas.info())["version"]
+            shared = backend.start(cfg, ckpt_path, meta)
+            stack.callback(shared.stop)
+            version = shared.version
             shutil.rmtree(out / "records" / f"stream={partition_name(stream_id)}", ignore_errors=True)
-            sinks = [partial(RedisSink, cfg.redis, stream_id, redis_url),
-                     partial(ParquetSink, cfg.parquet, stream_id, _parquet_metadata(meta, version, video))]
-            session = launch(stream_id, video, cfg, replicas, sinks)
-            stack.callback(ray.kill, session)
+            session = launch(stream_id, video, cfg, shared.replicas, shared.sinks(cfg, stream_id, video))
+            stack.callback(_kill, session)
             result = _wait(session, on_progress)
         summary = {**base, "status": "ok", "model_version": version, **result,
                    "wall_seconds": time.monotonic() - t0}
@@ -99,9 +90,9 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
             summary["annotated"] = str(_annotate(video, out, stream_id, annotate, cfg, on_annotate_progress))
     except BaseException as e:
         _write_json(summary_path, {**base, "status": "failed", "error": _describe(e),
-                                   "wall_seconds": time.monotonic() - t0, "finished_at": _now()})
+                                   "wall_seconds": time.monotonic() - t0, "finished_at": now_iso()})
         raise
-    summary["finished_at"] = _now()
+    summary["finished_at"] = now_iso()
     _write_json(summary_path, summary)
     return summary
 
@@ -110,60 +101,22 @@ def check_inputs(video: str, cfg: Config) -> tuple[Path, dict]:
     """Fail fast on bad input; returns the checkpoint path and its metadata."""
     with open_source(video, cfg.source):
         pass  # opening decodes the first frame: the file is a video we can read
-    ckpt_path, meta = check_checkpoint(cfg)
-    if cfg.redis.url:
-        RedisSink.check(cfg.redis.url, cfg.redis.connect_timeout_s)
-    return ckpt_path, meta
+    from streamer.backend import check_services
+
+    return check_services(cfg)
 
 
-def check_checkpoint(cfg: Config) -> tuple[Path, dict]:
-    """The configured (or shipped) checkpoint's path and metadata, once it is known to be
-    trained, complete, loadable and made for this installation's face model."""
-    from workers import checkpoint
-    from workers.checkpoint import CheckpointError
-    from workers.crops import CropRule
+def _kill(actor) -> None:
+    import ray
 
-    ckpt_path = Path(cfg.model.checkpoint) if cfg.model.checkpoint else checkpoint.default_path()
-    meta = checkpoint.load_meta(ckpt_path)
-    try:
-        CropRule.from_meta(meta)
-        checkpoint.load(ckpt_path)  # the weights too: a replica failing later says less
-    except CheckpointError:
-        raise
-    except Exception as e:
-        raise CheckpointError(f"{ckpt_path}: unusable checkpoint ({type(e).__name__}: {e})") from None
-    return ckpt_path, meta
-
-
-def _redis(cfg: Config, stack: ExitStack) -> tuple[str, str]:
-    """URL the sinks use and how the summary names it (never with a password)."""
-    if cfg.redis.url:
-        return cfg.redis.url, redact_url(cfg.redis.url)
-    server = stack.enter_context(EmbeddedRedis())
-    return server.url, "embedded (stopped after the run)"
-
-
-def _cpus_needed(cfg: Config) -> int:
-    """Logical CPUs a private cluster needs for the replicas (sessions reserve none)."""
-    m = cfg.model
-    need = (m.detector_replicas + m.regressor_replicas) * m.num_cpus_per_replica
-    return max(2, math.ceil(need))
-
-
-def _parquet_metadata(meta: dict, version: str, video: str) -> dict[str, str]:
-    fm = meta["face_model"]
-    return {
-        "facestream.model_version": version,
-        "facestream.checkpoint": str(meta.get("name", "")),
-        "facestream.face_model_version": str(fm.get("version", "")),
-        "facestream.face_model_sha256": str(fm.get("sha256", "")),
-        "facestream.source": video,
-    }
+    ray.kill(actor)
 
 
 def _wait(session, on_progress: ProgressCallback | None) -> dict:
     """Poll the session's progress until its run finishes; its error is re-raised as is."""
     import ray
+
+    from streamer.ray_errors import root_cause
 
     run = session.run.remote()
     while True:
@@ -175,9 +128,10 @@ def _wait(session, on_progress: ProgressCallback | None) -> dict:
     try:
         return ray.get(run)
     except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, Exception):
-            raise e.cause from None
-        raise
+        cause = root_cause(e)
+        if cause is e or not isinstance(cause, Exception):
+            raise
+        raise cause from None
 
 
 def _annotate(video: str, out: Path, stream_id: str, target, cfg: Config, on_progress) -> Path:
@@ -199,6 +153,3 @@ def _describe(e: BaseException) -> str:
         return "interrupted"
     return f"{type(e).__name__}: {e}"
 
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -262,7 +262,7 @@ def _predict(args) -> int:
 
     import numpy as np
 
-    from streamer.analyze import check_checkpoint
+    from streamer.backend import check_checkpoint
     from workers.crops import CropRule, crop_faces, to_tensor
     from streamer.session import pose_in_image
     from workers import emotion, face_model

@@ -33,8 +33,9 @@ import ray
 import torch
 
 from streamer.config import Config, DetectorConfig
-from workers.crops import CropRule, to_tensor
+from streamer.ray_errors import root_cause
 from streamer.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, Histogram
+from workers.crops import CropRule, to_tensor
 from workers.detector import Detections, FaceDetector
 from workers.regressor import Prediction, Regressor
 
@@ -248,11 +249,10 @@ class Replicas:
             ray.get([r.info.remote() for r in self.regressors]
                     + [d.__ray_ready__.remote() for d in self.detectors])
         except ray.exceptions.RayActorError as e:
-            # an actor whose __init__ raised carries that RayTaskError as its argument
-            failed = next((a for a in e.args if isinstance(a, ray.exceptions.RayTaskError)), None)
-            if failed is not None and isinstance(failed.cause, Exception):
-                raise failed.cause from None
-            raise
+            cause = root_cause(e)   # an actor whose __init__ raised: that error
+            if cause is e or not isinstance(cause, Exception):
+                raise
+            raise cause from None
 
     def detect(self, images: list[np.ndarray]) -> ray.ObjectRef:
         return self.detectors[next(self._next_detector)].detect.remote(images)

@@ -37,10 +37,12 @@ import ray
 from streamer.config import Config, EmotionConfig
 from streamer.cuts import CutDetector
 from streamer.frames import Frame, SourceError
+from streamer.ray_errors import root_cause
 from streamer.replicas import Replicas, slice_prediction
 from streamer.schema import EMOTION_CLASSES, FaceRecord
 from streamer.sinks.base import Committed, Sink
 from streamer.smoothing import SmootherBank
+from streamer.status import StreamState
 from streamer.source import open_source
 from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
 from streamer.tracking import Track, Tracker
@@ -221,7 +223,7 @@ class StreamSession:
         self._sink_factories = sinks
         self._sinks: list[Sink] = []
         self._source = None
-        self._state = "created"
+        self._state = StreamState.CREATED
         self._stop_requested = False
         self._resume: Committed | None = None   # set when a restarted session resumes
         self._count = _Counters()
@@ -243,7 +245,7 @@ class StreamSession:
         return {
             "state": self._state, "frames": c.frames, "faces": c.faces, "tracks": len(c.track_ids),
             "seconds": elapsed, "fps": c.frames / elapsed if elapsed > 0 else 0.0,
-            "processed_fps": c.rate.rate() if self._state == "running" else 0.0,
+            "processed_fps": c.rate.rate() if self._state == StreamState.RUNNING else 0.0,
             "source_fps": source.fps if source else None,
             "live": bool(source and source.is_live),
             "lag_s": c.lag_s, "latency_s": c.latency.snapshot(),
@@ -269,7 +271,7 @@ class StreamSession:
 
     async def run(self) -> dict:
         """Process the whole stream; returns the summary, or raises after a ``failed`` event."""
-        self._state = "connecting"
+        self._state = StreamState.CONNECTING
         self._count.started = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
@@ -302,7 +304,7 @@ class StreamSession:
             await self._emit("started", url=redact(self.url), fps=src.fps, width=src.width, height=src.height,
                              frame_count_estimate=src.frame_count_estimate, model_version=info["version"],
                              emotion_classes=list(EMOTION_CLASSES))
-            self._state = "running"
+            self._state = StreamState.RUNNING
             self._count.processing = time.monotonic()
             detected, regressing = _Pipe(_DETECT_AHEAD), _Pipe(self.cfg.session.max_inflight_batches)
             async with asyncio.TaskGroup() as group:
@@ -312,7 +314,7 @@ class StreamSession:
             self._count.finished = time.monotonic()
             await self._in_sink_thread(lambda: [s.flush() for s in self._sinks])
             summary = self._summary()  # after the flush, so sink counts are final
-            final = "stopped" if self._stop_requested else "ended"
+            final = StreamState.STOPPED if self._stop_requested else StreamState.ENDED
             summary["state"] = final
             await self._emit(final, **_event_info(summary))
             await self._close_sinks()
@@ -320,9 +322,9 @@ class StreamSession:
             return summary
         except BaseException as e:
             self._count.finished = self._count.finished or time.monotonic()
-            self._state = "failed"
-            await self._fail(_root_cause(e))
-            raise _root_cause(e) from None
+            self._state = StreamState.FAILED
+            await self._fail(root_cause(e))
+            raise root_cause(e) from None
         finally:
             if self._source is not None:  # in the decode thread, after any decode in progress
                 await loop.run_in_executor(self._decode_pool, self._source.close)
@@ -444,7 +446,7 @@ class StreamSession:
         info = {"error": f"{type(error).__name__}: {error}", **_event_info(self._summary())}
         for sink in self._sinks:
             try:
-                await self._in_sink_thread(partial(sink.event, "failed", **info))
+                await self._in_sink_thread(partial(sink.event, StreamState.FAILED, **info))
             except Exception:
                 pass  # a sink that cannot take the event cannot take anything else either
         for sink in self._sinks:
@@ -515,17 +517,6 @@ def _take(frames: Iterator[Frame], n: int) -> list[Frame]:
         if len(batch) == n:
             break
     return batch
-
-
-def _root_cause(e: BaseException) -> BaseException:
-    """The first real error inside TaskGroup exception groups and Ray task errors."""
-    while True:
-        if isinstance(e, BaseExceptionGroup):
-            e = e.exceptions[0]
-        elif isinstance(e, ray.exceptions.RayTaskError) and isinstance(e.cause, BaseException):
-            e = e.cause
-        else:
-            return e
 
 
 def launch(stream_id: str, url: str, cfg: Config, replicas: Replicas,

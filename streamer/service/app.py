@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamer.config import load_config
 from streamer.netpolicy import beyond_loopback
+from streamer.ray_errors import root_cause
 from streamer.service import manager as manager_mod
 from streamer.service.auth import TOKEN_ENV, api_token, open_api_refusal, token_ok  # noqa: F401 (TOKEN_ENV re-exported)
 from streamer.service.errors import ApiError
@@ -141,9 +142,10 @@ async def _call(ref) -> Any:
     try:
         return await ref
     except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, ApiError):
-            raise e.cause from None
-        raise ApiError(500, "internal", f"{type(e.cause).__name__}: {e.cause}") from None
+        cause = root_cause(e)
+        if isinstance(cause, ApiError):
+            raise cause from None
+        raise ApiError(500, "internal", f"{type(cause).__name__}: {cause}") from None
     except ray.exceptions.RayActorError:
         raise ApiError(503, "manager_unavailable", "the stream manager is not running") from None
 

@@ -22,23 +22,23 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime
 import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import ray
 
+from streamer.clock import now_iso
 from streamer.config import Config
+from streamer.ray_errors import root_cause
+from streamer.status import ACTIVE, StreamState
 from streamer.service.errors import ApiError
 
 ACTOR_NAME = "facestream-manager"
 NAMESPACE = "facestream"
-ACTIVE = ("connecting", "running", "stopping")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PROGRESS_TIMEOUT_S = 2.0
 _RESOLVE_TIMEOUT_S = 5.0      # a submission waits this long for DNS, then the session decides
@@ -54,7 +54,7 @@ class _Stream:
     created_at: str
     session: Any = None      # actor handle while it runs
     run: Any = None          # ObjectRef of session.run()
-    state: str = "connecting"
+    state: StreamState = StreamState.CONNECTING
     summary: dict = field(default_factory=dict)
     error: str | None = None
     ended_at: str | None = None
@@ -65,10 +65,8 @@ class StreamManager:
     """Create, list, inspect and stop streams (an async Ray actor)."""
 
     def __init__(self, cfg: Config, exposed: bool = False):
-        from streamer.analyze import check_checkpoint, _parquet_metadata
+        from streamer import backend
         from streamer.netpolicy import NetworkPolicy
-        from streamer.replicas import Replicas
-        from streamer.sinks.redis_sink import RedisSink, redact_url
         from streamer.urls import media_root_from
 
         self.cfg = copy.deepcopy(cfg)
@@ -77,22 +75,11 @@ class StreamManager:
         self.policy = NetworkPolicy.from_config(self.cfg.source, exposed=exposed)
         self.cfg.parquet.out = str(Path(cfg.parquet.out).resolve())
         self.media_root = media_root_from(cfg.media_root)
-        self._ckpt, self._meta = check_checkpoint(self.cfg)
-        self._parquet_metadata = _parquet_metadata
-        self._redis_server = None
-        if cfg.redis.url:
-            RedisSink.check(cfg.redis.url, cfg.redis.connect_timeout_s)
-            self.redis_url = cfg.redis.url
-        else:
-            from streamer.redis_server import EmbeddedRedis
-
-            self._redis_server = EmbeddedRedis()
-            self._redis_server.start()
-            self.redis_url = self._redis_server.url
-        self.redis_label = redact_url(self.redis_url)
-        self.replicas = Replicas.start(self.cfg, str(self._ckpt))
-        self.replicas.ready()
-        self.version = ray.get(self.replicas.info())["version"]
+        self.backend = backend.start(self.cfg, *backend.check_services(self.cfg))
+        self.redis_url = self.backend.redis_url
+        self.redis_label = self.backend.redis_label
+        self.replicas = self.backend.replicas
+        self.version = self.backend.version
         self.streams: dict[str, _Stream] = {}
         self.started = time.time()
 
@@ -103,8 +90,6 @@ class StreamManager:
         """Start a stream; raises ApiError 400 (refused URL), 409 (id taken), 429 (limit)."""
         from streamer.frames import SourceError
         from streamer.session import launch
-        from streamer.sinks.parquet_sink import ParquetSink
-        from streamer.sinks.redis_sink import RedisSink
         from streamer.urls import check_source, redact
 
         options = dict(options or {})
@@ -130,11 +115,9 @@ class StreamManager:
         if "every" in options:
             cfg.source.every = int(options["every"])
         shown = redact(url)
-        sinks = [partial(RedisSink, cfg.redis, stream_id, self.redis_url),
-                 partial(ParquetSink, cfg.parquet, stream_id,
-                         self._parquet_metadata(self._meta, self.version, shown))]
+        sinks = self.backend.sinks(cfg, stream_id, shown)
         target = spec.target if spec.kind == "file" else url
-        stream = _Stream(id=stream_id, url=shown, name=name, fps=fps, options=options, created_at=_now())
+        stream = _Stream(id=stream_id, url=shown, name=name, fps=fps, options=options, created_at=now_iso())
         stream.session = launch(stream_id, target, cfg, self.replicas, sinks, media_root=self.media_root,
                                 transport=options.get("transport", "tcp"))
         stream.run = stream.session.run.remote()
@@ -146,7 +129,7 @@ class StreamManager:
         """Stop a stream and wait (``service.stop_timeout_s``) for its sinks to flush."""
         stream = self._get(stream_id)
         if stream.state in ACTIVE:
-            stream.state = "stopping"
+            stream.state = StreamState.STOPPING
             session = stream.session
 
             async def stopped() -> None:
@@ -156,16 +139,14 @@ class StreamManager:
             try:
                 await asyncio.wait_for(stopped(), self.cfg.service.stop_timeout_s)
             except (asyncio.TimeoutError, ray.exceptions.RayError):
-                self._finish(stream, "failed", error=f"did not stop within {self.cfg.service.stop_timeout_s:g} s; "
+                self._finish(stream, StreamState.FAILED, error=f"did not stop within {self.cfg.service.stop_timeout_s:g} s; "
                                                      "killed (records already published are kept)")
         return self._status(stream)
 
     async def shutdown(self) -> dict:
         """Stop every stream (flushing its sinks), then the replicas and embedded Redis."""
         await asyncio.gather(*(self.stop(s.id) for s in list(self.streams.values()) if s.state in ACTIVE))
-        self.replicas.stop()
-        if self._redis_server is not None:
-            self._redis_server.stop()
+        self.backend.stop()
         return {s.id: s.state for s in self.streams.values()}
 
     # ---- reading -------------------------------------------------------------------
@@ -273,18 +254,18 @@ class StreamManager:
         """Learn how a session's run ended, then free the actor."""
         try:
             summary = await stream.run
-            self._finish(stream, summary.get("state", "ended"), summary=summary)
+            self._finish(stream, StreamState(summary.get("state", StreamState.ENDED)), summary=summary)
         except ray.exceptions.RayTaskError as e:
-            cause = e.cause if isinstance(e.cause, BaseException) else e
-            self._finish(stream, "failed", error=f"{type(cause).__name__}: {cause}")
+            cause = root_cause(e)
+            self._finish(stream, StreamState.FAILED, error=f"{type(cause).__name__}: {cause}")
         except ray.exceptions.RayError as e:
-            self._finish(stream, "failed", error=f"session lost: {type(e).__name__}")
+            self._finish(stream, StreamState.FAILED, error=f"session lost: {type(e).__name__}")
 
     async def _settled(self, stream: _Stream) -> None:
         while stream.state in ACTIVE:
             await asyncio.sleep(0.05)
 
-    def _finish(self, stream: _Stream, state: str, summary: dict | None = None, error: str | None = None) -> None:
+    def _finish(self, stream: _Stream, state: StreamState, summary: dict | None = None, error: str | None = None) -> None:
         if stream.state not in ACTIVE:
             return
         if summary:
@@ -292,7 +273,7 @@ class StreamManager:
             stream.last.update({k: summary[k] for k in ("frames", "faces", "tracks", "dropped", "reconnects")
                                 if k in summary})
             stream.last["processed_fps"] = summary.get("fps", 0.0)   # finished: the average
-        stream.state, stream.error, stream.ended_at = state, error, _now()
+        stream.state, stream.error, stream.ended_at = state, error, now_iso()
         if stream.session is not None:
             ray.kill(stream.session)
             stream.session = None
@@ -307,8 +288,8 @@ class StreamManager:
             except (asyncio.TimeoutError, ray.exceptions.RayError):
                 return
             stream.last = p
-            if stream.state == "connecting" and p["state"] == "running":
-                stream.state = "running"
+            if stream.state == StreamState.CONNECTING and p["state"] == StreamState.RUNNING:
+                stream.state = StreamState.RUNNING
 
         await asyncio.gather(*(one(s) for s in streams))
 
@@ -325,10 +306,6 @@ class StreamManager:
             "redis_stream": f"{self.cfg.redis.key_prefix}:stream:{s.id}",
             "parquet": str(Path(self.cfg.parquet.out) / "records"),
         }
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def get_or_start(cfg: Config, exposed: bool = False) -> Any:

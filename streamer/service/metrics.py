@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-_STATES = ("connecting", "running", "stopping", "ended", "stopped", "failed")
+from streamer.status import SERVICE_STATES
 
 
 def _labels(**labels) -> str:
@@ -51,7 +51,7 @@ def render(snapshot: dict) -> str:
     w = _Writer()
     streams: dict = snapshot.get("streams", {})
     w.declare("facestream_streams", "gauge", "Streams known to the service, by state.")
-    for state in _STATES:
+    for state in SERVICE_STATES:
         w.sample("facestream_streams", sum(s.get("state") == state for s in streams.values()), state=state)
     per_stream = (
         ("facestream_stream_frames_total", "counter", "frames", "Frames processed."),

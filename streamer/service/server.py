@@ -39,18 +39,15 @@ def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dic
     ``config_path`` and ``overrides`` travel to the Serve application, which loads the
     same config in its own process (a Config object does not go through Serve's args).
     """
-    from streamer.analyze import _cpus_needed, check_checkpoint
-    from streamer.sinks.redis_sink import RedisSink
+    from streamer.backend import check_services, cpus_needed
 
     check_exposure(cfg)
-    check_checkpoint(cfg)
-    if cfg.redis.url:
-        RedisSink.check(cfg.redis.url, cfg.redis.connect_timeout_s)
+    check_services(cfg)
     if address:
         runtime.check_address(address)
     _check_port_free(cfg.service.host, cfg.service.port)
     stop = stop or threading.Event()
-    rt = runtime.start(address, num_cpus=_cpus_needed(cfg))
+    rt = runtime.start(address, num_cpus=cpus_needed(cfg))
     restore = _on_signals(stop)   # after Ray's start, which may install handlers of its own
     try:
         import logging
