@@ -16,6 +16,14 @@ face lost for a while (within ``max_lost_frames``) take its id back wherever it
 reappears, while a different face does not; and a hard shot cut (:mod:`streamer.cuts`,
 told by the caller) ends every track. How tracks and detections are paired is injected
 as distance functions (:mod:`streamer.association`).
+
+Between detector runs (track-driven detection, :mod:`streamer.follow`) :meth:`Tracker.follow`
+moves the followed tracks on with boxes placed from the regressor's landmarks. Those come
+back a few frames late (the models run asynchronously): a box measured at frame f - k is
+moved on by the track's velocity over k frames before it updates the filter, and each
+is used once. A track the detector did not see at its last run is not followed (it is
+lost, and waits for the detector as before); one whose presence fell must be confirmed
+by the next detector run or it ends (``confirm`` of :meth:`Tracker.update`).
 """
 from __future__ import annotations
 
@@ -42,9 +50,10 @@ class Track:
     """One detection assigned to a confirmed track in this frame."""
 
     track_id: int
-    box: np.ndarray     # (4,) x1, y1, x2, y2: the detection's box as measured
-    score: float
-    det_index: int      # row of the detection in the arrays given to update()
+    box: np.ndarray     # (4,) x1, y1, x2, y2: the detection's box as measured, or the filter's
+    score: float        # the detector's score (between detector runs: its last one)
+    det_index: int      # row of the detection in the arrays given to update(); -1 from follow()
+    source: str = "detector"   # "tracking": placed by follow() between detector runs
 
 
 def _to_xywh(box: np.ndarray) -> np.ndarray:
@@ -78,11 +87,14 @@ class _Kalman:
         self.x = F @ self.x
         self.P = F @ self.P @ F.T + Q
 
-    def update(self, box: np.ndarray) -> None:
+    def update(self, box: np.ndarray, ahead: int = 0) -> None:
+        """Measure ``box``; ``ahead``: it was seen that many frames ago, so it is first
+        moved on by the current velocity."""
         R = np.diag((_STD_POS * self._size()) ** 2)
         S = self.P[:4, :4] + R
         K = np.linalg.solve(S, self.P[:4, :]).T     # P Hᵀ S⁻¹ with H = [I 0]
-        self.x = self.x + K @ (_to_xywh(box) - self.x[:4])
+        z = _to_xywh(box) + ahead * self.x[4:]
+        self.x = self.x + K @ (z - self.x[:4])
         self.P = self.P - K @ self.P[:4, :]
 
     def hold_size(self) -> None:
@@ -96,10 +108,12 @@ class _Kalman:
 
 
 class _Tracklet:
-    def __init__(self, box: np.ndarray, frame_index: int, embedding: np.ndarray | None):
+    def __init__(self, box: np.ndarray, frame_index: int, embedding: np.ndarray | None, score: float):
         self.kf = _Kalman(box)
         self.hits = 1
         self.last_seen = frame_index
+        self.measured = frame_index        # frame of the newest measurement the filter has
+        self.score = score                 # the detector's, at its last match
         self.track_id: int | None = None   # set on confirmation
         self.lost = False
         self.embedding = embedding         # running mean of its confident boxes' embeddings
@@ -157,26 +171,56 @@ class Tracker:
         self._frame: int | None = None
         self.ended_ids: list[int] = []
 
+    def ids(self) -> set[int]:
+        """Ids of the tracks alive now (followed or lost)."""
+        return {t.track_id for t in self._tracks if t.track_id is not None}
+
+    def _advance(self, frame_index: int) -> None:
+        if self._frame is not None and frame_index <= self._frame:
+            raise ValueError(f"frame_index {frame_index} does not follow {self._frame}")
+        if self._frame is not None:
+            for t in self._tracks:
+                t.kf.predict(frame_index - self._frame)
+        self._frame = frame_index
+
+    def follow(self, frame_index: int, seen: dict[int, tuple[int, np.ndarray]]) -> list[Track]:
+        """A frame without detections: every track followed up to now moves on, measured
+        by ``seen[track_id]`` = (frame index, box) where that is newer than what its filter
+        has (the regressor's late word, see the module doc), predicted otherwise.
+        Tracks are reported with their filtered boxes, ``source`` "tracking"."""
+        self._advance(frame_index)
+        ended = [t.track_id for t in self._tracks
+                 if t.track_id is not None and frame_index - t.last_seen > self.cfg.max_lost_frames]
+        self._tracks = [t for t in self._tracks if t.track_id is None or t.track_id not in ended]
+        out = []
+        for t in self._tracks:
+            if t.track_id is None or t.lost:
+                continue
+            measured = seen.get(t.track_id)
+            if measured is not None and measured[0] > t.measured:
+                t.kf.update(np.asarray(measured[1], np.float64), ahead=frame_index - measured[0])
+                t.measured = measured[0]
+            t.last_seen = frame_index
+            out.append(Track(t.track_id, t.kf.box(), t.score, -1, "tracking"))
+        self.ended_ids = ended
+        return out
+
     def update(self, boxes, scores, frame_index: int, image: np.ndarray | None = None,
-               cut: bool = False) -> list[Track]:
+               cut: bool = False, confirm: frozenset[int] = frozenset()) -> list[Track]:
         """Track one frame's detections. ``image`` (the frame, RGB, in the boxes' pixels)
         gives the appearance cue; without it matching is by motion alone. ``cut``: the
-        frame starts a new shot, so every track ends and these boxes start new ones."""
+        frame starts a new shot, so every track ends and these boxes start new ones.
+        ``confirm``: ids of tracks that end unless a box here continues them."""
         cfg = self.cfg
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(boxes) != len(scores):
             raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
-        if self._frame is not None and frame_index <= self._frame:
-            raise ValueError(f"frame_index {frame_index} does not follow {self._frame}")
         ended = []
         if cut:
             ended = [t.track_id for t in self._tracks if t.track_id is not None]
             self._tracks = []
-        if self._frame is not None:
-            for t in self._tracks:
-                t.kf.predict(frame_index - self._frame)
-        self._frame = frame_index
+        self._advance(frame_index)
         embeddings = (self._embed(image, boxes).astype(np.float64)
                       if image is not None and cfg.appearance and len(boxes) else None)
         dets = Candidates(boxes, embeddings)
@@ -208,15 +252,20 @@ class Tracker:
             t.kf = _Kalman(boxes[d])
         for t, d in pairs + pairs2 + back + pairs3:
             t.hits += 1
-            t.last_seen = frame_index
+            t.last_seen = t.measured = frame_index
+            t.score = float(scores[d])
             t.lost = False
             if embeddings is not None and scores[d] >= cfg.high_score:
                 t.remember(embeddings[d], cfg.appearance_momentum)
+        doubted = [t for t in unmatched if t.track_id in confirm]
+        ended += [t.track_id for t in doubted]
+        confirmed = [t for t in confirmed if t not in doubted]
         for t in unmatched:
             t.lost = True
             t.kf.hold_size()
 
-        born = [(_Tracklet(boxes[d], frame_index, None if embeddings is None else embeddings[d]), d)
+        born = [(_Tracklet(boxes[d], frame_index, None if embeddings is None else embeddings[d],
+                           float(scores[d])), d)
                 for d in high_left if scores[d] >= cfg.new_track_score]
         assigned = pairs + pairs2 + back + pairs3 + born
         for t, _ in assigned:
