@@ -42,14 +42,27 @@ MIRROR68 = np.array(
 )
 
 FIELDS = ("crop", "blend", "blend_mask", "rot", "pose_weight", "centre", "scale", "lm", "lm_mask",
-          "shape", "shape_mask")
+          "shape", "shape_mask", "emotion")
+NO_EMOTION = -1
 
 
 def with_defaults(d: dict) -> dict:
     """Fill fields older label files and renders lack: every expression label known
-    (blend_mask), every pose label fully trusted (pose_weight)."""
+    (blend_mask), every pose label fully trusted (pose_weight), no emotion label."""
     n = len(d["crop"])
-    return {"blend_mask": np.ones(n, bool), "pose_weight": np.ones(n, np.float32), **d}
+    return {"blend_mask": np.ones(n, bool), "pose_weight": np.ones(n, np.float32),
+            "emotion": np.full(n, NO_EMOTION, np.int64), **d}
+
+
+def emotion_index(d) -> np.ndarray:
+    """A label file's emotion names as indices into workers.emotion_labels.CLASSES
+    (NO_EMOTION where there is none: AFLW, video frames)."""
+    from workers.emotion_labels import EMOTION_CLASSES as CLASSES
+
+    if "emotion" not in d.files:
+        return np.full(len(d["keep"]), NO_EMOTION, np.int64)
+    index = {name: i for i, name in enumerate(CLASSES)}
+    return np.array([index.get(str(e), NO_EMOTION) for e in d["emotion"]], np.int64)
 
 
 def blend_mirror(names: tuple[str, ...]) -> np.ndarray:
@@ -90,6 +103,7 @@ def real_to_samples(path: Path) -> dict:
         "centre": d["centre"][keep].astype(np.float32), "scale": d["scale"][keep].astype(np.float32),
         "lm": lm, "lm_mask": mask,
         "shape": np.zeros((n, 99), np.float32), "shape_mask": np.zeros(n, bool),
+        "emotion": emotion_index(d)[keep],
     }
 
 
@@ -190,6 +204,7 @@ def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig
         "shape_mask": torch.from_numpy(batch["shape_mask"]),
         "flip": torch.from_numpy(flip),
         "delta_deg": torch.from_numpy(np.degrees(delta)).float(),
+        "emotion": torch.from_numpy(batch["emotion"]).long(),   # a mirrored face keeps its emotion
     }
     return x.contiguous(), labels
 

@@ -13,6 +13,12 @@ masked where unknown; the rotation weighted by how far its teacher is trusted); 
 s.d., masked where the teacher gave no expression (profiles); on identity alpha (renders
 only) the 3D error it makes at the 68 landmark vertices. ``--pretrained 3ddfa_v2`` starts
 an ``mb05`` trunk from 3DDFA_V2's face-trained weights.
+
+``--emotion-weight`` adds a cross-entropy through a linear classifier that reads only the
+predicted eta, on the faces that carry an emotion label (FER2013's training split): eta is
+meant to tell expressions apart, and the blendshape labels alone leave directions that
+separate emotions underweighted. The classifier is a training aid, kept in ``last.pt``
+and not shipped (workers/emotion.py fits the shipped one on the finished network's eta).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ import torch
 
 from workers import checkpoint, face_model
 from workers.crops import CropRule
+from workers.emotion_labels import EMOTION_CLASSES
 from workers.networks import INPUT_SIZE, FaceRegressor, init_from_3ddfa
 from workers.pose import matrix_from_6d
 from workers.regressor import SCALE_REF
@@ -106,6 +113,15 @@ def losses(out: dict, lab: dict, size: int, eta_sd: torch.Tensor, id_basis: torc
     return l
 
 
+def emotion_loss(eta: torch.Tensor, emotion: torch.Tensor, eta_sd: torch.Tensor, head: torch.nn.Linear) -> torch.Tensor:
+    """Cross-entropy of a linear read of eta (in units of each component's s.d.) against
+    the emotion label, over the faces that have one (0 when none has)."""
+    has = emotion >= 0
+    if not has.any():
+        return eta.sum() * 0
+    return torch.nn.functional.cross_entropy(head(eta[has] / eta_sd), emotion[has])
+
+
 def real_indices(sizes: np.ndarray, weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """n indices into the label files concatenated (``sizes`` faces each): a file drawn by
     weight per sample, then a face in it."""
@@ -144,6 +160,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--export", type=Path, default=None, help="write the final checkpoint here too")
+    ap.add_argument("--emotion-weight", type=float, default=0.0,
+                    help="weight of the cross-entropy of a linear read of eta on emotion-labelled faces")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this checkpoint's weights (a fine-tune stage); ignored when resuming")
     args = ap.parse_args(argv)
@@ -178,7 +196,8 @@ def main(argv=None):
         model.load_state_dict(init.state_dict())
     elif args.pretrained == "3ddfa_v2":
         init_from_3ddfa(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    emotion_head = torch.nn.Linear(29, len(EMOTION_CLASSES)).to(device)
+    opt = torch.optim.AdamW([*model.parameters(), *emotion_head.parameters()], lr=args.lr, weight_decay=1e-4)
     warm = max(1, min(300, args.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
@@ -189,6 +208,7 @@ def main(argv=None):
     if state_path.exists():
         st = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
+        emotion_head.load_state_dict(st["emotion_head"])
         step = st["step"]; rng.bit_generator.state = st["rng"]; torch.set_rng_state(st["torch_rng"])
         eta_sd = st.get("eta_sd", eta_sd)
     eta_sd_t = torch.from_numpy(eta_sd).to(device)
@@ -209,6 +229,9 @@ def main(argv=None):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(x)
         l = losses({k: v.float() for k, v in out.items()}, lab, args.size, eta_sd_t, id_basis)
+        if args.emotion_weight > 0:
+            l["emotion"] = emotion_loss(out["expression"].float(), lab["emotion"], eta_sd_t, emotion_head)
+            l["total"] = l["total"] + args.emotion_weight * l["emotion"]
         opt.zero_grad(set_to_none=True)
         l["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -224,7 +247,7 @@ def main(argv=None):
             tmp = state_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                        "eta_sd": eta_sd}, tmp)
+                        "eta_sd": eta_sd, "emotion_head": emotion_head.state_dict()}, tmp)
             os.replace(tmp, state_path)
             export(model.cpu(), args, fm, step, ev, args.run / "checkpoint" / checkpoint.DEFAULT_NAME)
             model.to(device)
@@ -249,7 +272,7 @@ def export(model, args, fm, step, ev, path):
         "training": {"command": "facestream train " + " ".join(shlex.quote(a) for a in args.flags),
                      "seed": args.seed, "real": [str(p) for p in args.real], "synth": args.synth,
                      "real_weights": args.real_weights, "synth_frac": args.synth_frac,
-                     "pretrained": args.pretrained,
+                     "pretrained": args.pretrained, "emotion_weight": args.emotion_weight,
                      "init": str(args.init) if args.init else None},
         "evaluation": {"real_heldout_teacher_agreement": ev},
     }

@@ -113,3 +113,33 @@ def test_a_finished_run_exports_again_under_the_given_name(data, tmp_path):
     logged = [r["eval_real_heldout"] for r in _log(run) if "eval_real_heldout" in r]
     assert meta["name"] == "facestream-test" and meta["steps"] == 2
     assert meta["evaluation"]["real_heldout_teacher_agreement"] == logged[-1]
+
+
+def test_emotion_labels_train_a_linear_read_of_eta_and_resume_with_it(data, tmp_path):
+    """FER-style labels (names, '' where none) become class indices; the classifier on eta
+    learns, and resumes from last.pt with the rest."""
+    d = dict(np.load(data / "real.npz"))
+    names = np.array(["happy", "", "sad", "surprise"] * len(d["crop"]))[:len(d["crop"])]
+    np.savez(tmp_path / "fer.npz", **d, emotion=names)
+    run = tmp_path / "emo"
+    args = ["--run", str(run), "--real", str(tmp_path / "fer.npz"), "--real-val", str(data / "real.npz"),
+            "--synth", str(data / "synth-*.npz"), "--batch", "8", "--threads", "2", "--save-every", "2",
+            "--emotion-weight", "0.5"]
+    train.main([*args, "--steps", "2"])
+    head = torch.load(run / "last.pt", weights_only=False)["emotion_head"]
+    train.main([*args, "--steps", "4"])
+    later = torch.load(run / "last.pt", weights_only=False)["emotion_head"]
+    assert head["weight"].shape == (7, 29) and torch.isfinite(later["weight"]).all()
+    assert not torch.equal(head["weight"], later["weight"])
+    assert _log(run)[-1]["step"] == 4
+    _, meta = checkpoint.load(run / "checkpoint" / checkpoint.DEFAULT_NAME)
+    assert meta["training"]["emotion_weight"] == 0.5
+
+
+def test_emotion_loss_counts_only_labelled_faces():
+    head = torch.nn.Linear(29, 7)
+    eta, sd = torch.randn(4, 29), torch.full((29,), 2.0)
+    y = torch.tensor([3, -1, 5, -1])
+    want = torch.nn.functional.cross_entropy(head(eta[[0, 2]] / sd), y[[0, 2]])
+    assert torch.allclose(train.emotion_loss(eta, y, sd, head), want)
+    assert train.emotion_loss(eta, torch.full((4,), -1), sd, head).item() == 0.0
