@@ -65,8 +65,14 @@ weights: $(TRAIN)
 	    --real data/labels/real_train.npz data/labels/aflw_train.npz data/labels/fer_train.npz \
 	    --real-weights 0.2 0.55 0.25 --real-val data/labels/aflw_heldout.npz \
 	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --synth-frac 0.3 \
-	    --steps 3500 --lr 1e-3 --save-every 250 --export $(WEIGHTS)
+	    --steps 3500 --lr 1e-3 --save-every 250 --export $(RUNS)/mb05-stage1/facestream-mb05
+	$(VENV)/bin/facestream train --run $(RUNS)/mb05ft --arch mb05 --init $(RUNS)/mb05-stage1/facestream-mb05 \
+	    --real data/labels/real_train.npz data/labels/aflw_train.npz data/labels/fer_train.npz \
+	    --real-weights 0.2 0.55 0.25 --real-val data/labels/aflw_heldout.npz \
+	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --synth-frac 0.3 \
+	    --steps 7000 --lr 5e-4 --seed 1 --emotion-weight 0.25 --save-every 250 --export $(WEIGHTS)
 	$(VENV)/bin/facestream evaluate --checkpoint $(WEIGHTS) --teacher-on-renders --into-checkpoint \
 	    --out $(REPORT)/accuracy.json --plot lp_d11.mp4 $(REPORT)/img/heldout_lp_d11.png
 	$(PY) -m workers.training.emotion --checkpoint $(WEIGHTS) --out $(REPORT)/emotion.json \
 	    --confusion $(REPORT)/img/emotion_confusion.png
+	$(PY) -m workers.training.presence --checkpoint $(WEIGHTS) --out $(REPORT)/presence.json
