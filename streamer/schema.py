@@ -20,6 +20,8 @@ from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES
 # 3: pose, pose_raw and blendshapes are Arrow structs of named float32 fields, so SQL,
 # pandas and polars read ``pose.yaw`` or ``blendshapes.jawOpen`` by name (issue 15); the
 # Redis entry layout is unchanged. Version-1 and -2 files are upgraded on read.
+# Also in 3: box_source (whether the box came from the detector or from tracking between
+# detector runs) and presence (issue 17); data without them reads "detector" and NaN.
 SCHEMA_VERSION = 3
 N_EXP, N_SHAPE = 29, 99
 POSE_FIELDS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
@@ -63,6 +65,10 @@ class FaceRecord:
     too_small, too_turned), or "" where none was computed (schema version 1);
     emotion_probs are the classes' probabilities in EMOTION_CLASSES order (NaN without
     a classifier). The smoothed label is the label of the smoothed probabilities.
+
+    box_source says where the box came from: "detector" on frames the detector ran on,
+    "tracking" between its runs, where the box is placed from the regressor's landmarks
+    of the face in an earlier frame and the track's motion (streamer.follow).
     """
 
     stream_id: str
@@ -86,6 +92,8 @@ class FaceRecord:
     emotion_probs: np.ndarray = dataclasses.field(default_factory=_no_probs)      # (7,) smoothed
     emotion_raw: str = ""           # label of this frame's probabilities
     emotion_probs_raw: np.ndarray = dataclasses.field(default_factory=_no_probs)  # (7,)
+    box_source: str = "detector"    # BOX_SOURCES: found by the detector, or placed by tracking
+    presence: float = float("nan")  # probability that the crop framed a face (NaN: no probe)
 
     @property
     def record_id(self) -> str:
@@ -121,8 +129,11 @@ NAMED_VECTORS: dict[str, tuple[str, ...]] = {
     "pose_raw": POSE_FIELDS,
     "blendshapes": BLENDSHAPE_NAMES,
 }
-# columns version 1 did not have, and what a record read from it holds there
-SINCE_V2 = {"emotion": "", "emotion_probs": None, "emotion_raw": "", "emotion_probs_raw": None}
+BOX_SOURCES = ("detector", "tracking")
+# columns older data may lack, and what a record read from it holds there: the emotion
+# columns came in version 2, box_source and presence during version 3
+ADDED_COLUMNS = {"emotion": "", "emotion_probs": None, "emotion_raw": "", "emotion_probs_raw": None,
+                 "box_source": "detector", "presence": float("nan")}
 _VECTOR_DIMS = dict(VECTOR_FIELDS)
 _SCALAR_TYPES = {
     "stream_id": pa.string(),
@@ -134,6 +145,8 @@ _SCALAR_TYPES = {
     "model_version": pa.string(),
     "emotion": pa.string(),
     "emotion_raw": pa.string(),
+    "box_source": pa.string(),
+    "presence": pa.float32(),
 }
 _COLUMNS = [f.name for f in dataclasses.fields(FaceRecord)]
 _VERSION_KEY = b"facestream.schema_version"
@@ -253,24 +266,25 @@ def _check_version(version: bytes | str | int | None) -> None:
 
 
 def _missing_column(name: str, n: int) -> pa.Array:
-    """What a version-1 table reads as in a column it did not have."""
+    """What older data reads as in a column it did not have (ADDED_COLUMNS)."""
     if name in _VECTOR_DIMS:
         return _vector_array(np.full((n, _VECTOR_DIMS[name]), np.nan, np.float32), name)
-    return pa.array([SINCE_V2[name]] * n, type=_SCALAR_TYPES[name])
+    return pa.array([ADDED_COLUMNS[name]] * n, type=_SCALAR_TYPES[name])
 
 
 def upgrade_table(table: pa.Table) -> pa.Table:
     """A table of any readable schema version in this version's ARROW_SCHEMA layout.
 
     Fixed-size lists of pose and blendshapes (versions 1 and 2) become named structs;
-    version 1 gets emotion "" and NaN probabilities; extra columns (a Hive partition
+    version 1 gets emotion "" and NaN probabilities; data without box_source or presence
+    gets "detector" and NaN (ADDED_COLUMNS); extra columns (a Hive partition
     column) are dropped. Upgraded metadata says this version's layout and, under
     ``facestream.upgraded_from``, the version the data was written in.
     """
     meta = dict(table.schema.metadata or {})
     version = meta.get(_VERSION_KEY)
     _check_version(version)
-    missing = [c for c in _COLUMNS if c not in table.column_names and c not in SINCE_V2]
+    missing = [c for c in _COLUMNS if c not in table.column_names and c not in ADDED_COLUMNS]
     if missing:
         raise ValueError(f"table lacks facestream columns: {', '.join(missing)}")
     columns = []
@@ -305,9 +319,10 @@ def table_to_records(table: pa.Table) -> list[FaceRecord]:
 # --------------------------------------------------------------------------------------
 # Entry layout (all values bytes): v schema version, sid stream id, f frame index,
 # t track id, pts / wt / s as repr() floats (exact round trip), m model version, e / er
-# the smoothed / raw emotion label, and x = every VECTOR_FIELDS vector, concatenated in
-# that order, little-endian float32 (version 1: no e / er, x without the emotion vectors;
-# version 3 entries are laid out as version 2). The names of the numbers, which Parquet
+# the smoothed / raw emotion label, bs the box source, p the presence (repr float), and
+# x = every VECTOR_FIELDS vector, concatenated in that order, little-endian float32
+# (version 1: no e / er, x without the emotion vectors; version 3 entries are laid out as
+# version 2 plus bs and p, which entries written before them lack: read "detector", NaN). The names of the numbers, which Parquet
 # keeps in its schema metadata, come in each stream's ``started`` event (stream_info).
 _PACKED_DTYPE = np.dtype("<f4")
 _PACKED_LEN = sum(d for _, d in VECTOR_FIELDS)
@@ -361,6 +376,8 @@ def encode_redis(rec: FaceRecord) -> dict[str, bytes]:
         "m": rec.model_version.encode(),
         "e": rec.emotion.encode(),
         "er": rec.emotion_raw.encode(),
+        "bs": rec.box_source.encode(),
+        "p": repr(float(rec.presence)).encode(),
         "x": packed.tobytes(),
     }
 
@@ -401,6 +418,8 @@ def decode_redis(fields: dict) -> FaceRecord:
         model_version=_text(f["m"]),
         emotion=_text(f.get("e", b"")),
         emotion_raw=_text(f.get("er", b"")),
+        box_source=_text(f.get("bs", b"detector")),
+        presence=float(f.get("p", b"nan")),
         **vectors,
     )
 

@@ -115,6 +115,8 @@ def record_json(rec: FaceRecord) -> dict:
             # by class name (JSON carries no schema metadata); null where none was computed
             out[f.name] = (dict(zip(EMOTION_CLASSES, (round(float(v), 6) for v in value)))
                            if np.isfinite(value).all() else None)
+        elif f.name == "presence":   # null when unknown: JSON has no NaN
+            out[f.name] = round(float(value), 6) if np.isfinite(value) else None
         else:
             out[f.name] = [round(float(v), 6) for v in value] if isinstance(value, np.ndarray) else value
     return out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -42,6 +43,7 @@ def _record(rng: np.random.Generator, stream_id: str, frame: int, track: int) ->
         emotion=str(rng.choice(EMOTION_CLASSES + EMOTION_ABSTAIN)), emotion_raw=str(rng.choice(EMOTION_CLASSES)),
         emotion_probs=rng.dirichlet(np.ones(7)).astype(np.float32),
         emotion_probs_raw=rng.dirichlet(np.ones(7)).astype(np.float32),
+        box_source=str(rng.choice(["detector", "tracking"])), presence=float(np.float32(rng.uniform())),
     )
 
 
@@ -57,7 +59,8 @@ def make_records():
 
 @pytest.fixture
 def assert_records_equal():
-    """Field-by-field equality (FaceRecord's generated __eq__ cannot compare arrays)."""
+    """Field-by-field equality (FaceRecord's generated __eq__ cannot compare arrays;
+    NaN equals NaN)."""
     def check(got: list[FaceRecord], want: list[FaceRecord]) -> None:
         assert len(got) == len(want)
         for g, w in zip(got, want):
@@ -65,6 +68,8 @@ def assert_records_equal():
                 a, b = getattr(g, f.name), getattr(w, f.name)
                 if isinstance(b, np.ndarray):
                     assert a.dtype == np.float32 and np.array_equal(a, b), f.name
+                elif isinstance(b, float) and math.isnan(b):
+                    assert type(a) is float and math.isnan(a), f.name
                 else:
                     assert a == b and type(a) is type(b), f.name
     return check

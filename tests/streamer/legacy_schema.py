@@ -6,6 +6,7 @@ one would shadow tests/conftest.py.)
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -31,8 +32,8 @@ def legacy_table(records: list[FaceRecord], version: int = 2) -> pa.Table:
     """The table that schema version 1 or 2 wrote for these records: every vector a
     fixed-size float32 list (pose by position, 53 unnamed blendshapes), version 1 without
     the emotion columns. Spelt out here rather than derived from streamer.schema, because
-    it is what old files on disk hold."""
-    names = [f.name for f in dataclasses.fields(FaceRecord)]
+    it is what old files on disk hold. Neither had box_source nor presence."""
+    names = [f.name for f in dataclasses.fields(FaceRecord) if f.name not in ("box_source", "presence")]
     if version == 1:
         names = [n for n in names if not n.startswith("emotion")]
     columns = {}
@@ -43,3 +44,8 @@ def legacy_table(records: list[FaceRecord], version: int = 2) -> pa.Table:
         else:
             columns[name] = pa.array(values)
     return pa.table(columns).replace_schema_metadata(_V1_METADATA if version == 1 else _V2_METADATA)
+
+
+def as_read_from_before_box_source(records: list[FaceRecord]) -> list[FaceRecord]:
+    """The records as data written before box_source and presence reads back."""
+    return [replace(r, box_source="detector", presence=float("nan")) for r in records]

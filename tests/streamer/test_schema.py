@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from legacy_schema import legacy_table
+from legacy_schema import as_read_from_before_box_source, legacy_table
 from streamer import schema
 from streamer.schema import (
     ARROW_SCHEMA, SCHEMA_VERSION, decode_event, decode_redis, encode_event, encode_redis,
@@ -25,7 +25,7 @@ def test_arrow_schema_columns_types_and_metadata():
         "stream_id", "frame_index", "pts", "wall_time", "track_id", "box", "score",
         "expression", "pose", "quaternion", "shape", "blendshapes", "expression_raw",
         "pose_raw", "quaternion_raw", "shape_raw", "model_version",
-        "emotion", "emotion_probs", "emotion_raw", "emotion_probs_raw",
+        "emotion", "emotion_probs", "emotion_raw", "emotion_probs_raw", "box_source", "presence",
     ]
     named = {"pose": POSE, "pose_raw": POSE, "blendshapes": schema.BLENDSHAPE_NAMES}
     for name, dim in VECTOR_DIMS.items():
@@ -37,6 +37,8 @@ def test_arrow_schema_columns_types_and_metadata():
     assert ARROW_SCHEMA.field("wall_time").type == pa.float64()
     assert ARROW_SCHEMA.field("frame_index").type == pa.int64()
     assert ARROW_SCHEMA.field("stream_id").type == pa.string()
+    assert ARROW_SCHEMA.field("box_source").type == pa.string()
+    assert ARROW_SCHEMA.field("presence").type == pa.float32()
     assert ARROW_SCHEMA.metadata[b"facestream.schema_version"] == str(SCHEMA_VERSION).encode() == b"3"
     assert ARROW_SCHEMA.metadata[b"facestream.blendshape_names"].split(b",")[26] == b"jawOpen"
 
@@ -156,7 +158,7 @@ def test_version_2_table_upgrades_to_named_structs(make_records, assert_records_
     meta = up.schema.metadata
     assert meta[b"facestream.schema_version"] == b"3" and meta[b"facestream.upgraded_from"] == b"2"
     assert schema.blendshape_names(meta) == schema.BLENDSHAPE_NAMES
-    assert_records_equal(table_to_records(v2), recs)
+    assert_records_equal(table_to_records(v2), as_read_from_before_box_source(recs))
     # a current table passes unchanged
     current = records_to_table(recs)
     assert schema.upgrade_table(current).equals(current, check_metadata=True)
@@ -206,3 +208,22 @@ def test_version_1_redis_entry_decodes_with_no_emotion(make_records):
     assert decode_redis(fields).emotion == rec.emotion
     with pytest.raises(ValueError, match="expected"):
         decode_redis({**fields, "v": b"1"})
+
+
+def test_box_source_and_presence_round_trip_and_read_as_detector_and_nan_where_missing(
+        make_records, assert_records_equal):
+    recs = make_records(4)
+    assert {r.box_source for r in recs} == {"detector", "tracking"}
+    got = table_to_records(records_to_table(recs))
+    assert [(g.box_source, g.presence) for g in got] == [(r.box_source, r.presence) for r in recs]
+    assert [(d.box_source, d.presence) for d in map(decode_redis, map(encode_redis, recs))] == \
+        [(r.box_source, r.presence) for r in recs]
+    # a version-3 table or Redis entry written before the two fields existed
+    older = records_to_table(recs).drop_columns(["box_source", "presence"])
+    assert_records_equal(table_to_records(older), as_read_from_before_box_source(recs))
+    entry = {k: v for k, v in encode_redis(recs[0]).items() if k not in ("bs", "p")}
+    assert_records_equal([decode_redis(entry)], as_read_from_before_box_source(recs[:1]))
+    # unknown presence is NaN in both encodings
+    recs[0].presence = float("nan")
+    assert np.isnan(decode_redis(encode_redis(recs[0])).presence)
+    assert np.isnan(table_to_records(records_to_table(recs[:1]))[0].presence)
