@@ -90,7 +90,11 @@ class DetectorConfig:
     nms_threshold: float = checked(0.4, ge=0, le=1)
     min_face_px: int = checked(20, ge=0)  # smaller boxes (shorter side) are ignored
     max_side: int = checked(640, ge=1)  # frames are downscaled so the longer side is at most this
-    batch_size: int = checked(8, ge=1)
+    batch_size: int = checked(8, ge=1)  # frames per network call (a replica batches across streams)
+    # Track-driven detection (streamer/follow.py): the detector runs every this many source
+    # frames (the new-face check), at a hard cut and at once when a track's presence falls;
+    # between runs faces are placed from the regressor's landmarks. 1: every frame.
+    every_frames: int = checked(10, ge=1)
 
 
 @dataclass
@@ -140,6 +144,9 @@ class ModelConfig:
     num_cpus_per_replica: float = checked(1.0, ge=0)
     num_gpus_per_replica: float = checked(0.0, ge=0)
     max_restarts: int = checked(3, ge=-1)  # a crashed replica is restarted, its calls retried (-1: always)
+    # which waiting calls a shared replica serves first: live_first (cameras cannot wait,
+    # files can: a file never starves a camera) or fifo (in order of arrival)
+    priority: str = checked("live_first", choices=("live_first", "fifo"))
     # custom Ray resources each replica needs: places replicas on the nodes that have them
     resources: dict[str, float] = checked(default_factory=dict, ge=0)
 

@@ -4,13 +4,13 @@ One detector and one regressor per replica process, loaded once, used by all ses
 model weights are not duplicated per stream, and crops from many streams are batched
 together, which is where a GPU (or a vectorised CPU kernel) earns its throughput.
 
-* :class:`DetectorReplica` takes a batch of frames per call (a session already sends its
-  frames in detector-sized batches), so it needs no batching of its own.
-* :class:`RegressorReplica` is an async actor: each call brings one session's crops of
-  one frame batch, and :class:`CropBatcher` merges the calls waiting at the replica into
-  batches of up to ``max_batch_size`` crops, waiting at most ``max_wait_ms`` for a batch
-  to fill — the rule of Ray Serve's ``@serve.batch``, counted in crops rather than
-  calls, so that this class can become a Serve deployment without changing its callers.
+* :class:`DetectorReplica` and :class:`RegressorReplica` are async actors: each call
+  brings one session's frames (to detect) or crops (to regress) of one frame batch, and
+  a :class:`~streamer.batching.Batcher` merges the calls waiting at the replica into
+  batches of up to ``detector.batch_size`` frames or ``model.max_batch_size`` crops,
+  waiting at most ``model.max_wait_ms`` for a batch to fill — the rule of Ray Serve's
+  ``@serve.batch``, so that these classes can become Serve deployments without changing
+  their callers. Live streams' calls go first (``model.priority``).
 * :class:`Replicas` is the picklable set of handles a session receives; it spreads calls
   over the replicas round-robin and is the seam where a Serve handle can replace actors.
 
@@ -19,22 +19,18 @@ replica with the checkpoint's own crop rule.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 import secrets
-import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 import ray
 import torch
 
+from streamer.batching import Batcher
 from streamer.config import Config, DetectorConfig
 from streamer.ray_errors import root_cause
-from streamer.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, Histogram
 from workers.crops import CropRule, to_tensor
 from workers.detector import Detections, FaceDetector
 from workers.regressor import Prediction, Regressor
@@ -45,155 +41,83 @@ def slice_prediction(pred: Prediction, start: int, stop: int) -> Prediction:
     return Prediction(**{f.name: getattr(pred, f.name)[start:stop] for f in dataclasses.fields(pred)})
 
 
-@dataclasses.dataclass
-class _Request:
-    crops: np.ndarray
-    future: asyncio.Future
-    arrived: float
+def crop_batcher(run: Callable[[np.ndarray], Prediction], max_batch_size: int, max_wait_s: float,
+                 priority: str = "live_first") -> Batcher:
+    """A :class:`~streamer.batching.Batcher` of crops (N, S, S, 3): requests are
+    concatenated, each gets its rows of the batch's Prediction."""
+    return Batcher(run, max_batch_size, max_wait_s, join=np.concatenate, split=slice_prediction,
+                   priority=priority, name="crop-batch")
 
 
-class CropBatcher:
-    """Dynamic batching of crop requests arriving from many callers on one event loop.
+def _frames(images: list[list[np.ndarray]]) -> list[np.ndarray]:
+    return [image for request in images for image in request]
 
-    A batch starts when a request is waiting; it closes when it holds ``max_batch_size``
-    crops or ``max_wait_s`` has passed, then runs ``run`` on the concatenated crops in a
-    worker thread (the event loop keeps accepting requests meanwhile, so the next batch
-    fills while this one computes). Requests are never split: their results must come
-    back together anyway, so one larger than ``max_batch_size`` runs as a batch of its own.
-    One batch runs at a time: on one device, concurrent batches only contend.
-    """
 
-    def __init__(self, run: Callable[[np.ndarray], Prediction], max_batch_size: int, max_wait_s: float):
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        self._run = run
-        self.max_batch_size = int(max_batch_size)
-        self.max_wait_s = max(0.0, float(max_wait_s))
-        self._pending: deque[_Request] = deque()
-        self._pending_crops = 0
-        self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crop-batch")
-        self._task: asyncio.Task | None = None
-        self.stats = {"requests": 0, "crops": 0, "batches": 0, "largest_batch": 0}
-        self.batch_sizes = Histogram(BATCH_BUCKETS)
-        self.latency = Histogram(LATENCY_BUCKETS_S)   # request arrival to result
-
-    def snapshot(self) -> dict:
-        """Counters, the crops waiting now (queue depth) and the histograms, as plain data."""
-        return {**self.stats, "queued_crops": self._pending_crops,
-                "batch_size": self.batch_sizes.snapshot(), "latency_s": self.latency.snapshot()}
-
-    async def submit(self, crops: np.ndarray) -> Prediction:
-        """Predictions for ``crops`` (N, S, S, 3), once the batch they joined has run."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._serve())
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(crops, future, time.monotonic()))
-        self._pending_crops += len(crops)
-        self._arrived.set()
-        return await future
-
-    async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._pending:
-                self._arrived.clear()
-                await self._arrived.wait()
-            deadline = loop.time() + self.max_wait_s
-            while self._pending_crops < self.max_batch_size:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), remaining)
-                except asyncio.TimeoutError:
-                    break
-            batch = self._take()
-            crops = np.concatenate([r.crops for r in batch])
-            try:
-                pred = await loop.run_in_executor(self._executor, self._run, crops)
-            except Exception as e:  # every caller of the batch gets the failure
-                for r in batch:
-                    if not r.future.done():
-                        r.future.set_exception(e)
-                continue
-            self._count(batch, len(crops))
-            start, now = 0, time.monotonic()
-            for r in batch:
-                self.latency.observe(now - r.arrived)
-                stop = start + len(r.crops)
-                if not r.future.done():  # a cancelled caller simply gets nothing
-                    r.future.set_result(slice_prediction(pred, start, stop))
-                start = stop
-
-    def _take(self) -> list[_Request]:
-        """The oldest requests that fit in one batch (always at least one)."""
-        batch = [self._pending.popleft()]
-        size = len(batch[0].crops)
-        while self._pending and size + len(self._pending[0].crops) <= self.max_batch_size:
-            size += len(self._pending[0].crops)
-            batch.append(self._pending.popleft())
-        self._pending_crops -= size
-        return batch
-
-    def _count(self, batch: list[_Request], crops: int) -> None:
-        self.stats["requests"] += len(batch)
-        self.stats["crops"] += crops
-        self.stats["batches"] += 1
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], crops)
-        self.batch_sizes.observe(crops)
+def _their_frames(found: list[Detections], start: int, stop: int) -> list[Detections]:
+    return found[start:stop]
 
 
 class RegressorReplica:
     """Expression / pose / shape regressor shared by all sessions (run as an async actor)."""
 
-    def __init__(self, checkpoint_path: str, device: str, max_batch_size: int, max_wait_ms: float):
+    def __init__(self, checkpoint_path: str, device: str, max_batch_size: int, max_wait_ms: float,
+                 priority: str = "live_first"):
         torch.set_num_threads(1)  # one replica, one core: the other cores decode and detect
         self._regressor = Regressor.load(checkpoint_path, device)
         self._rule = CropRule.from_meta(self._regressor.meta)
-        self._max_batch_size = max_batch_size
-        self._max_wait_s = max_wait_ms / 1000.0
-        self._batcher: CropBatcher | None = None  # needs the actor's event loop
+        self._batching = (max_batch_size, max_wait_ms / 1000.0, priority)
+        self._batcher: Batcher | None = None  # needs the actor's event loop
 
     def info(self) -> dict:
-        """What a session needs to use this model: its version string and metadata."""
+        """What a session needs to use this model: its version string, metadata and the
+        presence probe's threshold (None without a probe)."""
+        probe = self._regressor.presence
         return {"version": self._regressor.version, "meta": self._regressor.meta,
+                "presence_threshold": None if probe is None else float(probe.threshold),
                 "device": str(self._regressor.device), "node_id": ray.get_runtime_context().get_node_id()}
 
-    async def predict(self, crops: np.ndarray) -> Prediction:
-        """Predictions for uint8 crops (N, S, S, 3) cut with this checkpoint's crop rule."""
+    async def predict(self, crops: np.ndarray, live: bool = False) -> Prediction:
+        """Predictions for uint8 crops (N, S, S, 3) cut with this checkpoint's crop rule;
+        ``live``: they come from a live stream."""
         if self._batcher is None:
-            self._batcher = CropBatcher(self._run, self._max_batch_size, self._max_wait_s)
-        return await self._batcher.submit(crops)
+            self._batcher = crop_batcher(self._run, *self._batching)
+        return await self._batcher.submit(crops, live)
 
     def stats(self) -> dict:
-        """The batcher's snapshot (empty before the first call)."""
-        return self._batcher.snapshot() if self._batcher else {}
+        """The batcher's snapshot, counted in crops (empty before the first call)."""
+        if self._batcher is None:
+            return {}
+        s = self._batcher.snapshot()
+        s["crops"], s["queued_crops"] = s.pop("items"), s.pop("queued")
+        return s
 
     def _run(self, crops: np.ndarray) -> Prediction:
         return self._regressor(to_tensor(crops, self._rule))
 
 
 class DetectorReplica:
-    """RetinaFace shared by all sessions; one call detects faces in a batch of frames."""
+    """RetinaFace shared by all sessions (run as an async actor): each call brings one
+    session's frames; calls waiting together run as one batch of up to ``cfg.batch_size``
+    frames (several streams' frames in one network call)."""
 
-    def __init__(self, cfg: DetectorConfig):
+    def __init__(self, cfg: DetectorConfig, max_wait_ms: float = 0.0, priority: str = "live_first"):
         torch.set_num_threads(1)
         self._detector = FaceDetector(cfg, threads=1)
-        self._calls = self._frames = 0
-        self._latency = Histogram(LATENCY_BUCKETS_S)
+        self._batching = (cfg.batch_size, max_wait_ms / 1000.0, priority)
+        self._batcher: Batcher | None = None  # needs the actor's event loop
 
-    def detect(self, images: list[np.ndarray]) -> list[Detections]:
-        t0 = time.monotonic()
-        found = self._detector.detect(images)
-        self._calls += 1
-        self._frames += len(images)
-        self._latency.observe(time.monotonic() - t0)
-        return found
+    async def detect(self, images: list[np.ndarray], live: bool = False) -> list[Detections]:
+        """Faces in each of ``images`` (RGB uint8); ``live``: they come from a live stream."""
+        if self._batcher is None:
+            size, wait_s, priority = self._batching
+            self._batcher = Batcher(self._detector.detect, size, wait_s, join=_frames, split=_their_frames,
+                                    priority=priority, name="detect-batch")
+        return await self._batcher.submit(images, live)
 
     def stats(self) -> dict:
-        return {"calls": self._calls, "frames": self._frames, "latency_s": self._latency.snapshot(),
+        """Calls and frames detected, the batcher's histograms (frames per batch, latency)."""
+        s = self._batcher.snapshot() if self._batcher else {"requests": 0, "items": 0}
+        return {**s, "calls": s["requests"], "frames": s["items"],
                 "node_id": ray.get_runtime_context().get_node_id()}
 
 
@@ -233,9 +157,11 @@ class Replicas:
         names = {"detectors": [f"facestream-detector-{tag}-{i}" for i in range(m.detector_replicas)],
                  "regressors": [f"facestream-regressor-{tag}-{i}" for i in range(m.regressor_replicas)]}
         return cls(
-            [detector.options(name=n, **common).remote(cfg.detector) for n in names["detectors"]],
+            [detector.options(name=n, **common).remote(cfg.detector, m.max_wait_ms, m.priority)
+             for n in names["detectors"]],
             [regressor.options(name=n, num_gpus=m.num_gpus_per_replica, **common).remote(
-                str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms) for n in names["regressors"]],
+                str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms, m.priority)
+             for n in names["regressors"]],
             names,
         )
 
@@ -254,11 +180,11 @@ class Replicas:
                 raise
             raise cause from None
 
-    def detect(self, images: list[np.ndarray]) -> ray.ObjectRef:
-        return self.detectors[next(self._next_detector)].detect.remote(images)
+    def detect(self, images: list[np.ndarray], live: bool = False) -> ray.ObjectRef:
+        return self.detectors[next(self._next_detector)].detect.remote(images, live)
 
-    def predict(self, crops: np.ndarray) -> ray.ObjectRef:
-        return self.regressors[next(self._next_regressor)].predict.remote(crops)
+    def predict(self, crops: np.ndarray, live: bool = False) -> ray.ObjectRef:
+        return self.regressors[next(self._next_regressor)].predict.remote(crops, live)
 
     def stop(self) -> None:
         for handle in self.detectors + self.regressors:

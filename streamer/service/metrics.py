@@ -91,7 +91,7 @@ def _replicas(w: _Writer, kind: str, stats: Iterable[dict]) -> None:
             w.histogram("facestream_regressor_latency_seconds", s.get("latency_s"), replica=i)
     else:
         w.declare("facestream_detector_frames_total", "counter", "Frames searched for faces by a replica.")
-        w.declare("facestream_detector_latency_seconds", "histogram", "Detector call duration.")
+        w.declare("facestream_detector_latency_seconds", "histogram", "Request arrival to result.")
         for i, s in enumerate(stats):
             w.sample("facestream_detector_frames_total", s.get("frames", 0), replica=i)
             w.histogram("facestream_detector_latency_seconds", s.get("latency_s"), replica=i)

@@ -11,7 +11,8 @@ import pytest
 import ray
 
 from streamer.config import DetectorConfig, SourceConfig
-from streamer.replicas import CropBatcher, RegressorReplica, Replicas, slice_prediction
+from streamer.batching import Batcher
+from streamer.replicas import DetectorReplica, RegressorReplica, Replicas, crop_batcher, slice_prediction
 from streamer.source import open_source
 from workers.crops import CropRule, crop_faces, to_tensor
 from workers.detector import FaceDetector
@@ -35,7 +36,7 @@ def crops_of(marker: int, n: int) -> np.ndarray:
     return np.full((n, 4, 4, 3), marker, np.uint8)
 
 
-def submit_all(batcher: CropBatcher, sizes: list[int]) -> list[Prediction]:
+def submit_all(batcher: Batcher, sizes: list[int]) -> list[Prediction]:
     async def go():
         return await asyncio.gather(*(batcher.submit(crops_of(i, n)) for i, n in enumerate(sizes)))
     return asyncio.run(go())
@@ -43,17 +44,17 @@ def submit_all(batcher: CropBatcher, sizes: list[int]) -> list[Prediction]:
 
 def test_concurrent_requests_share_one_batch_and_get_their_own_rows():
     calls: list[int] = []
-    batcher = CropBatcher(fake_model(calls), max_batch_size=32, max_wait_s=0.05)
+    batcher = crop_batcher(fake_model(calls), max_batch_size=32, max_wait_s=0.05)
     results = submit_all(batcher, [3, 4, 5])
     assert calls == [12]
     for i, (pred, n) in enumerate(zip(results, [3, 4, 5])):
         assert len(pred) == n and np.all(pred.expression[:, 0] == i)
-    assert batcher.stats == {"requests": 3, "crops": 12, "batches": 1, "largest_batch": 12}
+    assert batcher.stats == {"requests": 3, "items": 12, "batches": 1, "largest_batch": 12, "live_requests": 0}
 
 
 def test_batches_never_exceed_max_and_keep_arrival_order():
     calls: list[int] = []
-    batcher = CropBatcher(fake_model(calls), max_batch_size=8, max_wait_s=0.05)
+    batcher = crop_batcher(fake_model(calls), max_batch_size=8, max_wait_s=0.05)
     results = submit_all(batcher, [4] * 10)
     assert calls == [8] * 5
     assert [int(p.expression[0, 0]) for p in results] == list(range(10))
@@ -61,14 +62,14 @@ def test_batches_never_exceed_max_and_keep_arrival_order():
 
 def test_a_request_larger_than_max_runs_alone_unsplit():
     calls: list[int] = []
-    batcher = CropBatcher(fake_model(calls), max_batch_size=32, max_wait_s=0.01)
+    batcher = crop_batcher(fake_model(calls), max_batch_size=32, max_wait_s=0.01)
     results = submit_all(batcher, [40, 2])
     assert calls == [40, 2] and [len(p) for p in results] == [40, 2]
 
 
 def test_a_lone_request_waits_at_most_max_wait():
     calls: list[int] = []
-    batcher = CropBatcher(fake_model(calls), max_batch_size=32, max_wait_s=0.05)
+    batcher = crop_batcher(fake_model(calls), max_batch_size=32, max_wait_s=0.05)
     t0 = time.monotonic()
     submit_all(batcher, [1])
     assert 0.04 <= time.monotonic() - t0 < 1.0 and calls == [1]
@@ -84,7 +85,7 @@ def test_a_failing_batch_fails_its_callers_and_the_batcher_carries_on():
             raise RuntimeError("device lost")
         return model(crops)
 
-    batcher = CropBatcher(flaky, max_batch_size=32, max_wait_s=0.02)
+    batcher = crop_batcher(flaky, max_batch_size=32, max_wait_s=0.02)
 
     async def go():
         first = await asyncio.gather(batcher.submit(crops_of(1, 2)), batcher.submit(crops_of(2, 2)),
@@ -95,6 +96,53 @@ def test_a_failing_batch_fails_its_callers_and_the_batcher_carries_on():
     first, second = asyncio.run(go())
     assert all(isinstance(e, RuntimeError) and "device lost" in str(e) for e in first)
     assert np.all(second.expression[:, 0] == 3)
+
+
+def submit_in_order(batcher: Batcher, requests: list[tuple[int, int, bool]]) -> tuple[list, list]:
+    """Submit (marker, crops, live) requests one after another on one event loop while the
+    model is busy with a first batch, so they all wait together; returns the order in
+    which the model saw the markers and the results."""
+    seen: list[int] = []
+
+    def model(crops):
+        seen.extend(int(m) for m in crops[:, 0, 0, 0])
+        time.sleep(0.05)   # the first batch runs while the others arrive
+        return fake_model([])(crops)
+
+    batcher._run = model
+
+    async def go():
+        first = asyncio.ensure_future(batcher.submit(crops_of(99, 1)))
+        await asyncio.sleep(0.01)   # the first batch is running now
+        rest = []
+        for marker, n, live in requests:
+            rest.append(asyncio.ensure_future(batcher.submit(crops_of(marker, n), live=live)))
+            await asyncio.sleep(0.001)
+        return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(go())
+    return seen, results
+
+
+@pytest.mark.parametrize("priority, want", [
+    # live_first: the camera's request, though it came last, goes first into the next
+    # batch, filled up by the oldest file request; the other file requests wait
+    ("live_first", [99, 9, 0, 1, 2, 3]),
+    # fifo: in order of arrival, the camera waits behind the file's queued requests
+    ("fifo", [99, 0, 1, 2, 3, 9]),
+])
+def test_priority_live_first_serves_a_live_stream_before_queued_file_requests(priority, want):
+    batcher = crop_batcher(fake_model([]), max_batch_size=2, max_wait_s=0.0, priority=priority)
+    seen, results = submit_in_order(batcher, [(0, 1, False), (1, 1, False), (2, 1, False), (3, 1, False),
+                                              (9, 1, True)])
+    assert seen == want
+    assert [int(r.expression[0, 0]) for r in results] == [99, 0, 1, 2, 3, 9]   # each its own rows
+    assert batcher.stats["live_requests"] == 1
+
+
+def test_unknown_priority_is_refused():
+    with pytest.raises(ValueError, match="live_first, fifo"):
+        crop_batcher(fake_model([]), 8, 0.0, priority="camera_first")
 
 
 def test_slice_prediction():
@@ -136,6 +184,21 @@ def test_detector_replica_matches_the_detector(shared_replicas, face_frames):
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.boxes, w.boxes, atol=1e-3)
         np.testing.assert_allclose(g.scores, w.scores, atol=1e-5)
+
+
+def test_detector_replica_batches_frames_of_several_callers(ray_runtime, face_frames):
+    replica = ray.remote(DetectorReplica).options(num_cpus=0).remote(DetectorConfig(batch_size=8), 200.0)
+    try:
+        # three streams' frames, sent together: one network batch, each its own detections
+        got = ray.get([replica.detect.remote(face_frames[i:i + 2], i == 0) for i in (0, 2, 4)])
+        stats = ray.get(replica.stats.remote())
+    finally:
+        ray.kill(replica)
+    want = FaceDetector(DetectorConfig()).detect(face_frames)
+    assert [len(g) for g in got] == [2, 2, 2]
+    for g, w in zip([d for part in got for d in part], want):
+        np.testing.assert_allclose(g.boxes, w.boxes, atol=1e-3)
+    assert (stats["calls"], stats["frames"], stats["batches"], stats["live_requests"]) == (3, 6, 1, 1)
 
 
 def test_replicas_travel_by_pickle(shared_replicas, face_frames):
