@@ -49,13 +49,15 @@ def checkpoint_for_bench(given: str | None, tmp: Path) -> tuple[str, str]:
 
 
 def bare_loop(video: str, cfg) -> tuple[int, float]:
-    """Frames and seconds of decode → detect → crop → regress in one process."""
-    import numpy as np
+    """Frames and seconds of decode → detect → crop → regress in one process: the
+    library's own steps (workers.pipeline.detect_crop_regress), one detector batch of
+    frames at a time, its crops regressed together."""
     import torch
 
     from streamer.source import open_source
-    from workers.crops import CropRule, crop_faces, to_tensor
+    from workers.crops import CropRule
     from workers.detector import FaceDetector
+    from workers.pipeline import detect_crop_regress
     from workers.regressor import Regressor
 
     torch.set_num_threads(1)
@@ -69,19 +71,13 @@ def bare_loop(video: str, cfg) -> tuple[int, float]:
         for frame in source:
             batch.append(frame.image)
             if len(batch) == cfg.detector.batch_size:
-                frames += _loop_batch(batch, detector, regressor, rule, np, crop_faces, to_tensor)
+                detect_crop_regress(batch, detector, regressor, rule)
+                frames += len(batch)
                 batch = []
         if batch:
-            frames += _loop_batch(batch, detector, regressor, rule, np, crop_faces, to_tensor)
+            detect_crop_regress(batch, detector, regressor, rule)
+            frames += len(batch)
     return frames, time.perf_counter() - t0
-
-
-def _loop_batch(images, detector, regressor, rule, np, crop_faces, to_tensor) -> int:
-    crops = [crop_faces(img, det.boxes, rule)[0] for img, det in zip(images, detector.detect(images))]
-    crops = np.concatenate(crops)
-    if len(crops):
-        regressor(to_tensor(crops, rule))
-    return len(images)
 
 
 def main() -> int:

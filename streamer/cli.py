@@ -263,9 +263,10 @@ def _predict(args) -> int:
     import numpy as np
 
     from streamer.backend import check_checkpoint
-    from workers.crops import CropRule, crop_faces, to_tensor
     from streamer.session import pose_in_image
     from workers import emotion, face_model
+    from workers.crops import CropRule
+    from workers.pipeline import crop_boxes, detect_crop_regress, regress
     from workers.regressor import Regressor
 
     fm = face_model.load()
@@ -280,15 +281,14 @@ def _predict(args) -> int:
     found = 0
     for path, image in images:
         if detector is None:
-            boxes, scores = _whole_image_box(image, rule.enlarge), np.ones(1, np.float32)
+            box = _whole_image_box(image, rule.enlarge)
+            faces = regress([crop_boxes(image, box, np.ones(1, np.float32), rule)], regressor, rule)[0]
         else:
-            det = detector.detect([image])[0]
-            boxes, scores = det.boxes, det.scores
-        if not len(boxes):
+            faces = detect_crop_regress([image], detector, regressor, rule)[0]
+        if not len(faces):
             continue
-        crops, affines = crop_faces(image, boxes, rule)
-        pred = regressor(to_tensor(crops, rule))
-        poses = pose_in_image(pred, affines)
+        boxes, scores, pred = faces.boxes, faces.scores, faces.prediction
+        poses = pose_in_image(pred, faces.affines)
         blends = fm.blendshapes_from_eta(pred.expression)  # one batched solve per image
         labels = emotion.label(pred.emotion_probs, face_px=np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]),
                                yaw=poses[:, 0], pitch=poses[:, 1], rule=cfg.emotion)
@@ -464,8 +464,9 @@ def _tail(args) -> int:
         if redis_url is None:
             raise UserError("the server does not tell its Redis address without the API token "
                             "(FACESTREAM_API_TOKEN): pass it, or --redis-url", 2)
-        if "***" in redis_url:
-            raise UserError("the server's Redis needs a password: pass it with --redis-url", 2)
+        if "***" in redis_url:  # shown by streamer.urls.redact: credentials or query values masked
+            raise UserError("the server shows its Redis URL redacted (credentials or query values): "
+                            "pass it with --redis-url", 2)
     names: tuple = ()
     if not args.json and not args.out:
         from workers import face_model

@@ -26,8 +26,9 @@ from streamer.config import DetectorConfig, SourceConfig
 from streamer.source import open_source
 from streamer.tracking import iou_matrix
 from workers import face_model
-from workers.crops import CropRule, crop_faces
+from workers.crops import CropRule
 from workers.detector import FaceDetector
+from workers.pipeline import detect_and_crop
 from workers.pose import euler_from_matrix
 from workers.training.data import CTX_FACTOR, context_rule
 from workers.training.teacher import MP_TO_68, Teacher
@@ -50,7 +51,7 @@ def label_media(path: Path, detector: FaceDetector, teacher: Teacher, interocula
     """Per-face raw labels for one video or image (no temporal prior yet)."""
     rows = {k: [] for k in ("crop", "blend", "rot", "centre", "scale", "lm9", "frame", "face")}
     for index, img in _frames(path):
-        det = detector.detect([img])[0]
+        det = detect_and_crop([img], detector, ctx)[0]  # the inference detector, context crops
         faces = teacher(img)
         if not len(det) or not faces:
             continue
@@ -63,12 +64,11 @@ def label_media(path: Path, detector: FaceDetector, teacher: Teacher, interocula
             if iou[di, ti] < 0.3:
                 continue
             f = faces[ti]
-            crop, aff = crop_faces(img, det.boxes[di:di + 1], ctx)
-            a = aff[0]
+            a = det.affines[di]
             to_ctx = lambda p: (np.asarray(p, np.float64) - a[:, 2]) / a[0, 0]
             lm = f.landmarks
             iod_px = np.linalg.norm(lm[33] - lm[263])  # 3D distance: rotation-invariant
-            rows["crop"].append(crop[0])
+            rows["crop"].append(det.crops[di])
             rows["blend"].append(f.blend53)
             rows["rot"].append(f.rotation)
             rows["centre"].append(to_ctx(lm[168, :2]))
