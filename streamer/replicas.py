@@ -19,26 +19,22 @@ replica with the checkpoint's own crop rule.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import secrets
 from typing import Any, Callable
 
 import numpy as np
 import ray
-import torch
 
 from streamer.batching import Batcher
 from streamer.config import Config, DetectorConfig
 from streamer.ray_errors import root_cause
-from workers.crops import CropRule, to_tensor
-from workers.detector import Detections, FaceDetector
-from workers.regressor import Prediction, Regressor
+from workers.crops import CropRule
+from workers.prediction import Detections, Prediction, slice_prediction
 
-
-def slice_prediction(pred: Prediction, start: int, stop: int) -> Prediction:
-    """Rows ``start:stop`` of every array of a batched Prediction."""
-    return Prediction(**{f.name: getattr(pred, f.name)[start:stop] for f in dataclasses.fields(pred)})
+# torch, onnxruntime and the networks are imported inside the replica classes, not here:
+# every process that hosts streams imports this module (to unpickle its Replicas) and
+# must not pay ~450 MB for model code it never runs.
 
 
 def crop_batcher(run: Callable[[np.ndarray], Prediction], max_batch_size: int, max_wait_s: float,
@@ -62,6 +58,10 @@ class RegressorReplica:
 
     def __init__(self, checkpoint_path: str, device: str, max_batch_size: int, max_wait_ms: float,
                  priority: str = "live_first"):
+        import torch
+
+        from workers.regressor import Regressor
+
         torch.set_num_threads(1)  # one replica, one core: the other cores decode and detect
         self._regressor = Regressor.load(checkpoint_path, device)
         self._rule = CropRule.from_meta(self._regressor.meta)
@@ -92,6 +92,8 @@ class RegressorReplica:
         return s
 
     def _run(self, crops: np.ndarray) -> Prediction:
+        from workers.crops import to_tensor
+
         return self._regressor(to_tensor(crops, self._rule))
 
 
@@ -101,6 +103,10 @@ class DetectorReplica:
     frames (several streams' frames in one network call)."""
 
     def __init__(self, cfg: DetectorConfig, max_wait_ms: float = 0.0, priority: str = "live_first"):
+        import torch
+
+        from workers.detector import FaceDetector
+
         torch.set_num_threads(1)
         self._detector = FaceDetector(cfg, threads=1)
         self._batching = (cfg.batch_size, max_wait_ms / 1000.0, priority)

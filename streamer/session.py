@@ -49,9 +49,9 @@ from streamer.tracking import Track, Tracker
 from streamer.urls import redact
 from workers import face_model
 from workers.crops import CropRule, crop_faces, crop_to_image
-from workers.emotion import label as emotion_label
+from workers.emotion_labels import label as emotion_label
 from workers.pose import euler_from_matrix, matrix_from_quaternion
-from workers.regressor import Prediction
+from workers.prediction import Prediction
 
 _DETECT_AHEAD = 2  # detector batches decoded (and detecting) ahead of tracking
 

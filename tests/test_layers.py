@@ -64,7 +64,7 @@ def _is_model(name: str) -> bool:
 def test_the_graph_sees_the_package():
     graph = _graph()
     assert {"streamer.session", "workers.regressor", "workers.training.train"} <= set(graph)
-    assert "workers.regressor" in graph["streamer.session"]
+    assert "workers.prediction" in graph["streamer.session"]
     assert "streamer.frames" in graph["streamer.source"]
 
 

@@ -12,10 +12,13 @@ so the crop centre (S/2, S/2) maps exactly to the box centre.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 META_KEY = "crop"
 
@@ -80,7 +83,12 @@ def crop_faces(image: np.ndarray, boxes: np.ndarray, rule: CropRule) -> tuple[np
 
 
 def to_tensor(crops: np.ndarray, rule: CropRule) -> torch.Tensor:
-    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float32, normalised as ``(x/255 - mean)/std``."""
+    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float32, normalised as ``(x/255 - mean)/std``.
+
+    torch is imported here, not with the module: the crop rule is used by the processes
+    that host streams, which never build tensors (and should not load torch)."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(rule.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(rule.std, dtype=torch.float32).view(1, 3, 1, 1)

@@ -7,13 +7,14 @@ and predicts, per anchor, box offsets, a face probability and 5 landmark offsets
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
 import cv2
 import numpy as np
 import onnxruntime as ort
+
+from workers.prediction import Detections  # defined onnx-free, so that sessions need no onnxruntime
 
 _MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
 _STRIDES = (8, 16, 32)
@@ -35,22 +36,6 @@ class DetectorSettings(Protocol):
     score_threshold: float
     nms_threshold: float
     min_face_px: int        # shorter box side below this (original pixels) is dropped
-
-
-@dataclass
-class Detections:
-    """Faces found in one image, best score first, in that image's original pixels.
-
-    Landmarks are, in image terms: the eye on the image's left, the eye on the image's
-    right, the nose tip, the mouth corner on the image's left, the one on the right.
-    """
-
-    boxes: np.ndarray      # (N, 4) float32 x1, y1, x2, y2
-    scores: np.ndarray     # (N,) float32
-    landmarks: np.ndarray  # (N, 5, 2) float32 x, y
-
-    def __len__(self) -> int:
-        return len(self.scores)
 
 
 class FaceDetector:

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from workers import checkpoint, face_model
-from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES, EmotionConfig
+# label() and its thresholds live in emotion_labels, which imports no model code (sessions use it)
+from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES, EmotionConfig, label  # noqa: F401
 
 FORMAT = "facestream-emotion/1"
 CLASSES = EMOTION_CLASSES         # FER2013's seven, in the order of every probability vector
@@ -116,33 +117,3 @@ def load(ckpt: str | Path, *, required: bool = True) -> Classifier | None:
         raise EmotionError(f"{path} was fitted on the eta of other network weights than {ckpt}; "
                            f"refit it with `python -m workers.training.emotion --checkpoint {ckpt}`")
     return clf
-
-
-def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw=None, pitch=None,
-          rule: EmotionConfig | None = None, held: list[str] | None = None) -> list[str]:
-    """One label per row of ``probs``: the most likely class, or why there is none
-    (``rule``'s thresholds; ray_config.yaml's ``emotion`` section). Size and pose are
-    checked first: a tiny or profile face's confident guess is still a guess.
-
-    ``held``: each face's previous label (a track's), kept while its class stays within
-    ``rule.switch_margin`` of the most likely one and above the minimum probability, so
-    that two nearly tied classes do not make the label flicker."""
-    rule = rule or EmotionConfig()
-    probs = np.asarray(probs, np.float64).reshape(-1, len(CLASSES))
-    n = len(probs)
-    bc = lambda v: np.broadcast_to(np.nan if v is None else np.asarray(v, np.float64), (n,))
-    px, y, p = bc(face_px), bc(yaw), bc(pitch)
-    out = []
-    for i in range(n):
-        if px[i] < rule.min_face_px:
-            out.append(TOO_SMALL)
-        elif abs(y[i]) > rule.max_yaw or abs(p[i]) > rule.max_pitch:
-            out.append(TOO_TURNED)
-        elif not np.isfinite(probs[i]).all() or probs[i].max() < rule.min_prob:
-            out.append(UNCERTAIN)
-        else:
-            top = int(probs[i].argmax())
-            keep = CLASSES.index(held[i]) if held is not None and held[i] in CLASSES else top
-            stays = probs[i, keep] >= max(probs[i, top] - rule.switch_margin, rule.min_prob)
-            out.append(CLASSES[keep if stays else top])
-    return out

@@ -2,12 +2,15 @@
 
 FER2013's seven classes, in the order of every probability vector; the three ways of
 giving no label; and the thresholds that decide between them (ray_config.yaml's
-``emotion`` section, applied by :func:`workers.emotion.label`). Imports nothing, so that
-the record schema and the configuration can use it without loading model code.
+``emotion`` section, applied by :func:`label`). Imports numpy and nothing else, so that
+the record schema, the configuration and the sessions can use it without loading model
+code (the classifier that computes the probabilities is :mod:`workers.emotion`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import numpy as np
 
 EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 EMOTION_ABSTAIN = ("uncertain", "too_small", "too_turned")
@@ -27,3 +30,37 @@ class EmotionConfig:
     # a track's smoothed label changes only to a class this much more probable than the
     # one it holds (no flicker)
     switch_margin: float = field(default=0.05, metadata={"ge": 0})
+
+
+def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw=None, pitch=None,
+          rule: EmotionConfig | None = None, held: list[str] | None = None) -> list[str]:
+    """One label per row of ``probs``: the most likely class, or why there is none
+    (``rule``'s thresholds; ray_config.yaml's ``emotion`` section). Size and pose are
+    checked first: a tiny or profile face's confident guess is still a guess.
+
+    ``held``: each face's previous label (a track's), kept while its class stays within
+    ``rule.switch_margin`` of the most likely one and above the minimum probability, so
+    that two nearly tied classes do not make the label flicker."""
+    uncertain, too_small, too_turned = EMOTION_ABSTAIN
+    rule = rule or EmotionConfig()
+    probs = np.asarray(probs, np.float64).reshape(-1, len(EMOTION_CLASSES))
+    n = len(probs)
+
+    def bc(v):
+        return np.broadcast_to(np.nan if v is None else np.asarray(v, np.float64), (n,))
+
+    px, y, p = bc(face_px), bc(yaw), bc(pitch)
+    out = []
+    for i in range(n):
+        if px[i] < rule.min_face_px:
+            out.append(too_small)
+        elif abs(y[i]) > rule.max_yaw or abs(p[i]) > rule.max_pitch:
+            out.append(too_turned)
+        elif not np.isfinite(probs[i]).all() or probs[i].max() < rule.min_prob:
+            out.append(uncertain)
+        else:
+            top = int(probs[i].argmax())
+            keep = EMOTION_CLASSES.index(held[i]) if held is not None and held[i] in EMOTION_CLASSES else top
+            stays = probs[i, keep] >= max(probs[i, top] - rule.switch_margin, rule.min_prob)
+            out.append(EMOTION_CLASSES[keep if stays else top])
+    return out

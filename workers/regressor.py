@@ -7,44 +7,15 @@ fp32 on CPU and bf16 + channels_last on CUDA.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from workers import checkpoint
 from workers.pose import euler_from_matrix, matrix_from_6d, quaternion_from_matrix
+from workers.prediction import Prediction  # defined torch-free, so that sessions need no torch
 
 # log-scale head output is relative to this many crop pixels per centimetre at 128 px
 SCALE_REF = 4.0
-
-
-@dataclass
-class Prediction:
-    """Per-face outputs for one batch; arrays have the batch as first axis."""
-
-    expression: np.ndarray   # (N, 29)
-    rotation: np.ndarray     # (N, 3, 3)
-    euler: np.ndarray        # (N, 3) yaw, pitch, roll degrees (AFLW signs)
-    quaternion: np.ndarray   # (N, 4) w, x, y, z
-    centre: np.ndarray       # (N, 2) face centre in crop pixels
-    scale: np.ndarray        # (N,) crop pixels per cm
-    shape: np.ndarray        # (N, 99)
-    landmarks: np.ndarray    # (N, 68, 2) crop pixels
-    # (N, 7) calibrated probabilities of workers.emotion.CLASSES, read from expression by
-    # the classifier shipped beside the checkpoint; NaN where there is none
-    emotion_probs: np.ndarray | None = None
-    # (N,) probability that each crop frames a face (workers.presence); NaN without a probe
-    presence: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.emotion_probs is None:
-            self.emotion_probs = np.full((len(self.expression), 7), np.nan, np.float32)
-        if self.presence is None:
-            self.presence = np.full(len(self.expression), np.nan, np.float32)
-
-    def __len__(self):
-        return len(self.expression)
 
 
 def decode(out: dict[str, torch.Tensor], size: int) -> Prediction:
