@@ -31,8 +31,8 @@ from streamer import runtime
 from streamer.clock import now_iso
 from streamer.config import Config
 from streamer.sinks.parquet_sink import partition_name
-from streamer.sinks.redis_sink import redact_url
 from streamer.source import open_source
+from streamer.urls import redact
 
 ProgressCallback = Callable[[dict], None]
 _POLL_S = 0.25
@@ -74,7 +74,7 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
     t0 = time.monotonic()
     try:
         with ExitStack() as stack:
-            base["redis"] = redact_url(cfg.redis.url) if cfg.redis.url else "embedded (stopped after the run)"
+            base["redis"] = redact(cfg.redis.url) if cfg.redis.url else "embedded (stopped after the run)"
             ray_rt = runtime.start(address, num_cpus=backend.cpus_needed(cfg))
             stack.callback(ray_rt.stop)
             shared = backend.start(cfg, ckpt_path, meta)

@@ -21,7 +21,8 @@ from streamer.redis_server import EmbeddedRedis
 from streamer.replicas import Replicas
 from streamer.session import SinkFactory
 from streamer.sinks.parquet_sink import ParquetSink
-from streamer.sinks.redis_sink import RedisSink, redact_url
+from streamer.sinks.redis_sink import RedisSink
+from streamer.urls import redact
 
 
 def check_checkpoint(cfg: Config) -> tuple[Path, dict]:
@@ -73,7 +74,7 @@ class Backend:
     @property
     def redis_label(self) -> str:
         """The Redis URL fit to show (no password)."""
-        return redact_url(self.redis_url)
+        return redact(self.redis_url)
 
     def sinks(self, cfg: Config, stream_id: str, source: str) -> list[SinkFactory]:
         """Factories of a stream's Redis and Parquet sinks; ``source`` is how its Parquet

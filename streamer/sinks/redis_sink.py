@@ -13,12 +13,11 @@ and are at-least-once.
 """
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from itertools import islice
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -27,22 +26,11 @@ from redis.retry import Retry
 from streamer.config import RedisConfig
 from streamer.schema import FaceRecord, decode_redis, encode_event, encode_redis, events_key, stream_info, stream_key
 from streamer.sinks.base import Committed, SinkError, check_stream
+from streamer.urls import redact
 
 _ALREADY_WRITTEN = "equal or smaller than the target stream top item"
 _PIPELINE_ENTRIES = 1000   # entries per round trip: ~1.4 MB of records
 _COMMITTED_SCAN = 1000     # recent entries searched for the highest track id
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, for logs and error messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = parts.username or ""
-        host = netloc.rsplit("@", 1)[1]
-        netloc = f"{user}:***@{host}"
-    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _client(url: str, timeout_s: float) -> redis.Redis:
@@ -82,11 +70,11 @@ class RedisSink:
         try:
             client = _client(url, timeout)
         except ValueError as e:   # malformed URL or unknown scheme
-            raise SinkError(f"cannot reach Redis at {redact_url(url)}: {e}") from None
+            raise SinkError(f"cannot reach Redis at {redact(url)}: {e}") from None
         try:
             client.ping()
         except redis.RedisError as e:
-            raise SinkError(f"cannot reach Redis at {redact_url(url)}: {_reason(e, url)}") from None
+            raise SinkError(f"cannot reach Redis at {redact(url)}: {_reason(e, url)}") from None
         finally:
             client.close()
 
