@@ -5,14 +5,18 @@
 
 The session is an async actor running three stages joined by bounded queues:
 
-1. *read*: decode a detector batch of frames (in a thread), shrink them to the
-   detector's input size and send them to a detector replica; at most
-   ``_DETECT_AHEAD`` batches are decoded ahead of tracking.
-2. *track*: in frame order, track the detections, cut the crops with the checkpoint's
-   crop rule and send them to a regressor replica; at most
-   ``cfg.session.max_inflight_batches`` crop batches are in flight.
-3. *publish*: in frame order, turn predictions into FaceRecords (raw and smoothed) and
-   write them to every sink.
+1. *read*: decode a batch of frames (in a thread), decide which of them the detector
+   sees (a hard cut, the schedule, a presence request: :class:`~streamer.follow.Follower`),
+   shrink those to the detector's input size and send them to a detector replica; at
+   most ``_DETECT_AHEAD`` batches are decoded ahead of tracking.
+2. *track*: in frame order, track the detections of detected frames and follow the
+   tracks through the others, cut the crops with the checkpoint's crop rule and send
+   them to a regressor replica; at most ``cfg.session.max_inflight_batches`` crop
+   batches are in flight.
+3. *publish*: in frame order, give the regressor's landmarks and presence back to the
+   follower (where each face is for the frames still to be tracked: a few frames late,
+   the tracker's motion model covers the gap), turn predictions into FaceRecords (raw
+   and smoothed) and write them to every sink.
 
 A stage waits for a free slot before it starts on a batch (:class:`_Pipe`), so a
 slow stage makes every stage before it wait, down to the decoder: that is the
@@ -35,7 +39,7 @@ import numpy as np
 import ray
 
 from streamer.config import Config, EmotionConfig
-from streamer.cuts import CutDetector
+from streamer.follow import Follower
 from streamer.frames import Frame, SourceError
 from streamer.ray_errors import root_cause
 from streamer.replicas import Replicas, slice_prediction
@@ -45,7 +49,7 @@ from streamer.smoothing import SmootherBank
 from streamer.status import StreamState
 from streamer.source import open_source
 from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
-from streamer.tracking import Track, Tracker
+from streamer.tracking import Track
 from streamer.urls import redact
 from workers import face_model
 from workers.crops import CropRule, crop_faces, crop_to_image
@@ -130,6 +134,7 @@ class RecordBuilder:
         return FaceRecord(
             stream_id=self.stream_id, frame_index=frame.index, pts=frame.pts, wall_time=now,
             track_id=track.track_id, box=_f32(track.box), score=track.score,
+            box_source=track.source, presence=float(pred.presence[i]),
             expression=_f32(s["expression"]), pose=_f32([*euler, *s["translation"]]),
             quaternion=_f32(s["quaternion"]), shape=_f32(s["shape"]),
             blendshapes=_f32(self._blendshapes(s["expression"])),
@@ -307,10 +312,13 @@ class StreamSession:
             self._state = StreamState.RUNNING
             self._count.processing = time.monotonic()
             detected, regressing = _Pipe(_DETECT_AHEAD), _Pipe(self.cfg.session.max_inflight_batches)
+            first_id = self._resume.max_track_id + 1 if self._resume is not None else 1
+            follower = Follower(self.cfg.tracker, self.cfg.detector.every_frames,
+                                info.get("presence_threshold"), first_id=first_id)
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._read(self._frames(src), detected))
-                group.create_task(self._track(detected, regressing, rule))
-                group.create_task(self._publish(regressing, builder))
+                group.create_task(self._read(self._frames(src), detected, follower))
+                group.create_task(self._track(detected, regressing, rule, follower))
+                group.create_task(self._publish(regressing, builder, follower))
             self._count.finished = time.monotonic()
             await self._in_sink_thread(lambda: [s.flush() for s in self._sinks])
             summary = self._summary()  # after the flush, so sink counts are final
@@ -331,11 +339,12 @@ class StreamSession:
 
     # ---- stages ------------------------------------------------------------------------
 
-    async def _read(self, frames: Iterator[Frame], out: "_Pipe") -> None:
+    async def _read(self, frames: Iterator[Frame], out: "_Pipe", follower: Follower) -> None:
         loop = asyncio.get_running_loop()
         # A live frame goes on alone: waiting for a detector batch to fill would add
         # batch/fps seconds of latency; the replicas batch across streams instead.
-        size = 1 if self._source.is_live else self.cfg.detector.batch_size
+        live = self._source.is_live
+        size = 1 if live else self.cfg.detector.batch_size
         max_side = self.cfg.detector.max_side
         # a file's duration limit is the source's to enforce (it knows pts); a live
         # stream's is this session's: it ends as a file would, after that long running
@@ -347,10 +356,10 @@ class StreamSession:
             batch = await loop.run_in_executor(self._decode_pool, _take, frames, size)
             if not batch:
                 break
-            shrunk = await loop.run_in_executor(
-                self._decode_pool, lambda: [detector_input(f.image, max_side) for f in batch])
+            plans, shrunk = await loop.run_in_executor(self._decode_pool, _plan, batch, follower, max_side)
             scales = [scale for _, scale in shrunk]
-            out.put((batch, scales, self.replicas.detect([image for image, _ in shrunk])))
+            detections = self.replicas.detect([image for image, _ in shrunk], live) if shrunk else None
+            out.put((batch, plans, scales, detections))
         out.close()
 
     def _frames(self, src) -> Iterator[Frame]:
@@ -365,34 +374,36 @@ class StreamSession:
         step = 1.0 / src.fps if src.fps else 0.0
         return (replace(f, index=f.index + r.frame_index + 1, pts=f.pts + r.pts + step) for f in src)
 
-    async def _track(self, inp: "_Pipe", out: "_Pipe", rule: CropRule) -> None:
-        first_id = self._resume.max_track_id + 1 if self._resume is not None else 1
-        tracker = Tracker(self.cfg.tracker, first_id=first_id)
-        cuts = CutDetector(self.cfg.tracker)
+    async def _track(self, inp: "_Pipe", out: "_Pipe", rule: CropRule, follower: Follower) -> None:
+        live = self._source.is_live
         while (item := await inp.get()) is not None:
-            frames, scales, detections_ref = item
-            detections = await detections_ref
+            frames, plans, scales, detections_ref = item
+            detections = iter(zip(scales, await detections_ref if detections_ref is not None else []))
             work, crops = [], []
-            for frame, scale, det in zip(frames, scales, detections):
-                cut = self.cfg.tracker.cuts and cuts.update(frame.image)
-                tracks = tracker.update(det.boxes / scale, det.scores, frame.index, image=frame.image, cut=cut)
+            for frame, (cut, detect) in zip(frames, plans):
+                if detect:
+                    scale, det = next(detections)
+                    tracks = follower.track(frame, cut, det.boxes / scale, det.scores)
+                else:
+                    tracks = follower.track(frame, cut)
                 boxes = np.array([t.box for t in tracks], np.float64).reshape(-1, 4)
                 frame_crops, affines = crop_faces(frame.image, boxes, rule)
                 crops.append(frame_crops)
                 work.append(_FrameWork(frame.index, frame.pts, frame.captured, tracks, affines,
-                                       list(tracker.ended_ids), cut))
+                                       list(follower.tracker.ended_ids), cut))
             inp.release()  # the frames' images are no longer needed
             all_crops = np.concatenate(crops)
             await out.reserve()
-            out.put((work, self.replicas.predict(all_crops) if len(all_crops) else None))
+            out.put((work, self.replicas.predict(all_crops, live) if len(all_crops) else None))
         out.close()
 
-    async def _publish(self, inp: "_Pipe", builder: RecordBuilder) -> None:
+    async def _publish(self, inp: "_Pipe", builder: RecordBuilder, follower: Follower) -> None:
         c = self._count
         while (item := await inp.get()) is not None:
             work, prediction_ref = item
             pred = await prediction_ref if prediction_ref is not None else None
             inp.release()
+            _observe(follower, work, pred)
             records, row, written = [], 0, 0
             for frame in work:
                 if frame.cut:  # the event goes between the old shot's records and the new one's
@@ -508,6 +519,24 @@ def _resume_point(sinks: list[Sink]) -> Committed | None:
         return None
     first = min(points, key=lambda p: p.frame_index)
     return Committed(first.frame_index, first.pts, max(p.max_track_id for p in points))
+
+
+def _plan(batch: list[Frame], follower: Follower, max_side: int) -> tuple[list[tuple[bool, bool]], list]:
+    """Each frame's (cut, detect), and the detected frames at the detector's size (only
+    those are shrunk: the others are followed)."""
+    plans = [follower.plan(frame) for frame in batch]
+    return plans, [detector_input(f.image, max_side) for f, (_, detect) in zip(batch, plans) if detect]
+
+
+def _observe(follower: Follower, work: list[_FrameWork], pred: Prediction | None) -> None:
+    """The regressor's word on each face of these frames, back to the follower."""
+    row = 0
+    for frame in work:
+        n = len(frame.tracks)
+        if n:
+            follower.observe(frame.index, [t.track_id for t in frame.tracks], pred.landmarks[row:row + n],
+                             frame.affines, pred.presence[row:row + n])
+        row += n
 
 
 def _take(frames: Iterator[Frame], n: int) -> list[Frame]:

@@ -210,11 +210,13 @@ def ray_runtime():
 @pytest.fixture
 def pipeline_config(tiny_checkpoint, tmp_path):
     """Config for pipeline tests: the tiny checkpoint, half-CPU replicas (two runs'
-    replicas fit the 2-CPU test cluster), Parquet under tmp_path/out."""
+    replicas fit the 2-CPU test cluster), Parquet under tmp_path/out, the detector on
+    every frame (the tiny untrained network's landmarks cannot place faces between runs)."""
     from streamer.config import load_config
 
     return load_config(overrides={
         "model": {"checkpoint": str(tiny_checkpoint), "num_cpus_per_replica": 0.5, "max_wait_ms": 5.0},
+        "detector": {"every_frames": 1},
         "parquet": {"out": str(tmp_path / "out")},
         "session": {"progress_every_s": 0.2},
     })
