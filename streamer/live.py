@@ -4,7 +4,10 @@ A live source cannot wait for its consumer: the camera keeps sending whether or 
 pipeline keeps up. So a reader thread decodes as fast as frames arrive into a small
 buffer, and when the consumer is behind the *oldest* frames go (the freshest picture is
 what a live consumer wants); a frame that has aged past ``staleness_s`` by the time the
-consumer takes it goes too. Everything dropped is counted.
+consumer takes it goes too. Everything dropped is counted. Frames wait in the buffer as
+decoded (YUV); only a frame handed to the consumer is converted to RGB, in the
+consumer's thread, so a frame that is dropped costs no conversion (a 720p frame's is
+about as much as its decoding) and the reader keeps up with the camera.
 
 Live sources also come and go. When the connection ends, fails or falls silent the
 reader reconnects with exponential backoff and jitter (``reconnect_s`` doubling up to
@@ -34,6 +37,7 @@ import random
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import av
@@ -56,6 +60,19 @@ _JITTER = 0.2  # each delay is drawn from [(1 - _JITTER) * d, d]
 _ANALYZE_US = "500000"
 
 EventCallback = Callable[[str, dict], None]
+
+
+@dataclass
+class _Decoded:
+    """A frame as it waits in the buffer: numbered and timed, not yet converted."""
+
+    index: int
+    pts: float
+    frame: av.VideoFrame
+    captured: float
+
+    def to_frame(self) -> Frame:
+        return Frame(self.index, self.pts, self.frame.to_ndarray(format="rgb24"), captured=self.captured)
 UDP_REFUSED = ("RTSP over UDP is refused: the server chooses where RTP comes from and where RTCP "
                "is sent, which the network policy cannot hold; use TCP, or set source.rtsp_udp: true")
 
@@ -108,7 +125,7 @@ class LiveSource:
         self._keep = Sampler(cfg)   # every / fps apply to live streams as to files
         self._on_event = on_event
         self._cond = threading.Condition()
-        self._buffer: deque[tuple[Frame, float]] = deque()  # (frame, monotonic arrival)
+        self._buffer: deque[tuple[_Decoded, float]] = deque()  # (frame, monotonic arrival)
         self._ready = False
         self._failure: SourceError | None = None
         self._closed = threading.Event()
@@ -150,13 +167,13 @@ class LiveSource:
                         return
                     if not self._buffer:
                         raise self._failure
-                    frame, arrived = self._buffer.popleft()
+                    decoded, arrived = self._buffer.popleft()
                     if time.monotonic() - arrived > self.cfg.staleness_s:
                         self.stats["dropped"] += 1
                         self.stats["dropped_stale"] += 1
                         continue
                     self.stats["yielded"] += 1
-                yield frame
+                yield decoded.to_frame()   # converted outside the lock, in the consumer's thread
         finally:
             self.close()
 
@@ -232,7 +249,7 @@ class LiveSource:
             if self._closed.wait(delay):
                 return
 
-    def _connection(self, down_since: float) -> Iterator[Frame]:
+    def _connection(self, down_since: float) -> Iterator[_Decoded]:
         """Open the stream once and yield its frames until it ends or fails."""
         options = {**self.spec.av_options, "analyzeduration": _ANALYZE_US}
         if self.spec.kind == "rtsp":
@@ -256,7 +273,7 @@ class LiveSource:
             route.close()
 
     def _demux(self, route: Route, options: dict, opening: float, open_timeout: float,
-               read_timeout: float) -> Iterator[Frame]:
+               read_timeout: float) -> Iterator[_Decoded]:
         try:
             container = av.open(route.url, container_options={**options, **route.options},
                                 metadata_errors="replace", timeout=(open_timeout, read_timeout),
@@ -326,18 +343,17 @@ class LiveSource:
             raise SourceTooLarge(f"{width}x{height} frames are larger than the {self.cfg.max_width}x"
                                  f"{self.cfg.max_height} limit (source.max_width, source.max_height)")
 
-    def _frame(self, f: av.VideoFrame) -> Frame:
-        """Number, timestamp and convert a decoded frame."""
+    def _frame(self, f: av.VideoFrame) -> _Decoded:
+        """Number and timestamp a decoded frame (converted only if it is yielded)."""
         now, wall = time.monotonic(), time.time()
         raw = float(f.pts * f.time_base) if f.pts is not None and f.time_base else None
         pts = self._timeline(raw, now, 1 / self.fps if self.fps else 0.04)
-        image = f.to_ndarray(format="rgb24")
         with self._cond:
             index = self.stats["received"]
             self.stats["received"] += 1
-        return Frame(index, pts, image, captured=wall)
+        return _Decoded(index, pts, f, wall)
 
-    def _push(self, frame: Frame) -> None:
+    def _push(self, frame: _Decoded) -> None:
         """Buffer a frame, dropping the oldest when full; the first one makes us ready."""
         with self._cond:
             if self._closed.is_set():
@@ -350,7 +366,7 @@ class LiveSource:
                 self.stats["dropped"] += 1
             self._buffer.append((frame, time.monotonic()))
             if not self._ready:
-                self.height, self.width = frame.image.shape[:2]
+                self.height, self.width = frame.frame.height, frame.frame.width
                 self._ready = True
             self._cond.notify_all()
 
