@@ -185,6 +185,9 @@ class ServiceConfig:
     host: str = "127.0.0.1"        # loopback by default: exposing the API is a decision
     port: int = checked(8000, ge=1, le=65535)
     max_streams: int = checked(16, ge=1)  # POST /streams beyond this is refused with 429
+    # streams run as tasks of one worker process (streamer/service/host.py) up to this
+    # many a process; 1: a process per stream
+    streams_per_host: int = checked(8, ge=1)
     api_token_file: str | None = None  # bearer token required when set (or FACESTREAM_API_TOKEN)
     max_body_bytes: int = checked(65536, ge=1)  # larger request bodies are refused with 413
     stop_timeout_s: float = checked(30.0, gt=0)  # DELETE waits this long for a session to flush
