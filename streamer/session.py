@@ -274,6 +274,12 @@ class StreamSession:
         if source is not None and source.is_live:
             source.close()
 
+    def close(self) -> None:
+        """Let the session's threads go once ``run`` has returned (a stream host runs
+        many sessions in one process; an actor of its own simply ends)."""
+        self._decode_pool.shutdown(wait=False)
+        self._sink_pool.shutdown(wait=False)
+
     async def run(self) -> dict:
         """Process the whole stream; returns the summary, or raises after a ``failed`` event."""
         self._state = StreamState.CONNECTING
