@@ -1,0 +1,191 @@
+"""``StreamHost``: one worker process running many streams, each an asyncio task.
+
+A stream session imports no model code (no torch: :mod:`workers.prediction`), so what
+a stream costs is its queues, decoder and sinks, not a process: a host runs up to
+``service.streams_per_host`` :class:`~streamer.session.StreamSession` objects on its
+event loop. Each one's blocking work runs in its own threads as it does in a session
+actor (decoding in a decode thread, sink writes in a sink thread), its backpressure is
+its own (``session.max_inflight_batches``), and the models stay in the shared replicas.
+
+Crash isolation is what it was:
+
+* A stream's failure (a corrupt video, a sink error, any exception in its task) ends
+  that stream's ``run`` call with its ``failed`` event and its error, and nothing else:
+  every stream is its own actor call, and Ray answers each call on its own.
+* A crash of the host process (killed, out of memory, a native fault) is seen by Ray,
+  which restarts the host (``session.max_restarts``) and sends every ``run`` call that
+  was in flight again; each stream resumes after the frame its sinks have committed
+  (:func:`streamer.session._resume_point`), as a restarted session actor does. The
+  manager's watch on each call sees only the final result, or that the stream was lost
+  once the restarts are spent. A process-level fault caused by one stream does take its
+  host's other streams through that restart (they lose nothing); a host counts its
+  restarts for all its streams together.
+
+:class:`HostPool` is the manager's side: it places streams on hosts (filling the fullest
+host that has room, so that streams share processes; a new host when none has),
+gives each placement a :class:`HostedStream` handle, and ends a host once its last
+stream is gone. ``streams_per_host: 1`` is one process per stream, as before.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from streamer.config import Config
+from streamer.replicas import Replicas
+from streamer.session import SinkFactory, StreamSession
+
+
+def _rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class StreamHost:
+    """Runs streams as tasks of one async Ray actor; every method takes the stream id."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, StreamSession] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._stop_early: set[str] = set()   # stop() came before run() had started
+        self._ran = 0
+
+    async def run(self, stream_id: str, url: str, cfg: Config, replicas: Replicas,
+                  sinks: list[SinkFactory], options: dict[str, Any]) -> dict:
+        """Run one stream to its end; returns its summary, or raises its error (after its
+        ``failed`` event), exactly as ``StreamSession.run`` does in an actor of its own."""
+        if stream_id in self._sessions:
+            raise RuntimeError(f"stream {stream_id!r} is running on this host already")
+        session = StreamSession(stream_id, url, cfg, replicas, sinks, **options)
+        self._sessions[stream_id] = session
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks[stream_id] = task
+        self._ran += 1
+        try:
+            if stream_id in self._stop_early:
+                self._stop_early.discard(stream_id)
+                await session.stop()
+            return await session.run()
+        finally:
+            self._sessions.pop(stream_id, None)
+            self._tasks.pop(stream_id, None)
+            session.close()
+
+    async def progress(self, stream_id: str) -> Any:
+        """The stream's ``progress()``, or None while it is not (or no longer) running here."""
+        session = self._sessions.get(stream_id)
+        return None if session is None else await session.progress()
+
+    async def stop(self, stream_id: str) -> None:
+        """Ask the stream to finish early (see ``StreamSession.stop``); a stop that
+        arrives before its ``run`` is kept for it."""
+        session = self._sessions.get(stream_id)
+        if session is None:
+            self._stop_early.add(stream_id)
+        else:
+            await session.stop()
+
+    async def abort(self, stream_id: str) -> bool:
+        """Cancel the stream's task (the manager's last resort when a stop times out,
+        where a stream alone in its process would be killed): it emits ``failed`` and
+        closes its sinks, the host's other streams carry on."""
+        task = self._tasks.get(stream_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    def info(self) -> dict:
+        """The process (pid, resident bytes, node) and the streams it runs now."""
+        return {"pid": os.getpid(), "rss_bytes": _rss_bytes(), "streams": sorted(self._sessions),
+                "streams_run": self._ran, "node_id": ray.get_runtime_context().get_node_id()}
+
+
+def launch_host(cfg: Config) -> ray.actor.ActorHandle:
+    """Start a StreamHost actor. Like a session actor, it reserves no CPU (its streams
+    wait on the replicas, which hold the CPUs) and is restarted after a crash, Ray sending
+    its pending ``run`` calls again (each stream resumes)."""
+    custom = {"resources": dict(cfg.session.resources)} if cfg.session.resources else {}
+    actor = ray.remote(StreamHost).options(num_cpus=0, max_restarts=cfg.session.max_restarts,
+                                           max_task_retries=cfg.session.max_restarts,
+                                           max_concurrency=1000, **custom)
+    return actor.remote()
+
+
+@dataclass
+class _Host:
+    handle: Any
+    streams: set[str] = field(default_factory=set)
+
+
+class HostedStream:
+    """One stream placed on a host: the calls the manager makes of a session actor."""
+
+    def __init__(self, pool: "HostPool", host: _Host, stream_id: str):
+        self._pool, self._host, self.stream_id = pool, host, stream_id
+
+    @property
+    def host(self) -> Any:
+        return self._host.handle
+
+    def run(self, url: str, cfg: Config, replicas: Replicas, sinks: list[SinkFactory], **options: Any) -> Any:
+        return self._host.handle.run.remote(self.stream_id, url, cfg, replicas, sinks, options)
+
+    def progress(self) -> Any:
+        return self._host.handle.progress.remote(self.stream_id)
+
+    def stop(self) -> Any:
+        return self._host.handle.stop.remote(self.stream_id)
+
+    def release(self, abort: bool = False) -> None:
+        """The stream is over here (``abort``: it did not stop in time, end it)."""
+        self._pool.release(self, abort)
+
+
+class HostPool:
+    """The manager's hosts: where each new stream goes and when a host ends."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.per_host = cfg.service.streams_per_host
+        self.hosts: list[_Host] = []
+
+    def place(self, stream_id: str) -> HostedStream:
+        """A slot for ``stream_id`` on the fullest host with room, or on a new host."""
+        room = [h for h in self.hosts if len(h.streams) < self.per_host]
+        if room:
+            host = max(room, key=lambda h: len(h.streams))
+        else:
+            host = _Host(launch_host(self.cfg))
+            self.hosts.append(host)
+        host.streams.add(stream_id)
+        return HostedStream(self, host, stream_id)
+
+    def release(self, hosted: HostedStream, abort: bool = False) -> None:
+        host = hosted._host
+        if hosted.stream_id not in host.streams:
+            return
+        host.streams.discard(hosted.stream_id)
+        if not host.streams:   # its last stream: the process goes, as a session actor did
+            self.hosts.remove(host)
+            ray.kill(host.handle)
+        elif abort:            # others still run there: end only this one
+            host.handle.abort.remote(hosted.stream_id)
+
+    def stop(self) -> None:
+        for host in self.hosts:
+            ray.kill(host.handle)
+        self.hosts = []
+
+    def snapshot(self) -> list[dict]:
+        """Each host's streams (the manager's view; ``StreamHost.info`` has the process's)."""
+        return [{"streams": sorted(h.streams)} for h in self.hosts]
