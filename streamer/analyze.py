@@ -44,7 +44,8 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
             on_annotate_progress: Callable[[int, int | None], None] | None = None) -> dict:
     """Analyse ``video`` into ``cfg.parquet.out``; returns the summary also written there.
 
-    ``on_progress`` gets the session's progress dicts while it runs; with ``annotate``,
+    ``on_progress`` gets the session's progress while it runs (``StreamProgress.to_json()``:
+    read it back with ``StreamProgress.from_json``); with ``annotate``,
     ``on_annotate_progress`` gets (frames written, frames expected) while that video is made.
 
     Bad input (SourceNotFound / NotAVideo, CheckpointError, SinkError for an unreachable

@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- analyze ---------------------------------------------------------------------------
 
 class _ProgressBar:
-    """tqdm bar fed with a session's progress dicts; silent when stderr is not a terminal."""
+    """tqdm bar fed with a session's progress (``StreamProgress.to_json()``, as analyze
+    hands it on); silent when stderr is not a terminal."""
 
     def __init__(self):
         self._bar = None
@@ -162,13 +163,16 @@ class _ProgressBar:
     def __call__(self, progress: dict) -> None:
         from tqdm import tqdm
 
+        from streamer.status import StreamProgress
+
+        p = StreamProgress.from_json(progress)
         if self._bar is None:
-            self._bar = tqdm(total=progress.get("frame_count_estimate"), unit="frame",
+            self._bar = tqdm(total=p.frame_count_estimate, unit="frame",
                              desc="analyze", disable=None, dynamic_ncols=True)
-        if progress.get("frame_count_estimate") and self._bar.total is None:
-            self._bar.total = progress["frame_count_estimate"]
-        self._bar.update(progress["frames"] - self._bar.n)
-        self._bar.set_postfix(fps=f"{progress['fps']:.1f}", faces=progress["faces"], refresh=False)
+        if p.frame_count_estimate and self._bar.total is None:
+            self._bar.total = p.frame_count_estimate
+        self._bar.update(p.frames - self._bar.n)
+        self._bar.set_postfix(fps=f"{p.fps:.1f}", faces=p.faces, refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -420,20 +424,27 @@ def _client(args):
     return ApiClient(args.server)
 
 
-def _status_line(s: dict) -> str:
-    lag = f"{s['lag_s']:.2f}s" if s.get("lag_s") is not None else "-"
-    err = f"  error: {s['last_error']}" if s.get("last_error") else ""
-    return (f"{s['id']:<24} {s['state']:<10} frames {s['frames']:>7}  faces {s['faces']:>7}  "
-            f"{s['processed_fps']:5.1f} fps  lag {lag}  dropped {s['dropped_frames']}  "
-            f"reconnects {s['reconnects']}  {s['url']}{err}")
+def _status_line(body: dict) -> str:
+    """One line for a stream's status (the API's body, read as a StreamStatus)."""
+    from streamer.status import StreamStatus
+
+    s = StreamStatus.from_json(body)
+    p = s.progress
+    lag = f"{p.lag_s:.2f}s" if p.lag_s is not None else "-"
+    err = f"  error: {s.last_error}" if s.last_error else ""
+    return (f"{s.id:<24} {s.state:<10} frames {p.frames:>7}  faces {p.faces:>7}  "
+            f"{p.processed_fps:5.1f} fps  lag {lag}  dropped {p.dropped_frames}  "
+            f"reconnects {p.reconnects}  {s.url}{err}")
 
 
 def _submit(args) -> int:
+    from streamer.status import StreamStatus
+
     options = {"transport": args.transport} if args.transport else None
-    s = _client(args).submit(args.url, name=args.name, fps=args.fps, options=options)
-    print(s["id"])
-    print(f"submitted: {s['url']} -> Redis stream {s['redis_stream']}; "
-          f"follow it with `facestream tail {s['id']}`", file=sys.stderr)
+    s = StreamStatus.from_json(_client(args).submit(args.url, name=args.name, fps=args.fps, options=options))
+    print(s.id)
+    print(f"submitted: {s.url} -> Redis stream {s.redis_stream}; "
+          f"follow it with `facestream tail {s.id}`", file=sys.stderr)
     return 0
 
 
@@ -467,11 +478,6 @@ def _tail(args) -> int:
         if "***" in redis_url:  # shown by streamer.urls.redact: credentials or query values masked
             raise UserError("the server shows its Redis URL redacted (credentials or query values): "
                             "pass it with --redis-url", 2)
-    names: tuple = ()
-    if not args.json and not args.out:
-        from workers import face_model
-
-        names = face_model.load().blend_names
     sink = open(args.out, "a") if args.out else None
     try:
         def show(rec) -> None:
@@ -480,7 +486,7 @@ def _tail(args) -> int:
             elif args.json:
                 print(json.dumps(record_json(rec)), flush=True)
             else:
-                print(record_line(rec, names), flush=True)
+                print(record_line(rec), flush=True)
 
         n = tail(redis_url, args.stream_id, show, prefix=prefix_for(args.stream_id, status),
                  group=args.group or DEFAULT_GROUP,

@@ -43,10 +43,10 @@ from streamer.follow import Follower
 from streamer.frames import Frame, SourceError
 from streamer.ray_errors import root_cause
 from streamer.replicas import Replicas, slice_prediction
-from streamer.schema import EMOTION_CLASSES, FaceRecord
+from streamer.schema import FaceRecord
 from streamer.sinks.base import Committed, Sink
 from streamer.smoothing import SmootherBank
-from streamer.status import StreamState
+from streamer.status import StreamProgress, StreamState, StreamSummary
 from streamer.source import open_source
 from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
 from streamer.tracking import Track
@@ -238,29 +238,31 @@ class StreamSession:
         self._sink_pool = ThreadPoolExecutor(1, thread_name_prefix="sinks")
 
     async def progress(self) -> dict:
-        """Counters so far; cheap, callable at any time while ``run`` is going.
+        """Counters so far (:class:`~streamer.status.StreamProgress`, as JSON: it leaves
+        the actor); cheap, callable at any time while ``run`` is going."""
+        return self._progress().to_json()
 
-        ``fps`` is the average since frames started to flow (what a file's progress bar
+    def _progress(self) -> StreamProgress:
+        """``fps`` is the average since frames started to flow (what a file's progress bar
         wants); ``processed_fps`` the rate over the last seconds (what a live stream's
-        health is judged by) and ``source_fps`` the rate the source delivers at.
-        """
+        health is judged by) and ``source_fps`` the rate the source delivers at."""
         c, elapsed = self._count, self._elapsed()
         source = self._source
         stats = source.stats if source else {}
-        return {
-            "state": self._state, "frames": c.frames, "faces": c.faces, "tracks": len(c.track_ids),
-            "seconds": elapsed, "fps": c.frames / elapsed if elapsed > 0 else 0.0,
-            "processed_fps": c.rate.rate() if self._state == StreamState.RUNNING else 0.0,
-            "source_fps": source.fps if source else None,
-            "live": bool(source and source.is_live),
-            "lag_s": c.lag_s, "latency_s": c.latency.snapshot(),
-            "latency_p50_s": c.recent_latency.percentile(50), "latency_p99_s": c.recent_latency.percentile(99),
-            "frame_count_estimate": source.frame_count_estimate if source else None,
-            "decode_errors": stats.get("decode_errors", 0),
-            "dropped": stats.get("dropped", 0), "reconnects": stats.get("reconnects", 0),
-            "last_error": stats.get("last_error"),
-            "node_id": ray.get_runtime_context().get_node_id(),
-        }
+        return StreamProgress(
+            state=self._state, frames=c.frames, faces=c.faces, tracks=len(c.track_ids),
+            seconds=elapsed, fps=c.frames / elapsed if elapsed > 0 else 0.0,
+            processed_fps=c.rate.rate() if self._state == StreamState.RUNNING else 0.0,
+            source_fps=source.fps if source else None,
+            live=bool(source and source.is_live),
+            lag_s=c.lag_s, latency_s=c.latency.snapshot(),
+            latency_p50_s=c.recent_latency.percentile(50), latency_p99_s=c.recent_latency.percentile(99),
+            frame_count_estimate=source.frame_count_estimate if source else None,
+            decode_errors=stats.get("decode_errors", 0),
+            dropped_frames=stats.get("dropped", 0), reconnects=stats.get("reconnects", 0),
+            last_error=stats.get("last_error"),
+            node_id=ray.get_runtime_context().get_node_id(),
+        )
 
     async def stop(self) -> None:
         """Ask ``run`` to finish early: no new frames are read, what is in flight is
@@ -310,11 +312,10 @@ class StreamSession:
                 except SourceError:
                     if not self._stop_requested:
                         raise
-            # emotion_classes: the order of emotion_probs for Redis readers (Parquet has it
-            # in the schema metadata)
+            # the Redis sink adds schema.stream_info() (pose fields, blendshape names, emotion
+            # classes in the order of emotion_probs), as Parquet has them in its metadata
             await self._emit("started", url=redact(self.url), fps=src.fps, width=src.width, height=src.height,
-                             frame_count_estimate=src.frame_count_estimate, model_version=info["version"],
-                             emotion_classes=list(EMOTION_CLASSES))
+                             frame_count_estimate=src.frame_count_estimate, model_version=info["version"])
             self._state = StreamState.RUNNING
             self._count.processing = time.monotonic()
             detected, regressing = _Pipe(_DETECT_AHEAD), _Pipe(self.cfg.session.max_inflight_batches)
@@ -329,11 +330,11 @@ class StreamSession:
             await self._in_sink_thread(lambda: [s.flush() for s in self._sinks])
             summary = self._summary()  # after the flush, so sink counts are final
             final = StreamState.STOPPED if self._stop_requested else StreamState.ENDED
-            summary["state"] = final
-            await self._emit(final, **_event_info(summary))
+            summary.state = final
+            await self._emit(final, **summary.event_fields())
             await self._close_sinks()
             self._state = final
-            return summary
+            return summary.to_json()
         except BaseException as e:
             self._count.finished = self._count.finished or time.monotonic()
             self._state = StreamState.FAILED
@@ -437,8 +438,8 @@ class StreamSession:
         now = time.monotonic()
         if now - self._last_progress_event >= self.cfg.session.progress_every_s:
             self._last_progress_event = now
-            p = await self.progress()
-            await self._emit("progress", frames=p["frames"], faces=p["faces"], fps=p["fps"])
+            p = self._progress()
+            await self._emit("progress", frames=p.frames, faces=p.faces, fps=p.fps)
 
     async def _write(self, records: list[FaceRecord]) -> None:
         if records:
@@ -460,7 +461,7 @@ class StreamSession:
 
     async def _fail(self, error: BaseException) -> None:
         """Best effort: say why on every sink, keep what was written, close."""
-        info = {"error": f"{type(error).__name__}: {error}", **_event_info(self._summary())}
+        info = {"error": f"{type(error).__name__}: {error}", **self._summary().event_fields()}
         for sink in self._sinks:
             try:
                 await self._in_sink_thread(partial(sink.event, StreamState.FAILED, **info))
@@ -488,31 +489,26 @@ class StreamSession:
         c = self._count
         return (c.processing or c.finished or time.monotonic()) - c.started if c.started else 0.0
 
-    def _summary(self) -> dict:
+    def _summary(self) -> StreamSummary:
         c, seconds = self._count, self._elapsed()
         stats = self._source.stats if self._source else {}
         sink_stats = {type(s).__name__: s.stats for s in self._sinks}
-        return {
-            "stream_id": self.stream_id,
-            "state": self._state,
-            "frames": c.frames,
-            "faces": c.faces,
-            "tracks": len(c.track_ids),
-            "published": sum(s.get("published", 0) for s in sink_stats.values()),
-            "dropped": stats.get("dropped", 0),
-            "reconnects": stats.get("reconnects", 0),
-            "decode_errors": stats.get("decode_errors", 0),
-            "seconds": seconds,
-            "startup_seconds": self._startup(),
-            "fps": c.frames / seconds if seconds > 0 else 0.0,
-            "resumed_after_frame": self._resume.frame_index if self._resume is not None else None,
-            "sinks": sink_stats,
-        }
-
-
-def _event_info(summary: dict) -> dict:
-    """The summary as event fields (the event carries the stream id itself)."""
-    return {k: v for k, v in summary.items() if k != "stream_id"}
+        return StreamSummary(
+            stream_id=self.stream_id,
+            state=self._state,
+            frames=c.frames,
+            faces=c.faces,
+            tracks=len(c.track_ids),
+            published=sum(s.get("published", 0) for s in sink_stats.values()),
+            dropped_frames=stats.get("dropped", 0),
+            reconnects=stats.get("reconnects", 0),
+            decode_errors=stats.get("decode_errors", 0),
+            seconds=seconds,
+            startup_seconds=self._startup(),
+            fps=c.frames / seconds if seconds > 0 else 0.0,
+            resumed_after_frame=self._resume.frame_index if self._resume is not None else None,
+            sinks=sink_stats,
+        )
 
 
 def _resume_point(sinks: list[Sink]) -> Committed | None:

@@ -14,7 +14,9 @@ client got wrong (400 bad request, 401 no or wrong token, 404 unknown id or rout
 Bodies are validated strictly: an unknown field is an error, not ignored, because a
 misspelt option silently ignored is a wrong result the user never hears about.
 
-The deployment holds no state; it forwards to the named :class:`StreamManager` actor.
+The deployment holds no state; it forwards to the named :class:`StreamManager` actor,
+whose answers are :class:`~streamer.status.StreamStatus` values: their ``to_json()`` is the
+status body.
 (No ``from __future__ import annotations`` here: Serve's class-based routes need the
 request model as a real annotation, or FastAPI reads the body as a query parameter.)
 """
@@ -184,19 +186,20 @@ class FacestreamAPI:
     @api.post("/streams", status_code=201)
     async def create(self, body: StreamRequest) -> dict:
         options = body.options.model_dump(exclude_none=True) if body.options else {}
-        return await _call(self.manager.create.remote(body.url, body.name, body.fps, options))
+        status = await _call(self.manager.create.remote(body.url, body.name, body.fps, options))
+        return status.to_json()
 
     @api.get("/streams")
     async def list_streams(self) -> list:
-        return await _call(self.manager.list.remote())
+        return [s.to_json() for s in await _call(self.manager.list.remote())]
 
     @api.get("/streams/{stream_id}")
     async def get(self, stream_id: str) -> dict:
-        return await _call(self.manager.get.remote(stream_id))
+        return (await _call(self.manager.get.remote(stream_id))).to_json()
 
     @api.delete("/streams/{stream_id}")
     async def delete(self, stream_id: str) -> dict:
-        return await _call(self.manager.stop.remote(stream_id))
+        return (await _call(self.manager.stop.remote(stream_id))).to_json()
 
     @api.get("/healthz")
     async def healthz(self, request: Request) -> dict:

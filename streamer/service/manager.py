@@ -25,7 +25,7 @@ import copy
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ import ray
 from streamer.clock import now_iso
 from streamer.config import Config
 from streamer.ray_errors import root_cause
-from streamer.status import ACTIVE, StreamState
+from streamer.schema import stream_key
+from streamer.status import ACTIVE, StreamProgress, StreamState, StreamStatus, StreamSummary
 from streamer.service.errors import ApiError
 
 ACTOR_NAME = "facestream-manager"
@@ -55,10 +56,10 @@ class _Stream:
     session: Any = None      # actor handle while it runs
     run: Any = None          # ObjectRef of session.run()
     state: StreamState = StreamState.CONNECTING
-    summary: dict = field(default_factory=dict)
+    summary: StreamSummary | None = None
     error: str | None = None
     ended_at: str | None = None
-    last: dict = field(default_factory=dict)   # the latest progress seen
+    last: StreamProgress | None = None   # the latest progress seen (None: none yet)
 
 
 class StreamManager:
@@ -86,7 +87,7 @@ class StreamManager:
     # ---- lifecycle -----------------------------------------------------------------
 
     async def create(self, url: str, name: str | None = None, fps: float | None = None,
-                     options: dict | None = None) -> dict:
+                     options: dict | None = None) -> StreamStatus:
         """Start a stream; raises ApiError 400 (refused URL), 409 (id taken), 429 (limit)."""
         from streamer.frames import SourceError
         from streamer.session import launch
@@ -125,7 +126,7 @@ class StreamManager:
         asyncio.get_running_loop().create_task(self._watch(stream))
         return self._status(stream)
 
-    async def stop(self, stream_id: str) -> dict:
+    async def stop(self, stream_id: str) -> StreamStatus:
         """Stop a stream and wait (``service.stop_timeout_s``) for its sinks to flush."""
         stream = self._get(stream_id)
         if stream.state in ACTIVE:
@@ -151,12 +152,12 @@ class StreamManager:
 
     # ---- reading -------------------------------------------------------------------
 
-    async def get(self, stream_id: str) -> dict:
+    async def get(self, stream_id: str) -> StreamStatus:
         stream = self._get(stream_id)
         await self._refresh([stream])
         return self._status(stream)
 
-    async def list(self) -> list[dict]:
+    async def list(self) -> list[StreamStatus]:
         streams = list(self.streams.values())
         await self._refresh(streams)
         return [self._status(s) for s in streams]
@@ -174,7 +175,8 @@ class StreamManager:
         return health
 
     async def metrics(self) -> dict:
-        """Everything /metrics renders: per stream progress, per replica counters."""
+        """Everything /metrics renders: per stream progress (StreamProgress as JSON, the
+        stream's state the manager's), per replica counters."""
         streams = list(self.streams.values())
         await self._refresh(streams)
 
@@ -186,7 +188,7 @@ class StreamManager:
 
         regressors = await asyncio.gather(*(stats(r) for r in self.replicas.regressors))
         detectors = await asyncio.gather(*(stats(d) for d in self.replicas.detectors))
-        return {"streams": {s.id: {**s.last, "state": s.state} for s in streams},
+        return {"streams": {s.id: _progress_json(s) for s in streams},
                 "regressors": list(regressors), "detectors": list(detectors)}
 
     # ---- internals -----------------------------------------------------------------
@@ -232,8 +234,6 @@ class StreamManager:
         Redis would refuse its smaller entry ids as 'already written'."""
         import redis
 
-        from streamer.schema import stream_key
-
         def exists() -> bool:
             client = redis.Redis.from_url(self.redis_url, socket_timeout=self.cfg.redis.connect_timeout_s,
                                           socket_connect_timeout=self.cfg.redis.connect_timeout_s)
@@ -253,8 +253,8 @@ class StreamManager:
     async def _watch(self, stream: _Stream) -> None:
         """Learn how a session's run ended, then free the actor."""
         try:
-            summary = await stream.run
-            self._finish(stream, StreamState(summary.get("state", StreamState.ENDED)), summary=summary)
+            summary = StreamSummary.from_json(await stream.run)
+            self._finish(stream, summary.state, summary=summary)
         except ray.exceptions.RayTaskError as e:
             cause = root_cause(e)
             self._finish(stream, StreamState.FAILED, error=f"{type(cause).__name__}: {cause}")
@@ -265,14 +265,13 @@ class StreamManager:
         while stream.state in ACTIVE:
             await asyncio.sleep(0.05)
 
-    def _finish(self, stream: _Stream, state: StreamState, summary: dict | None = None, error: str | None = None) -> None:
+    def _finish(self, stream: _Stream, state: StreamState, summary: StreamSummary | None = None,
+                error: str | None = None) -> None:
         if stream.state not in ACTIVE:
             return
-        if summary:
+        if summary is not None:
             stream.summary = summary
-            stream.last.update({k: summary[k] for k in ("frames", "faces", "tracks", "dropped", "reconnects")
-                                if k in summary})
-            stream.last["processed_fps"] = summary.get("fps", 0.0)   # finished: the average
+            stream.last = (stream.last or StreamProgress()).finished(summary)
         stream.state, stream.error, stream.ended_at = state, error, now_iso()
         if stream.session is not None:
             ray.kill(stream.session)
@@ -284,28 +283,27 @@ class StreamManager:
             if stream.session is None or stream.state not in ACTIVE:
                 return
             try:
-                p = await asyncio.wait_for(stream.session.progress.remote(), _PROGRESS_TIMEOUT_S)
+                p = StreamProgress.from_json(await asyncio.wait_for(stream.session.progress.remote(),
+                                                                    _PROGRESS_TIMEOUT_S))
             except (asyncio.TimeoutError, ray.exceptions.RayError):
                 return
             stream.last = p
-            if stream.state == StreamState.CONNECTING and p["state"] == StreamState.RUNNING:
+            if stream.state == StreamState.CONNECTING and p.state == StreamState.RUNNING:
                 stream.state = StreamState.RUNNING
 
         await asyncio.gather(*(one(s) for s in streams))
 
-    def _status(self, s: _Stream) -> dict:
-        p = s.last
-        return {
-            "id": s.id, "name": s.name, "url": s.url, "state": s.state,
-            "created_at": s.created_at, "ended_at": s.ended_at,
-            "source_fps": p.get("source_fps"), "processed_fps": p.get("processed_fps", 0.0),
-            "lag_s": p.get("lag_s"), "latency_p50_s": p.get("latency_p50_s"),
-            "latency_p99_s": p.get("latency_p99_s"), "frames": p.get("frames", 0), "faces": p.get("faces", 0),
-            "tracks": p.get("tracks", 0), "dropped_frames": p.get("dropped", 0),
-            "reconnects": p.get("reconnects", 0), "last_error": s.error or p.get("last_error"),
-            "redis_stream": f"{self.cfg.redis.key_prefix}:stream:{s.id}",
-            "parquet": str(Path(self.cfg.parquet.out) / "records"),
-        }
+    def _status(self, s: _Stream) -> StreamStatus:
+        p = s.last or StreamProgress()
+        return StreamStatus(id=s.id, name=s.name, url=s.url, state=s.state, created_at=s.created_at,
+                            ended_at=s.ended_at, progress=p, last_error=s.error or p.last_error,
+                            redis_stream=stream_key(self.cfg.redis.key_prefix, s.id),
+                            parquet=str(Path(self.cfg.parquet.out) / "records"))
+
+
+def _progress_json(s: _Stream) -> dict:
+    """A stream's progress for /metrics, its state the manager's (none seen yet: the state only)."""
+    return replace(s.last, state=s.state).to_json() if s.last is not None else {"state": s.state}
 
 
 def get_or_start(cfg: Config, exposed: bool = False) -> Any:

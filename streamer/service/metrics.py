@@ -47,7 +47,8 @@ class _Writer:
 
 
 def render(snapshot: dict) -> str:
-    """Prometheus text for the dict returned by ``StreamManager.metrics()``."""
+    """Prometheus text for the dict returned by ``StreamManager.metrics()`` (each stream a
+    ``StreamProgress.to_json()``)."""
     w = _Writer()
     streams: dict = snapshot.get("streams", {})
     w.declare("facestream_streams", "gauge", "Streams known to the service, by state.")
@@ -56,7 +57,7 @@ def render(snapshot: dict) -> str:
     per_stream = (
         ("facestream_stream_frames_total", "counter", "frames", "Frames processed."),
         ("facestream_stream_faces_total", "counter", "faces", "Face records published."),
-        ("facestream_stream_dropped_frames_total", "counter", "dropped", "Live frames dropped to keep up."),
+        ("facestream_stream_dropped_frames_total", "counter", "dropped_frames", "Live frames dropped to keep up."),
         ("facestream_stream_reconnects_total", "counter", "reconnects", "Reconnects to the source."),
         ("facestream_stream_processed_fps", "gauge", "processed_fps", "Frames processed per second, recent."),
         ("facestream_stream_source_fps", "gauge", "source_fps", "Frame rate of the source."),

@@ -24,7 +24,7 @@ def test_render_streams_and_replicas():
         batches.observe(size)
     snap = {
         "streams": {
-            "cam-1": {"state": "running", "frames": 120, "faces": 240, "dropped": 3, "reconnects": 1,
+            "cam-1": {"state": "running", "frames": 120, "faces": 240, "dropped_frames": 3, "reconnects": 1,
                       "processed_fps": 24.5, "source_fps": 25.0, "lag_s": 0.2},
             'we"ird': {"state": "ended", "frames": 10, "faces": 0},
         },
