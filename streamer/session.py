@@ -58,6 +58,10 @@ from workers.pose import euler_from_matrix, matrix_from_quaternion
 from workers.prediction import Prediction
 
 _DETECT_AHEAD = 2  # detector batches decoded (and detecting) ahead of tracking
+# Frames a followed (not detected) frame may be ahead of the regressor's newest output it
+# is placed from: the models keep working on this many while the next is tracked, and the
+# Kalman motion model covers the gap. More, and a moving face slips out of its crop.
+_FEEDBACK_LAG = 2
 
 SinkFactory = Callable[[], Sink]
 
@@ -180,6 +184,27 @@ class _Pipe:
 
     def release(self) -> None:
         self._slots.release()
+
+
+class _Unseen:
+    """Frames sent to the regressor whose output the follower has not seen yet: the track
+    stage waits on it before placing a frame from that output."""
+
+    def __init__(self):
+        self._count = 0
+        self._changed = asyncio.Event()
+
+    def sent(self, frames: int) -> None:
+        self._count += frames
+
+    def seen(self, frames: int) -> None:
+        self._count -= frames
+        self._changed.set()
+
+    async def at_most(self, frames: int) -> None:
+        while self._count > frames:
+            self._changed.clear()
+            await self._changed.wait()
 
 
 @dataclass
@@ -322,10 +347,11 @@ class StreamSession:
             first_id = self._resume.max_track_id + 1 if self._resume is not None else 1
             follower = Follower(self.cfg.tracker, self.cfg.detector.every_frames,
                                 info.get("presence_threshold"), first_id=first_id)
+            unseen = _Unseen()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read(self._frames(src), detected, follower))
-                group.create_task(self._track(detected, regressing, rule, follower))
-                group.create_task(self._publish(regressing, builder, follower))
+                group.create_task(self._track(detected, regressing, rule, follower, unseen))
+                group.create_task(self._publish(regressing, builder, follower, unseen))
             self._count.finished = time.monotonic()
             await self._in_sink_thread(lambda: [s.flush() for s in self._sinks])
             summary = self._summary()  # after the flush, so sink counts are final
@@ -349,9 +375,12 @@ class StreamSession:
     async def _read(self, frames: Iterator[Frame], out: "_Pipe", follower: Follower) -> None:
         loop = asyncio.get_running_loop()
         # A live frame goes on alone: waiting for a detector batch to fill would add
-        # batch/fps seconds of latency; the replicas batch across streams instead.
+        # batch/fps seconds of latency; the replicas batch across streams instead. So does
+        # a file's when the detector does not see every frame: a presence request then
+        # reaches the detector a frame later, not a batch, and a batch would hold one
+        # detected frame or none.
         live = self._source.is_live
-        size = 1 if live else self.cfg.detector.batch_size
+        size = 1 if live or self.cfg.detector.every_frames > 1 else self.cfg.detector.batch_size
         max_side = self.cfg.detector.max_side
         # a file's duration limit is the source's to enforce (it knows pts); a live
         # stream's is this session's: it ends as a file would, after that long running
@@ -381,17 +410,32 @@ class StreamSession:
         step = 1.0 / src.fps if src.fps else 0.0
         return (replace(f, index=f.index + r.frame_index + 1, pts=f.pts + r.pts + step) for f in src)
 
-    async def _track(self, inp: "_Pipe", out: "_Pipe", rule: CropRule, follower: Follower) -> None:
+    async def _track(self, inp: "_Pipe", out: "_Pipe", rule: CropRule, follower: Follower,
+                     unseen: "_Unseen") -> None:
         live = self._source.is_live
+        work: list[_FrameWork] = []
+        crops: list[np.ndarray] = []
+
+        async def regress() -> None:   # the frames so far go to the regressor as one call
+            all_crops = np.concatenate(crops)
+            await out.reserve()
+            out.put((list(work), self.replicas.predict(all_crops, live) if len(all_crops) else None))
+            unseen.sent(len(work))
+            work.clear()
+            crops.clear()
+
         while (item := await inp.get()) is not None:
             frames, plans, scales, detections_ref = item
             detections = iter(zip(scales, await detections_ref if detections_ref is not None else []))
-            work, crops = [], []
             for frame, (cut, detect) in zip(frames, plans):
                 if detect:
                     scale, det = next(detections)
                     tracks = follower.track(frame, cut, det.boxes / scale, det.scores)
                 else:
+                    if follower.tracker.following():   # placed from the regressor: not too late
+                        if work:
+                            await regress()
+                        await unseen.at_most(_FEEDBACK_LAG)
                     tracks = follower.track(frame, cut)
                 boxes = np.array([t.box for t in tracks], np.float64).reshape(-1, 4)
                 frame_crops, affines = crop_faces(frame.image, boxes, rule)
@@ -399,18 +443,18 @@ class StreamSession:
                 work.append(_FrameWork(frame.index, frame.pts, frame.captured, tracks, affines,
                                        list(follower.tracker.ended_ids), cut))
             inp.release()  # the frames' images are no longer needed
-            all_crops = np.concatenate(crops)
-            await out.reserve()
-            out.put((work, self.replicas.predict(all_crops, live) if len(all_crops) else None))
+            await regress()
         out.close()
 
-    async def _publish(self, inp: "_Pipe", builder: RecordBuilder, follower: Follower) -> None:
+    async def _publish(self, inp: "_Pipe", builder: RecordBuilder, follower: Follower,
+                       unseen: "_Unseen") -> None:
         c = self._count
         while (item := await inp.get()) is not None:
             work, prediction_ref = item
             pred = await prediction_ref if prediction_ref is not None else None
             inp.release()
             _observe(follower, work, pred)
+            unseen.seen(len(work))
             records, row, written = [], 0, 0
             for frame in work:
                 if frame.cut:  # the event goes between the old shot's records and the new one's

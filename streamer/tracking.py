@@ -175,6 +175,10 @@ class Tracker:
         """Ids of the tracks alive now (followed or lost)."""
         return {t.track_id for t in self._tracks if t.track_id is not None}
 
+    def following(self) -> bool:
+        """Whether :meth:`follow` would move a track on (one is confirmed and not lost)."""
+        return any(t.track_id is not None and not t.lost for t in self._tracks)
+
     def _advance(self, frame_index: int) -> None:
         if self._frame is not None and frame_index <= self._frame:
             raise ValueError(f"frame_index {frame_index} does not follow {self._frame}")
