@@ -125,6 +125,7 @@ def launch_host(cfg: Config) -> ray.actor.ActorHandle:
 class _Host:
     handle: Any
     streams: set[str] = field(default_factory=set)
+    lost: bool = False      # its restarts are spent: it takes no new stream
 
 
 class HostedStream:
@@ -150,6 +151,10 @@ class HostedStream:
         """The stream is over here (``abort``: it did not stop in time, end it)."""
         self._pool.release(self, abort)
 
+    def host_lost(self) -> None:
+        """Its run was lost with the host (restarts spent): place nothing more there."""
+        self._host.lost = True
+
 
 class HostPool:
     """The manager's hosts: where each new stream goes and when a host ends."""
@@ -161,7 +166,7 @@ class HostPool:
 
     def place(self, stream_id: str) -> HostedStream:
         """A slot for ``stream_id`` on the fullest host with room, or on a new host."""
-        room = [h for h in self.hosts if len(h.streams) < self.per_host]
+        room = [h for h in self.hosts if len(h.streams) < self.per_host and not h.lost]
         if room:
             host = max(room, key=lambda h: len(h.streams))
         else:

@@ -6,9 +6,12 @@ actor that every API replica finds by name. The manager also owns what all strea
 share: the model replicas (loaded once, batching crops across streams) and, unless a
 Redis URL is configured, an embedded Redis server.
 
-Per stream it launches a :class:`~streamer.session.StreamSession`, watches its ``run``
-to learn how it ended, and forgets nothing: finished streams stay listed with their
-final state, summary and error, so a client that looks late still learns what happened.
+Per stream it runs a :class:`~streamer.session.StreamSession` on a stream host
+(:mod:`streamer.service.host`: up to ``service.streams_per_host`` streams share a worker
+process, each an asyncio task; a crashed host is restarted and its streams resume),
+watches its ``run`` to learn how it ended, and forgets nothing: finished streams stay
+listed with their final state, summary and error, so a client that looks late still
+learns what happened.
 
 A submitted network URL is held to the network policy (:mod:`streamer.netpolicy`)
 before anything is opened: a denied address, in whatever notation, or a name that
@@ -35,8 +38,9 @@ from streamer.clock import now_iso
 from streamer.config import Config
 from streamer.ray_errors import root_cause
 from streamer.schema import stream_key
-from streamer.status import ACTIVE, StreamProgress, StreamState, StreamStatus, StreamSummary
 from streamer.service.errors import ApiError
+from streamer.service.host import HostPool
+from streamer.status import ACTIVE, StreamProgress, StreamState, StreamStatus, StreamSummary
 
 ACTOR_NAME = "facestream-manager"
 NAMESPACE = "facestream"
@@ -53,8 +57,8 @@ class _Stream:
     fps: float | None
     options: dict
     created_at: str
-    session: Any = None      # actor handle while it runs
-    run: Any = None          # ObjectRef of session.run()
+    session: Any = None      # its HostedStream while it runs
+    run: Any = None          # ObjectRef of its run on the host
     state: StreamState = StreamState.CONNECTING
     summary: StreamSummary | None = None
     error: str | None = None
@@ -80,6 +84,7 @@ class StreamManager:
         self.redis_url = self.backend.redis_url
         self.redis_label = self.backend.redis_label
         self.replicas = self.backend.replicas
+        self.hosts = HostPool(self.cfg)        # the processes that run the streams
         self.version = self.backend.version
         self.streams: dict[str, _Stream] = {}
         self.started = time.time()
@@ -90,7 +95,6 @@ class StreamManager:
                      options: dict | None = None) -> StreamStatus:
         """Start a stream; raises ApiError 400 (refused URL), 409 (id taken), 429 (limit)."""
         from streamer.frames import SourceError
-        from streamer.session import launch
         from streamer.urls import check_source, redact
 
         options = dict(options or {})
@@ -119,9 +123,9 @@ class StreamManager:
         sinks = self.backend.sinks(cfg, stream_id, shown)
         target = spec.target if spec.kind == "file" else url
         stream = _Stream(id=stream_id, url=shown, name=name, fps=fps, options=options, created_at=now_iso())
-        stream.session = launch(stream_id, target, cfg, self.replicas, sinks, media_root=self.media_root,
-                                transport=options.get("transport", "tcp"))
-        stream.run = stream.session.run.remote()
+        stream.session = self.hosts.place(stream_id)
+        stream.run = stream.session.run(target, cfg, self.replicas, sinks, media_root=self.media_root,
+                                        transport=options.get("transport", "tcp"))
         self.streams[stream_id] = stream
         asyncio.get_running_loop().create_task(self._watch(stream))
         return self._status(stream)
@@ -134,12 +138,13 @@ class StreamManager:
             session = stream.session
 
             async def stopped() -> None:
-                await session.stop.remote()   # waits for the actor to start if it has not yet
+                await session.stop()   # kept by the host if the stream's run has not started yet
                 await self._settled(stream)
 
             try:
                 await asyncio.wait_for(stopped(), self.cfg.service.stop_timeout_s)
             except (asyncio.TimeoutError, ray.exceptions.RayError):
+                session.release(abort=True)   # its host's other streams carry on
                 self._finish(stream, StreamState.FAILED, error=f"did not stop within {self.cfg.service.stop_timeout_s:g} s; "
                                                      "killed (records already published are kept)")
         return self._status(stream)
@@ -147,6 +152,7 @@ class StreamManager:
     async def shutdown(self) -> dict:
         """Stop every stream (flushing its sinks), then the replicas and embedded Redis."""
         await asyncio.gather(*(self.stop(s.id) for s in list(self.streams.values()) if s.state in ACTIVE))
+        self.hosts.stop()
         self.backend.stop()
         return {s.id: s.state for s in self.streams.values()}
 
@@ -259,6 +265,8 @@ class StreamManager:
             cause = root_cause(e)
             self._finish(stream, StreamState.FAILED, error=f"{type(cause).__name__}: {cause}")
         except ray.exceptions.RayError as e:
+            if stream.session is not None:
+                stream.session.host_lost()   # no new stream goes there
             self._finish(stream, StreamState.FAILED, error=f"session lost: {type(e).__name__}")
 
     async def _settled(self, stream: _Stream) -> None:
@@ -274,7 +282,7 @@ class StreamManager:
             stream.last = (stream.last or StreamProgress()).finished(summary)
         stream.state, stream.error, stream.ended_at = state, error, now_iso()
         if stream.session is not None:
-            ray.kill(stream.session)
+            stream.session.release()   # a host whose last stream this was ends, as a session actor did
             stream.session = None
 
     async def _refresh(self, streams: list[_Stream]) -> None:
@@ -283,10 +291,12 @@ class StreamManager:
             if stream.session is None or stream.state not in ACTIVE:
                 return
             try:
-                p = StreamProgress.from_json(await asyncio.wait_for(stream.session.progress.remote(),
-                                                                    _PROGRESS_TIMEOUT_S))
+                answer = await asyncio.wait_for(stream.session.progress(), _PROGRESS_TIMEOUT_S)
             except (asyncio.TimeoutError, ray.exceptions.RayError):
                 return
+            if answer is None:   # its run has not started on the host yet
+                return
+            p = StreamProgress.from_json(answer)
             stream.last = p
             if stream.state == StreamState.CONNECTING and p.state == StreamState.RUNNING:
                 stream.state = StreamState.RUNNING

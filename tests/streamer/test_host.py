@@ -155,3 +155,27 @@ def test_a_killed_host_is_restarted_and_each_of_its_streams_resumes(
         for h in streams.values():
             h.release()
     assert pool.hosts == []
+
+
+def test_the_pool_fills_the_fullest_host_with_room_and_ends_a_host_with_its_last_stream(monkeypatch):
+    from streamer.config import load_config
+    from streamer.service import host as host_module
+
+    started, killed = [], []
+    monkeypatch.setattr(host_module, "launch_host", lambda cfg: started.append(f"h{len(started)}") or started[-1])
+    monkeypatch.setattr(host_module.ray, "kill", killed.append)
+    cfg = load_config(overrides={"service": {"streams_per_host": 3}})
+    pool = HostPool(cfg)
+    placed = {s: pool.place(s) for s in "abcd"}
+    assert [placed[s].host for s in "abcd"] == ["h0", "h0", "h0", "h1"]
+    placed["a"].release()
+    placed["b"].release()
+    assert pool.place("e").host == "h0"          # h0 and h1 hold one each: the older
+    placed["d"].release()
+    assert killed == ["h1"]                       # its last stream gone, the host ends
+    placed["d"].release()                         # twice is harmless
+    assert killed == ["h1"] and len(pool.hosts) == 1
+    placed["c"].host_lost()
+    assert pool.place("f").host == "h2"          # nothing more on a lost host
+    one = HostPool(load_config(overrides={"service": {"streams_per_host": 1}}))
+    assert len({one.place(s).host for s in "xyz"}) == 3     # a process per stream, as before
