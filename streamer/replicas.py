@@ -34,7 +34,7 @@ from workers.prediction import Detections, Prediction, slice_prediction
 
 # torch, onnxruntime and the networks are imported inside the replica classes, not here:
 # every process that hosts streams imports this module (to unpickle its Replicas) and
-# must not pay ~450 MB for model code it never runs.
+# must not pay ~200 MB for model code it never runs.
 
 
 def crop_batcher(run: Callable[[np.ndarray], Prediction], max_batch_size: int, max_wait_s: float,

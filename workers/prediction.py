@@ -4,7 +4,7 @@
 detector's faces in one image) are defined here, in a module that imports numpy and
 nothing else, because they cross processes: a stream session unpickles them, and
 unpickling imports the module that defines a class. Defined beside the networks, they
-would load torch and onnxruntime into every process that hosts streams (~450 MB each);
+would load torch and onnxruntime into every process that hosts streams (~200 MB each);
 here they cost nothing. :mod:`workers.regressor` and :mod:`workers.detector` re-export
 them under their old names.
 """

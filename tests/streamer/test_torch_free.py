@@ -3,8 +3,9 @@
 A stream session runs in a process of its own or beside others in a
 :class:`~streamer.service.host.StreamHost`; either way that process imports the session
 module and unpickles what crosses to it (the Replicas handles, Predictions, Detections).
-torch alone is ~450 MB of resident memory, so none of it may reach torch, onnxruntime
-or the networks. Checked in a fresh interpreter, where nothing was imported before.
+torch, onnxruntime and the networks' code hold ~200 MB of resident memory: no import
+path from there may reach them. Checked in a fresh interpreter, where nothing was
+imported before.
 """
 from __future__ import annotations
 
