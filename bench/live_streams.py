@@ -40,6 +40,13 @@ answer is the largest N at which every stream is real-time. The run stops after 
 that clearly fails (a stream below 0.75 x target, above 25 % dropped, or not running) or
 after two failing Ns in a row.
 
+A file beside the cameras: ``--file-beside CLIP`` keeps one file stream of CLIP running
+next to the N live streams for the whole of each N (submitted again whenever it ends;
+the service's ``media_root`` is set to its directory). The file is not among the
+measured streams; its frames/s over the window is reported beside them. With
+``--priority live_first`` (or ``fifo``) the shared replicas serve waiting calls of live
+streams first (or in order of arrival): ``model.priority``.
+
 Lower rates, two ways: ``--fps F`` asks the service for F frames/s per stream (the API's
 ``fps`` field; the source still sends the clip's rate), ``--source-fps F`` makes the
 RTSP server itself send F frames/s (a camera set to F fps: the clip plays slowed down,
@@ -351,6 +358,40 @@ def measure_window(a: dict, b: dict, ids: list[str], target_fps: float, source_f
 
 # ----------------------------------------------------------------------------- the run
 
+class FileBeside:
+    """Keeps one file stream running (submitting it again when it ends), in a thread;
+    ``frames()`` is what its streams have processed so far."""
+
+    def __init__(self, client, path: str, tag: str):
+        self.client, self.path, self.tag = client, path, tag
+        self.ids: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="file-beside", daemon=True)
+
+    def start(self) -> "FileBeside":
+        self._thread.start()
+        return self
+
+    def _keep(self) -> None:
+        while not self._stop.is_set():
+            states = {s["id"]: s["state"] for s in self.client.streams() if s["id"] in self.ids}
+            if not self.ids or states.get(self.ids[-1]) not in (StreamState.CONNECTING, StreamState.RUNNING, None):
+                self.ids.append(self.client.submit(self.path, name=f"file-{self.tag}-{len(self.ids)}")["id"])
+            self._stop.wait(0.5)
+
+    def frames(self) -> int:
+        return sum(s.get("frames", 0) for s in self.client.streams() if s["id"] in self.ids)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for sid in self.ids:
+            try:
+                self.client.stop(sid)
+            except Exception:  # noqa: BLE001 - an ended stream may refuse; nothing to stop
+                pass
+
+
 class Bench:
     def __init__(self, args, client, cpu: CpuMeter):
         self.args = args
@@ -406,6 +447,7 @@ class Bench:
         target = min(source_fps, a.fps) if a.fps else source_fps
         ids: list[str] = []
         started = time.monotonic()
+        beside = FileBeside(self.client, a.file_beside, f"{a.tag}-n{n}").start() if a.file_beside else None
         try:
             for i, url in enumerate(urls):
                 created = self.client.submit(url, name=f"live-{a.tag}-n{n}-s{i}", fps=a.fps)
@@ -420,15 +462,20 @@ class Bench:
                         "all_realtime": False}
             startup_s = time.monotonic() - started
             self._sleep(a.warmup, ids)
+            file_frames = beside.frames() if beside else 0
             first = snapshot(self.client, ids, self.cpu)
             self._sleep(a.seconds, ids)
             last = snapshot(self.client, ids, self.cpu)
             result = measure_window(first, last, ids, target, source_fps, a.fps)
             result["startup_s"] = startup_s
+            if beside:
+                result["file_fps"] = (beside.frames() - file_frames) / result["window_s"]
             return result
         except RuntimeError as e:  # a refused submit (ApiClientError), a stream that failed
             return {"n": n, "error": str(e), "clear_fail": True, "all_realtime": False}
         finally:
+            if beside:
+                beside.stop()
             if ids:
                 self.stop_streams(ids)
 
@@ -472,6 +519,8 @@ def print_n(r: dict) -> None:
               f"{_ms(s['latency_p99_s']):>7} {_pct(s['window_over_1s']):>7} "
               f"{_f(s['faces_per_frame'], '.2f'):>7}  {'yes' if s['realtime'] else 'NO'}"
               + (f"  ({s['reconnects']} reconnects)" if s["reconnects"] else ""))
+    if "file_fps" in r:
+        print(f"  file stream beside them: {r['file_fps']:.1f} frames/s")
     print(f"  total {r['total_fps']:.1f} frames/s; regressor mean batch {_f(r['regressor_batch_mean'], '.2f')} crops, "
           f"{r['regressor_crops_per_s']:.1f} crops/s; detector {r['detector_frames_per_s']:.1f} frames/s, "
           f"{_f(r['detector_call_ms'], '.0f')} ms/call")
@@ -537,6 +586,11 @@ def main() -> int:
     rate.add_argument("--source-fps", type=float, default=None, help="RTSP server sends this rate (camera at F fps)")
     parser.add_argument("--servers", choices=("shared", "per-stream"), default="shared")
     parser.add_argument("--config", default=None, help="a ray_config.yaml (default: ./ray_config.yaml if present)")
+    parser.add_argument("--file-beside", default=None, help="keep a file stream of this clip running beside the N")
+    parser.add_argument("--priority", choices=("live_first", "fifo"), default=None,
+                        help="model.priority: whose waiting calls the replicas serve first (default: the config's)")
+    parser.add_argument("--every-frames", type=int, default=None,
+                        help="detector.every_frames (default: the config's)")
     parser.add_argument("--detector-replicas", type=int, default=None)
     parser.add_argument("--regressor-replicas", type=int, default=None)
     parser.add_argument("--num-gpus-per-replica", type=float, default=None,
@@ -555,6 +609,7 @@ def main() -> int:
     args.video = str(Path(args.video).resolve())
     args.json = str(Path(args.json).resolve()) if args.json else None
     args.config = str(Path(args.config).resolve()) if args.config else None
+    args.file_beside = str(Path(args.file_beside).resolve()) if args.file_beside else None
     # The service reads ./ray_config.yaml, and Ray's workers import the package from the
     # driver's working directory first: both must be this checkout.
     os.chdir(REPO)
@@ -574,6 +629,8 @@ def main() -> int:
         model["detector_replicas"] = args.detector_replicas
     if args.regressor_replicas:
         model["regressor_replicas"] = args.regressor_replicas
+    if args.priority:
+        model["priority"] = args.priority
     gpus = args.num_gpus_per_replica
     if gpus is None and info["gpu"]:
         import torch
@@ -600,6 +657,8 @@ def main() -> int:
             "service": {"port": port, "api_token_file": str(token_file),
                         "max_streams": max(16, args.max_streams)},
             **({"model": model} if model else {}),
+            **({"detector": {"every_frames": args.every_frames}} if args.every_frames else {}),
+            **({"media_root": str(Path(args.file_beside).resolve().parent)} if args.file_beside else {}),
         }
         try:
             service = Service(overrides, args.config)
