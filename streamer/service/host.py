@@ -110,7 +110,7 @@ class StreamHost:
                 "streams_run": self._ran, "node_id": ray.get_runtime_context().get_node_id()}
 
 
-def launch_host(cfg: Config) -> ray.actor.ActorHandle:
+def launch_host(cfg: Config) -> Any:
     """Start a StreamHost actor. Like a session actor, it reserves no CPU (its streams
     wait on the replicas, which hold the CPUs) and is restarted after a crash, Ray sending
     its pending ``run`` calls again (each stream resumes)."""
