@@ -8,8 +8,8 @@ opens each with ``open_source`` and reads it to the end in a child process with 
 timeout, and prints per category: cases, refused with a clear error, decoded, crashes,
 hangs, other exceptions, results that break the case's rule (wrong error class, a
 message that does not name the file or say why, no frames, ...), and the longest time a
-case took to open and read to the end (measured in the child; for a hang, the timeout). ``--cases`` also prints one line per
-case; ``--json`` writes every result.
+case took to open and read to the end (measured in the child; for a hang, the timeout). ``--cases`` also prints
+one line per case; ``--json`` writes every result.
 
 Cases marked for non-root users (a file without read permission) are skipped when run
 as root, and counted as skipped.

@@ -17,8 +17,8 @@ photos under ``../shared/data/real/``, or from ``samples/obama.mp4`` when they a
    concurrent callers (``--callers``: each K is measured), each sending one frame's crops
    (1 or 2, alternating) and waiting for the answer before sending the next, as a live
    session with one or two faces does; for each K once with ``max_batch_size=1`` and once
-   with ``--replica-batch`` (32), ``max_wait_ms`` from ``ray_config.yaml``. Reports crops/s, call latency and the batch sizes the replica
-   formed (``RegressorReplica.stats()``, counted over the measured window only). With
+   with ``--replica-batch`` (32), ``max_wait_ms`` from ``ray_config.yaml``. Reports crops/s, call latency and the
+   batch sizes the replica formed (``RegressorReplica.stats()``, counted over the measured window only). With
    ``max_batch_size=1`` every call is a batch of its own (calls are never split, so a
    2-crop call is a 2-crop batch).
 
@@ -153,6 +153,17 @@ def batch_of(crops: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
 
 # ------------------------------------------------------------------ 1. the model alone
 
+def _time_calls(run, b: int, seconds: float) -> tuple[int, float]:
+    """Calls ``run(b)`` back to back for at least ``seconds`` and two calls: (calls, elapsed s)."""
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        run(b)
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds and calls >= 2:
+            return calls, elapsed
+
+
 def bench_models(ckpts: list[str], device: str, crops: list[np.ndarray], batches: list[int],
                  seconds: float, repeats: int, warmup: int) -> list[list[dict]]:
     """Best-of-``repeats`` crops/s per model and batch size of to_tensor + network + decode.
@@ -183,13 +194,7 @@ def bench_models(ckpts: list[str], device: str, crops: list[np.ndarray], batches
         for b in batches:
             order = list(range(len(runners)))
             for m in (order if r % 2 == 0 else order[::-1]):
-                run, calls, t0 = runners[m], 0, time.perf_counter()
-                while True:
-                    run(b)
-                    calls += 1
-                    elapsed = time.perf_counter() - t0
-                    if elapsed >= seconds and calls >= 2:
-                        break
+                calls, elapsed = _time_calls(runners[m], b, seconds)
                 rate = calls * b / elapsed
                 if best[m][b] is None or rate > best[m][b]["crops_per_s"]:
                     best[m][b] = {"batch": b, "crops_per_s": rate, "ms_per_batch": 1000 * elapsed / calls,
@@ -345,7 +350,31 @@ def _print_replica_rows(rows: list[dict], replica_batch: int) -> None:
         print(f"   ratio, {k} callers: max_batch_size {replica_batch} / max_batch_size 1 = {ratio:.2f}")
 
 
-def main() -> int:
+def _print_setup(host: dict, models: list, rules: list, crops: list, cut: dict, how: str) -> None:
+    print(f"machine:    {host['nproc']} cores, {host['cpu']}; GPU: {host['gpu'] or 'none'}; "
+          f"torch {host['torch']}; load {host['loadavg'][0]}")
+    for i, (_, d) in enumerate(models):
+        name = "model:" if len(models) == 1 else f"model {chr(65 + i)}:"
+        print(f"{name:<12}{d}; {how}")
+    for i, r in enumerate(rules):
+        label = "" if len(models) == 1 else f" ({chr(65 + i)})"
+        print(f"crops:      {len(crops[i])} real face crops of {r.size} px{label} from {cut[r][1]}")
+
+
+def _print_model_alone(models: list, all_rows: list[list[dict]], ratios: list[dict[int, float]],
+                       batches: list[int]) -> None:
+    for i, rows in enumerate(all_rows):
+        if len(models) > 1:
+            print(f"   model {chr(65 + i)}: {models[i][1]}")
+        _print_model_rows(rows, batches[0])
+    model_rows = all_rows[0]
+    for i, per in enumerate(ratios[1:], 1):
+        print(f"   model {chr(65 + i)} / model A, crops/s: " + ", ".join(
+            f"batch {b}: {all_rows[i][j]['crops_per_s']:.1f} / {model_rows[j]['crops_per_s']:.1f} = {per[b]:.2f}"
+            for j, b in enumerate(batches)))
+
+
+def _parse_args() -> argparse.Namespace:
     from streamer.config import load_config
     from workers.networks import ARCHS
 
@@ -359,7 +388,8 @@ def main() -> int:
                         help="more models to time beside the first in the same run (round-robin), "
                              "each a checkpoint path or arch:NAME (untrained, at its input size)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for part 1 (default 1, as in the replica)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads for part 1 (default 1, as in the replica)")
     parser.add_argument("--batches", type=_ints, default=[1, 2, 4, 8, 16, 32, 64], help="batch sizes for part 1")
     parser.add_argument("--seconds", type=float, default=1.5, help="timed seconds per batch size and round")
     parser.add_argument("--repeats", type=int, default=2, help="rounds over the batch sizes; the best is kept")
@@ -375,7 +405,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.arch and args.checkpoint:
         parser.error("--arch and --checkpoint exclude each other")
+    return args
 
+
+def main() -> int:
+    args = _parse_args()
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     host = machine()
@@ -392,14 +426,7 @@ def main() -> int:
                 cut[rule] = real_crops(rule)
         crops = [cut[r][0] for r in rules]
         ckpt, described, rule, where = models[0][0], models[0][1], rules[0], cut[rules[0]][1]
-        print(f"machine:    {host['nproc']} cores, {host['cpu']}; GPU: {host['gpu'] or 'none'}; "
-              f"torch {host['torch']}; load {host['loadavg'][0]}")
-        for i, (_, d) in enumerate(models):
-            name = "model:" if len(models) == 1 else f"model {chr(65 + i)}:"
-            print(f"{name:<12}{d}; device {device}, {precision}; {args.threads} torch thread(s)")
-        for i, r in enumerate(rules):
-            label = "" if len(models) == 1 else f" ({chr(65 + i)})"
-            print(f"crops:      {len(crops[i])} real face crops of {r.size} px{label} from {cut[r][1]}")
+        _print_setup(host, models, rules, crops, cut, f"device {device}, {precision}; {args.threads} torch thread(s)")
 
         both = "" if len(models) == 1 else f", the {len(models)} models round-robin"
         print(f"\n1. model alone: to_tensor + network + decode, best of {args.repeats} rounds "
@@ -412,16 +439,9 @@ def main() -> int:
             if args.arch is None:
                 agreement = gpu_agreement(ckpt, crops[0])
             torch.cuda.empty_cache()  # leave the GPU memory to the replica of part 2
-        for i, rows in enumerate(all_rows):
-            if len(models) > 1:
-                print(f"   model {chr(65 + i)}: {models[i][1]}")
-            _print_model_rows(rows, args.batches[0])
         best = max(model_rows, key=lambda r: r["crops_per_s"])
         ratios = model_ratios(all_rows)
-        for i, per in enumerate(ratios[1:], 1):
-            print(f"   model {chr(65 + i)} / model A, crops/s: " + ", ".join(
-                f"batch {b}: {all_rows[i][j]['crops_per_s']:.1f} / {model_rows[j]['crops_per_s']:.1f} = {per[b]:.2f}"
-                for j, b in enumerate(args.batches)))
+        _print_model_alone(models, all_rows, ratios, args.batches)
         if agreement:
             print(f"   bf16 CUDA vs fp32 CPU on the same crops: pose {agreement['pose_deg_mean']:.3f}° mean, "
                   f"{agreement['pose_deg_max']:.3f}° max; eta {agreement['eta_mean']:.4f} mean, "

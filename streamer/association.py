@@ -46,8 +46,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def _both(tracks: Candidates, dets: Candidates) -> bool:
-    return tracks.embeddings is not None and dets.embeddings is not None
+def _both(tracks: Candidates, dets: Candidates) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both sides' embeddings, or None when either side has none."""
+    if tracks.embeddings is None or dets.embeddings is None:
+        return None
+    return tracks.embeddings, dets.embeddings
 
 
 def motion_appearance(cfg: TrackerConfig) -> Distance:
@@ -61,8 +64,9 @@ def motion_appearance(cfg: TrackerConfig) -> Distance:
     def distance(tracks: Candidates, dets: Candidates) -> np.ndarray:
         iou = iou_matrix(tracks.boxes, dets.boxes)
         cost, allowed = 1.0 - iou, iou >= cfg.match_iou
-        if _both(tracks, dets):
-            app = appearance_distance(tracks.embeddings, dets.embeddings)
+        both = _both(tracks, dets)
+        if both is not None:
+            app = appearance_distance(*both)
             cost = cost + cfg.appearance_weight * app
             allowed &= app <= cfg.appearance_gate
         return np.where(allowed, cost, np.inf)
@@ -79,9 +83,10 @@ def reacquire(cfg: TrackerConfig) -> Distance:
     ``cfg.reacquire_distance``, so that a stranger does not take the id. Without
     embeddings nothing is re-acquired."""
     def distance(tracks: Candidates, dets: Candidates) -> np.ndarray:
-        if not _both(tracks, dets):
+        both = _both(tracks, dets)
+        if both is None:
             return np.full((len(tracks.boxes), len(dets.boxes)), np.inf)
-        app = appearance_distance(tracks.embeddings, dets.embeddings)
+        app = appearance_distance(*both)
         side_t = _side(tracks.boxes)[:, None]
         side_d = _side(dets.boxes)[None, :]
         ratio = np.maximum(side_t, side_d) / np.maximum(np.minimum(side_t, side_d), 1e-9)

@@ -118,4 +118,6 @@ def start(cfg: Config, ckpt_path: Path, meta: dict) -> Backend:
         if server is not None:
             server.stop()
         raise
-    return Backend(ckpt_path, meta, cfg.redis.url or server.url, replicas, version, server)
+    redis_url = server.url if server is not None else cfg.redis.url
+    assert redis_url  # the configured URL, or the embedded server's when there is none
+    return Backend(ckpt_path, meta, redis_url, replicas, version, server)

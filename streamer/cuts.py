@@ -21,8 +21,8 @@ The defaults were set on the real clips under ``shared/data/real/video``: within
 (talking heads, a walking crowd) the thumbnail difference never passed 0.06 nor the
 histogram distance 0.08; between the last frame of one clip and the first of another
 (272 pairs, with a fully area-averaged thumbnail) the smallest were 0.13 and 0.13;
-``bench/tracking_quality.py`` finds every cut between the clips joined end to end. Gradual transitions (fades, dissolves)
-are not hard cuts and are not reported: the tracker follows faces through them.
+``bench/tracking_quality.py`` finds every cut between the clips joined end to end. Gradual transitions (fades,
+dissolves) are not hard cuts and are not reported: the tracker follows faces through them.
 """
 from __future__ import annotations
 

@@ -39,8 +39,8 @@ class EmotionRibbon:
         self.names = self.classes + EMOTION_ABSTAIN + ("",)
         self.fig = Figure(figsize=(10, 2.6), dpi=dpi)
         FigureCanvasAgg(self.fig)
-        self.ax = self.fig.add_axes([0.07, 0.36, 0.72, 0.52])
-        self.strip = self.fig.add_axes([0.07, 0.14, 0.72, 0.12], sharex=self.ax)
+        self.ax = self.fig.add_axes((0.07, 0.36, 0.72, 0.52))
+        self.strip = self.fig.add_axes((0.07, 0.14, 0.72, 0.12), sharex=self.ax)
         colors = [_color(n, k) for k, n in enumerate(self.names)]
         self.cmap = ListedColormap(colors)
         handles = [Patch(color=c, label=n or "none") for n, c in zip(self.names[:-1], colors)]
@@ -62,7 +62,7 @@ class EmotionRibbon:
         self.ax.tick_params(labelbottom=False, labelsize=7)
         self.ax.set_title(title, fontsize=10, y=1.0)
         lookup = {n: i for i, n in enumerate(self.names)}
-        codes = np.array([[lookup.get(str(l), len(self.names) - 1) for l in labels]], np.float64)
+        codes = np.array([[lookup.get(str(label), len(self.names) - 1) for label in labels]], np.float64)
         edges = np.concatenate([pts, [pts[-1] + (pts[-1] - pts[-2] if len(pts) > 1 else 1.0 / 30)]])
         self.strip.pcolormesh(edges, [0, 1], codes, cmap=self.cmap, vmin=-0.5, vmax=len(self.names) - 0.5)
         self.strip.set_yticks([])

@@ -233,7 +233,7 @@ def system_resolver(host: str, port: int) -> list[Address]:
     found = []
     for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         if family in (socket.AF_INET, socket.AF_INET6):
-            found.append(ipaddress.ip_address(sockaddr[0].partition("%")[0]))
+            found.append(ipaddress.ip_address(str(sockaddr[0]).partition("%")[0]))
     return found
 
 

@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def _plot_overview(cols: _Columns, stream_id: str, plotted: set[int], path: Path
     rows_h = 0.22 * n + 0.3
     height = 0.4 + 1.1 + 0.15 + rows_h + 0.55
     fig = _figure(10, height)
-    top = fig.add_axes([0.08, (0.55 + rows_h + 0.15) / height, 0.9, 1.1 / height])
+    top = fig.add_axes((0.08, (0.55 + rows_h + 0.15) / height, 0.9, 1.1 / height))
     _, first, per_frame = np.unique(cols.frame_index, return_index=True, return_counts=True)
     top.step(cols.pts[first], per_frame, where="post", color="0.3", lw=1)
     top.set_ylabel("faces")
@@ -182,7 +183,7 @@ def _plot_overview(cols: _Columns, stream_id: str, plotted: set[int], path: Path
     top.tick_params(labelbottom=False)
     top.grid(alpha=0.3)
 
-    ax = fig.add_axes([0.08, 0.55 / height, 0.9, rows_h / height], sharex=top)
+    ax = fig.add_axes((0.08, 0.55 / height, 0.9, rows_h / height), sharex=top)
     for row, tid in enumerate(shown):
         sel = cols.track_id == tid
         runs = np.split(cols.pts[sel], np.flatnonzero(np.diff(cols.frame_index[sel]) > step) + 1)
@@ -206,7 +207,7 @@ class _PosePlot:
 
     def __init__(self) -> None:
         self.fig = _figure(10, 3.2)
-        ax = self.ax = self.fig.add_axes([0.07, 0.15, 0.72, 0.74])
+        ax = self.ax = self.fig.add_axes((0.07, 0.15, 0.72, 0.74))
         self.raw, self.smooth = [], []
         for name in ("yaw", "pitch", "roll"):
             c = _ANGLE_COLORS[name]
@@ -239,7 +240,7 @@ class _ExpressionPlot:
     def __init__(self, curves: list[tuple[str, list[int]]]) -> None:
         self.curves = curves
         self.fig = fig = _figure(10, 6.0)
-        ax = self.ax = fig.add_axes([0.07, 0.60, 0.72, 0.34])
+        ax = self.ax = fig.add_axes((0.07, 0.60, 0.72, 0.34))
         self.lines = [ax.plot([], [], color=color, lw=1.4, label=label)[0]
                       for (label, _), color in zip(curves, _CURVE_COLORS)]
         ax.set_ylabel("weight (0..1)")
@@ -249,7 +250,7 @@ class _ExpressionPlot:
         self.norm = Normalize(-1.0, 1.0)
         self.heat_axes, self.images = [], []
         for i, title in enumerate(("eta raw", "eta smoothed")):
-            hax = fig.add_axes([0.07 + i * 0.43, 0.09, 0.38, 0.38])
+            hax = fig.add_axes((0.07 + i * 0.43, 0.09, 0.38, 0.38))
             image = hax.imshow(np.zeros((N_EXP, 2)), aspect="auto", cmap="RdBu_r",
                                norm=self.norm, interpolation="nearest",
                                extent=(0, 1, N_EXP - 0.5, -0.5))
@@ -262,7 +263,7 @@ class _ExpressionPlot:
                 hax.tick_params(labelleft=False)
             self.heat_axes.append(hax)
             self.images.append(image)
-        fig.colorbar(self.images[0], cax=fig.add_axes([0.90, 0.09, 0.015, 0.38]))
+        fig.colorbar(self.images[0], cax=fig.add_axes((0.90, 0.09, 0.015, 0.38)))
 
     def save(self, cols: _Columns, stream_id: str, tid: int, path: Path) -> None:
         t0, t1 = float(cols.pts[0]), float(cols.pts[-1])
@@ -280,7 +281,7 @@ class _ExpressionPlot:
         finite = np.abs(both[np.isfinite(both)])
         vmax = max(float(np.percentile(finite, 99)) if finite.size else 1.0, 1e-6)
         self.norm.vmin, self.norm.vmax = -vmax, vmax
-        for image, hax, data in zip(self.images, self.heat_axes,
+        for image, _hax, data in zip(self.images, self.heat_axes,
                                     (cols.expression_raw, cols.expression)):
             image.set_data(np.ascontiguousarray(data.T))
             image.set_extent((t0, t1, N_EXP - 0.5, -0.5))
@@ -334,7 +335,7 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _table(rows: list[tuple[str, object]], head: tuple[str, ...] | None = None) -> str:
+def _table(rows: Sequence[tuple[object, ...]], head: tuple[str, ...] | None = None) -> str:
     out = ["<table>"]
     if head:
         out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")

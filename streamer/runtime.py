@@ -140,7 +140,7 @@ def _reload_auth() -> None:
     Ray caches its config and the token per process; without this a second private
     cluster in the same process (tests, notebooks) would present the first one's token.
     """
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # private, untyped
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()

@@ -41,9 +41,9 @@ class OneEuroFilter:
         self.beta = float(beta)
         self.d_cutoff = float(d_cutoff)
         self.unit = np.asarray(unit, dtype=np.float64)
-        self._x: np.ndarray | None = None
-        self._dx: np.ndarray | None = None
-        self._t: float | None = None
+        self._x: np.ndarray | None = None  # None until the first sample; _dx and _t are set with it
+        self._dx = np.zeros(0)
+        self._t = 0.0
 
     def __call__(self, t: float, x) -> np.ndarray:
         x = np.array(x, dtype=np.float64)
@@ -110,9 +110,9 @@ class RotationFilter:
         self.min_cutoff = float(min_cutoff)
         self.beta = float(beta)
         self.d_cutoff = float(d_cutoff)
-        self._q: np.ndarray | None = None
+        self._q: np.ndarray | None = None  # None until the first sample; _t is set with it
         self._w = np.zeros(3)
-        self._t: float | None = None
+        self._t = 0.0
 
     def __call__(self, t: float, q) -> np.ndarray:
         q = np.array(q, dtype=np.float64)
@@ -135,6 +135,7 @@ class RotationFilter:
         return self._out()
 
     def _out(self) -> np.ndarray:
+        assert self._q is not None  # called after the first sample
         return self._q.copy() if self._q[0] >= 0 else -self._q
 
 

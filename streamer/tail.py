@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import redis
@@ -79,13 +79,13 @@ def _drain(client: redis.Redis, key: str, group: str, consumer: str, start: str,
     pending entries; ">": new ones, waiting up to ``block_ms`` for the first)."""
     total = 0
     while True:
-        reply = client.xreadgroup(group, consumer, {key: start}, count=_READ_COUNT,
-                                  block=block_ms if (start == ">" and total == 0) else None)
+        reply: Any = client.xreadgroup(group, consumer, {key: start}, count=_READ_COUNT,
+                                       block=block_ms if (start == ">" and total == 0) else None)
         entries = reply[0][1] if reply else []
         entries = [(i, f) for i, f in entries if f]   # pending entries trimmed away come back empty
         if not entries:
             return total
-        for entry_id, fields in entries:
+        for _entry_id, fields in entries:
             on_record(decode_redis(fields))
         client.xack(key, group, *[entry_id for entry_id, _ in entries])
         total += len(entries)
@@ -94,7 +94,8 @@ def _drain(client: redis.Redis, key: str, group: str, consumer: str, start: str,
 
 
 def _finished(client: redis.Redis, prefix: str, stream_id: str) -> bool:
-    for _, fields in client.xrevrange(events_key(prefix), count=_EVENT_SCAN):
+    latest: Any = client.xrevrange(events_key(prefix), count=_EVENT_SCAN)
+    for _, fields in latest:
         event = decode_event(fields)
         if event["stream_id"] == stream_id and event["kind"] in FINAL_EVENTS:
             return True
@@ -106,7 +107,7 @@ def record_json(rec: FaceRecord) -> dict:
     ``facestream predict --json``; emotion probabilities by class; other vectors as lists."""
     import dataclasses
 
-    out = {}
+    out: dict[str, Any] = {}
     for f in dataclasses.fields(rec):
         value = getattr(rec, f.name)
         if f.name in NAMED_VECTORS:

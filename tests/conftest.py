@@ -117,7 +117,8 @@ def _textured_background(seed: int = 0) -> np.ndarray:
     import cv2
 
     noise = np.random.default_rng(seed).uniform(0, 255, (VIDEO_H // 8, VIDEO_W // 8, 3)).astype(np.float32)
-    return np.clip(cv2.resize(noise, (VIDEO_W, VIDEO_H), interpolation=cv2.INTER_CUBIC) * 0.6 + 40, 0, 255).astype(np.uint8)
+    smooth = cv2.resize(noise, (VIDEO_W, VIDEO_H), interpolation=cv2.INTER_CUBIC)
+    return np.clip(smooth * 0.6 + 40, 0, 255).astype(np.uint8)
 
 
 def encode_face_video(path: Path, patches: list[np.ndarray], frames: int = VIDEO_FRAMES) -> FaceVideo:

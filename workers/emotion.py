@@ -82,7 +82,7 @@ class Classifier:
         if d.get("format") != FORMAT:
             raise EmotionError(f"unknown emotion classifier format {d.get('format')!r}")
         skip = {"format", "classes", "temperature", "mean", "std", "layers"}
-        layers = [(np.asarray(l["W"], np.float64), np.asarray(l["b"], np.float64)) for l in d["layers"]]
+        layers = [(np.asarray(layer["W"], np.float64), np.asarray(layer["b"], np.float64)) for layer in d["layers"]]
         return cls(mean=np.asarray(d["mean"], np.float64), std=np.asarray(d["std"], np.float64), layers=layers,
                    temperature=float(d["temperature"]), classes=tuple(d["classes"]),
                    meta={k: v for k, v in d.items() if k not in skip})

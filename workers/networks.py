@@ -18,6 +18,8 @@ Head outputs (all per face):
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -83,7 +85,7 @@ ARCHS = {
 INPUT_SIZE = {"mb05": 120, "resnet101": 224}
 
 
-def _mobilenet_trunk() -> tuple[nn.Module, nn.Module, int]:
+def _mobilenet_trunk() -> tuple[nn.Sequential, nn.Sequential, int]:
     """(stem, trunk, features) of MobileNetV1-0.5, laid out as ``init_from_3ddfa`` maps."""
     net = MobileNetV1()
     stem = nn.Sequential(net.conv1, net.bn1, nn.ReLU(inplace=True))
@@ -99,11 +101,14 @@ class FaceRegressor(nn.Module):
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
         self.arch = arch
-        if arch == "mb05":
+        self.stem: nn.Sequential
+        self.trunk: nn.Sequential
+        spec = ARCHS[arch]
+        if spec is None:  # mb05
             self.stem, self.trunk, self.features = _mobilenet_trunk()
             self._init_heads(self.features)
             return
-        block, depths, widths = ARCHS[arch]
+        block, depths, widths = spec
         self.stem = nn.Sequential(
             nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
@@ -120,16 +125,17 @@ class FaceRegressor(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         for blk in self.trunk:  # zero-init the last BN of each block: starts as identity
-            last = blk.bn3 if isinstance(blk, Bottleneck) else blk.bn2
+            last = blk.bn3 if isinstance(blk, Bottleneck) else cast(BasicBlock, blk).bn2
             nn.init.zeros_(last.weight)
         self._init_heads(cin)
 
     def _init_heads(self, features: int) -> None:
         self.embed = nn.Sequential(nn.Linear(features, 512), nn.ReLU(inplace=True))
         self.heads = nn.ModuleDict({k: nn.Linear(512, n) for k, n in HEADS.items()})
+        rot6d = cast(nn.Linear, self.heads["rot6d"])
         with torch.no_grad():  # start at the frontal pose, not a random rotation
-            self.heads["rot6d"].weight.mul_(0.01)
-            self.heads["rot6d"].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
+            rot6d.weight.mul_(0.01)
+            rot6d.bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's globally pooled features, (N, features): what every head reads."""
@@ -151,8 +157,9 @@ def init_from_3ddfa(model: FaceRegressor, source=None) -> FaceRegressor:
     src = load_3ddfa(source)
     model.stem[0].load_state_dict(src.conv1.state_dict())
     model.stem[1].load_state_dict(src.bn1.state_dict())
+    conv1 = cast(nn.Conv2d, model.stem[0])
     with torch.no_grad():
-        model.stem[0].weight.copy_(model.stem[0].weight.flip(1))
+        conv1.weight.copy_(conv1.weight.flip(1))
     for dst, (name, *_) in zip(model.trunk, BLOCKS):
         dst.load_state_dict(getattr(src, name).state_dict())
     return model

@@ -16,7 +16,12 @@ image plane, which is what a person reading the numbers expects.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _rx(a):
@@ -61,7 +66,7 @@ def quaternion_from_matrix(R: np.ndarray) -> np.ndarray:
     t = np.trace(R)
     if t > 0:
         s = np.sqrt(t + 1.0) * 2
-        q = [0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
+        q = np.array([0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s])
     else:
         i = int(np.argmax(np.diag(R)))
         j, k = (i + 1) % 3, (i + 2) % 3
@@ -85,7 +90,7 @@ def matrix_from_quaternion(q) -> np.ndarray:
     ])
 
 
-def matrix_from_6d(d6: "np.ndarray | torch.Tensor"):
+def matrix_from_6d(d6: torch.Tensor) -> torch.Tensor:
     """Gram–Schmidt of two predicted columns (Zhou et al. 2019); works on torch batches.
 
     The network regresses the first two columns of R: continuous, unlike Euler angles

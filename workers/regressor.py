@@ -55,9 +55,9 @@ class Regressor:
     def load(cls, path: str | None = None, device: str = "auto") -> "Regressor":
         from workers import emotion, presence
 
-        path = path or checkpoint.default_path()
-        model, meta = checkpoint.load(path)
-        return cls(model, meta, device, emotion.load(path, required=False), presence.load(path))
+        where = path or checkpoint.default_path()
+        model, meta = checkpoint.load(where)
+        return cls(model, meta, device, emotion.load(where, required=False), presence.load(where))
 
     @property
     def version(self) -> str:

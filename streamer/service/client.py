@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -46,10 +47,10 @@ class ApiClient:
         return self._request("GET", "/streams")
 
     def stream(self, stream_id: str) -> dict:
-        return self._request("GET", f"/streams/{urllib.request.quote(stream_id, safe='')}")
+        return self._request("GET", f"/streams/{urllib.parse.quote(stream_id, safe='')}")
 
     def stop(self, stream_id: str) -> dict:
-        return self._request("DELETE", f"/streams/{urllib.request.quote(stream_id, safe='')}")
+        return self._request("DELETE", f"/streams/{urllib.parse.quote(stream_id, safe='')}")
 
     def health(self) -> dict:
         return self._request("GET", "/healthz")

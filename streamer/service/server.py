@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 import urllib.request
-from typing import Callable
+from typing import Any, Callable
 
 from streamer import runtime
 from streamer.config import Config
@@ -69,10 +69,11 @@ def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dic
 
             manager = ray.get_actor(manager_mod.ACTOR_NAME, namespace=manager_mod.NAMESPACE)
             if on_ready is not None:   # the operator's own view: paths and addresses included
-                on_ready({"url": base, **ray.get(manager.health.remote(True))})
+                health: Any = ray.get(manager.health.remote(True))
+                on_ready({"url": base, **health})
             while not stop.wait(0.5):
                 pass
-            final = ray.get(manager.shutdown.remote())
+            final: Any = ray.get(manager.shutdown.remote())
             ray.kill(manager)
             return final
         finally:

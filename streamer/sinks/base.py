@@ -41,13 +41,14 @@ class Sink(Protocol):
     from a point every sink holds.
     """
 
-    stats: dict[str, Any]
+    @property
+    def stats(self) -> dict[str, Any]: ...
 
     def write(self, records: list[FaceRecord]) -> None: ...
 
     def event(self, kind: str, **info: Any) -> None: ...
 
-    def flush(self) -> None: ...
+    def flush(self) -> object: ...  # RedisSink says whether everything was sent
 
     def committed(self) -> Committed | None: ...
 

@@ -90,7 +90,7 @@ class RedisSink:
         entries; None when the stream is empty or Redis cannot say right now (then the
         caller reprocesses, and explicit ids keep Redis free of duplicates anyway)."""
         try:
-            entries = self._client.xrevrange(self.key, count=_COMMITTED_SCAN)
+            entries: Any = self._client.xrevrange(self.key, count=_COMMITTED_SCAN)
         except redis.RedisError:
             return None
         if not entries:

@@ -60,7 +60,7 @@ class HttpTsServer(ThreadedServer):
         with av.open(_SocketWriter(conn), "w", format="mpegts",
                      container_options={"flush_packets": "1"}) as out:
             stream = out.add_mux_stream("h264", rate=rate)
-            stream.width, stream.height = self._publisher.width, self._publisher.height
+            stream.width, stream.height = self._publisher.width, self._publisher.height  # type: ignore[attr-defined]
             stream.time_base = Fraction(1, _TS_CLOCK)
             while (unit := sub.get()) is not None:
                 packet = av.Packet(unit.data)

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 import av
 from av.video.frame import PictureType
@@ -170,7 +170,7 @@ class Publisher:
         encoder.options = {"preset": "ultrafast", "tune": "zerolatency"}
         return encoder
 
-    def _file_frames(self) -> Iterator[av.VideoFrame]:
+    def _file_frames(self) -> Generator[av.VideoFrame, None, None]:
         while True:
             decoded = 0
             with av.open(self.path) as container:

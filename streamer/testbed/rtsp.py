@@ -14,7 +14,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, cast
 
 from streamer.gateway import close_socket
 from streamer.testbed.publisher import Subscription, nal_units
@@ -123,18 +123,9 @@ class RtspServer(ThreadedServer):
                 raise _RtspError(459)  # one track: a second SETUP has nothing to set up
             return {"Transport": self._setup(request, session, send, peer)}, b""
         if method in ("PLAY", "TEARDOWN", "GET_PARAMETER", "SET_PARAMETER"):
-            sent_id = request.headers.get("session", "").split(";")[0].strip()
-            if session.send is None:
-                raise _RtspError(455 if not sent_id else 454)
-            if sent_id != session.id:
-                raise _RtspError(454)
+            _check_session(request, session)
         if method == "PLAY":
-            if session.subscription is None:
-                session.subscription = self._publisher.subscribe()
-                session.sender = self._spawn(self._stream, session, conn)
-            rtptime = self._rtp_time(session, self._publisher.next_number)
-            return {"Range": "npt=0.000-",
-                    "RTP-Info": f"url={self.url}/trackID=0;seq={session.seq};rtptime={rtptime}"}, b""
+            return self._play(session, conn), b""
         if method == "TEARDOWN":
             self._end_session(session)
             if session.sender is not None:  # no RTP may follow the reply
@@ -142,12 +133,20 @@ class RtspServer(ThreadedServer):
             session.send = None  # a new SETUP may follow on this connection
         return {}, b""
 
+    def _play(self, session: _RtspSession, conn: socket.socket) -> dict[str, str]:
+        if session.subscription is None:
+            session.subscription = self._publisher.subscribe()
+            session.sender = self._spawn(self._stream, session, conn)
+        rtptime = self._rtp_time(session, self._publisher.next_number)
+        return {"Range": "npt=0.000-",
+                "RTP-Info": f"url={self.url}/trackID=0;seq={session.seq};rtptime={rtptime}"}
+
     def _setup(self, request: _Request, session: _RtspSession, send: Callable[[bytes], None],
                peer) -> str:
         """Pick the first transport of the client's list that this server can serve."""
         for spec in request.headers.get("transport", "").split(","):
             parts = [p.strip() for p in spec.split(";")]
-            params = dict(p.split("=", 1) if "=" in p else (p, "") for p in parts[1:])
+            params = {k: v for k, _, v in (p.partition("=") for p in parts[1:])}
             if "multicast" in params:
                 continue
             if parts[0] == "RTP/AVP/TCP":
@@ -201,7 +200,9 @@ class RtspServer(ThreadedServer):
 
     def _stream(self, session: _RtspSession, conn: socket.socket) -> None:
         """Send every access unit of the subscription as RTP until either side ends."""
-        sub, deliver = session.subscription, session.send
+        # PLAY set both up; a TEARDOWN may clear ``send`` later, which this keeps
+        sub = cast(Subscription, session.subscription)
+        deliver = cast(Callable[[bytes], None], session.send)
         try:
             while (unit := sub.get()) is not None:
                 packets = _rtp_packets(unit.data, session.seq, self._rtp_time(session, unit.number),
@@ -255,6 +256,15 @@ def _url_path(url: str) -> str:
     """The path of an absolute rtsp:// URL (or of a bare path)."""
     match = re.match(r"^[a-zA-Z]+://[^/]*(/[^?#]*)?", url)
     return (match.group(1) or "/") if match else url.split("?")[0]
+
+
+def _check_session(request: _Request, session: _RtspSession) -> None:
+    """A request within a session must name the one this connection set up."""
+    sent_id = request.headers.get("session", "").split(";")[0].strip()
+    if session.send is None:
+        raise _RtspError(455 if not sent_id else 454)
+    if sent_id != session.id:
+        raise _RtspError(454)
 
 
 def _port_pair(text: str, low: int, high: int) -> tuple[int, int] | None:

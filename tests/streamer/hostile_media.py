@@ -226,9 +226,8 @@ def patch_jpeg_size(data: bytes, width: int, height: int) -> bytes:
 
 # ---- the cases ---------------------------------------------------------------------------
 
-def _cases() -> list[Case]:
-    cases: list[Case] = []
-    add = cases.append
+def _damaged_cases(add: Callable[[Case], None]) -> None:
+    """Truncated, flipped and overwritten copies of good files."""
     short = {name: name.replace(".", "-") for name in BASES}
 
     # truncated: empty, a 64-byte header stub, fractions, all but the last byte
@@ -260,6 +259,9 @@ def _cases() -> list[Case]:
     add(Case("ff-bytes-file", "garbage", lambda w: w.write("ones.mkv", b"\xff" * 10000),
              "refused", "NotAVideo"))
 
+
+def _not_a_video_cases(add: Callable[[Case], None]) -> None:
+    """Files that hold something other than a video."""
     # not a video: text, images, audio; a valid video with the wrong extension
     add(Case("text-named-mp4", "not a video", lambda w: w.write("notes.mp4", b"this is not a video\n" * 40),
              "refused", "NotAVideo", "not a readable video container"))
@@ -280,6 +282,9 @@ def _cases() -> list[Case]:
     add(Case("video-named-jpg", "not a video", lambda w: w.write("clip.jpg", w.data("h264.mkv")),
              "decoded", min_frames=FRAMES, max_frames=FRAMES))
 
+
+def _limit_cases(add: Callable[[Case], None]) -> None:
+    """Frame size, duration and stream count limits."""
     # limits: frame size and duration
     too_big = "larger than the .* limit"
     add(Case("huge-8192x64-h264", "limits", lambda w: str(encode(w.dir / "wide.mp4", "libx264", "mp4", 3, 8192, 64)),
@@ -313,6 +318,9 @@ def _cases() -> list[Case]:
              lambda w: str(encode(w.dir / "streams32.mkv", "mjpeg", "matroska", 10, streams=32)),
              "decoded", min_frames=10, max_frames=10))
 
+
+def _special_file_cases(add: Callable[[Case], None]) -> None:
+    """Paths that are not regular files, or odd names."""
     # things that are not regular files, or never end
     def fifo(w: Workspace) -> str:
         path = w.dir / "pipe.mp4"
@@ -360,6 +368,9 @@ def _cases() -> list[Case]:
     add(Case("leading-dash-name", "special files", lambda w: w.write("-i clip.mp4", w.data("h264.mp4")),
              "decoded", min_frames=FRAMES, max_frames=FRAMES))
 
+
+def _escape_cases(add: Callable[[Case], None]) -> None:
+    """Playlists, links and protocols that lead out of the media root."""
     # files that name other files, and ways out of a media root (media_root=None: the
     # workspace's media root; the secret lies outside it)
     def in_media(name: str, text: Callable[[Workspace], str]) -> Callable[[Workspace], str]:
@@ -409,6 +420,12 @@ def _cases() -> list[Case]:
         add(Case(f"protocol-{proto}", "playlists and escapes",
                  lambda w, url=url: url.format(m=w.media, s=w.secret),
                  "refused", "SourceRefused", "refused", media_root=None, names_file=False))
+
+
+def _cases() -> list[Case]:
+    cases: list[Case] = []
+    for section in (_damaged_cases, _not_a_video_cases, _limit_cases, _special_file_cases, _escape_cases):
+        section(cases.append)
     return cases
 
 
@@ -563,26 +580,34 @@ def problems(prepared: Prepared, result: dict) -> list[str]:
         found.append(f"expected {case.expect}, got {outcome}: {result.get('message') or result}")
         return found
     if outcome == "refused":
-        message = result["message"]
-        if case.error and not set(case.error.split("|")) & set(result["classes"]):
-            found.append(f"expected {case.error}, got {result['error']}: {message}")
-        if case.match and not re.search(case.match, message):
-            found.append(f"message does not say {case.match!r}: {message}")
-        if case.names_file and not any(name in message for name in prepared.names):
-            found.append(f"message does not name {prepared.names[0]!r}: {message}")
-        if "\n" in message or _SOUP.search(message):
-            found.append(f"message is not one clear line: {message!r}")
-        why = message.split(": ", 1)[-1] if case.names_file else message
-        if len(why) < 8:
-            found.append(f"message does not say why: {message!r}")
-    else:
-        frames, stats = result["frames"], result["stats"]
-        if frames < case.min_frames:
-            found.append(f"only {frames} frames decoded (expected at least {case.min_frames})")
-        if case.max_frames is not None and frames > case.max_frames:
-            found.append(f"{frames} frames decoded (expected at most {case.max_frames})")
-        if stats["yielded"] != frames or stats["decoded"] < frames:
-            found.append(f"counts disagree with {frames} frames: {stats}")
-        if result["other_sizes"] and case.id == "size-switch-midway":
-            found.append(f"{result['other_sizes']} frames of another size were yielded")
+        return _refusal_problems(prepared, result)
+    return _decoding_problems(case, result)
+
+
+def _refusal_problems(prepared: Prepared, result: dict) -> list[str]:
+    case, message, found = prepared.case, result["message"], []
+    if case.error and not set(case.error.split("|")) & set(result["classes"]):
+        found.append(f"expected {case.error}, got {result['error']}: {message}")
+    if case.match and not re.search(case.match, message):
+        found.append(f"message does not say {case.match!r}: {message}")
+    if case.names_file and not any(name in message for name in prepared.names):
+        found.append(f"message does not name {prepared.names[0]!r}: {message}")
+    if "\n" in message or _SOUP.search(message):
+        found.append(f"message is not one clear line: {message!r}")
+    why = message.split(": ", 1)[-1] if case.names_file else message
+    if len(why) < 8:
+        found.append(f"message does not say why: {message!r}")
+    return found
+
+
+def _decoding_problems(case: Case, result: dict) -> list[str]:
+    frames, stats, found = result["frames"], result["stats"], []
+    if frames < case.min_frames:
+        found.append(f"only {frames} frames decoded (expected at least {case.min_frames})")
+    if case.max_frames is not None and frames > case.max_frames:
+        found.append(f"{frames} frames decoded (expected at most {case.max_frames})")
+    if stats["yielded"] != frames or stats["decoded"] < frames:
+        found.append(f"counts disagree with {frames} frames: {stats}")
+    if result["other_sizes"] and case.id == "size-switch-midway":
+        found.append(f"{result['other_sizes']} frames of another size were yielded")
     return found

@@ -13,7 +13,8 @@ import threading
 # What Ray itself sends to the metadata address when a head node starts (its usage
 # library asks which cloud it runs on: ray/_common/usage/usage_lib.py), whatever
 # RAY_USAGE_STATS_ENABLED says. Not a source's connection, so a trap sets it apart.
-RAY_CLOUD_PROBES = (b"GET /metadata/instance?api-version=2021-12-13 HTTP/1.1\r\n", b"GET /latest/meta-data/ HTTP/1.1\r\n")
+RAY_CLOUD_PROBES = (b"GET /metadata/instance?api-version=2021-12-13 HTTP/1.1\r\n",
+                    b"GET /latest/meta-data/ HTTP/1.1\r\n")
 
 
 class Trap:

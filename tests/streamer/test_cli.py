@@ -179,7 +179,8 @@ def test_predict_text_names_the_emotion_and_abstains_as_configured(tiny_checkpoi
     assert "emotion uncertain (" in result.stdout
     small = tmp_path / "s.yaml"
     small.write_text("emotion:\n  min_face_px: 100000\n")
-    result = facestream("predict", REAL / "obama-720p.jpg", "--checkpoint", tiny_checkpoint, "--config", small, "--json")
+    result = facestream("predict", REAL / "obama-720p.jpg", "--checkpoint", tiny_checkpoint,
+                        "--config", small, "--json")
     assert json.loads(result.stdout)["emotion"] == "too_small"
 
 

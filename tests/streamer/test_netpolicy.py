@@ -101,7 +101,8 @@ def test_numeric_hosts_that_do_not_parse_are_refused(host):
         LOCAL_SERVICE.host_address(host)
 
 
-@pytest.mark.parametrize("host", ["cam.local", "camera-1.example.org", "0x1g", "1.2.3.cam", "localhost", "xn--bcher-kva.ch"])
+@pytest.mark.parametrize("host", ["cam.local", "camera-1.example.org", "0x1g", "1.2.3.cam", "localhost",
+                                  "xn--bcher-kva.ch"])
 def test_names_are_names(host):
     assert LOCAL_SERVICE.host_address(host) is None
 

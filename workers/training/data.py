@@ -152,7 +152,7 @@ def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig
     A = np.stack([np.stack([k * c, -k * si], -1), np.stack([k * si, k * c], -1)], 1)  # (n,2,2)
     A[flip, :, 0] *= -1  # mirror the output's x
     theta = torch.from_numpy(np.concatenate([A, sh[:, :, None]], 2)).float().to(device)
-    grid = F.affine_grid(theta, (n, 3, size, size), align_corners=False)
+    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
     x = F.grid_sample(crop, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     Ainv = np.linalg.inv(A)

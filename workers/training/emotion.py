@@ -12,8 +12,8 @@ runs it right after exporting the network, so the two are always fitted together
 For comparison the same recipe is fitted on other features of the same faces: MediaPipe's
 blendshapes (the faces it found) with eta on exactly those faces beside it, the same
 blendshapes projected onto the 29-D expression basis (what eta could carry if the
-network matched its teacher), and the network trunk's pooled features (what a classifier reading deep features instead of eta
-would reach). Those are evaluated, not shipped. The numbers go to ``--out`` (JSON) and
+network matched its teacher), and the network trunk's pooled features (what a classifier reading deep features
+instead of eta would reach). Those are evaluated, not shipped. The numbers go to ``--out`` (JSON) and
 the confusion matrices to ``--confusion`` (PNG); docs/accuracy.md quotes them.
 """
 from __future__ import annotations
@@ -49,6 +49,7 @@ def fit_calibrated(X: np.ndarray, y: np.ndarray, calib: np.ndarray, hidden_choic
         log.append({"hidden": list(hidden), "calibration_macro_f1": f1})
         if best is None or f1 > best[0]:
             best = (f1, hidden, clf)
+    assert best is not None, "no hidden layer choice to try"
     _, hidden, clf = best
     calibrate(clf, X[calib], y[calib])
     clf.meta["hidden"] = list(hidden)
@@ -75,7 +76,8 @@ def run(ckpt: Path, train: Path, heldout: Path, compare: bool = True) -> tuple[o
         # MediaPipe's blendshapes projected onto the 29-D basis: what eta could carry if the
         # network matched its teacher exactly (the basis' loss, apart from the network's)
         fm = face_model.load()
-        tr["teacher_eta"], ho["teacher_eta"] = fm.eta_from_blendshapes(tr["blend"]), fm.eta_from_blendshapes(ho["blend"])
+        tr["teacher_eta"] = fm.eta_from_blendshapes(tr["blend"])
+        ho["teacher_eta"] = fm.eta_from_blendshapes(ho["blend"])
         for name, key, tm, hm in (("eta, MediaPipe's faces", "eta", mt, mh),
                                   ("MediaPipe blendshapes", "blend", mt, mh),
                                   ("MediaPipe blendshapes as eta (29-D)", "teacher_eta", mt, mh),

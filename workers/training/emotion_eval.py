@@ -51,8 +51,9 @@ def metrics(probs: np.ndarray, y: np.ndarray, yaw: np.ndarray | None = None) -> 
            "confusion": confusion(y, p).tolist()}
     if yaw is not None:
         a = np.abs(np.asarray(yaw))
-        out["accuracy_by_yaw"] = {name: {"faces": int(m.sum()), "accuracy": float(np.mean(p[m] == y[m])) if m.any() else None}
-                                  for name, lo, hi in YAW_BINS for m in [(a >= lo) & (a < hi)]}
+        out["accuracy_by_yaw"] = {
+            name: {"faces": int(m.sum()), "accuracy": float(np.mean(p[m] == y[m])) if m.any() else None}
+            for name, lo, hi in YAW_BINS for m in [(a >= lo) & (a < hi)]}
     return out
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ def evaluate(ckpt: Path, renders: list[Path], real: list[Path], teacher_on_rende
     also drawn to ``wild_plot``). The teacher is checked on the first render set."""
     model, meta = checkpoint.load(ckpt)
     size = int(meta["crop"]["size"])
-    res = {"checkpoint": str(ckpt), "face_model": meta.get("face_model"), "steps": meta.get("steps")}
+    res: dict[str, Any] = {"checkpoint": str(ckpt), "face_model": meta.get("face_model"), "steps": meta.get("steps")}
     for i, path in enumerate(p for p in renders if p.exists()):
         d = np.load(path)
         data = with_defaults({k: d[k] for k in FIELDS if k in d.files})  # renders lack the masks
@@ -103,9 +104,9 @@ def still_face_video(photo: Path, out: Path, frames: int = 90, fps: int = 30, se
         st = c.add_stream("libx264", rate=fps)
         st.width, st.height, st.pix_fmt = w, h, "yuv420p"
         for i in range(frames):
-            m = np.float32([[1, 0, 0.3 * np.sin(i / 7)], [0, 1, 0.3 * np.cos(i / 9)]])
-            f = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]))[:h, :w]
-            f = np.clip(f + rng.normal(0, 4.0, f.shape), 0, 255).astype(np.uint8)
+            m = np.array([[1, 0, 0.3 * np.sin(i / 7)], [0, 1, 0.3 * np.cos(i / 9)]], np.float32)
+            warped = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]))[:h, :w]
+            f = np.clip(warped + rng.normal(0, 4.0, warped.shape), 0, 255).astype(np.uint8)
             for pkt in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 c.mux(pkt)
         for pkt in st.encode():
@@ -151,7 +152,7 @@ def store_in_checkpoint(ckpt: Path, res: dict) -> None:
             continue
         pose = v.get("pose") or v.get("pose_vs_teacher")
         expr = v.get("expression") or v.get("expression_vs_teacher")
-        if pose:
+        if pose and expr:  # written together
             heads[key] = {"pose_mae_deg": {a: round(pose[f"{a}_mae"], 2) for a in ("yaw", "pitch", "roll")},
                           "eta_rmse": round(expr["eta_rmse"], 3), "n": pose["n"]}
     if "still_face_jitter" in res:

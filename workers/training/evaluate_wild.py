@@ -258,5 +258,6 @@ def emotion_markdown(res: dict) -> str:
         r = res[key]
         rows.append(f"| {name} | {r['n']} | {r['dims']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} |")
     c = res["chance"]
-    rows.append(f"| chance: majority class / prior-matched guess | | | {c['majority']:.3f} / {c['prior_matched']:.3f} | |")
+    rows.append(f"| chance: majority class / prior-matched guess | | "
+                f"| {c['majority']:.3f} / {c['prior_matched']:.3f} | |")
     return "\n".join(rows)

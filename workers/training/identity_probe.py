@@ -19,6 +19,7 @@ import argparse
 import glob
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ def _inputs(model, size: int, path: str, n: int) -> dict[str, np.ndarray]:
     d = np.load(path)
     data = {k: d[k][:n] for k in FIELDS}
     rng = np.random.default_rng(0)
-    out = {"features": [], "landmarks": [], "alpha": []}
+    out: dict[str, list] = {"features": [], "landmarks": [], "alpha": []}
     for i in range(0, len(data["crop"]), 100):
         idx = np.arange(i, min(i + 100, len(data["crop"])))
         x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False)
@@ -66,7 +67,7 @@ def probe(ckpt: Path, fit: list[str], held_out: str, per_shard: int, lams=(10.0,
     train = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     test = _inputs(model, size, held_out, 10 ** 9)
     truth = test["alpha"]
-    res = {"fit_renders": len(train["alpha"]), "held_out_renders": len(truth),
+    res: dict[str, Any] = {"fit_renders": len(train["alpha"]), "held_out_renders": len(truth),
            "mean_face_mm": landmark_mm(np.zeros_like(truth), truth)}
     for name in ("landmarks", "features"):
         best = None

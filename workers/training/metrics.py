@@ -39,7 +39,7 @@ def predict_samples(model, data: dict, size: int, device="cpu") -> tuple[dict, d
         preds.append(p)
         labs.append({k: v.numpy() for k, v in lab.items()})
     P = {k: np.concatenate([getattr(p, k) for p in preds]) for k in ("expression", "euler", "shape", "landmarks")}
-    L = {k: np.concatenate([l[k] for l in labs]) for k in labs[0]}
+    L = {k: np.concatenate([lb[k] for lb in labs]) for k in labs[0]}
     L["euler"] = np.array([euler_from_matrix(r) for r in L["R"]])
     L["landmarks"] = (L["lm"] + 1) / 2 * size
     return P, L

@@ -50,7 +50,10 @@ def _images(clips: list[str], photos: list[str], every: int):
     for name in clips:
         yield from _frames(REAL / "video" / f"{name}.mp4", every)
     for name in photos:
-        yield cv2.cvtColor(cv2.imread(str(REAL / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
+        image = cv2.imread(str(REAL / f"{name}.jpg"))
+        if image is None:
+            raise FileNotFoundError(REAL / f"{name}.jpg")
+        yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -149,10 +152,10 @@ def fit(e: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> Probe:
 
     def loss():
         opt.zero_grad()
-        l = (wt * torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, t, reduction="none")).mean()
-        l = l + l2 * (w ** 2).sum() / 2
-        l.backward()
-        return l
+        value = (wt * torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, t, reduction="none")).mean()
+        value = value + l2 * (w ** 2).sum() / 2
+        value.backward()
+        return value
 
     opt.step(loss)
     return Probe(mean=mean, std=std, w=w.detach().numpy(), b=float(b.detach()))

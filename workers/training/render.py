@@ -457,10 +457,10 @@ def render(model: FaceModel, scene: Scene, camera: Camera, supersample: int = 2)
     r = rasterize(uv, depth, model.faces, big.width, big.height)
 
     hb, wb = big.height, big.width
-    img = np.zeros((hb * wb, 3), np.float32)
+    img: np.ndarray = np.zeros((hb * wb, 3), np.float32)
     hit, val = _interpolate(colors, assets.faces_t, r)
     img[hit] = val
-    part = np.full(hb * wb, BACKGROUND, np.int8)
+    part: np.ndarray = np.full(hb * wb, BACKGROUND, np.int8)
     part[hit] = model.face_part[r.face[hit]]
     part = part.reshape(hb, wb)
     img = img.reshape(hb, wb, 3)

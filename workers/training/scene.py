@@ -194,7 +194,7 @@ def sample_scene(rng: np.random.Generator, model: FaceModel, size: int = 160,
     factors: the face spans 40–80% of the image while the camera distance ranges from
     wide-angle (35 cm) to near-orthographic (6 m), the focal length following from both.
     """
-    alpha = rng.normal(size=model.identity.shape[0]).astype(np.float32)
+    alpha = rng.normal(size=int(model.identity.shape[0])).astype(np.float32)
     if rng.random() < 0.3:
         alpha *= 1.5
     w = (expressions or SparseExpressions())(rng, model.blend_names)
@@ -331,7 +331,7 @@ def _blur(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.6))
     if r < 0.4:
         n = int(rng.integers(3, 10))
-        k = np.zeros((n, n), np.float32)
+        k: np.ndarray = np.zeros((n, n), np.float32)
         k[n // 2] = 1.0
         rot = cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), rng.uniform(0, 180), 1.0)
         k = cv2.warpAffine(k, rot, (n, n))
@@ -349,11 +349,13 @@ def _sensor(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Sensor noise, then 8-bit quantisation and, usually, JPEG re-encoding."""
     if rng.random() < 0.5:
         img = img + rng.normal(0, rng.uniform(0.004, 0.035), img.shape).astype(np.float32)
-    out = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
     if rng.random() < 0.7:
         quality = int(rng.integers(20, 96))
         _, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        assert decoded is not None  # our own JPEG bytes
+        out = decoded[:, :, ::-1]
     return np.ascontiguousarray(out)
 
 

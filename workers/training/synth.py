@@ -34,7 +34,7 @@ PAD = IMAGE_SIZE // 2
 class BoxModel:
     """Detector box from a landmark box: running medians of the relation on hits."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.rel: list[np.ndarray] = []
 
     @staticmethod
@@ -63,7 +63,7 @@ def make_shard(n: int, seed: int, detector: FaceDetector, boxes: BoxModel, ctx: 
 
     fm = face_model.load()
     rng = np.random.default_rng(seed)
-    rows = {k: [] for k in ("crop", "blend", "rot", "centre", "scale", "lm", "lm_mask", "shape",
+    rows: dict[str, list] = {k: [] for k in ("crop", "blend", "rot", "centre", "scale", "lm", "lm_mask", "shape",
                             "shape_mask", "detected", "euler")}
     for _ in range(n):
         img, lab = make_sample(rng, fm, size=IMAGE_SIZE, backgrounds=backgrounds, expressions=expressions)

@@ -133,7 +133,7 @@ class Teacher3DDFA:
         rois = np.asarray(rois, np.float64).reshape(-1, 4)
         return self.predict_each([image] * len(rois), rois)
 
-    def predict_each(self, images: np.ndarray, rois: np.ndarray) -> Result3DDFA:
+    def predict_each(self, images: np.ndarray | list[np.ndarray], rois: np.ndarray) -> Result3DDFA:
         """One face per image: ``images[i]`` cut at ``rois[i]``; results in image pixels."""
         rois = np.asarray(rois, np.float64).reshape(-1, 4)
         crops = np.stack([crop_rois(im, roi)[0] for im, roi in zip(images, rois)]) if len(rois) \

@@ -9,8 +9,8 @@ the face model (everything, exact): ``--synth-frac`` of each batch is renders, t
 drawn from the ``--real`` label files in proportion to ``--real-weights`` (one weight per
 file, so a large set such as FER2013 does not drown the video frames). Losses: L1 on
 the rotation matrix, on the face centre and log scale and on the 68 landmarks (auxiliary;
-masked where unknown; the rotation weighted by how far its teacher is trusted); on eta a Huber loss of the error in units of each component's label
-s.d., masked where the teacher gave no expression (profiles); on identity alpha (renders
+masked where unknown; the rotation weighted by how far its teacher is trusted); on eta a Huber loss of the error in
+units of each component's label s.d., masked where the teacher gave no expression (profiles); on identity alpha (renders
 only) the 3D error it makes at the 68 landmark vertices. ``--pretrained 3ddfa_v2`` starts
 an ``mb05`` trunk from 3DDFA_V2's face-trained weights.
 
@@ -97,20 +97,21 @@ def losses(out: dict, lab: dict, size: int, eta_sd: torch.Tensor, id_basis: torc
     em = lab["blend_mask"].float()
     # 2·Huber: z² in the quadratic zone; faces without an expression label do not count
     eta = 2 * torch.nn.functional.huber_loss(z, torch.zeros_like(z), delta=ETA_QUADRATIC_SD, reduction="none")
-    l = {
+    terms = {
         "eta": (eta.mean(1) * em).sum() / em.sum().clamp(min=1),
-        "rot": ((R - lab["R"]).abs().mean((1, 2)) * lab["pose_weight"]).sum() / lab["pose_weight"].sum().clamp(min=1e-6),
+        "rot": (((R - lab["R"]).abs().mean((1, 2)) * lab["pose_weight"]).sum()
+                / lab["pose_weight"].sum().clamp(min=1e-6)),
         "centre": (out["trans"][:, :2] - lab["centre"]).abs().mean(),
         "scale": (out["trans"][:, 2] - scale_t).abs().mean(),
     }
     sm = lab["shape_mask"].float()
     shape = shape_error_cm(out["shape"], lab["shape"], lab["flip"], id_basis)
-    l["shape"] = (shape * sm).sum() / sm.sum().clamp(min=1)
+    terms["shape"] = (shape * sm).sum() / sm.sum().clamp(min=1)
     lm = out["landmarks"].view(-1, 68, 2)
     m = lab["lm_mask"].float()
-    l["lm"] = ((lm - lab["lm"]).abs().sum(-1) * m).sum() / m.sum().clamp(min=1)
-    l["total"] = sum(WEIGHTS[k] * l[k] for k in WEIGHTS)
-    return l
+    terms["lm"] = ((lm - lab["lm"]).abs().sum(-1) * m).sum() / m.sum().clamp(min=1)
+    terms["total"] = sum(WEIGHTS[k] * terms[k] for k in WEIGHTS)
+    return terms
 
 
 def emotion_loss(eta: torch.Tensor, emotion: torch.Tensor, eta_sd: torch.Tensor, head: torch.nn.Linear) -> torch.Tensor:
@@ -137,6 +138,19 @@ def evaluate_real(model, data: dict, size: int, device) -> dict:
     P, L = predict_samples(model, data, size, device)
     model.train()
     return {**pose_metrics(P, L), "eta_rmse": float(np.sqrt(((P["expression"] - L["eta"]) ** 2).mean()))}
+
+
+def new_model(args) -> FaceRegressor:
+    """The network to train: from ``--init``'s weights, the 3DDFA-V2 trunk, or fresh."""
+    model = FaceRegressor(args.arch)
+    if args.init is not None:
+        init, _ = checkpoint.load(args.init)
+        if init.arch != args.arch:
+            raise SystemExit(f"--init {args.init} is a {init.arch}, not --arch {args.arch}")
+        model.load_state_dict(init.state_dict())
+    elif args.pretrained == "3ddfa_v2":
+        init_from_3ddfa(model)
+    return model
 
 
 def main(argv=None):
@@ -188,14 +202,7 @@ def main(argv=None):
     real_val = real_to_samples(args.real_val) if args.real_val and args.real_val.exists() else None
     synth, n_shards = load_synth(args.synth)
 
-    model = FaceRegressor(args.arch).to(device)
-    if args.init is not None:
-        init, _ = checkpoint.load(args.init)
-        if init.arch != args.arch:
-            raise SystemExit(f"--init {args.init} is a {init.arch}, not --arch {args.arch}")
-        model.load_state_dict(init.state_dict())
-    elif args.pretrained == "3ddfa_v2":
-        init_from_3ddfa(model)
+    model = new_model(args).to(device)
     emotion_head = torch.nn.Linear(29, len(EMOTION_CLASSES)).to(device)
     opt = torch.optim.AdamW([*model.parameters(), *emotion_head.parameters()], lr=args.lr, weight_decay=1e-4)
     warm = max(1, min(300, args.steps // 10))
@@ -228,18 +235,18 @@ def main(argv=None):
         lab = {k: v.to(device) for k, v in lab.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(x)
-        l = losses({k: v.float() for k, v in out.items()}, lab, args.size, eta_sd_t, id_basis)
+        terms = losses({k: v.float() for k, v in out.items()}, lab, args.size, eta_sd_t, id_basis)
         if args.emotion_weight > 0:
-            l["emotion"] = emotion_loss(out["expression"].float(), lab["emotion"], eta_sd_t, emotion_head)
-            l["total"] = l["total"] + args.emotion_weight * l["emotion"]
+            terms["emotion"] = emotion_loss(out["expression"].float(), lab["emotion"], eta_sd_t, emotion_head)
+            terms["total"] = terms["total"] + args.emotion_weight * terms["emotion"]
         opt.zero_grad(set_to_none=True)
-        l["total"].backward()
+        terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step(); sched.step()
         step += 1; seen += len(x)
         if step % 25 == 0:
             rec = {"step": step, "lr": sched.get_last_lr()[0], "img_s": seen / (time.time() - t0),
-                   "synth_shards": n_shards, **{k: round(float(v.detach()), 4) for k, v in l.items()}}
+                   "synth_shards": n_shards, **{k: round(float(v.detach()), 4) for k, v in terms.items()}}
             log.write(json.dumps(rec) + "\n"); log.flush()
         if step % args.save_every == 0 or step == args.steps:
             ev = evaluate_real(model, real_val, args.size, device) if real_val else {}
@@ -257,7 +264,7 @@ def main(argv=None):
 
 def last_eval(run: Path) -> dict:
     """The latest held-out evaluation the run logged."""
-    ev = {}
+    ev: dict = {}
     for line in (run / "train.jsonl").read_text().splitlines():
         rec = json.loads(line)
         ev = rec.get("eval_real_heldout", ev)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -135,7 +136,7 @@ def run(ws: WildSet, parts: Path, limit: int | None = None, threads: int = 1) ->
     try:
         for a, b in todo:
             data = ws.read(a, b)
-            out = {"row": np.arange(a, b)}
+            out: dict[str, Any] = {"row": np.arange(a, b)}
             for s in range(0, b - a, 50):  # tqdm moves every 50 faces
                 part = teach(ws, data["image"][s:s + 50], detector, teacher)
                 for k, v in part.items():

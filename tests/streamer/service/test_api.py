@@ -143,7 +143,7 @@ def test_concurrent_streams_share_replica_batches_and_the_limit_is_enforced(serv
 
     with RtspServer(two_face_video.path) as server:
         ids = []
-        for i in range(3):
+        for _ in range(3):
             code, created = service.request("POST", "/streams", {"url": server.url})
             assert code == 201, created
             ids.append(created["id"])

@@ -52,7 +52,9 @@ def refused(id_: str, url: str) -> Req:
 
 
 
-def _cases() -> list[Req]:
+def _body_cases() -> list[Req]:
+    """Bodies that are not JSON objects, wrong types and values, unknown fields, overlong strings,
+    bad names, content types."""
     c: list[Req] = []
     # -- JSON that is not JSON, or not an object -------------------------------------------
     for i, data in enumerate([b"{not json", b'{"url": }', b'{"url": "a.mp4"', b"{'url': 'a.mp4'}",
@@ -111,6 +113,12 @@ def _cases() -> list[Req]:
         c.append(Req(f"content-type-{i}", body={"url": VALID}, headers={"Content-Type": ctype}, code=None))
     c.append(Req("content-type-json-variant", body={"url": "concat:a|b"},
                  headers={"Content-Type": "application/vnd.evil+json"}, code=None))
+    return c
+
+
+def _url_cases() -> list[Req]:
+    """URLs with refused schemes and tricks, and ways out of the media root."""
+    c: list[Req] = []
     # -- URLs: refused schemes and tricks ----------------------------------------------------
     s = SECRET
     for i, url in enumerate([
@@ -139,6 +147,12 @@ def _cases() -> list[Req]:
           Req("dotdot-escape-absolute", body={"url": "{media}/../../etc/passwd"}, code="url_refused"),
           Req("dotdot-escape-file-url", body={"url": "file://{media}/%2e%2e/%2e%2e/etc/passwd"}, code="url_refused"),
           Req("dotdot-after-valid", body={"url": "one_face.mp4/../../../etc/passwd"}, code="url_refused")]
+    return c
+
+
+def _route_cases() -> list[Req]:
+    """Junk in stream ids, unknown routes, wrong methods, bad authorization."""
+    c: list[Req] = []
     # -- path traversal and junk in stream ids ------------------------------------------------
     for i, path in enumerate(["/streams/..%2F..%2Fetc%2Fpasswd", "/streams/%2e%2e", "/streams/%00",
                               "/streams/%ff%fe", "/streams/" + "x" * 5000, "/streams/%0d%0aSet-Cookie:%20a=b",
@@ -169,6 +183,10 @@ def _cases() -> list[Req]:
           Req("auth-none-bad-json", raw=b"{not json", auth=None, status=401, code="unauthorized"),
           Req("auth-bad-bad-body", body={"url": 5}, auth="Bearer nope", status=401, code="unauthorized")]
     return c
+
+
+def _cases() -> list[Req]:
+    return _body_cases() + _url_cases() + _route_cases()
 
 
 CASES = _cases()

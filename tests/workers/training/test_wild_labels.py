@@ -71,7 +71,7 @@ def built(tmp_path_factory):
 
 
 def test_files_hold_every_face_once_split_by_image(built):
-    for name, paths in built.items():
+    for paths in built.values():
         tr, ho = np.load(paths["train"]), np.load(paths["heldout"])
         assert len(tr["frame"]) + len(ho["frame"]) == 60 and len(ho["frame"]) > 5
         assert sorted(np.r_[tr["frame"], ho["frame"]]) == list(range(60))
@@ -83,7 +83,7 @@ def test_files_hold_every_face_once_split_by_image(built):
 def test_files_round_trip_through_real_to_samples(built):
     from workers.training.data import real_to_samples
 
-    for name, paths in built.items():
+    for paths in built.values():
         d = np.load(paths["train"])
         s = real_to_samples(paths["train"])
         keep = d["keep"]
