@@ -38,11 +38,13 @@ import cv2
 import numpy as np
 import ray
 
-from streamer.config import Config, EmotionConfig
+from streamer.config import Config
 from streamer.follow import Follower
-from streamer.frames import Frame, SourceError
+from streamer.frames import Frame, Source, SourceError
 from streamer.ray_errors import root_cause
-from streamer.replicas import Replicas, slice_prediction
+from streamer.records import RecordBuilder
+from streamer.records import pose_in_image as pose_in_image  # re-exported: cli, tests
+from streamer.replicas import Replicas
 from streamer.schema import FaceRecord
 from streamer.sinks.base import Committed, Sink
 from streamer.smoothing import SmootherBank
@@ -52,9 +54,7 @@ from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
 from streamer.tracking import Track
 from streamer.urls import redact
 from workers import face_model
-from workers.crops import CropRule, crop_faces, crop_to_image
-from workers.emotion_labels import label as emotion_label
-from workers.pose import euler_from_matrix, matrix_from_quaternion
+from workers.crops import CropRule, crop_faces
 from workers.prediction import Prediction
 
 _DETECT_AHEAD = 2  # detector batches decoded (and detecting) ahead of tracking
@@ -80,78 +80,6 @@ def detector_input(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]
     s = max_side / max(h, w)
     small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     return small, small.shape[1] / w
-
-
-def pose_in_image(pred: Prediction, affines: np.ndarray) -> np.ndarray:
-    """(N, 6) yaw, pitch, roll, tx, ty, scale in the source image for crops cut with ``affines``.
-
-    The network reports the face centre in crop pixels and a scale in crop pixels per
-    centimetre; the crop affine maps the centre to image pixels, and its linear part
-    (image pixels per crop pixel, the same on both axes) converts the scale.
-    """
-    centre = crop_to_image(pred.centre[:, None, :], affines)[:, 0, :]
-    scale = pred.scale * affines[:, 0, 0]
-    return np.column_stack([pred.euler, centre, scale])
-
-
-class RecordBuilder:
-    """Predictions of one stream's tracked faces → FaceRecords, smoothing per track.
-
-    ``blendshapes`` reads a smoothed eta as the 53 named blendshapes (the face model's
-    map); it is injected so that the builder does not load the face model itself.
-    """
-
-    def __init__(self, stream_id: str, model_version: str, smoothers: SmootherBank,
-                 blendshapes: Callable[[np.ndarray], np.ndarray], emotion: EmotionConfig | None = None):
-        self.stream_id = stream_id
-        self.model_version = model_version
-        self._smoothers = smoothers
-        self._blendshapes = blendshapes
-        self._emotion = emotion or EmotionConfig()
-        self._held: dict[int, str] = {}   # each track's smoothed emotion label so far
-
-    def frame(self, frame: "_FrameWork", pred: Prediction | None, first_row: int) -> list[FaceRecord]:
-        """Records of one frame, whose faces are rows ``first_row...`` of ``pred``."""
-        records = []
-        if frame.tracks:
-            poses = pose_in_image(slice_prediction(pred, first_row, first_row + len(frame.tracks)),
-                                  frame.affines)
-            now = time.time()
-            for k, track in enumerate(frame.tracks):
-                records.append(self._record(frame, track, pred, first_row + k, poses[k], now))
-        for track_id in frame.ended_ids:
-            self._smoothers.drop(track_id)
-            self._held.pop(track_id, None)
-        return records
-
-    def _record(self, frame: "_FrameWork", track: Track, pred: Prediction, i: int,
-                raw_pose: np.ndarray, now: float) -> FaceRecord:
-        s = self._smoothers.update(track.track_id, frame.pts, pred.expression[i],
-                                   pred.quaternion[i], raw_pose[3:], pred.shape[i], pred.emotion_probs[i])
-        euler = euler_from_matrix(matrix_from_quaternion(s["quaternion"]))
-        side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))
-        raw_label = emotion_label(pred.emotion_probs[i], side, raw_pose[0], raw_pose[1], self._emotion)[0]
-        held = self._held.get(track.track_id)
-        smooth_label = emotion_label(s["emotion_probs"], side, euler[0], euler[1], self._emotion,
-                                     held=None if held is None else [held])[0]
-        self._held[track.track_id] = smooth_label
-        return FaceRecord(
-            stream_id=self.stream_id, frame_index=frame.index, pts=frame.pts, wall_time=now,
-            track_id=track.track_id, box=_f32(track.box), score=track.score,
-            box_source=track.source, presence=float(pred.presence[i]),
-            expression=_f32(s["expression"]), pose=_f32([*euler, *s["translation"]]),
-            quaternion=_f32(s["quaternion"]), shape=_f32(s["shape"]),
-            blendshapes=_f32(self._blendshapes(s["expression"])),
-            expression_raw=_f32(pred.expression[i]), pose_raw=_f32(raw_pose),
-            quaternion_raw=_f32(pred.quaternion[i]), shape_raw=_f32(pred.shape[i]),
-            model_version=self.model_version,
-            emotion=smooth_label, emotion_probs=_f32(s["emotion_probs"]),
-            emotion_raw=raw_label, emotion_probs_raw=_f32(pred.emotion_probs[i]),
-        )
-
-
-def _f32(values) -> np.ndarray:
-    return np.asarray(values, dtype=np.float32)
 
 
 class _Pipe:
@@ -252,7 +180,7 @@ class StreamSession:
         self._transport = transport
         self._sink_factories = sinks
         self._sinks: list[Sink] = []
-        self._source = None
+        self._source: Source | None = None
         self._state = StreamState.CREATED
         self._stop_requested = False
         self._resume: Committed | None = None   # set when a restarted session resumes
@@ -288,6 +216,10 @@ class StreamSession:
             last_error=stats.get("last_error"),
             node_id=ray.get_runtime_context().get_node_id(),
         )
+
+    def _is_live(self) -> bool:
+        assert self._source is not None  # the stages start once the source is open
+        return self._source.is_live
 
     async def stop(self) -> None:
         """Ask ``run`` to finish early: no new frames are read, what is in flight is
@@ -325,10 +257,10 @@ class StreamSession:
                 await self._emit("resumed", after_frame=resume.frame_index, pts=resume.pts)
             # Sinks first, so that a live source's reconnect attempts while it connects,
             # and a failure to connect at all, reach the events stream.
-            self._source = await loop.run_in_executor(
+            src = await loop.run_in_executor(
                 self._decode_pool, partial(open_source, self.url, self.cfg.source, media_root=self._media_root,
                                            on_event=self._source_event, transport=self._transport, wait=False))
-            src = self._source
+            self._source = src
             if self._stop_requested:  # stop() came before there was a source to close
                 src.close()
             elif src.is_live:  # connecting may take up to give_up_s; stop() closes it meanwhile
@@ -379,12 +311,12 @@ class StreamSession:
         # a file's when the detector does not see every frame: a presence request then
         # reaches the detector a frame later, not a batch, and a batch would hold one
         # detected frame or none.
-        live = self._source.is_live
+        live = self._is_live()
         size = 1 if live or self.cfg.detector.every_frames > 1 else self.cfg.detector.batch_size
         max_side = self.cfg.detector.max_side
         # a file's duration limit is the source's to enforce (it knows pts); a live
         # stream's is this session's: it ends as a file would, after that long running
-        limit = self.cfg.source.max_duration_s if self._source.is_live else None
+        limit = self.cfg.source.max_duration_s if self._is_live() else None
         while not self._stop_requested:
             if limit is not None and time.monotonic() - self._count.processing >= limit:
                 break
@@ -412,7 +344,7 @@ class StreamSession:
 
     async def _track(self, inp: "_Pipe", out: "_Pipe", rule: CropRule, follower: Follower,
                      unseen: "_Unseen") -> None:
-        live = self._source.is_live
+        live = self._is_live()
         work: list[_FrameWork] = []
         crops: list[np.ndarray] = []
 
@@ -455,7 +387,8 @@ class StreamSession:
             inp.release()
             _observe(follower, work, pred)
             unseen.seen(len(work))
-            records, row, written = [], 0, 0
+            records: list[FaceRecord] = []
+            row, written = 0, 0
             for frame in work:
                 if frame.cut:  # the event goes between the old shot's records and the new one's
                     await self._write(records[written:])
@@ -561,10 +494,11 @@ def _resume_point(sinks: list[Sink]) -> Committed | None:
     unless every sink holds something — a fresh stream, or a rerun whose outputs were
     cleared, starts from the beginning."""
     points = [s.committed() for s in sinks]
-    if not points or any(p is None for p in points):
+    held = [p for p in points if p is not None]
+    if not points or len(held) < len(points):
         return None
-    first = min(points, key=lambda p: p.frame_index)
-    return Committed(first.frame_index, first.pts, max(p.max_track_id for p in points))
+    first = min(held, key=lambda p: p.frame_index)
+    return Committed(first.frame_index, first.pts, max(p.max_track_id for p in held))
 
 
 def _plan(batch: list[Frame], follower: Follower, max_side: int) -> tuple[list[tuple[bool, bool]], list]:
@@ -580,6 +514,7 @@ def _observe(follower: Follower, work: list[_FrameWork], pred: Prediction | None
     for frame in work:
         n = len(frame.tracks)
         if n:
+            assert pred is not None  # the faces of a frame are regressed
             follower.observe(frame.index, [t.track_id for t in frame.tracks], pred.landmarks[row:row + n],
                              frame.affines, pred.presence[row:row + n])
         row += n
@@ -595,7 +530,7 @@ def _take(frames: Iterator[Frame], n: int) -> list[Frame]:
 
 
 def launch(stream_id: str, url: str, cfg: Config, replicas: Replicas,
-           sinks: list[SinkFactory], **options: Any) -> ray.actor.ActorHandle:
+           sinks: list[SinkFactory], **options: Any) -> Any:
     """Start a StreamSession actor (``options``: media_root, transport).
 
     It reserves no CPU: a session spends its time waiting on the replicas, which hold

@@ -30,9 +30,10 @@ class Prediction:
     landmarks: np.ndarray    # (N, 68, 2) crop pixels
     # (N, 7) calibrated probabilities of workers.emotion.CLASSES, read from expression by
     # the classifier shipped beside the checkpoint; NaN where there is none
-    emotion_probs: np.ndarray | None = None
+    # (None when constructed without them: __post_init__ fills in the NaN arrays)
+    emotion_probs: np.ndarray = None  # type: ignore[assignment]
     # (N,) probability that each crop frames a face (workers.presence); NaN without a probe
-    presence: np.ndarray | None = None
+    presence: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self):
         if self.emotion_probs is None:
