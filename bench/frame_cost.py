@@ -1,0 +1,109 @@
+"""CPU seconds a live frame costs, per step, with the detector on every frame and with
+track-driven detection (issue 17, items 1-2): robust to a loaded machine, because it
+counts this thread's CPU time (``time.thread_time``), not the wall clock.
+
+Per frame of a 720p one-face clip (default ``lp_s18.mp4``, the live benchmark's camera),
+each step as the service runs it, one thread, one intra-op thread per model:
+
+- decode: H.264 decoding of the frame (PyAV, one thread: the service decodes with more,
+  for the same CPU);
+- convert: the decoded frame to RGB (``to_ndarray``; a live source now skips it for the
+  frames it drops);
+- shrink: ``session.detector_input`` to ``detector.max_side``;
+- detect: RetinaFace on the shrunk frame;
+- crop + regress: the crop rule and the shipped regressor on the frame's face (batch 1);
+- follow: ``Follower`` bookkeeping for a frame (plan, track, observe), detector boxes given.
+
+Then the cost of a frame with ``every_frames`` N: decode + convert + follow +
+crop/regress + (shrink + detect) / N, and the frames/s it allows per core and on 2 cores (no decode,
+Ray, Redis or Parquet: an upper bound, the ratio between the settings is what to read).
+
+    .venv/bin/python bench/frame_cost.py [--video CLIP] [--frames 60] [--every 1 5 10]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import machine  # noqa: E402
+from streamer.config import DetectorConfig, TrackerConfig  # noqa: E402
+from streamer.follow import Follower  # noqa: E402
+from streamer.frames import Frame  # noqa: E402
+from streamer.session import detector_input  # noqa: E402
+from workers.crops import CropRule, crop_faces, to_tensor  # noqa: E402
+from workers.detector import FaceDetector  # noqa: E402
+from workers.regressor import Regressor  # noqa: E402
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "video"
+
+
+def cpu(fn, *args):
+    t0 = time.thread_time()
+    out = fn(*args)
+    return out, time.thread_time() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--video", default=str(REAL / "lp_s18.mp4"))
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--every", type=int, nargs="+", default=[1, 5, 10])
+    args = ap.parse_args()
+    info = machine()
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), load average {info['loadavg']}, commit {info['commit']}")
+    torch.set_num_threads(1)
+    cfg = DetectorConfig()
+    detector, regressor = FaceDetector(cfg, threads=1), Regressor.load(device="cpu")
+    rule = CropRule.from_meta(regressor.meta)
+    follower = Follower(TrackerConfig(), 1, None)
+    steps = ("decode", "convert", "shrink", "detect", "crop + regress", "follow")
+    costs: dict[str, list[float]] = {k: [] for k in steps}
+    with av.open(args.video) as container:
+        container.streams.video[0].thread_count = 1   # decoded in this thread, so counted
+        frames = container.decode(video=0)
+        for i in range(args.frames):
+            decoded, t = cpu(next, frames, None)
+            if decoded is None:
+                break
+            costs["decode"].append(t)
+            image, t = cpu(lambda: decoded.to_ndarray(format="rgb24"))
+            costs["convert"].append(t)
+            (small, scale), t = cpu(detector_input, image, cfg.max_side)
+            costs["shrink"].append(t)
+            (found,), t = cpu(detector.detect, [small])
+            costs["detect"].append(t)
+            frame = Frame(i, i / 30, image)
+            t0 = time.thread_time()
+            cut, _ = follower.plan(frame)
+            tracks = follower.track(frame, cut, found.boxes / scale, found.scores)
+            follow = time.thread_time() - t0
+            boxes = np.stack([t.box for t in tracks]) if tracks else np.zeros((0, 4))
+            t0 = time.thread_time()
+            crops, affines = crop_faces(image, boxes, rule)
+            pred = regressor(to_tensor(crops, rule)) if len(crops) else None
+            costs["crop + regress"].append(time.thread_time() - t0)
+            t0 = time.thread_time()
+            if pred is not None:
+                follower.observe(i, [t.track_id for t in tracks], pred.landmarks, affines, pred.presence)
+            costs["follow"].append(follow + time.thread_time() - t0)
+    ms = {k: 1000 * float(np.median(v)) for k, v in costs.items()}
+    print(f"{Path(args.video).name}, {len(costs['detect'])} frames {image.shape[1]}x{image.shape[0]}; "
+          "median CPU ms per frame: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()))
+    print(f"{'every_frames':>12s} {'CPU ms/frame':>12s} {'frames/s/core':>13s} {'frames/s on 2 cores':>19s} {'vs 1':>5s}")
+    base = None
+    for n in args.every:
+        per = ms["decode"] + ms["convert"] + ms["follow"] + ms["crop + regress"] + (ms["shrink"] + ms["detect"]) / n
+        base = base or per
+        print(f"{n:12d} {per:12.1f} {1000 / per:13.1f} {2000 / per:19.1f} {base / per:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
