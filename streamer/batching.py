@@ -56,7 +56,8 @@ class Batcher(Generic[In, Out]):
 
     def __init__(self, run: Callable[[In], Out], max_batch_size: int, max_wait_s: float, *,
                  join: Callable[[list[In]], In], split: Callable[[Out, int, int], Out],
-                 size: Callable[[In], int] = len, priority: str = "live_first", name: str = "batch"):
+                 size: Callable[[In], int] = len,  # type: ignore[assignment]  # len: a batch is Sized
+                 priority: str = "live_first", name: str = "batch"):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if priority not in PRIORITIES:
@@ -135,7 +136,9 @@ class Batcher(Generic[In, Out]):
 
     def _take(self) -> list[_Request]:
         """The requests that go next and fit in one batch (always at least one)."""
-        first = self._queue().popleft()
+        queue = self._queue()
+        assert queue is not None  # called while requests wait
+        first = queue.popleft()
         batch, size = [first], first.size
         while (queue := self._queue()) is not None and size + queue[0].size <= self.max_batch_size:
             size += queue[0].size

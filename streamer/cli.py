@@ -3,8 +3,8 @@
 Subcommands: ``analyze`` (a video through the whole pipeline), ``predict`` (images,
 in-process, no Ray), ``report`` (HTML plots of an output dir), ``face-model`` (build the
 derived face model); the service: ``serve``, and its clients ``submit``, ``streams``,
-``stop``, ``tail``; ``publish`` (a file as a live RTSP/HTTP stream, to try things on). This is the only place that prints; library code reports through
-return values, exceptions and injected callbacks.
+``stop``, ``tail``; ``publish`` (a file as a live RTSP/HTTP stream, to try things on). This is the only
+place that prints; library code reports through return values, exceptions and injected callbacks.
 
 A user's mistake ends with one line on stderr and a distinct exit status, never a
 traceback; an internal error prints one line naming a log file that holds the traceback.
@@ -19,6 +19,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 EXIT_CODES = """exit status:
   0  success
@@ -185,7 +186,7 @@ class _FrameBar:
 
     def __init__(self, desc: str):
         self._desc = desc
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar once the first progress comes
 
     def __call__(self, done: int, total: int | None) -> None:
         from tqdm import tqdm
@@ -292,10 +293,12 @@ def _predict(args) -> int:
         if not len(faces):
             continue
         boxes, scores, pred = faces.boxes, faces.scores, faces.prediction
+        assert pred is not None  # faces were found and regressed
         poses = pose_in_image(pred, faces.affines)
         blends = fm.blendshapes_from_eta(pred.expression)  # one batched solve per image
-        labels = emotion.label(pred.emotion_probs, face_px=np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]),
-                               yaw=poses[:, 0], pitch=poses[:, 1], rule=cfg.emotion)
+        face_px = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        labels = emotion.label(pred.emotion_probs, face_px=face_px, yaw=poses[:, 0], pitch=poses[:, 1],
+                               rule=cfg.emotion)
         for i in range(len(boxes)):
             face = _face_dict(path, boxes[i], scores[i], pred, poses[i], i)
             face["blendshapes"] = dict(zip(fm.blend_names, (round(float(w), 3) for w in blends[i])))

@@ -97,6 +97,16 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+class TimedFrame(Protocol):
+    """What the sampler reads of a frame (a Frame, or a live source's frame not yet converted)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def pts(self) -> float: ...
+
+
 class Sampler:
     """Decides which decoded frames to keep: every k-th, then at most ``fps`` per second.
 
@@ -111,7 +121,7 @@ class Sampler:
         self._t0: float | None = None
         self._last_slot = -1
 
-    def __call__(self, frame: Frame) -> bool:
+    def __call__(self, frame: TimedFrame) -> bool:
         if frame.index % self.every:
             return False
         if self.fps is None:

@@ -166,6 +166,7 @@ class LiveSource:
                     if self._closed.is_set():
                         return
                     if not self._buffer:
+                        assert self._failure is not None  # what ended the wait
                         raise self._failure
                     decoded, arrived = self._buffer.popleft()
                     if time.monotonic() - arrived > self.cfg.staleness_s:
@@ -272,12 +273,12 @@ class LiveSource:
         finally:
             route.close()
 
-    def _demux(self, route: Route, options: dict, opening: float, open_timeout: float,
-               read_timeout: float) -> Iterator[_Decoded]:
+    def _open(self, route: Route, options: dict, opening: float, open_timeout: float,
+              read_timeout: float) -> av.container.InputContainer:
         try:
-            container = av.open(route.url, container_options={**options, **route.options},
-                                metadata_errors="replace", timeout=(open_timeout, read_timeout),
-                                io_open=route.io_open)
+            return av.open(route.url, container_options={**options, **route.options},
+                           metadata_errors="replace", timeout=(open_timeout, read_timeout),
+                           io_open=route.io_open)
         except av.error.FFmpegError as e:
             self._gateway.check()
             # PyAV's timeout interrupts FFmpeg, which some demuxers then report as
@@ -285,21 +286,30 @@ class LiveSource:
             if isinstance(e, av.error.ExitError) or time.monotonic() - opening >= open_timeout:
                 raise SourceError(f"no answer within {open_timeout:.3g} s") from None
             raise
+
+    def _video_stream(self, container: av.container.InputContainer) -> av.video.stream.VideoStream:
+        """The container's first video stream, set up to decode (size limit, threads, rate)."""
+        if not container.streams.video:
+            raise SourceError("no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx is None:
+            raise SourceError("its video stream is in a codec that cannot be decoded here")
+        self._check_size(ctx.width or 0, ctx.height or 0)
+        stream.thread_type = "AUTO"
+        # the decoder refuses larger frames before allocating them (counted below)
+        ctx.options = {"max_pixels": str(self.cfg.max_width * self.cfg.max_height)}
+        if not self.fps:
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            self.fps = float(rate) if rate else 0.0
+        return stream
+
+    def _demux(self, route: Route, options: dict, opening: float, open_timeout: float,
+               read_timeout: float) -> Iterator[_Decoded]:
+        container = self._open(route, options, opening, open_timeout, read_timeout)
         stalled = SourceError(f"no data for {read_timeout:g} s")
         try:
-            if not container.streams.video:
-                raise SourceError("no video stream")
-            stream = container.streams.video[0]
-            ctx = stream.codec_context
-            if ctx is None:
-                raise SourceError("its video stream is in a codec that cannot be decoded here")
-            self._check_size(ctx.width or 0, ctx.height or 0)
-            stream.thread_type = "AUTO"
-            # the decoder refuses larger frames before allocating them (counted below)
-            ctx.options = {"max_pixels": str(self.cfg.max_width * self.cfg.max_height)}
-            if not self.fps:
-                rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-                self.fps = float(rate) if rate else 0.0
+            stream = self._video_stream(container)
             self._timeline.new_connection()
             packets = container.demux(stream)
             while True:

@@ -204,7 +204,7 @@ class Replicas:
     def __setstate__(self, state: dict) -> None:
         names = state.get("names")
         if names is None:
-            self.__init__(state["detectors"], state["regressors"])
+            Replicas.__init__(self, state["detectors"], state["regressors"])
             return
         handles = {k: [ray.get_actor(n, namespace=_NAMESPACE) for n in v] for k, v in names.items()}
-        self.__init__(handles["detectors"], handles["regressors"], names)
+        Replicas.__init__(self, handles["detectors"], handles["regressors"], names)

@@ -322,8 +322,8 @@ def table_to_records(table: pa.Table) -> list[FaceRecord]:
 # the smoothed / raw emotion label, bs the box source, p the presence (repr float), and
 # x = every VECTOR_FIELDS vector, concatenated in that order, little-endian float32
 # (version 1: no e / er, x without the emotion vectors; version 3 entries are laid out as
-# version 2 plus bs and p, which entries written before them lack: read "detector", NaN). The names of the numbers, which Parquet
-# keeps in its schema metadata, come in each stream's ``started`` event (stream_info).
+# version 2 plus bs and p, which entries written before them lack: read "detector", NaN). The names of the
+# numbers, which Parquet keeps in its schema metadata, come in each stream's ``started`` event (stream_info).
 _PACKED_DTYPE = np.dtype("<f4")
 _PACKED_LEN = sum(d for _, d in VECTOR_FIELDS)
 _PACKED_LEN_V1 = _PACKED_LEN - 2 * N_EMOTION

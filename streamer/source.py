@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 import av
 
@@ -188,7 +188,7 @@ class FileSource:
         """Refuse by what the container says, before a frame is decoded."""
         container = self._container
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            kinds = sorted({str(s.type) for s in container.streams}) or ["no streams"]
             raise NotAVideo(f"{self.path}: has no video stream (found: {', '.join(kinds)})")
         stream = container.streams.video[0]
         ctx = stream.codec_context
@@ -213,7 +213,7 @@ class FileSource:
             return self._container.duration / av.time_base
         return None
 
-    def _decode(self) -> Iterator[Frame]:
+    def _decode(self) -> Generator[Frame, None, None]:
         """Every frame that decodes, in order; bad packets are counted, not raised.
 
         Frames above the size limit are counted as errors (the first one refuses the
@@ -245,10 +245,7 @@ class FileSource:
                             continue
                         index = self.stats["decoded"]
                         self.stats["decoded"] += 1
-                        if f.pts is not None and time_base is not None:
-                            pts = float(f.pts * time_base)
-                        else:
-                            pts = index / self.fps if self.fps else 0.0
+                        pts = self._pts(f, index, time_base)
                         if limit is not None:
                             origin = pts if origin is None else origin
                             if pts - origin > limit:
@@ -265,6 +262,12 @@ class FileSource:
             except av.error.FFmpegError as e:
                 self._count_error(e)
                 errors_in_a_row += 1
+
+    def _pts(self, f: av.VideoFrame, index: int, time_base) -> float:
+        """A frame's time in seconds: its pts, else its place at the nominal rate."""
+        if f.pts is not None and time_base is not None:
+            return float(f.pts * time_base)
+        return index / self.fps if self.fps else 0.0
 
     def _count_error(self, e: Exception) -> None:
         self.stats["decode_errors"] += 1

@@ -127,8 +127,9 @@ class _Tracklet:
 def _candidates(tracks: list[_Tracklet]) -> Candidates:
     """The tracks' predicted boxes, with embeddings only if every track has one."""
     boxes = np.stack([t.kf.box() for t in tracks]) if tracks else np.zeros((0, 4))
-    has = bool(tracks) and all(t.embedding is not None for t in tracks)
-    return Candidates(boxes, np.stack([t.embedding for t in tracks]) if has else None)
+    embeddings = [t.embedding for t in tracks if t.embedding is not None]
+    has = bool(tracks) and len(embeddings) == len(tracks)
+    return Candidates(boxes, np.stack(embeddings) if has else None)
 
 
 def _match(tracks: list[_Tracklet], dets: Candidates, rows: list[int], distance: Distance):
@@ -234,7 +235,8 @@ class Tracker:
         # A track unseen for longer than the budget ends before matching, so that after
         # a long gap between processed frames it cannot take a box.
         confirmed = [t for t in self._tracks if t.track_id is not None]
-        ended += [t.track_id for t in confirmed if frame_index - t.last_seen > cfg.max_lost_frames]
+        ended += [t.track_id for t in confirmed
+                  if t.track_id is not None and frame_index - t.last_seen > cfg.max_lost_frames]
         confirmed = [t for t in confirmed if frame_index - t.last_seen <= cfg.max_lost_frames]
         tentative = [t for t in self._tracks if t.track_id is None]
 

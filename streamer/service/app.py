@@ -158,7 +158,7 @@ def _serve_http_host() -> str:
     try:
         from ray.serve.context import _get_global_client
 
-        return str(_get_global_client().http_config.host)
+        return str(_get_global_client().http_config.host)  # type: ignore[union-attr]  # None: caught below
     except Exception:  # noqa: BLE001 - a private API: when it fails, assume the worst
         return "0.0.0.0"
 
@@ -224,4 +224,4 @@ def build_app(args: dict | None = None) -> serve.Application:
     unknown = set(args) - {"config", "overrides"}
     if unknown:
         raise ValueError(f"unknown application args: {', '.join(sorted(unknown))} (known: config, overrides)")
-    return FacestreamAPI.bind(args.get("config"), args.get("overrides"))
+    return FacestreamAPI.bind(args.get("config"), args.get("overrides"))  # type: ignore[attr-defined]  # serve.deployment's

@@ -24,6 +24,7 @@ the decided value.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import re
 import secrets
@@ -145,8 +146,9 @@ class StreamManager:
                 await asyncio.wait_for(stopped(), self.cfg.service.stop_timeout_s)
             except (asyncio.TimeoutError, ray.exceptions.RayError):
                 session.release(abort=True)   # its host's other streams carry on
-                self._finish(stream, StreamState.FAILED, error=f"did not stop within {self.cfg.service.stop_timeout_s:g} s; "
-                                                     "killed (records already published are kept)")
+                self._finish(stream, StreamState.FAILED,
+                             error=f"did not stop within {self.cfg.service.stop_timeout_s:g} s; "
+                                   "killed (records already published are kept)")
         return self._status(stream)
 
     async def shutdown(self) -> dict:
@@ -285,7 +287,7 @@ class StreamManager:
             stream.session.release()   # a host whose last stream this was ends, as a session actor did
             stream.session = None
 
-    async def _refresh(self, streams: list[_Stream]) -> None:
+    async def _refresh(self, streams: builtins.list[_Stream]) -> None:  # `list` is the method above
         """Fetch the progress of running sessions (a stuck one keeps its last numbers)."""
         async def one(stream: _Stream) -> None:
             if stream.session is None or stream.state not in ACTIVE:

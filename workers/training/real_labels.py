@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import median_filter
@@ -49,7 +50,7 @@ def _frames(path: Path):
 def label_media(path: Path, detector: FaceDetector, teacher: Teacher, interocular_cm: float,
                 ctx: CropRule, largest_only: bool) -> dict:
     """Per-face raw labels for one video or image (no temporal prior yet)."""
-    rows = {k: [] for k in ("crop", "blend", "rot", "centre", "scale", "lm9", "frame", "face")}
+    rows: dict[str, list] = {k: [] for k in ("crop", "blend", "rot", "centre", "scale", "lm9", "frame", "face")}
     for index, img in _frames(path):
         det = detect_and_crop([img], detector, ctx)[0]  # the inference detector, context crops
         faces = teacher(img)
@@ -114,7 +115,7 @@ def build(paths: list[Path], out: Path, rule: CropRule = CropRule(), threads: in
         parts.append(lab)
     teacher.close()
     keys = ["crop", "blend", "rot", "euler", "centre", "scale", "lm9", "frame", "face", "keep", "source"]
-    data = {k: np.concatenate([d[k] for d in parts]) for k in keys}
+    data: dict[str, Any] = {k: np.concatenate([d[k] for d in parts]) for k in keys}
     data["lm9_ids"] = np.array(sorted(MP_TO_68.values()))
     data["ctx_factor"] = np.array(CTX_FACTOR)
     data["face_model_sha256"] = np.array(fm.sha256)
