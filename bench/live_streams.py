@@ -324,12 +324,16 @@ def measure_window(a: dict, b: dict, ids: list[str], target_fps: float, source_f
             "fps_ignored": bool(asked_fps and fps > 1.15 * asked_fps),
         })
     ma, mb = a["metrics"], b["metrics"]
-    batch_n = metric_sum(mb, "facestream_regressor_batch_size_count") - metric_sum(ma, "facestream_regressor_batch_size_count")
-    batch_sum = metric_sum(mb, "facestream_regressor_batch_size_sum") - metric_sum(ma, "facestream_regressor_batch_size_sum")
-    det_n = metric_sum(mb, "facestream_detector_latency_seconds_count") - metric_sum(ma, "facestream_detector_latency_seconds_count")
-    det_sum = metric_sum(mb, "facestream_detector_latency_seconds_sum") - metric_sum(ma, "facestream_detector_latency_seconds_sum")
-    det_frames = metric_sum(mb, "facestream_detector_frames_total") - metric_sum(ma, "facestream_detector_frames_total")
-    crops = metric_sum(mb, "facestream_regressor_crops_total") - metric_sum(ma, "facestream_regressor_crops_total")
+
+    def grew(name: str) -> float:   # over the window
+        return metric_sum(mb, name) - metric_sum(ma, name)
+
+    batch_n = grew("facestream_regressor_batch_size_count")
+    batch_sum = grew("facestream_regressor_batch_size_sum")
+    det_n = grew("facestream_detector_latency_seconds_count")
+    det_sum = grew("facestream_detector_latency_seconds_sum")
+    det_frames = grew("facestream_detector_frames_total")
+    crops = grew("facestream_regressor_crops_total")
     lat_all = add_histograms(lat_parts)
     p50s = sorted(s["latency_p50_s"] for s in streams if s["latency_p50_s"] is not None)
     p99s = [s["latency_p99_s"] for s in streams if s["latency_p99_s"] is not None]
@@ -573,9 +577,10 @@ def conclusion(results: list[dict], target: float) -> tuple[int, str]:
 
 # ----------------------------------------------------------------------------- main
 
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video", default=str(DEFAULT_VIDEO), help="clip each RTSP server loops (default: %(default)s)")
+    parser.add_argument("--video", default=str(DEFAULT_VIDEO),
+                        help="clip each RTSP server loops (default: %(default)s)")
     parser.add_argument("--max-streams", type=int, default=6)
     parser.add_argument("--min-streams", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window per N")
@@ -610,20 +615,11 @@ def main() -> int:
     args.json = str(Path(args.json).resolve()) if args.json else None
     args.config = str(Path(args.config).resolve()) if args.config else None
     args.file_beside = str(Path(args.file_beside).resolve()) if args.file_beside else None
-    # The service reads ./ray_config.yaml, and Ray's workers import the package from the
-    # driver's working directory first: both must be this checkout.
-    os.chdir(REPO)
+    return args
 
-    # Read by the raylet of the private Ray the service starts: its workers' nice value.
-    os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
 
-    def on_term(*_):
-        raise Interrupted()
-    signal.signal(signal.SIGTERM, on_term)
-
-    info = machine()
-    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), GPU: {info['gpu'] or 'none'}, "
-          f"load average {info['loadavg']}, commit {info['commit']}")
+def _model_overrides(args: argparse.Namespace, info: dict) -> dict:
+    """The ``model`` section the flags set (replicas, priority, GPUs per regressor replica)."""
     model: dict = {}
     if args.detector_replicas:
         model["detector_replicas"] = args.detector_replicas
@@ -641,6 +637,26 @@ def main() -> int:
         gpus = min(1.0, torch.cuda.device_count() / max(1, replicas))  # every replica must fit
     if gpus is not None:
         model["num_gpus_per_replica"] = gpus
+    return model
+
+
+def main() -> int:
+    args = _parse_args()
+    # The service reads ./ray_config.yaml, and Ray's workers import the package from the
+    # driver's working directory first: both must be this checkout.
+    os.chdir(REPO)
+
+    # Read by the raylet of the private Ray the service starts: its workers' nice value.
+    os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
+
+    def on_term(*_):
+        raise Interrupted()
+    signal.signal(signal.SIGTERM, on_term)
+
+    info = machine()
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), GPU: {info['gpu'] or 'none'}, "
+          f"load average {info['loadavg']}, commit {info['commit']}")
+    model = _model_overrides(args, info)
 
     from streamer.service.app import TOKEN_ENV
 
