@@ -8,7 +8,6 @@ from functools import partial
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
 import ray
