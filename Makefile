@@ -27,7 +27,10 @@ demo: $(STAMP)
 	$(VENV)/bin/facestream analyze samples/obama.mp4 --out out/demo --annotate out/demo/annotated.mp4
 	$(VENV)/bin/facestream report out/demo
 
+# Lint (ruff), type check (mypy) and the tests; settings in pyproject.toml.
 test: $(DEV)
+	$(PY) -m ruff check streamer workers bench tests
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 train-deps: $(TRAIN)
@@ -70,7 +73,7 @@ weights: $(TRAIN)
 	    --real data/labels/real_train.npz data/labels/aflw_train.npz data/labels/fer_train.npz \
 	    --real-weights 0.2 0.55 0.25 --real-val data/labels/aflw_heldout.npz \
 	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --synth-frac 0.3 \
-	    --steps 7000 --lr 5e-4 --seed 1 --emotion-weight 0.25 --save-every 250 --export $(WEIGHTS)
+	    --steps 6000 --lr 5e-4 --seed 1 --emotion-weight 0.25 --save-every 250 --export $(WEIGHTS)
 	$(VENV)/bin/facestream evaluate --checkpoint $(WEIGHTS) --teacher-on-renders --into-checkpoint \
 	    --out $(REPORT)/accuracy.json --plot lp_d11.mp4 $(REPORT)/img/heldout_lp_d11.png
 	$(PY) -m workers.training.emotion --checkpoint $(WEIGHTS) --out $(REPORT)/emotion.json \
