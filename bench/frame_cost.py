@@ -97,7 +97,8 @@ def main() -> None:
     ms = {k: 1000 * float(np.median(v)) for k, v in costs.items()}
     print(f"{Path(args.video).name}, {len(costs['detect'])} frames {image.shape[1]}x{image.shape[0]}; "
           "median CPU ms per frame: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()))
-    print(f"{'every_frames':>12s} {'CPU ms/frame':>12s} {'frames/s/core':>13s} {'frames/s on 2 cores':>19s} {'vs 1':>5s}")
+    print(f"{'every_frames':>12s} {'CPU ms/frame':>12s} {'frames/s/core':>13s} "
+          f"{'frames/s on 2 cores':>19s} {'vs 1':>5s}")
     base = None
     for n in args.every:
         per = ms["decode"] + ms["convert"] + ms["follow"] + ms["crop + regress"] + (ms["shrink"] + ms["detect"]) / n
