@@ -14,8 +14,9 @@ comes back a few frames after that frame was tracked):
 3. :meth:`observe`, when the regressor's output for a frame comes back: its landmarks
    become each track's box (:mod:`streamer.placement`), and a presence below the probe's
    threshold asks for the detector at once and marks the track: it ends unless that
-   detector run confirms it. Without a presence probe (threshold None, or NaN presence)
-   only the schedule runs the detector.
+   detector run confirms it. A network shipped without a presence probe cannot tell a
+   lost crop, so the session gives it every_frames 1 (every frame detected); a NaN
+   presence on one face leaves that face to the schedule.
 """
 from __future__ import annotations
 

@@ -277,8 +277,11 @@ class StreamSession:
             self._count.processing = time.monotonic()
             detected, regressing = _Pipe(_DETECT_AHEAD), _Pipe(self.cfg.session.max_inflight_batches)
             first_id = self._resume.max_track_id + 1 if self._resume is not None else 1
-            follower = Follower(self.cfg.tracker, self.cfg.detector.every_frames,
-                                info.get("presence_threshold"), first_id=first_id)
+            # Following a face between detector runs is safe only with a presence probe to
+            # notice a crop that lost it: a network shipped without one is detected every frame.
+            threshold = info.get("presence_threshold")
+            every = self.cfg.detector.every_frames if threshold is not None else 1
+            follower = Follower(self.cfg.tracker, every, threshold, first_id=first_id)
             unseen = _Unseen()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read(self._frames(src), detected, follower))
@@ -312,7 +315,7 @@ class StreamSession:
         # reaches the detector a frame later, not a batch, and a batch would hold one
         # detected frame or none.
         live = self._is_live()
-        size = 1 if live or self.cfg.detector.every_frames > 1 else self.cfg.detector.batch_size
+        size = 1 if live or follower.schedule.every_frames > 1 else self.cfg.detector.batch_size
         max_side = self.cfg.detector.max_side
         # a file's duration limit is the source's to enforce (it knows pts); a live
         # stream's is this session's: it ends as a file would, after that long running
