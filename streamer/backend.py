@@ -27,8 +27,9 @@ from streamer.urls import redact
 
 def check_checkpoint(cfg: Config) -> tuple[Path, dict]:
     """The configured (or shipped) checkpoint's path and metadata, once it is known to be
-    trained, complete, loadable and made for this installation's face model."""
-    from workers import checkpoint
+    trained, complete, loadable and made for this installation's face model, with the
+    emotion classifier and presence probe beside it (if any) fitted on those weights."""
+    from workers import checkpoint, emotion, presence
     from workers.checkpoint import CheckpointError
     from workers.crops import CropRule
 
@@ -37,6 +38,8 @@ def check_checkpoint(cfg: Config) -> tuple[Path, dict]:
     try:
         CropRule.from_meta(meta)
         checkpoint.load(ckpt_path)  # the weights too: a replica failing later says less
+        emotion.load(ckpt_path, required=False)
+        presence.load(ckpt_path)
     except CheckpointError:
         raise
     except Exception as e:

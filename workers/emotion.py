@@ -35,8 +35,9 @@ UNCERTAIN, TOO_SMALL, TOO_TURNED = ABSTAIN
 LABELS = CLASSES + ABSTAIN
 
 
-class EmotionError(RuntimeError):
-    """An emotion classifier is missing, damaged, or made for another network or face model."""
+class EmotionError(checkpoint.CheckpointError):
+    """An emotion classifier is missing, damaged, or made for another network or face model
+    (a checkpoint error: the network and what ships beside it are used together)."""
 
 
 def path_for(ckpt: str | Path) -> Path:

@@ -25,8 +25,9 @@ from workers import checkpoint
 FORMAT = "facestream-presence/1"
 
 
-class PresenceError(RuntimeError):
-    """A presence probe is damaged or made for other network weights."""
+class PresenceError(checkpoint.CheckpointError):
+    """A presence probe is damaged or made for other network weights (a checkpoint error:
+    the network and what ships beside it are used together)."""
 
 
 def path_for(ckpt: str | Path) -> Path:

@@ -51,7 +51,20 @@ def bad_inputs(tmp_path_factory, face_video, tiny_checkpoint):
     (d / "truncated.mp4").write_bytes(data[: len(data) // 3])
     (d / "bad.yaml").write_text("detector:\n  treshold: 0.5\n")
     (d / "text.jpg").write_text("not an image")
+    _retrained_beside_a_stale_classifier(tiny_checkpoint, d / "stale")
     return d
+
+
+def _retrained_beside_a_stale_classifier(ckpt: Path, dest: Path) -> None:
+    """Other weights under the same metadata, next to the classifier fitted on ``ckpt``'s eta."""
+    import torch
+
+    from workers import checkpoint, emotion
+    from workers.networks import FaceRegressor
+
+    torch.manual_seed(1)
+    checkpoint.save(FaceRegressor("tiny"), json.loads(ckpt.with_suffix(".json").read_text()), dest)
+    shutil.copy(emotion.path_for(ckpt), emotion.path_for(dest))
 
 
 # (case id, argv builder, exit code, words the message must contain)
@@ -60,6 +73,7 @@ USER_ERRORS = [
     ("text-as-mp4", lambda d, v, c: ["analyze", d / "text.mp4"], 4, "not a readable video"),
     ("truncated-video", lambda d, v, c: ["analyze", d / "truncated.mp4"], 4, "truncated.mp4"),
     ("no-checkpoint", lambda d, v, c: ["analyze", v, "--checkpoint", d / "none"], 5, "no trained checkpoint"),
+    ("stale-classifier", lambda d, v, c: ["analyze", v, "--checkpoint", d / "stale"], 5, "other network weights"),
     ("redis-unreachable", lambda d, v, c: ["analyze", v, "--checkpoint", c, "--redis-url",
                                            "redis://127.0.0.1:1"], 6, "cannot reach Redis"),
     ("ray-unreachable", lambda d, v, c: ["analyze", v, "--checkpoint", c, "--address", "127.0.0.1:1"],
