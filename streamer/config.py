@@ -116,6 +116,10 @@ class TrackerConfig:
     reacquire_scale: float = checked(1.5, ge=1)  # ... whose size is within this factor of the track's
     # within this many box sides of where it was predicted, the looser appearance_gate applies
     reacquire_near: float = checked(2.0, ge=0)
+    # Between detector runs (detector.every_frames) a face's box follows the regressor's
+    # landmarks, except where they put it within this fraction of the box side of where
+    # the track already has it: a still face keeps a still crop.
+    follow_deadband: float = checked(0.02, ge=0, le=1)
     # Hard shot cuts (streamer/cuts.py) end every track.
     cuts: bool = True
     cut_min_change: float = checked(0.08, ge=0)  # mean |Δ| of a 64×36 thumbnail (0–1) above this,

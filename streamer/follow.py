@@ -26,7 +26,7 @@ from streamer.config import TrackerConfig
 from streamer.cuts import CutDetector
 from streamer.detection_schedule import DetectionSchedule
 from streamer.frames import Frame
-from streamer.placement import boxes_in_image
+from streamer.placement import apply_relation, box_relation, boxes_in_image
 from streamer.tracking import Track, Tracker
 
 
@@ -38,6 +38,8 @@ class Follower:
         self._cuts = CutDetector(cfg) if cfg.cuts else None
         self._threshold = presence_threshold
         self._seen: dict[int, tuple[int, np.ndarray]] = {}   # track id -> (frame, box) newest
+        self._detected: dict[int, dict[int, np.ndarray]] = {}  # frame -> {track id: detector box}
+        self._calibration: dict[int, np.ndarray] = {}  # track id -> detector box relative to its landmark box
         self._doubted: set[int] = set()
         self._last_detected = -1
 
@@ -58,8 +60,10 @@ class Follower:
                                          confirm=frozenset(self._doubted))
             self._doubted.clear()
             self._last_detected = frame.index
+            self._detected[frame.index] = {t.track_id: t.box for t in tracks if t.source == "detector"}
         for track_id in self.tracker.ended_ids:
             self._seen.pop(track_id, None)
+            self._calibration.pop(track_id, None)
         return tracks
 
     def observe(self, frame_index: int, track_ids: list[int], landmarks: np.ndarray,
@@ -68,9 +72,22 @@ class Follower:
         landmarks (N, 68, 2) in the pixels of the crops cut with ``affines``, presence (N,)."""
         alive = self.tracker.ids()
         boxes = boxes_in_image(landmarks, affines)
+        detected = self._detected.pop(frame_index, {})
+        for f in [f for f in self._detected if f < frame_index]:   # frames that had no faces to regress
+            del self._detected[f]
         for track_id, box, p in zip(track_ids, boxes, presence):
             if track_id not in alive:
                 continue
+            # The landmark box of a face differs from the detector's by a few % of the side,
+            # the same way frame after frame (the fitted rule is an average over faces).
+            # Measured against the detector on the frames it ran, that offset is taken out
+            # of the followed ones; else each detector run would jump the crop back and
+            # the pose of a still face would saw-tooth with the schedule.
+            if track_id in detected:
+                self._calibration[track_id] = box_relation(detected[track_id], box)
+                box = detected[track_id]
+            elif track_id in self._calibration:
+                box = apply_relation(self._calibration[track_id], box)
             newest = self._seen.get(track_id)
             if newest is None or frame_index > newest[0]:
                 self._seen[track_id] = (frame_index, box)

@@ -37,3 +37,21 @@ def box_from_landmarks(points: np.ndarray) -> np.ndarray:
 def boxes_in_image(landmarks: np.ndarray, affines: np.ndarray) -> np.ndarray:
     """(N, 4) image boxes for landmarks (N, 68, 2) in the pixels of crops cut with ``affines``."""
     return box_from_landmarks(crop_to_image(landmarks, affines))
+
+
+def box_relation(target: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """(dx, dy, log rw, log rh): ``target`` relative to ``box``, centre shift in units of
+    box's sides and log side ratios; :func:`apply_relation` puts it back on another box."""
+    tw, th = target[2] - target[0], target[3] - target[1]
+    w, h = max(box[2] - box[0], 1e-6), max(box[3] - box[1], 1e-6)
+    dx = ((target[0] + target[2]) - (box[0] + box[2])) / 2 / w
+    dy = ((target[1] + target[3]) - (box[1] + box[3])) / 2 / h
+    return np.array([dx, dy, np.log(max(tw, 1e-6) / w), np.log(max(th, 1e-6) / h)])
+
+
+def apply_relation(relation: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The box that stands to ``box`` as the target of :func:`box_relation` stood to its box."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    cx, cy = (box[0] + box[2]) / 2 + relation[0] * w, (box[1] + box[3]) / 2 + relation[1] * h
+    w, h = w * np.exp(relation[2]), h * np.exp(relation[3])
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])

@@ -56,6 +56,21 @@ class Track:
     source: str = "detector"   # "tracking": placed by follow() between detector runs
 
 
+def _to_box(xywh: np.ndarray) -> np.ndarray:
+    cx, cy = xywh[:2]
+    w, h = np.maximum(xywh[2:4], 0.0)
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+def _close(a: np.ndarray, b: np.ndarray, band: float) -> bool:
+    """Whether box ``a`` is within ``band`` of box ``b``: centres less than band × b's
+    longer side apart, each side within a factor exp(band)."""
+    (ax, ay, aw, ah), (bx, by, bw, bh) = _to_xywh(a), _to_xywh(b)
+    return bool(np.hypot(ax - bx, ay - by) <= band * max(bw, bh, 1.0)
+                and abs(np.log(max(aw, 1.0) / max(bw, 1.0))) <= band
+                and abs(np.log(max(ah, 1.0) / max(bh, 1.0))) <= band)
+
+
 def _to_xywh(box: np.ndarray) -> np.ndarray:
     x1, y1, x2, y2 = box
     return np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
@@ -87,6 +102,10 @@ class _Kalman:
         self.x = F @ self.x
         self.P = F @ self.P @ F.T + Q
 
+    def advanced(self, box: np.ndarray, ahead: int) -> np.ndarray:
+        """``box``, seen ``ahead`` frames ago, moved on by the current velocity."""
+        return _to_box(_to_xywh(box) + ahead * self.x[4:])
+
     def update(self, box: np.ndarray, ahead: int = 0) -> None:
         """Measure ``box``; ``ahead``: it was seen that many frames ago, so it is first
         moved on by the current velocity."""
@@ -102,9 +121,7 @@ class _Kalman:
         self.x[6:8] = 0.0
 
     def box(self) -> np.ndarray:
-        cx, cy = self.x[:2]
-        w, h = np.maximum(self.x[2:4], 0.0)
-        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        return _to_box(self.x[:4])
 
 
 class _Tracklet:
@@ -203,7 +220,13 @@ class Tracker:
                 continue
             measured = seen.get(t.track_id)
             if measured is not None and measured[0] > t.measured:
-                t.kf.update(np.asarray(measured[1], np.float64), ahead=frame_index - measured[0])
+                box, ahead = np.asarray(measured[1], np.float64), frame_index - measured[0]
+                if _close(t.kf.advanced(box, ahead), t.kf.box(), self.cfg.follow_deadband):
+                    # where the filter has it already, within the regressor's own wobble:
+                    # measure the filter's box (no innovation), so a still face keeps a
+                    # still crop instead of walking with its landmarks from crop to crop
+                    box, ahead = t.kf.box(), 0
+                t.kf.update(box, ahead=ahead)
                 t.measured = measured[0]
             t.last_seen = frame_index
             out.append(Track(t.track_id, t.kf.box(), t.score, -1, "tracking"))

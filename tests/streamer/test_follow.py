@@ -71,10 +71,11 @@ def test_follow_moves_tracks_with_late_measurements_each_used_once():
     for f in range(3, 25):
         (t,) = tracker.follow(f, {t.track_id: (f - 3, box_at(100 + v * (f - 3), 100))})
         assert (t.track_id, t.source, t.det_index, t.score) == (1, "tracking", -1, pytest.approx(0.9))
-        np.testing.assert_allclose(t.box, box_at(100 + v * f, 100), atol=7.0 if f < 15 else 0.5)
+        # within about the follow dead band (2% of the 100 px side) once the velocity is learnt
+        np.testing.assert_allclose(t.box, box_at(100 + v * f, 100), atol=7.0 if f < 15 else 3.5)
     # the same measurement again is not applied twice: the box moves on by prediction alone
     (a,) = tracker.follow(25, {1: (21, box_at(1000, 100))})
-    np.testing.assert_allclose(a.box, box_at(100 + v * 25, 100), atol=0.5)
+    np.testing.assert_allclose(a.box, box_at(100 + v * 25, 100), atol=3.5)   # not pulled to x=1000
 
 
 def test_a_track_the_detector_missed_is_not_followed_and_a_doubted_one_ends():
@@ -131,3 +132,28 @@ def test_without_a_presence_probe_only_the_schedule_runs_the_detector():
             fol.track(frame(f), cut)
         fol.observe(f, [1], landmarks_for(box_at(100, 100))[None], affine, np.array([np.nan]))
     assert detected == [0, 4, 8]
+
+
+def test_a_still_face_keeps_a_still_box_though_its_landmark_box_sits_off_the_detectors():
+    """The landmark box of this face sits 6 px right of and 5% wider than the detector's
+    on every frame: followed frames keep the detector's box (the offset measured on the
+    detected frames is taken out), so nothing saw-tooths with the schedule."""
+    fol = Follower(NO_CUTS, every_frames=10, presence_threshold=0.5)
+    affine = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])
+    det, off = box_at(100, 100), box_at(106, 100, w=105.0)
+    boxes = []
+    for f in range(30):
+        cut, detect = fol.plan(frame(f))
+        tracks = fol.track(frame(f), cut, det[None], np.array([0.95])) if detect else fol.track(frame(f), cut)
+        boxes.append(tracks[0].box)
+        fol.observe(f, [1], landmarks_for(off)[None], affine, np.array([0.9]))
+    np.testing.assert_allclose(np.array(boxes), np.tile(det, (30, 1)), atol=0.5)
+
+
+def test_box_relation_round_trips():
+    from streamer.placement import apply_relation, box_relation
+
+    a, b, c = box_at(100, 80, 90.0), box_at(120, 70, 110.0), box_at(300, 200, 180.0)
+    np.testing.assert_allclose(apply_relation(box_relation(a, b), b), a, atol=1e-9)
+    moved = apply_relation(box_relation(a, b), c)       # the same relation on a box twice b's size
+    np.testing.assert_allclose((moved[2] - moved[0]) / (c[2] - c[0]), (a[2] - a[0]) / (b[2] - b[0]))
