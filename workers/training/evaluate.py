@@ -121,20 +121,21 @@ def still_face_jitter(ckpt: Path, photo: Path) -> dict:
 
     from streamer.analyze import analyze
     from streamer.config import load_config
-    from streamer.dataset import read_dataset
+    from streamer.dataset import read_records
 
     with tempfile.TemporaryDirectory() as tmp:
         video = still_face_video(photo, Path(tmp) / "still.mp4")
         cfg = load_config(overrides={"parquet": {"out": str(Path(tmp) / "out")},
                                      "model": {"checkpoint": str(ckpt)}})
         analyze(video, cfg)
-        t = read_dataset(Path(tmp) / "out").to_pandas()
-    t = t[t.track_id == t.track_id.mode()[0]].sort_values("frame_index")
-    raw = np.stack(t.pose_raw.to_numpy())[:, :3]
-    smooth = np.stack(t.pose.to_numpy())[:, :3]
+        records = read_records(Path(tmp) / "out")
+    ids, counts = np.unique([r.track_id for r in records], return_counts=True)
+    track = sorted((r for r in records if r.track_id == ids[counts.argmax()]), key=lambda r: r.frame_index)
+    raw = np.stack([r.pose_raw[:3] for r in track])
+    smooth = np.stack([r.pose[:3] for r in track])
     rms = lambda a: np.sqrt((np.diff(a, axis=0) ** 2).mean(0))
     r, s = rms(raw), rms(smooth)
-    return {"frames": int(len(t)), "raw_step_rms_deg": dict(zip(("yaw", "pitch", "roll"), r.round(3).tolist())),
+    return {"frames": len(track), "raw_step_rms_deg": dict(zip(("yaw", "pitch", "roll"), r.round(3).tolist())),
             "smoothed_step_rms_deg": dict(zip(("yaw", "pitch", "roll"), s.round(3).tolist())),
             "reduction": float((r / np.maximum(s, 1e-9)).mean()), "photo": photo.name}
 
