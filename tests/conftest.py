@@ -121,16 +121,31 @@ def _textured_background(seed: int = 0) -> np.ndarray:
     return np.clip(smooth * 0.6 + 40, 0, 255).astype(np.uint8)
 
 
+def write_video(path: Path, images, fps: int) -> Path:
+    """Encode RGB frames (equal-sized uint8 arrays, from any iterable) with libx264."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = None
+        for image in images:
+            if stream is None:
+                stream = container.add_stream("libx264", rate=fps)
+                stream.height, stream.width = image.shape[:2]
+                stream.pix_fmt, stream.options = "yuv420p", {"preset": "ultrafast"}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        assert stream is not None, "no frames to encode"
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def encode_face_video(path: Path, patches: list[np.ndarray], frames: int = VIDEO_FRAMES) -> FaceVideo:
     """Paste the patches onto a textured background, the first moving left to right,
     the second right to left in a lower lane, and encode with libx264."""
-    import av
-
     background = _textured_background()
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=VIDEO_FPS)
-        stream.width, stream.height, stream.pix_fmt = VIDEO_W, VIDEO_H, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
+
+    def images():
         for i in range(frames):
             image = background.copy()
             for k, patch in enumerate(patches):
@@ -139,10 +154,9 @@ def encode_face_video(path: Path, patches: list[np.ndarray], frames: int = VIDEO
                 x = int(10 + travel) if k == 0 else int(VIDEO_W - side - 10 - travel)
                 y = (VIDEO_H - side) // 2 if len(patches) == 1 else 10 + k * (VIDEO_H - side - 20)
                 image[y:y + side, x:x + side] = patch
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            yield image
+
+    write_video(path, images(), VIDEO_FPS)
     return FaceVideo(path, frames, VIDEO_FPS, len(patches))
 
 

@@ -64,10 +64,13 @@ def save(model: FaceRegressor, meta: dict, path: str | Path) -> Path:
     return st
 
 
-def write_meta(js: Path, meta: dict) -> None:
-    """Replace a checkpoint's JSON atomically (temp file + rename)."""
+def write_meta(js: str | Path, meta: dict) -> Path:
+    """Replace a checkpoint's JSON (or a sidecar's) atomically (temp file + rename)."""
+    js = Path(js)
+    js.parent.mkdir(parents=True, exist_ok=True)
     Path(str(js) + ".tmp").write_text(json.dumps(meta, indent=2, sort_keys=True))
     os.replace(str(js) + ".tmp", js)
+    return js
 
 
 def load_meta(path: str | Path) -> dict:

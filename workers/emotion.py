@@ -89,10 +89,7 @@ class Classifier:
                    meta={k: v for k, v in d.items() if k not in skip})
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_meta(path, self.to_json())
-        return path
+        return checkpoint.write_meta(path, self.to_json())
 
 
 def load(ckpt: str | Path, *, required: bool = True) -> Classifier | None:

@@ -65,10 +65,7 @@ class Probe:
                    meta={k: v for k, v in d.items() if k not in own})
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_meta(path, self.to_json())
-        return path
+        return checkpoint.write_meta(path, self.to_json())
 
 
 def load(ckpt: str | Path) -> Probe | None:

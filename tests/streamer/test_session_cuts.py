@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import ray
 import redis
 
+from conftest import write_video
 from streamer.config import DetectorConfig
 from streamer.dataset import read_records
 from streamer.schema import decode_event, events_key
@@ -32,19 +32,15 @@ def write_clip(path: Path) -> Path:
     rng = np.random.default_rng(0)
     shots = [np.clip(cv2.resize(rng.uniform(0, 255, (H // 8, W // 8, 3)).astype(np.float32), (W, H)) * 0.5 + tint,
                      0, 255).astype(np.uint8) for tint in ((70, 40, 20), (10, 60, 100))]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
+
+    def images():
         for f in range(FRAMES):
             image = shots[f >= CUT].copy()
             x = 60 + 2 * f
             image[70:70 + SIDE, x:x + SIDE] = face
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+            yield image
+
+    return write_video(path, images(), FPS)
 
 
 def test_a_cut_is_an_event_and_ends_the_track(tmp_path, shared_replicas, redis_url, pipeline_config):

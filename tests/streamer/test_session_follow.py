@@ -7,12 +7,11 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import ray
 
-from conftest import _face_patches, _textured_background
+from conftest import _face_patches, _textured_background, write_video
 from streamer.config import load_config
 from streamer.dataset import read_records
 from streamer.replicas import Replicas
@@ -47,20 +46,16 @@ def leaving_clip(path: Path, frames: int = 50, gone_from: int = 30) -> Path:
     """The face of obama-720p.jpg walking right, out of the picture by ``gone_from``."""
     (patch,) = _face_patches("obama-720p.jpg", 110)
     background = _textured_background()
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
+
+    def images():
         for f in range(frames):
             image = background.copy()
             x = int(20 + (W - 20) * f / gone_from)
             if x < W:
                 image[65:175, x:min(W, x + 110)] = patch[:, :min(110, W - x)]
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+            yield image
+
+    return write_video(path, images(), FPS)
 
 
 def test_one_face_every_10th_frame_detected_is_reported_on_every_frame_near_the_detector(

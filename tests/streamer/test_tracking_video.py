@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import write_video
 from streamer.config import DetectorConfig, TrackerConfig
 from streamer.cuts import CutDetector
 from streamer.tracking import Tracker
@@ -73,10 +74,8 @@ def clip(tmp_path_factory) -> Clip:
     shots = [background(1, (60, 40, 30)), background(2, (20, 60, 90))]
     path = tmp_path_factory.mktemp("tracking") / "identities.mp4"
     placed = []
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
+
+    def images():
         for f in range(FRAMES):
             image = shots[f >= CUT].copy()
             boxes = {}
@@ -85,10 +84,9 @@ def clip(tmp_path_factory) -> Clip:
                 image[y:y + SIDE, x:x + visible.shape[1]] = visible
                 boxes[who] = np.array([x, y, x + SIDE, y + SIDE], np.float64)
             placed.append(boxes)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            yield image
+
+    write_video(path, images(), FPS)
     with av.open(str(path)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == FRAMES
