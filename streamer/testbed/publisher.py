@@ -67,9 +67,13 @@ class Subscription:
             self._queue.append(unit)
             self._cond.notify()
 
-    def end(self) -> None:
+    def end(self, drain: bool = False) -> None:
+        """No more units. ``drain`` (the file ended) still hands out what is queued, so the
+        client gets the last frame; otherwise (a stop, a TEARDOWN) the queue is dropped."""
         with self._cond:
             self._ended = True
+            if not drain:
+                self._queue.clear()
             self._cond.notify_all()
 
     def get(self) -> AccessUnit | None:
@@ -77,7 +81,7 @@ class Subscription:
         with self._cond:
             while not self._queue and not self._ended:
                 self._cond.wait()
-            return None if self._ended else self._queue.popleft()
+            return self._queue.popleft() if self._queue else None
 
 
 class Publisher:
@@ -216,10 +220,11 @@ class Publisher:
         finally:
             self._frames.close()
             with self._lock:
+                ended_by_file = not self._stop.is_set()
                 subscribers, self._subscribers = self._subscribers, []
                 self._stop.set()
             for sub in subscribers:
-                sub.end()
+                sub.end(drain=ended_by_file)
 
 
 def nal_units(data: bytes) -> Iterator[bytes]:

@@ -215,7 +215,7 @@ class RtspServer(ThreadedServer):
         if session.subscription is sub:
             # Not a TEARDOWN: the file ended (no loop) or the peer is gone. Hang up, so
             # the client sees the end instead of waiting for packets that never come.
-            close_socket(conn)
+            _hang_up(conn)
 
     def _end_session(self, session: _RtspSession) -> None:
         sub, session.subscription = session.subscription, None
@@ -224,6 +224,22 @@ class RtspServer(ThreadedServer):
         for sock in session.udp:
             self._forget(sock)
         session.udp = []
+
+
+def _hang_up(conn: socket.socket, grace_s: float = 5.0) -> None:
+    """End the connection gracefully: FIN after the last RTP packet, then close once the
+    client has closed its side (the request reader sees that) or after ``grace_s``.
+
+    Closing at once would lose the end of the file: a socket closed with unread client
+    bytes (RTCP reports, a keep-alive) is reset, and a reset throws away the packets still
+    queued to send, so the client would miss the last frame now and then."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    timer = threading.Timer(grace_s, close_socket, (conn,))
+    timer.daemon = True
+    timer.start()
 
 
 def _read_request(reader) -> _Request | None:
