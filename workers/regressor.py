@@ -3,7 +3,8 @@
 Wraps a checkpoint's network with the post-processing that turns raw head outputs into
 what users read: eta (29), AFLW yaw/pitch/roll and a quaternion, the face centre in crop
 pixels plus pixels-per-centimetre scale, identity alpha (99) and 68 landmarks. Runs in
-fp32 on CPU and bf16 + channels_last on CUDA.
+fp32 on CPU (batch norm folded into the convolutions, channels-last) and bf16 +
+channels_last on CUDA.
 """
 from __future__ import annotations
 
@@ -35,6 +36,22 @@ def decode(out: dict[str, torch.Tensor], size: int) -> Prediction:
     )
 
 
+def _folded(model: torch.nn.Module) -> torch.nn.Module:
+    """The eval-mode network with each batch norm folded into the convolution before it.
+
+    Same function (outputs within 1e-6), half the operators: on CPU at the batch sizes
+    live streams bring (1-8 crops) the per-operator overhead is most of the time, and
+    folding plus channels-last memory runs the shipped network about a third faster
+    (``bench/replica_batching.py``). A network that torch.fx cannot trace runs unfolded.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model)
+    except Exception:  # noqa: BLE001 - an untraceable architecture: still correct unfolded
+        return model
+
+
 class Regressor:
     """A loaded checkpoint ready to run on batches of normalised crops."""
 
@@ -46,10 +63,9 @@ class Regressor:
         self.device = torch.device(device)
         self.meta = meta
         self.size = int(meta["crop"]["size"])
-        self.model = model.to(self.device).eval()
         self.half = self.device.type == "cuda"
-        if self.half:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        model = model.to(self.device).eval()
+        self.model = (model if self.half else _folded(model)).to(memory_format=torch.channels_last)
 
     @classmethod
     def load(cls, path: str | None = None, device: str = "auto") -> "Regressor":
@@ -66,9 +82,8 @@ class Regressor:
 
     @torch.inference_mode()
     def __call__(self, crops: torch.Tensor) -> Prediction:
-        x = crops.to(self.device, non_blocking=True)
+        x = crops.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         if self.half:
-            x = x.to(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 out = self.model(x)
         else:
