@@ -57,6 +57,23 @@ def test_eta_reproduces_blendshape_geometry(fm):
     assert np.corrcoef(back, w)[0, 1] > 0.9
 
 
+def test_blendshape_solve_is_plain_bounded_fista(fm):
+    """The precomputed solver is FISTA on |w M^T - eta|^2 under 0 <= w <= 1, written out
+    the plain way here: same weights, one face or a batch."""
+    M = fm.blend_to_eta.astype(np.float64)
+    eta = np.random.default_rng(1).normal(0, 0.6, (20, 29))
+    step = 1.0 / np.linalg.norm(M, 2) ** 2
+    w = np.clip(eta @ fm.eta_to_blend.T.astype(np.float64), 0, 1)
+    y, t = w.copy(), 1.0
+    for _ in range(150):
+        w_next = np.clip(y - step * ((y @ M.T - eta) @ M), 0, 1)
+        t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
+        y, w, t = w_next + (t - 1) / t_next * (w_next - w), w_next, t_next
+    np.testing.assert_allclose(fm.blendshapes_from_eta(eta), w, atol=1e-6)
+    np.testing.assert_allclose(fm.blendshapes_from_eta(eta[3]), w[3], atol=1e-6)
+    assert 0 <= w.min() and w.max() <= 1
+
+
 def test_cache_is_checksummed_and_rebuilt_when_stale(tmp_path, fm):
     p = face_model.build(tmp_path / "m.npz")
     assert face_model.load(str(p)).sha256 == fm.sha256
