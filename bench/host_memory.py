@@ -164,7 +164,7 @@ def main() -> None:
         if args.kind == "live":
             from streamer.testbed import RtspServer
 
-            server = RtspServer(args.video, fps=args.source_fps).start()
+            server = RtspServer(args.video, fps=args.source_fps, replay=True).start()
             url = server.url
         else:
             url = str(Path(args.video).resolve())

@@ -25,8 +25,8 @@ class HttpTsServer(ThreadedServer):
     scheme = "http"
 
     def __init__(self, video_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 fps: float | None = None, loop: bool = True) -> None:
-        super().__init__(video_path, host, port, fps, loop)
+                 fps: float | None = None, loop: bool = True, replay: bool = False) -> None:
+        super().__init__(video_path, host, port, fps, loop, replay)
 
     def _serve(self, conn: socket.socket, peer) -> None:
         reader = conn.makefile("rb")

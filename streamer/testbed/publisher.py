@@ -3,19 +3,24 @@
 Both servers play a file as a camera would: decoded at its frame rate (looped if asked),
 encoded once to H.264 (libx264, no B-frames, a keyframe every second), and every connected
 client gets the same access units from the moment it joins, starting at a keyframe forced
-for it. The protocols (:mod:`streamer.testbed.rtsp`, :mod:`streamer.testbed.http_ts`) only
-package those access units.
+for it. Asked to ``replay``, a short looping file is encoded whole at start and its
+access units replayed (a client then starts at the next keyframe, within a second): a
+benchmark's camera should not spend the CPU of the service it feeds. The protocols
+(:mod:`streamer.testbed.rtsp`, :mod:`streamer.testbed.http_ts`) only package those
+access units.
 """
 from __future__ import annotations
 
 import logging
 import os
+import itertools
 import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Callable, Generator, Iterator
 
@@ -25,6 +30,8 @@ from av.video.frame import PictureType
 log = logging.getLogger(__name__)
 
 _QUEUE_SECONDS = 2.0          # a client this far behind is resynchronised at a keyframe
+_REPLAY_FRAMES = 900          # a looping file this short is encoded once and replayed ...
+_REPLAY_BYTES = 128 << 20     # ... unless its encoding grows past this
 _START_CODE = re.compile(b"\x00\x00\x01")
 
 
@@ -92,11 +99,13 @@ class Publisher:
     before any client connects.
     """
 
-    def __init__(self, video_path: str | os.PathLike, fps: float | None, loop: bool) -> None:
+    def __init__(self, video_path: str | os.PathLike, fps: float | None, loop: bool,
+                 replay: bool = False) -> None:
         if fps is not None and fps <= 0:
             raise ValueError(f"fps must be > 0 or None, got {fps}")
         self.path = str(video_path)
         self.loop = loop
+        self.replay = replay
         self._fps = fps
         self._subscribers: list[Subscription] = []
         self._lock = threading.Lock()
@@ -104,6 +113,8 @@ class Publisher:
         self._next_number = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._replay: list[AccessUnit] | None = None
+        self._passes = 0     # times the file has been opened to play
 
     def start(self) -> None:
         if not Path(self.path).is_file():
@@ -113,6 +124,7 @@ class Publisher:
                 raise ValueError(f"{self.path}: has no video stream")
             stream = probe.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate or 25
+            frame_count = stream.frames
         self.fps = float(self._fps or rate)
         self._frames = self._file_frames()
         first = next(self._frames, None)
@@ -126,6 +138,8 @@ class Publisher:
         nals = list(nal_units(header.data))
         self.sps = next(n for n in nals if n[0] & 0x1F == 7)
         self.pps = next(n for n in nals if n[0] & 0x1F == 8)
+        if self.replay and self.loop and 0 < frame_count <= _REPLAY_FRAMES:
+            self._replay = self._encode_rest(header)
         self._thread = threading.Thread(target=self._run, name="publish-encoder", daemon=True)
         self._thread.start()
 
@@ -155,7 +169,7 @@ class Publisher:
         sub.end()
 
     def request_keyframe(self) -> None:
-        self._want_keyframe = True
+        self._want_keyframe = True  # a replayed file has one every second anyway
 
     @property
     def next_number(self) -> int:
@@ -176,6 +190,7 @@ class Publisher:
 
     def _file_frames(self) -> Generator[av.VideoFrame, None, None]:
         while True:
+            self._passes += 1
             decoded = 0
             with av.open(self.path) as container:
                 stream = container.streams.video[0]
@@ -185,6 +200,35 @@ class Publisher:
                     yield frame
             if not self.loop or not decoded:
                 return
+
+    def _encode_rest(self, first: AccessUnit) -> list[AccessUnit] | None:
+        """The file's access units, ``first`` then the rest of its first pass (the encoder
+        puts a keyframe every second); None when the encoding grows past _REPLAY_BYTES
+        (the file is then encoded as it plays)."""
+        units, size = [first], len(first.data)
+        for frame in self._frames:
+            if self._passes > 1:   # the file ended: this is its first frame again
+                self._frames.close()
+                return units
+            units.append(self._encode(frame))
+            size += len(units[-1].data)
+            if size > _REPLAY_BYTES:
+                return None
+        return units
+
+    def _units(self) -> Iterator[Callable[[], AccessUnit]]:
+        """Per frame to publish, what makes its access unit (called only while someone
+        watches): the replay's next unit renumbered, or the next frame encoded."""
+        if self._replay is None:
+            for frame in self._frames:
+                yield partial(self._encode, frame)
+            return
+        for unit in itertools.cycle(self._replay):
+            yield partial(self._renumber, unit)
+
+    def _renumber(self, unit: AccessUnit) -> AccessUnit:
+        number, self._next_number = self._next_number, self._next_number + 1
+        return AccessUnit(unit.data, number, unit.keyframe)
 
     def _encode(self, frame: av.VideoFrame) -> AccessUnit:
         image = frame.reformat(self.width, self.height, "yuv420p")
@@ -200,7 +244,7 @@ class Publisher:
     def _run(self) -> None:
         start = time.monotonic() - self._next_number / self.fps
         try:
-            for frame in self._frames:
+            for make_unit in self._units():
                 due = start + self._next_number / self.fps
                 late = time.monotonic() - due
                 if late > 1.0:  # the machine stalled: carry on from now, never burst
@@ -210,7 +254,7 @@ class Publisher:
                 if not self._subscribers:  # nobody watching: keep the clock, skip the work
                     self._next_number += 1
                     continue
-                unit = self._encode(frame)
+                unit = make_unit()
                 with self._lock:  # after encoding: a client that just joined gets its keyframe
                     subscribers = list(self._subscribers)
                 for sub in subscribers:

@@ -64,15 +64,18 @@ class RtspServer(ThreadedServer):
 
     ``port=0`` picks a free port (read it back from :attr:`port` after :meth:`start`);
     ``fps`` overrides the file's frame rate for pacing; ``loop`` plays the file forever
-    with continuous timestamps, otherwise the connection is closed when the file ends.
+    with continuous timestamps, otherwise the connection is closed when the file ends;
+    ``replay`` encodes a short looping file once and replays it (see
+    :class:`~streamer.testbed.publisher.Publisher`): for benchmarks, where the camera's
+    encoder should not take the CPU being measured.
     """
 
     path = "/stream"
     scheme = "rtsp"
 
     def __init__(self, video_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 fps: float | None = None, loop: bool = True) -> None:
-        super().__init__(video_path, host, port, fps, loop)
+                 fps: float | None = None, loop: bool = True, replay: bool = False) -> None:
+        super().__init__(video_path, host, port, fps, loop, replay)
 
     def _serve(self, conn: socket.socket, peer) -> None:
         reader = conn.makefile("rb")

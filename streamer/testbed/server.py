@@ -31,10 +31,10 @@ class ThreadedServer:
     scheme = "tcp"
 
     def __init__(self, video_path: str | os.PathLike, host: str, port: int,
-                 fps: float | None, loop: bool) -> None:
+                 fps: float | None, loop: bool, replay: bool = False) -> None:
         self.host = host
         self.port = port
-        self._publisher = Publisher(video_path, fps, loop)
+        self._publisher = Publisher(video_path, fps, loop, replay)
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()

@@ -119,6 +119,22 @@ def test_fps_override_and_no_loop_ends_the_stream(clip):
     assert bar_index(got[-1][0].to_ndarray(format="rgb24")) == N - 1
 
 
+@pytest.mark.parametrize("server_type", [RtspServer, HttpTsServer])
+def test_replay_serves_the_loop_from_one_encoding(clip, server_type):
+    """A replaying server encodes the file once at start; a client joining later starts at
+    a keyframe within a second and gets the loop, frame after frame, in real time."""
+    with server_type(clip, replay=True) as server:
+        publisher = server._publisher
+        assert publisher._replay is not None and len(publisher._replay) == N
+        assert publisher._replay[0].keyframe
+        time.sleep(0.4)  # join mid-loop
+        joined = time.monotonic()
+        got = decode(server.url, 40, **({"rtsp_transport": "tcp"} if server_type is RtspServer else {}))
+    assert_live_sequence(got)
+    assert got[0][1] - joined < 2.0
+    assert got[-1][1] - got[10][1] == pytest.approx(29 / FPS, abs=0.25)
+
+
 def test_not_a_video_fails_at_start(tmp_path, clip):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n" * 100)
