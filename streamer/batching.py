@@ -13,7 +13,13 @@ Which waiting requests go first is the ``priority`` policy (``model.priority``):
 
 - ``live_first``: a live stream's requests before any file's. A camera cannot wait (its
   frames go stale and are dropped); a file can (backpressure slows its decoder, it loses
-  nothing), so a file must never starve a camera;
+  nothing), so a file must never starve a camera. Going first in the queue is not
+  enough: between a camera's frames the replica is idle and a file fills the gaps, and
+  its session's decoding and tracking take the CPU the cameras' sessions need. So a live
+  request that says its stream is *behind* (frames piling up at its source) holds file
+  requests back for ``hold_s``, apart from one file batch every ``trickle_s`` so a file
+  still finishes; a held file's pipeline stops at its next model call, down to its
+  decoder, and the CPU goes to the cameras;
 - ``fifo``: in order of arrival, whoever sent them.
 
 What an "item" is and how inputs merge and results split are injected (``join``,
@@ -57,7 +63,8 @@ class Batcher(Generic[In, Out]):
     def __init__(self, run: Callable[[In], Out], max_batch_size: int, max_wait_s: float, *,
                  join: Callable[[list[In]], In], split: Callable[[Out, int, int], Out],
                  size: Callable[[In], int] = len,  # type: ignore[assignment]  # len: a batch is Sized
-                 priority: str = "live_first", name: str = "batch"):
+                 priority: str = "live_first", name: str = "batch", hold_s: float = 0.5,
+                 trickle_s: float = 1.0):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if priority not in PRIORITIES:
@@ -66,13 +73,17 @@ class Batcher(Generic[In, Out]):
         self.max_batch_size = int(max_batch_size)
         self.max_wait_s = max(0.0, float(max_wait_s))
         self.priority = priority
+        self.hold_s, self.trickle_s = hold_s, trickle_s
+        self._files_held_until = 0.0      # monotonic: a live stream behind holds files till then
+        self._last_file_batch = 0.0
         self._live: deque[_Request] = deque()
         self._files: deque[_Request] = deque()
         self._pending_items = 0
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._task: asyncio.Task | None = None
-        self.stats = {"requests": 0, "items": 0, "batches": 0, "largest_batch": 0, "live_requests": 0}
+        self.stats = {"requests": 0, "items": 0, "batches": 0, "largest_batch": 0, "live_requests": 0,
+                      "behind_requests": 0}
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.latency = Histogram(LATENCY_BUCKETS_S)   # request arrival to result
 
@@ -81,10 +92,14 @@ class Batcher(Generic[In, Out]):
         return {**self.stats, "queued": self._pending_items,
                 "batch_size": self.batch_sizes.snapshot(), "latency_s": self.latency.snapshot()}
 
-    async def submit(self, items: In, live: bool = False) -> Out:
+    async def submit(self, items: In, live: bool = False, behind: bool = False) -> Out:
         """The result for ``items``, once the batch they joined has run; ``live``: they
-        come from a live stream."""
+        come from a live stream, ``behind``: one whose frames pile up at its source."""
         loop = asyncio.get_running_loop()
+        if live and behind:
+            self.stats["behind_requests"] += 1
+            if self.priority == "live_first":
+                self._files_held_until = time.monotonic() + self.hold_s
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._serve())
         request = _Request(items, self._size(items), live, loop.create_future(), time.monotonic())
@@ -96,9 +111,12 @@ class Batcher(Generic[In, Out]):
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while not (self._live or self._files):
+            while self._queue() is None:   # nothing waiting, or only files that are held
                 self._arrived.clear()
-                await self._arrived.wait()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), self._until_files_go())
+                except asyncio.TimeoutError:
+                    pass
             deadline = loop.time() + self.max_wait_s
             while self._pending_items < self.max_batch_size:
                 remaining = deadline - loop.time()
@@ -125,9 +143,21 @@ class Batcher(Generic[In, Out]):
                     r.future.set_result(self._split(out, start, start + r.size))
                 start += r.size
 
+    def _until_files_go(self) -> float | None:
+        """Seconds until held file requests may go (None: none wait, wait for arrivals)."""
+        if not self._files:
+            return None
+        now = time.monotonic()
+        return max(0.001, min(self._files_held_until, self._last_file_batch + self.trickle_s) - now)
+
+    def _files_may_go(self) -> bool:
+        now = time.monotonic()
+        return now >= self._files_held_until or now - self._last_file_batch >= self.trickle_s
+
     def _queue(self) -> deque[_Request] | None:
         """The queue whose first request goes next under the priority policy."""
-        live, files = self._live, self._files
+        live = self._live
+        files = self._files if self._files and self._files_may_go() else None
         if not live or not files:
             return live or files or None
         if self.priority == "live_first":
@@ -144,6 +174,8 @@ class Batcher(Generic[In, Out]):
             size += queue[0].size
             batch.append(queue.popleft())
         self._pending_items -= size
+        if any(not r.live for r in batch):
+            self._last_file_batch = time.monotonic()
         return batch
 
     def _count(self, batch: list[_Request]) -> None:

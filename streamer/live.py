@@ -145,6 +145,12 @@ class LiveSource:
         """Live sources drop frames rather than hold the camera back."""
         return True
 
+    @property
+    def backlog(self) -> int:
+        """Frames decoded and waiting for the consumer: more than a few, and the consumer
+        is falling behind the camera (at ``queue_frames`` it drops them)."""
+        return len(self._buffer)
+
     def wait_ready(self) -> None:
         """Block until the first frame is decoded; :class:`SourceError` if the source
         gave up first or :meth:`close` was called."""

@@ -76,12 +76,12 @@ class RegressorReplica:
                 "presence_threshold": None if probe is None else float(probe.threshold),
                 "device": str(self._regressor.device), "node_id": ray.get_runtime_context().get_node_id()}
 
-    async def predict(self, crops: np.ndarray, live: bool = False) -> Prediction:
+    async def predict(self, crops: np.ndarray, live: bool = False, behind: bool = False) -> Prediction:
         """Predictions for uint8 crops (N, S, S, 3) cut with this checkpoint's crop rule;
-        ``live``: they come from a live stream."""
+        ``live``: they come from a live stream, ``behind``: one falling behind its camera."""
         if self._batcher is None:
             self._batcher = crop_batcher(self._run, *self._batching)
-        return await self._batcher.submit(crops, live)
+        return await self._batcher.submit(crops, live, behind)
 
     def stats(self) -> dict:
         """The batcher's snapshot, counted in crops (empty before the first call)."""
@@ -112,13 +112,14 @@ class DetectorReplica:
         self._batching = (cfg.batch_size, max_wait_ms / 1000.0, priority)
         self._batcher: Batcher | None = None  # needs the actor's event loop
 
-    async def detect(self, images: list[np.ndarray], live: bool = False) -> list[Detections]:
-        """Faces in each of ``images`` (RGB uint8); ``live``: they come from a live stream."""
+    async def detect(self, images: list[np.ndarray], live: bool = False, behind: bool = False) -> list[Detections]:
+        """Faces in each of ``images`` (RGB uint8); ``live``: they come from a live stream,
+        ``behind``: one falling behind its camera."""
         if self._batcher is None:
             size, wait_s, priority = self._batching
             self._batcher = Batcher(self._detector.detect, size, wait_s, join=_frames, split=_their_frames,
                                     priority=priority, name="detect-batch")
-        return await self._batcher.submit(images, live)
+        return await self._batcher.submit(images, live, behind)
 
     def stats(self) -> dict:
         """Calls and frames detected, the batcher's histograms (frames per batch, latency)."""
@@ -186,11 +187,11 @@ class Replicas:
                 raise
             raise cause from None
 
-    def detect(self, images: list[np.ndarray], live: bool = False) -> ray.ObjectRef:
-        return self.detectors[next(self._next_detector)].detect.remote(images, live)
+    def detect(self, images: list[np.ndarray], live: bool = False, behind: bool = False) -> ray.ObjectRef:
+        return self.detectors[next(self._next_detector)].detect.remote(images, live, behind)
 
-    def predict(self, crops: np.ndarray, live: bool = False) -> ray.ObjectRef:
-        return self.regressors[next(self._next_regressor)].predict.remote(crops, live)
+    def predict(self, crops: np.ndarray, live: bool = False, behind: bool = False) -> ray.ObjectRef:
+        return self.regressors[next(self._next_regressor)].predict.remote(crops, live, behind)
 
     def stop(self) -> None:
         for handle in self.detectors + self.regressors:

@@ -186,6 +186,7 @@ class StreamSession:
         self._resume: Committed | None = None   # set when a restarted session resumes
         self._count = _Counters()
         self._last_progress_event = 0.0
+        self._dropped_seen = 0
         # one thread each, so decoding never waits for a slow sink and vice versa
         self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
         self._sink_pool = ThreadPoolExecutor(1, thread_name_prefix="sinks")
@@ -216,6 +217,17 @@ class StreamSession:
             last_error=stats.get("last_error"),
             node_id=ray.get_runtime_context().get_node_id(),
         )
+
+    def _behind(self) -> bool:
+        """Whether this live stream is falling behind its camera: frames pile up at the
+        source (a quarter of its buffer), or it dropped some since the last model call.
+        Told to the replicas, which then hold files back (``model.priority`` live_first)."""
+        src = self._source
+        if src is None or not src.is_live:
+            return False
+        dropped = src.stats.get("dropped", 0)
+        grew, self._dropped_seen = dropped > self._dropped_seen, dropped
+        return grew or src.backlog >= max(2, self.cfg.source.queue_frames // 4)
 
     def _is_live(self) -> bool:
         assert self._source is not None  # the stages start once the source is open
@@ -329,7 +341,7 @@ class StreamSession:
                 break
             plans, shrunk = await loop.run_in_executor(self._decode_pool, _plan, batch, follower, max_side)
             scales = [scale for _, scale in shrunk]
-            detections = self.replicas.detect([image for image, _ in shrunk], live) if shrunk else None
+            detections = self.replicas.detect([image for image, _ in shrunk], live, self._behind()) if shrunk else None
             out.put((batch, plans, scales, detections))
         out.close()
 
@@ -354,7 +366,7 @@ class StreamSession:
         async def regress() -> None:   # the frames so far go to the regressor as one call
             all_crops = np.concatenate(crops)
             await out.reserve()
-            out.put((list(work), self.replicas.predict(all_crops, live) if len(all_crops) else None))
+            out.put((list(work), self.replicas.predict(all_crops, live, self._behind()) if len(all_crops) else None))
             unseen.sent(len(work))
             work.clear()
             crops.clear()

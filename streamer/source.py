@@ -144,6 +144,11 @@ class FileSource:
         """Files apply backpressure and never drop frames; live sources will."""
         return False
 
+    @property
+    def backlog(self) -> int:
+        """A file's frames wait in the file: none are ever waiting to be taken."""
+        return 0
+
     def wait_ready(self) -> None:
         """A file is ready once opened (its first frame is decoded then)."""
 

@@ -65,7 +65,9 @@ class Regressor:
         self.size = int(meta["crop"]["size"])
         self.half = self.device.type == "cuda"
         model = model.to(self.device).eval()
-        self.model = (model if self.half else _folded(model)).to(memory_format=torch.channels_last)
+        network = model if self.half else _folded(model)
+        # Module.to takes memory_format (it converts the 4-D weights); torch's stubs omit it
+        self.model = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @classmethod
     def load(cls, path: str | None = None, device: str = "auto") -> "Regressor":

@@ -140,6 +140,52 @@ def test_priority_live_first_serves_a_live_stream_before_queued_file_requests(pr
     assert batcher.stats["live_requests"] == 1
 
 
+def run_camera_beside_a_file(priority: str, trickle_s: float) -> dict[int, list[float]]:
+    """A camera that is behind sends a request every 20 ms for 0.6 s while a file sends
+    requests one after another (as its pipeline does); when the model saw each marker
+    (0: the file, 9: the camera), in seconds from the start."""
+    seen: dict[int, list[float]] = {0: [], 9: []}
+    start = time.monotonic()
+
+    def model(crops):
+        for m in crops[:, 0, 0, 0]:
+            seen[int(m)].append(time.monotonic() - start)
+        time.sleep(0.002)
+        return fake_model([])(crops)
+
+    batcher = Batcher(model, 8, 0.0, join=np.concatenate, split=slice_prediction, priority=priority,
+                      hold_s=0.2, trickle_s=trickle_s)
+
+    async def camera():
+        for _ in range(30):
+            await batcher.submit(crops_of(9, 1), live=True, behind=True)
+            await asyncio.sleep(0.02)
+
+    async def file():
+        while time.monotonic() - start < 1.2:
+            await batcher.submit(crops_of(0, 1))
+
+    async def go():
+        await asyncio.gather(camera(), file())
+
+    asyncio.run(go())
+    return seen
+
+
+def test_a_camera_behind_holds_files_back_but_a_file_still_trickles():
+    seen = run_camera_beside_a_file("live_first", trickle_s=0.25)
+    camera_end = seen[9][-1]
+    during = [t for t in seen[0] if 0.05 < t < camera_end]
+    assert len(seen[9]) == 30
+    # held: about one file batch per trickle period while the camera is behind ...
+    assert 1 <= len(during) <= camera_end / 0.25 + 2, during
+    # ... and at full speed once it has caught up (no behind request for hold_s)
+    assert sum(t > camera_end + 0.25 for t in seen[0]) > 20
+
+    fifo = run_camera_beside_a_file("fifo", trickle_s=0.25)   # fifo holds nothing back
+    assert sum(0.05 < t < fifo[9][-1] for t in fifo[0]) > 2 * (fifo[9][-1] / 0.25 + 2)
+
+
 def test_unknown_priority_is_refused():
     with pytest.raises(ValueError, match="live_first, fifo"):
         crop_batcher(fake_model([]), 8, 0.0, priority="camera_first")
