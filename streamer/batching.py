@@ -82,8 +82,7 @@ class Batcher(Generic[In, Out]):
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._task: asyncio.Task | None = None
-        self.stats = {"requests": 0, "items": 0, "batches": 0, "largest_batch": 0, "live_requests": 0,
-                      "behind_requests": 0}
+        self.stats = {"requests": 0, "items": 0, "batches": 0, "largest_batch": 0, "live_requests": 0}
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.latency = Histogram(LATENCY_BUCKETS_S)   # request arrival to result
 
@@ -96,10 +95,8 @@ class Batcher(Generic[In, Out]):
         """The result for ``items``, once the batch they joined has run; ``live``: they
         come from a live stream, ``behind``: one whose frames pile up at its source."""
         loop = asyncio.get_running_loop()
-        if live and behind:
-            self.stats["behind_requests"] += 1
-            if self.priority == "live_first":
-                self._files_held_until = time.monotonic() + self.hold_s
+        if live and behind and self.priority == "live_first":
+            self._files_held_until = time.monotonic() + self.hold_s
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._serve())
         request = _Request(items, self._size(items), live, loop.create_future(), time.monotonic())
