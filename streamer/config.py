@@ -149,7 +149,8 @@ class ModelConfig:
     num_gpus_per_replica: float = checked(0.0, ge=0)
     max_restarts: int = checked(3, ge=-1)  # a crashed replica is restarted, its calls retried (-1: always)
     # which waiting calls a shared replica serves first: live_first (cameras cannot wait,
-    # files can: a file never starves a camera) or fifo (in order of arrival)
+    # files can: a camera falling behind holds files back, so a file never starves a
+    # camera) or fifo (in order of arrival)
     priority: str = checked("live_first", choices=("live_first", "fifo"))
     # custom Ray resources each replica needs: places replicas on the nodes that have them
     resources: dict[str, float] = checked(default_factory=dict, ge=0)
