@@ -8,8 +8,10 @@ Two measurements on the same real face crops (cut with the checkpoint's crop rul
 photos under ``../shared/data/real/``, or from ``samples/obama.mp4`` when they are absent):
 
 1. **Model alone.** crops/s of exactly what a regressor replica runs per batch
-   (``to_tensor`` normalisation, the network, decoding to a ``Prediction``) at each batch
-   size, after a warm-up per size; fp32 on CPU, bf16 autocast + channels_last on CUDA
+   (uint8 crops to the device, ``to_tensor`` normalisation there, the network, decoding
+   to a ``Prediction``) at each batch size, after a warm-up per size, and beside it the
+   bare network on an input already on the device (``bare``; ``path/bare`` is the share
+   of the network's throughput that the replica's path keeps); fp32 on CPU, bf16 autocast + channels_last on CUDA
    (``workers.regressor.Regressor``). On CUDA it also reports how far bf16 moves pose,
    expression and landmarks from fp32 on the CPU, on the same crops. Sizes are measured round-robin ``--repeats`` times
    and the best round is kept, so background load shifts all sizes alike.
@@ -173,23 +175,25 @@ def bench_models(ckpts: list[str], device: str, crops: list[np.ndarray], batches
     from workers.crops import CropRule, to_tensor
     from workers.regressor import Regressor
 
-    runners = []
+    runners, bare = [], []
     for ckpt, c in zip(ckpts, crops):
         regressor = Regressor.load(ckpt, device)
         rule = CropRule.from_meta(regressor.meta)
         inputs = {b: batch_of(c, b) for b in batches}
 
         def run(b: int, regressor=regressor, rule=rule, inputs=inputs) -> None:
-            pred = regressor(to_tensor(inputs[b], rule))  # decode copies to host: synchronises CUDA
+            pred = regressor(to_tensor(inputs[b], rule, regressor.device))  # decode copies to host: syncs
             assert len(pred) == b
 
         runners.append(run)
+        bare.append(_bare_network(regressor, rule, inputs))
 
-    for run in runners:
+    for run in runners + bare:
         for b in batches:  # first calls at a new shape pick kernels / build primitives
             for _ in range(warmup):
                 run(b)
     best = [{b: None for b in batches} for _ in runners]
+    best_bare = [{b: 0.0 for b in batches} for _ in runners]
     for r in range(repeats):
         for b in batches:
             order = list(range(len(runners)))
@@ -199,13 +203,38 @@ def bench_models(ckpts: list[str], device: str, crops: list[np.ndarray], batches
                 if best[m][b] is None or rate > best[m][b]["crops_per_s"]:
                     best[m][b] = {"batch": b, "crops_per_s": rate, "ms_per_batch": 1000 * elapsed / calls,
                                   "calls": calls}
+                calls, elapsed = _time_calls(bare[m], b, seconds)
+                best_bare[m][b] = max(best_bare[m][b], calls * b / elapsed)
     rows = []
-    for per in best:
+    for per, per_bare in zip(best, best_bare):
         base = per[batches[0]]["crops_per_s"]
         for b in batches:
             per[b]["vs_first"] = per[b]["crops_per_s"] / base
+            per[b]["bare_crops_per_s"] = per_bare[b]
+            per[b]["path_vs_bare"] = per[b]["crops_per_s"] / per_bare[b]
         rows.append([per[b] for b in batches])
     return rows
+
+
+def _bare_network(regressor, rule, inputs: dict[int, np.ndarray]):
+    """The network alone, as the regressor runs it (bf16 autocast on CUDA), on inputs
+    normalised and put on the device beforehand; synchronised, so a call is its work."""
+    import torch
+
+    from workers.crops import to_tensor
+
+    ready = {b: to_tensor(x, rule, regressor.device).contiguous(memory_format=torch.channels_last)
+             for b, x in inputs.items()}
+    cuda = regressor.device.type == "cuda"
+
+    @torch.inference_mode()
+    def run(b: int) -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            regressor.model(ready[b])
+        if cuda:
+            torch.cuda.synchronize(regressor.device)
+
+    return run
 
 
 def bench_model(ckpt: str, device: str, crops: np.ndarray, batches: list[int],
@@ -329,10 +358,15 @@ def _fmt(v, spec: str) -> str:
 
 
 def _print_model_rows(rows: list[dict], first: int) -> None:
-    print(f"   {'batch':>5}  {'crops/s':>9}  {'ms/batch':>9}  {'ms/crop':>8}  {'vs batch ' + str(first):>11}")
+    print(f"   {'batch':>5}  {'crops/s':>9}  {'ms/batch':>9}  {'ms/crop':>8}  {'vs batch ' + str(first):>11}"
+          f"  {'bare':>9}  {'path/bare':>9}")
     for r in rows:
         print(f"   {r['batch']:>5}  {r['crops_per_s']:>9.1f}  {r['ms_per_batch']:>9.2f}  "
-              f"{r['ms_per_batch'] / r['batch']:>8.2f}  {r['vs_first']:>10.2f}x")
+              f"{r['ms_per_batch'] / r['batch']:>8.2f}  {r['vs_first']:>10.2f}x"
+              f"  {r['bare_crops_per_s']:>9.1f}  {r['path_vs_bare']:>9.2f}")
+    peak = max(r["bare_crops_per_s"] for r in rows)
+    print(f"   replica path at its best / bare network at its best = "
+          f"{max(r['crops_per_s'] for r in rows) / peak:.2f}")
     best = max(rows, key=lambda r: r["crops_per_s"])
     print(f"   ratio: batch {rows[-1]['batch']} / batch {rows[0]['batch']} = "
           f"{rows[-1]['vs_first']:.2f}; fastest is batch {best['batch']}: {best['vs_first']:.2f}")

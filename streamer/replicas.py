@@ -94,7 +94,7 @@ class RegressorReplica:
     def _run(self, crops: np.ndarray) -> Prediction:
         from workers.crops import to_tensor
 
-        return self._regressor(to_tensor(crops, self._rule))
+        return self._regressor(to_tensor(crops, self._rule, self._regressor.device))
 
 
 class DetectorReplica:

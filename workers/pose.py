@@ -47,38 +47,56 @@ def matrix_from_euler(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 def euler_from_matrix(R: np.ndarray) -> tuple[float, float, float]:
     """AFLW (yaw, pitch, roll) in degrees from a rotation matrix (inverse of the above)."""
-    R = np.asarray(R, dtype=np.float64)
-    # R = Rz(c) Ry(b) Rx(a) with a = -pitch, b = -yaw, c = -roll.
-    b = np.arcsin(np.clip(-R[2, 0], -1.0, 1.0))
-    if abs(R[2, 0]) < 1 - 1e-9:
-        a = np.arctan2(R[2, 1], R[2, 2])
-        c = np.arctan2(R[1, 0], R[0, 0])
-    else:  # gimbal lock: put it all in roll
-        a = 0.0
-        c = np.arctan2(-R[0, 1], R[1, 1])
-    yaw, pitch, roll = np.degrees([-b, -a, -c])
+    yaw, pitch, roll = eulers_from_matrices(R)[0]
     return float(yaw), float(pitch), float(roll)
+
+
+def eulers_from_matrices(R: np.ndarray) -> np.ndarray:
+    """(N, 3) AFLW yaw, pitch, roll in degrees for (N, 3, 3) rotations (or one (3, 3)):
+    vectorised, as a GPU replica's batch of hundreds of crops needs."""
+    R = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
+    # R = Rz(c) Ry(b) Rx(a) with a = -pitch, b = -yaw, c = -roll.
+    b = np.arcsin(np.clip(-R[:, 2, 0], -1.0, 1.0))
+    regular = np.abs(R[:, 2, 0]) < 1 - 1e-9
+    a = np.where(regular, np.arctan2(R[:, 2, 1], R[:, 2, 2]), 0.0)
+    # gimbal lock: put it all in roll
+    c = np.where(regular, np.arctan2(R[:, 1, 0], R[:, 0, 0]), np.arctan2(-R[:, 0, 1], R[:, 1, 1]))
+    return np.degrees(np.stack([-b, -a, -c], axis=1))
 
 
 def quaternion_from_matrix(R: np.ndarray) -> np.ndarray:
     """Unit quaternion (w, x, y, z) with w >= 0."""
-    R = np.asarray(R, dtype=np.float64)
-    t = np.trace(R)
-    if t > 0:
-        s = np.sqrt(t + 1.0) * 2
-        q = np.array([0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s])
-    else:
-        i = int(np.argmax(np.diag(R)))
+    return quaternions_from_matrices(R)[0]
+
+
+def quaternions_from_matrices(R: np.ndarray) -> np.ndarray:
+    """(N, 4) unit quaternions (w, x, y, z), w >= 0, for (N, 3, 3) rotations (or one).
+
+    Shepperd's rule: from the trace when it is positive, else from the largest diagonal
+    element, so that no division is by a number near zero."""
+    R = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
+    q = np.empty((len(R), 4))
+    t = np.trace(R, axis1=1, axis2=2)
+    pos = t > 0
+    s = np.sqrt(np.maximum(t[pos], 0.0) + 1.0) * 2
+    Rp = R[pos]
+    q[pos] = np.stack([0.25 * s, (Rp[:, 2, 1] - Rp[:, 1, 2]) / s, (Rp[:, 0, 2] - Rp[:, 2, 0]) / s,
+                       (Rp[:, 1, 0] - Rp[:, 0, 1]) / s], axis=1)
+    largest = np.argmax(np.diagonal(R, axis1=1, axis2=2), axis=1)
+    for i in range(3):
+        m = ~pos & (largest == i)
+        if not m.any():
+            continue
         j, k = (i + 1) % 3, (i + 2) % 3
-        s = np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k]) * 2
-        q = np.empty(4)
-        q[0] = (R[k, j] - R[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (R[j, i] + R[i, j]) / s
-        q[1 + k] = (R[k, i] + R[i, k]) / s
-    q = np.asarray(q, dtype=np.float64)
-    q /= np.linalg.norm(q)
-    return q if q[0] >= 0 else -q
+        Rm = R[m]
+        s = np.sqrt(1.0 + Rm[:, i, i] - Rm[:, j, j] - Rm[:, k, k]) * 2
+        q[m, 0] = (Rm[:, k, j] - Rm[:, j, k]) / s
+        q[m, 1 + i] = 0.25 * s
+        q[m, 1 + j] = (Rm[:, j, i] + Rm[:, i, j]) / s
+        q[m, 1 + k] = (Rm[:, k, i] + Rm[:, i, k]) / s
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q[q[:, 0] < 0] *= -1
+    return q
 
 
 def matrix_from_quaternion(q) -> np.ndarray:

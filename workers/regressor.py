@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from workers import checkpoint
-from workers.pose import euler_from_matrix, matrix_from_6d, quaternion_from_matrix
+from workers.pose import eulers_from_matrices, matrix_from_6d, quaternions_from_matrices
 from workers.prediction import Prediction  # defined torch-free, so that sessions need no torch
 
 # log-scale head output is relative to this many crop pixels per centimetre at 128 px
@@ -27,8 +27,8 @@ def decode(out: dict[str, torch.Tensor], size: int) -> Prediction:
     return Prediction(
         expression=out["expression"].float().cpu().numpy(),
         rotation=R,
-        euler=np.array([euler_from_matrix(r) for r in R]).reshape(-1, 3),
-        quaternion=np.array([quaternion_from_matrix(r) for r in R]).reshape(-1, 4),
+        euler=eulers_from_matrices(R),
+        quaternion=quaternions_from_matrices(R),
         centre=(trans[:, :2] + 1.0) * half,
         scale=np.exp(trans[:, 2]) * SCALE_REF * size / 128.0,
         shape=out["shape"].float().cpu().numpy(),
