@@ -140,21 +140,20 @@ class Batcher(Generic[In, Out]):
                     r.future.set_result(self._split(out, start, start + r.size))
                 start += r.size
 
+    def _files_go_at(self) -> float:
+        """When file requests may go (monotonic): the hold's end, or the next trickle."""
+        return min(self._files_held_until, self._last_file_batch + self.trickle_s)
+
     def _until_files_go(self) -> float | None:
         """Seconds until held file requests may go (None: none wait, wait for arrivals)."""
         if not self._files:
             return None
-        now = time.monotonic()
-        return max(0.001, min(self._files_held_until, self._last_file_batch + self.trickle_s) - now)
-
-    def _files_may_go(self) -> bool:
-        now = time.monotonic()
-        return now >= self._files_held_until or now - self._last_file_batch >= self.trickle_s
+        return max(0.001, self._files_go_at() - time.monotonic())
 
     def _queue(self) -> deque[_Request] | None:
         """The queue whose first request goes next under the priority policy."""
         live = self._live
-        files = self._files if self._files and self._files_may_go() else None
+        files = self._files if self._files and time.monotonic() >= self._files_go_at() else None
         if not live or not files:
             return live or files or None
         if self.priority == "live_first":

@@ -1,7 +1,6 @@
 """HTTP MPEG-TS: a video file as an endless live stream at ``http://HOST:PORT/stream.ts``."""
 from __future__ import annotations
 
-import os
 import socket
 from fractions import Fraction
 
@@ -23,10 +22,6 @@ class HttpTsServer(ThreadedServer):
 
     path = "/stream.ts"
     scheme = "http"
-
-    def __init__(self, video_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 fps: float | None = None, loop: bool = True, replay: bool = False) -> None:
-        super().__init__(video_path, host, port, fps, loop, replay)
 
     def _serve(self, conn: socket.socket, peer) -> None:
         reader = conn.makefile("rb")

@@ -7,7 +7,6 @@ the RTSP connection or over UDP: the protocol stacks users point the service at.
 from __future__ import annotations
 
 import base64
-import os
 import random
 import re
 import socket
@@ -72,10 +71,6 @@ class RtspServer(ThreadedServer):
 
     path = "/stream"
     scheme = "rtsp"
-
-    def __init__(self, video_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 fps: float | None = None, loop: bool = True, replay: bool = False) -> None:
-        super().__init__(video_path, host, port, fps, loop, replay)
 
     def _serve(self, conn: socket.socket, peer) -> None:
         reader = conn.makefile("rb")

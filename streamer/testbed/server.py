@@ -30,8 +30,8 @@ class ThreadedServer:
     path = "/"
     scheme = "tcp"
 
-    def __init__(self, video_path: str | os.PathLike, host: str, port: int,
-                 fps: float | None, loop: bool, replay: bool = False) -> None:
+    def __init__(self, video_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
+                 fps: float | None = None, loop: bool = True, replay: bool = False) -> None:
         self.host = host
         self.port = port
         self._publisher = Publisher(video_path, fps, loop, replay)
