@@ -2,7 +2,8 @@
 
 Wraps a checkpoint's network with the post-processing that turns raw head outputs into
 what users read: eta (29), AFLW yaw/pitch/roll and a quaternion, the face centre in crop
-pixels plus pixels-per-centimetre scale, identity alpha (99) and 68 landmarks. Runs in
+pixels plus pixels-per-centimetre scale, identity alpha (99) and 68 landmarks; averaged
+over the crop and its mirror image when the checkpoint asks for it (workers/mirror.py). Runs in
 fp32 on CPU (batch norm folded into the convolutions, channels-last) and bf16 +
 channels_last on CUDA.
 """
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from workers import checkpoint
+from workers.mirror import for_inference
 from workers.pose import eulers_from_matrices, matrix_from_6d, quaternions_from_matrices
 from workers.prediction import Prediction  # defined torch-free, so that sessions need no torch
 
@@ -65,7 +67,7 @@ class Regressor:
         self.size = int(meta["crop"]["size"])
         self.half = self.device.type == "cuda"
         model = model.to(self.device).eval()
-        network = model if self.half else _folded(model)
+        network = for_inference(model if self.half else _folded(model), meta)
         # Module.to takes memory_format (it converts the 4-D weights); torch's stubs omit it
         self.model = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 

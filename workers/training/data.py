@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from workers.crops import CropRule
+from workers.mirror import MIRROR68
 
 CTX_FACTOR = 1.25  # context crop side / inference crop side: room for the jitter
 CTX_SIZE = 160
@@ -33,13 +34,6 @@ def context_rule(rule: CropRule, size: int = CTX_SIZE) -> CropRule:
     side = (1 + 2 * rule.enlarge) * CTX_FACTOR
     return replace(rule, size=size, enlarge=(side - 1) / 2)
 
-
-# iBUG-68 mirror permutation (subject's right <-> left)
-MIRROR68 = np.array(
-    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65]
-)
 
 FIELDS = ("crop", "blend", "blend_mask", "rot", "pose_weight", "centre", "scale", "lm", "lm_mask",
           "shape", "shape_mask", "emotion")
@@ -63,24 +57,6 @@ def emotion_index(d) -> np.ndarray:
         return np.full(len(d["keep"]), NO_EMOTION, np.int64)
     index = {name: i for i, name in enumerate(CLASSES)}
     return np.array([index.get(str(e), NO_EMOTION) for e in d["emotion"]], np.int64)
-
-
-def blend_mirror(names: tuple[str, ...]) -> np.ndarray:
-    """Permutation of the 53 blendshapes that swaps _L and _R."""
-    idx = {n: i for i, n in enumerate(names)}
-    perm = []
-    for n in names:
-        if n.endswith("_L"):
-            perm.append(idx[n[:-2] + "_R"])
-        elif n.endswith("_R"):
-            perm.append(idx[n[:-2] + "_L"])
-        elif n in ("jawLeft", "mouthLeft"):
-            perm.append(idx[n.replace("Left", "Right")])
-        elif n in ("jawRight", "mouthRight"):
-            perm.append(idx[n.replace("Right", "Left")])
-        else:
-            perm.append(idx[n])
-    return np.array(perm)
 
 
 def real_to_samples(path: Path) -> dict:

@@ -20,19 +20,30 @@ import torch
 
 from workers import checkpoint
 from workers.checkpoint import weights_sha256
+from workers.mirror import MirrorAveraged, for_inference
 from workers.training.evaluate_wild import load as load_wild
 
 CACHE = Path(__file__).resolve().parents[2] / "runs" / "emotion" / "features"
 
 
 def extract(model, size: int, labels: Path) -> dict:
-    """Run ``model`` over the kept faces of one FER label file; numpy arrays per face."""
+    """Run ``model`` over the kept faces of one FER label file; numpy arrays per face.
+
+    ``model`` is the network as inference runs it (workers.mirror.for_inference); when it
+    is mirror-averaged, the pooled features are averaged over the two views as well."""
     from workers.training.metrics import predict_samples
 
     data, ex = load_wild(labels)
+    mirrored = isinstance(model, MirrorAveraged)
+    network = model.network if mirrored else model
     pooled: list[torch.Tensor] = []
-    # the heads read model.embed(pooled): catching embed's input reuses predict_samples as is
-    hook = model.embed.register_forward_pre_hook(lambda _m, args: pooled.append(args[0].detach().float().cpu()))
+
+    def keep_pooled(_module, args) -> None:
+        f = args[0].detach().float().cpu()
+        pooled.append((f[: len(f) // 2] + f[len(f) // 2:]) / 2 if mirrored else f)
+
+    # the heads read network.embed(pooled): catching embed's input reuses predict_samples as is
+    hook = network.embed.register_forward_pre_hook(keep_pooled)
     try:
         P, _ = predict_samples(model, data, size)
     finally:
@@ -53,11 +64,13 @@ def extract(model, size: int, labels: Path) -> dict:
 def features(ckpt: str | Path, labels: str | Path, cache: Path = CACHE) -> dict:
     """Cached :func:`extract` for checkpoint ``ckpt`` (loaded and face-model checked)."""
     labels = Path(labels)
-    path = cache / f"{weights_sha256(ckpt)[:16]}-{labels.stem}.npz"
+    network, meta = checkpoint.load(ckpt)
+    model = for_inference(network, meta)
+    views = "-mirror" if isinstance(model, MirrorAveraged) else ""
+    path = cache / f"{weights_sha256(ckpt)[:16]}{views}-{labels.stem}.npz"
     if path.exists():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
-    model, meta = checkpoint.load(ckpt)
     out = extract(model, int(meta["crop"]["size"]), labels)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from workers import checkpoint, face_model
+from workers.mirror import for_inference
 from workers.pose import angle_error, euler_from_matrix
 from workers.training.data import FIELDS, real_to_samples, with_defaults
 from workers.training.metrics import (corr, expression_metrics, landmark_nme, pose_metrics, predict_samples,
@@ -35,7 +36,8 @@ def evaluate(ckpt: Path, renders: list[Path], real: list[Path], teacher_on_rende
     """All numbers, keyed ``renders`` (the first render set), ``renders:NAME`` (the others),
     ``real:NAME`` and ``wild:NAME`` (in-the-wild held-out files that exist; the AFLW one
     also drawn to ``wild_plot``). The teacher is checked on the first render set."""
-    model, meta = checkpoint.load(ckpt)
+    network, meta = checkpoint.load(ckpt)
+    model = for_inference(network, meta)  # the numbers of the network as the service runs it
     size = int(meta["crop"]["size"])
     res: dict[str, Any] = {"checkpoint": str(ckpt), "face_model": meta.get("face_model"), "steps": meta.get("steps")}
     for i, path in enumerate(p for p in renders if p.exists()):
@@ -194,7 +196,9 @@ def main(argv=None):
     if args.plot:
         from workers.training.plots import plot_clip
         model, meta = checkpoint.load(args.checkpoint)
-        print(f"wrote {plot_clip(model, int(meta['crop']['size']), args.real[0], args.plot[0], Path(args.plot[1]))}")
+        drawn = plot_clip(for_inference(model, meta), int(meta["crop"]["size"]), args.real[0], args.plot[0],
+                          Path(args.plot[1]))
+        print(f"wrote {drawn}")
     if args.into_checkpoint:
         store_in_checkpoint(args.checkpoint, res)
     args.out.parent.mkdir(parents=True, exist_ok=True)

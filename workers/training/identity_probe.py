@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from workers import checkpoint, face_model
-from workers.training.data import FIELDS, AugmentConfig, augment, blend_mirror, sample_batch
+from workers.mirror import blend_mirror
+from workers.training.data import FIELDS, AugmentConfig, augment, sample_batch
 from workers.training.metrics import identity_basis
 
 

@@ -13,7 +13,8 @@ import torch
 from workers import face_model
 from workers.pose import angle_error, euler_from_matrix, plausible_euler
 from workers.regressor import decode
-from workers.training.data import AugmentConfig, augment, blend_mirror, sample_batch
+from workers.mirror import blend_mirror
+from workers.training.data import AugmentConfig, augment, sample_batch
 
 READABLE = {"jawOpen": ["jawOpen"], "smile": ["mouthSmile_L", "mouthSmile_R"],
             "blink": ["eyeBlink_L", "eyeBlink_R"], "browUp": ["browInnerUp_L", "browInnerUp_R"]}

@@ -41,8 +41,8 @@ from workers.emotion_labels import EMOTION_CLASSES
 from workers.networks import INPUT_SIZE, FaceRegressor, init_from_3ddfa
 from workers.pose import matrix_from_6d
 from workers.regressor import SCALE_REF
-from workers.training.data import (MIRROR68, AugmentConfig, augment, blend_mirror, concat, real_to_samples,
-                                   sample_batch, with_defaults)
+from workers.mirror import MIRROR68, blend_mirror
+from workers.training.data import AugmentConfig, augment, concat, real_to_samples, sample_batch, with_defaults
 from workers.training.metrics import identity_basis, pose_metrics, predict_samples
 
 WEIGHTS = {"eta": 2.0, "rot": 4.0, "centre": 2.0, "scale": 1.0, "shape": 1.0, "lm": 2.0}
@@ -275,6 +275,8 @@ def export(model, args, fm, step, ev, path):
     meta = {
         "name": Path(path).stem, "trained": True, "steps": step,
         **CropRule(size=args.size).to_meta(),
+        # trained with mirror augmentation: run on the crop and its mirror image, averaged
+        "inference": {"mirror_average": True},
         "face_model": fm.meta(),
         "training": {"command": "facestream train " + " ".join(shlex.quote(a) for a in args.flags),
                      "seed": args.seed, "real": [str(p) for p in args.real], "synth": args.synth,

@@ -7,7 +7,8 @@ import torch
 
 from workers import face_model
 from workers.pose import euler_from_matrix, matrix_from_euler
-from workers.training.data import CTX_SIZE, MIRROR68, AugmentConfig, augment, blend_mirror, degrade
+from workers.mirror import MIRROR68, blend_mirror
+from workers.training.data import CTX_SIZE, AugmentConfig, augment, degrade
 
 DOT = 36      # outer corner of the subject's right eye; mirrors to 45
 CLEAN = dict(colour=0.0, low_res=0.0, blur=0.0, occlude=0.0, border=0.0)   # geometry only

@@ -13,7 +13,8 @@ from workers.crops import CropRule
 from workers.networks import FaceRegressor
 from workers.pose import euler_from_matrix, matrix_from_euler
 from workers.training import evaluate, evaluate_wild as ew
-from workers.training.data import AugmentConfig, augment, blend_mirror
+from workers.mirror import blend_mirror
+from workers.training.data import AugmentConfig, augment
 from workers.training.wild_data import AFLW21_TO_68, COMMON68, EMOTIONS
 
 # six faces: two per |yaw| bin (the last one annotated beyond 90 degrees, as AFLW has)

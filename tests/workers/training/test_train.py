@@ -19,7 +19,8 @@ from workers.crops import CropRule
 from workers.detector import FaceDetector
 from workers.training.scene import ActionExpressions
 from workers.training import metrics, train
-from workers.training.data import MIRROR68, context_rule
+from workers.mirror import MIRROR68
+from workers.training.data import context_rule
 from workers.training.teacher import MP_TO_68
 from workers.training.synth import BoxModel, make_shard
 
