@@ -152,6 +152,11 @@ class ModelConfig:
     # files can: a camera falling behind holds files back, so a file never starves a
     # camera) or fifo (in order of arrival)
     priority: str = checked("live_first", choices=("live_first", "fifo"))
+    # which crops a checkpoint that asks for mirror averaging (workers/mirror.py) reads
+    # averaged with their mirror image, at twice the network's work: files' (a camera's
+    # crops read one view, so four 720p30 cameras stay real-time on two cores), every
+    # crop (always), or none (never)
+    mirror_average: str = checked("files", choices=("files", "always", "never"))
     # custom Ray resources each replica needs: places replicas on the nodes that have them
     resources: dict[str, float] = checked(default_factory=dict, ge=0)
 

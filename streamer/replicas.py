@@ -37,11 +37,22 @@ from workers.prediction import Detections, Prediction, slice_prediction
 # must not pay ~200 MB for model code it never runs.
 
 
-def crop_batcher(run: Callable[[np.ndarray], Prediction], max_batch_size: int, max_wait_s: float,
-                 priority: str = "live_first") -> Batcher:
-    """A :class:`~streamer.batching.Batcher` of crops (N, S, S, 3): requests are
-    concatenated, each gets its rows of the batch's Prediction."""
-    return Batcher(run, max_batch_size, max_wait_s, join=np.concatenate, split=slice_prediction,
+def _join_crops(requests: list[tuple[np.ndarray, bool]]) -> tuple[np.ndarray, np.ndarray]:
+    """Requests' (crops, mirror-average them?) -> the batch's crops and a flag per crop."""
+    return (np.concatenate([crops for crops, _ in requests]),
+            np.concatenate([np.full(len(crops), mirror) for crops, mirror in requests]))
+
+
+def _crop_count(request: tuple[np.ndarray, bool]) -> int:
+    return len(request[0])
+
+
+def crop_batcher(run: Callable[[tuple[np.ndarray, np.ndarray]], Prediction], max_batch_size: int,
+                 max_wait_s: float, priority: str = "live_first") -> Batcher:
+    """A :class:`~streamer.batching.Batcher` of crops: each request is (crops (N, S, S, 3),
+    whether to mirror-average them); requests are concatenated, each gets its rows of the
+    batch's Prediction."""
+    return Batcher(run, max_batch_size, max_wait_s, join=_join_crops, split=slice_prediction, size=_crop_count,
                    priority=priority, name="crop-batch")
 
 
@@ -57,7 +68,7 @@ class RegressorReplica:
     """Expression / pose / shape regressor shared by all sessions (run as an async actor)."""
 
     def __init__(self, checkpoint_path: str, device: str, max_batch_size: int, max_wait_ms: float,
-                 priority: str = "live_first"):
+                 priority: str = "live_first", mirror_average: str = "files"):
         import torch
 
         from workers.regressor import Regressor
@@ -66,6 +77,7 @@ class RegressorReplica:
         self._regressor = Regressor.load(checkpoint_path, device)
         self._rule = CropRule.from_meta(self._regressor.meta)
         self._batching = (max_batch_size, max_wait_ms / 1000.0, priority)
+        self._mirror_average = mirror_average   # model.mirror_average: files, always or never
         self._batcher: Batcher | None = None  # needs the actor's event loop
 
     def info(self) -> dict:
@@ -81,7 +93,8 @@ class RegressorReplica:
         ``live``: they come from a live stream, ``behind``: one falling behind its camera."""
         if self._batcher is None:
             self._batcher = crop_batcher(self._run, *self._batching)
-        return await self._batcher.submit(crops, live, behind)
+        mirror = self._mirror_average == "always" or (self._mirror_average == "files" and not live)
+        return await self._batcher.submit((crops, mirror), live, behind)
 
     def stats(self) -> dict:
         """The batcher's snapshot, counted in crops (empty before the first call)."""
@@ -91,10 +104,11 @@ class RegressorReplica:
         s["crops"], s["queued_crops"] = s.pop("items"), s.pop("queued")
         return s
 
-    def _run(self, crops: np.ndarray) -> Prediction:
+    def _run(self, batch: tuple[np.ndarray, np.ndarray]) -> Prediction:
         from workers.crops import to_tensor
 
-        return self._regressor(to_tensor(crops, self._rule, self._regressor.device))
+        crops, mirror = batch
+        return self._regressor(to_tensor(crops, self._rule, self._regressor.device), mirror)
 
 
 class DetectorReplica:
@@ -167,7 +181,7 @@ class Replicas:
             [detector.options(name=n, **common).remote(cfg.detector, m.max_wait_ms, m.priority)
              for n in names["detectors"]],
             [regressor.options(name=n, num_gpus=m.num_gpus_per_replica, **common).remote(
-                str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms, m.priority)
+                str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms, m.priority, m.mirror_average)
              for n in names["regressors"]],
             names,
         )

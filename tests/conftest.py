@@ -191,7 +191,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     fm = face_model.load()
     meta = {"name": "test-tiny", "trained": True,
             "crop": {"size": 64, "enlarge": 0.25, "mean": [0.5] * 3, "std": [0.5] * 3},
-            "face_model": fm.meta()}
+            "inference": {"mirror_average": True}, "face_model": fm.meta()}
     path = checkpoint.save(FaceRegressor("tiny").eval(), meta, tmp_path_factory.mktemp("ckpt") / "test-tiny")
     tiny_emotion_classifier(path)
     return path

@@ -83,42 +83,63 @@ def _columns(d6: torch.Tensor) -> torch.Tensor:
 
 
 class MirrorAveraged(nn.Module):
-    """Wraps a network: one pass over the crops and their mirror images, outputs averaged.
+    """Wraps a network: the crops and their mirror images in one pass, readings averaged.
 
     Takes and returns what the network does (NCHW crops -> dict of head outputs), so it
-    drops in wherever the network is run."""
+    drops in wherever the network is run. ``mirror`` (a bool per crop) limits the
+    averaging to some crops, the others reading one view at one view's cost: the service
+    averages files' crops but not a live camera's (``model.mirror_average``). ``chunk``
+    caps the crops per network call: on a CPU a batch of 64 costs three times one of 32
+    (the activations leave the cache), so two calls of 32 are faster than one of 64.
+    """
 
     eta_mirror_t: torch.Tensor
     rot_signs: torch.Tensor
     lm_perm: torch.Tensor
 
-    def __init__(self, network: nn.Module) -> None:
+    def __init__(self, network: nn.Module, chunk: int | None = None) -> None:
         super().__init__()
         self.network = network
+        self.chunk = chunk
         self.register_buffer("eta_mirror_t", torch.tensor(eta_mirror().T, dtype=torch.float32))
         # (-F·c1, F·c2) for c1, c2 the first two columns: signs per 6-D entry
         self.register_buffer("rot_signs", torch.tensor([1.0, -1.0, -1.0, -1.0, 1.0, 1.0]))
         self.register_buffer("lm_perm", torch.from_numpy(MIRROR68))
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mirror: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         n = len(x)
-        both = self.network(torch.cat([x, x.flip(-1)]))
-        out = {k: v[:n] for k, v in both.items()}
-        mirror = {k: v[n:] for k, v in both.items()}
-        out["rot6d"] = (_columns(out["rot6d"]) + _columns(mirror["rot6d"]) * self.rot_signs) / 2
-        out["expression"] = (out["expression"] + mirror["expression"] @ self.eta_mirror_t.to(x.dtype)) / 2
-        trans = mirror["trans"].clone()
+        rows = torch.arange(n, device=x.device) if mirror is None else torch.nonzero(mirror.to(x.device))[:, 0]
+        both = self._run(torch.cat([x, x[rows].flip(-1)]))
+        out = {k: v[:n].clone() for k, v in both.items()}
+        if not len(rows):
+            return out
+        a = {k: v[rows] for k, v in out.items()}
+        b = {k: v[n:] for k, v in both.items()}
+        m = len(rows)
+        a["rot6d"] = (_columns(a["rot6d"]) + _columns(b["rot6d"]) * self.rot_signs) / 2
+        a["expression"] = (a["expression"] + b["expression"] @ self.eta_mirror_t.to(b["expression"].dtype)) / 2
+        trans = b["trans"].clone()
         trans[:, 0] = -trans[:, 0]
-        out["trans"] = (out["trans"] + trans) / 2
-        lm = mirror["landmarks"].reshape(n, 68, 2)[:, self.lm_perm]
-        lm = torch.stack([-lm[..., 0], lm[..., 1]], -1).reshape(n, -1)
-        out["landmarks"] = (out["landmarks"] + lm) / 2
+        a["trans"] = (a["trans"] + trans) / 2
+        lm = b["landmarks"].reshape(m, 68, 2)[:, self.lm_perm]
+        a["landmarks"] = (a["landmarks"] + torch.stack([-lm[..., 0], lm[..., 1]], -1).reshape(m, -1)) / 2
+        for key in ("rot6d", "expression", "trans", "landmarks"):
+            out[key][rows] = a[key].to(out[key].dtype)
         return out
 
+    def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.chunk is None or len(x) <= self.chunk:
+            return self.network(x)
+        parts = [self.network(part) for part in torch.split(x, self.chunk)]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
-def for_inference(network: nn.Module, meta: dict) -> nn.Module:
+
+def asks_for_it(meta: dict) -> bool:
+    """Whether a checkpoint's JSON asks for mirror averaging (``inference.mirror_average``)."""
+    return bool((meta.get("inference") or {}).get("mirror_average"))
+
+
+def for_inference(network: nn.Module, meta: dict, chunk: int | None = None) -> nn.Module:
     """The network as the checkpoint says it is to be run: mirror-averaged when its JSON
-    asks for it (``inference.mirror_average``), else as it is."""
-    if (meta.get("inference") or {}).get("mirror_average"):
-        return MirrorAveraged(network)
-    return network
+    asks for it, else as it is."""
+    return MirrorAveraged(network, chunk) if asks_for_it(meta) else network

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from workers import checkpoint
-from workers.mirror import for_inference
+from workers.mirror import MirrorAveraged, for_inference
 from workers.pose import eulers_from_matrices, matrix_from_6d, quaternions_from_matrices
 from workers.prediction import Prediction  # defined torch-free, so that sessions need no torch
 
@@ -67,7 +67,8 @@ class Regressor:
         self.size = int(meta["crop"]["size"])
         self.half = self.device.type == "cuda"
         model = model.to(self.device).eval()
-        network = for_inference(model if self.half else _folded(model), meta)
+        # a CPU runs batches of more than 32 crops slower per crop (workers/mirror.py)
+        network = for_inference(model if self.half else _folded(model), meta, chunk=None if self.half else 32)
         # Module.to takes memory_format (it converts the 4-D weights); torch's stubs omit it
         self.model = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
@@ -84,14 +85,23 @@ class Regressor:
         fm = self.meta.get("face_model", {})
         return f"{self.meta.get('name', 'unnamed')}@{fm.get('version', '?')}:{fm.get('sha256', '')[:12]}"
 
+    @property
+    def mirror_averaged(self) -> bool:
+        """Whether this checkpoint reads crops mirror-averaged (workers/mirror.py)."""
+        return isinstance(self.model, MirrorAveraged)
+
     @torch.inference_mode()
-    def __call__(self, crops: torch.Tensor) -> Prediction:
+    def __call__(self, crops: torch.Tensor, mirror: np.ndarray | None = None) -> Prediction:
+        """Predictions for normalised crops (N, 3, S, S). ``mirror`` (a bool per crop)
+        picks the crops to average with their mirror images, when the checkpoint reads
+        mirror-averaged; by default all of them."""
         x = crops.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        args = (x,) if mirror is None or not self.mirror_averaged else (x, torch.from_numpy(np.asarray(mirror, bool)))
         if self.half:
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = self.model(x)
+                out = self.model(*args)
         else:
-            out = self.model(x)
+            out = self.model(*args)
         pred = decode(out, self.size)
         if self.emotion is not None:     # a few small matrix products: no measurable cost
             pred.emotion_probs = self.emotion.probs(pred.expression)

@@ -32,19 +32,35 @@ def fake_model(calls: list):
     return run
 
 
+def crop_model(calls: list, mirrored: list | None = None):
+    """fake_model as a crop batcher runs it: on (crops, mirror-average flag per crop)."""
+    model = fake_model(calls)
+
+    def run(batch: tuple[np.ndarray, np.ndarray]) -> Prediction:
+        crops, mirror = batch
+        if mirrored is not None:
+            mirrored.append(mirror.tolist())
+        return model(crops)
+    return run
+
+
 def crops_of(marker: int, n: int) -> np.ndarray:
     return np.full((n, 4, 4, 3), marker, np.uint8)
 
 
+def request_of(marker: int, n: int, mirror: bool = False) -> tuple[np.ndarray, bool]:
+    return crops_of(marker, n), mirror
+
+
 def submit_all(batcher: Batcher, sizes: list[int]) -> list[Prediction]:
     async def go():
-        return await asyncio.gather(*(batcher.submit(crops_of(i, n)) for i, n in enumerate(sizes)))
+        return await asyncio.gather(*(batcher.submit(request_of(i, n)) for i, n in enumerate(sizes)))
     return asyncio.run(go())
 
 
 def test_concurrent_requests_share_one_batch_and_get_their_own_rows():
     calls: list[int] = []
-    batcher = crop_batcher(fake_model(calls), max_batch_size=32, max_wait_s=0.05)
+    batcher = crop_batcher(crop_model(calls), max_batch_size=32, max_wait_s=0.05)
     results = submit_all(batcher, [3, 4, 5])
     assert calls == [12]
     for i, (pred, n) in enumerate(zip(results, [3, 4, 5])):
@@ -52,9 +68,22 @@ def test_concurrent_requests_share_one_batch_and_get_their_own_rows():
     assert batcher.stats == {"requests": 3, "items": 12, "batches": 1, "largest_batch": 12, "live_requests": 0}
 
 
+def test_each_request_says_whether_its_crops_are_mirror_averaged():
+    calls: list[int] = []
+    mirrored: list[list[bool]] = []
+    batcher = crop_batcher(crop_model(calls, mirrored), max_batch_size=32, max_wait_s=0.05)
+
+    async def go():
+        return await asyncio.gather(batcher.submit(request_of(0, 2, True)), batcher.submit(request_of(1, 3, False)))
+
+    results = asyncio.run(go())
+    assert calls == [5] and mirrored == [[True, True, False, False, False]]
+    assert [len(r) for r in results] == [2, 3]
+
+
 def test_batches_never_exceed_max_and_keep_arrival_order():
     calls: list[int] = []
-    batcher = crop_batcher(fake_model(calls), max_batch_size=8, max_wait_s=0.05)
+    batcher = crop_batcher(crop_model(calls), max_batch_size=8, max_wait_s=0.05)
     results = submit_all(batcher, [4] * 10)
     assert calls == [8] * 5
     assert [int(p.expression[0, 0]) for p in results] == list(range(10))
@@ -62,14 +91,14 @@ def test_batches_never_exceed_max_and_keep_arrival_order():
 
 def test_a_request_larger_than_max_runs_alone_unsplit():
     calls: list[int] = []
-    batcher = crop_batcher(fake_model(calls), max_batch_size=32, max_wait_s=0.01)
+    batcher = crop_batcher(crop_model(calls), max_batch_size=32, max_wait_s=0.01)
     results = submit_all(batcher, [40, 2])
     assert calls == [40, 2] and [len(p) for p in results] == [40, 2]
 
 
 def test_a_lone_request_waits_at_most_max_wait():
     calls: list[int] = []
-    batcher = crop_batcher(fake_model(calls), max_batch_size=32, max_wait_s=0.05)
+    batcher = crop_batcher(crop_model(calls), max_batch_size=32, max_wait_s=0.05)
     t0 = time.monotonic()
     submit_all(batcher, [1])
     assert 0.04 <= time.monotonic() - t0 < 1.0 and calls == [1]
@@ -79,18 +108,18 @@ def test_a_failing_batch_fails_its_callers_and_the_batcher_carries_on():
     calls: list[int] = []
     model = fake_model(calls)
 
-    def flaky(crops):
+    def flaky(batch):
         if not calls:
             calls.append(-1)
             raise RuntimeError("device lost")
-        return model(crops)
+        return model(batch[0])
 
     batcher = crop_batcher(flaky, max_batch_size=32, max_wait_s=0.02)
 
     async def go():
-        first = await asyncio.gather(batcher.submit(crops_of(1, 2)), batcher.submit(crops_of(2, 2)),
+        first = await asyncio.gather(batcher.submit(request_of(1, 2)), batcher.submit(request_of(2, 2)),
                                      return_exceptions=True)
-        second = await batcher.submit(crops_of(3, 2))
+        second = await batcher.submit(request_of(3, 2))
         return first, second
 
     first, second = asyncio.run(go())
@@ -104,7 +133,8 @@ def submit_in_order(batcher: Batcher, requests: list[tuple[int, int, bool]]) -> 
     which the model saw the markers and the results."""
     seen: list[int] = []
 
-    def model(crops):
+    def model(batch):
+        crops, _ = batch
         seen.extend(int(m) for m in crops[:, 0, 0, 0])
         time.sleep(0.05)   # the first batch runs while the others arrive
         return fake_model([])(crops)
@@ -112,11 +142,11 @@ def submit_in_order(batcher: Batcher, requests: list[tuple[int, int, bool]]) -> 
     batcher._run = model
 
     async def go():
-        first = asyncio.ensure_future(batcher.submit(crops_of(99, 1)))
+        first = asyncio.ensure_future(batcher.submit(request_of(99, 1)))
         await asyncio.sleep(0.01)   # the first batch is running now
         rest = []
         for marker, n, live in requests:
-            rest.append(asyncio.ensure_future(batcher.submit(crops_of(marker, n), live=live)))
+            rest.append(asyncio.ensure_future(batcher.submit(request_of(marker, n), live=live)))
             await asyncio.sleep(0.001)
         return await asyncio.gather(first, *rest)
 
@@ -132,7 +162,7 @@ def submit_in_order(batcher: Batcher, requests: list[tuple[int, int, bool]]) -> 
     ("fifo", [99, 0, 1, 2, 3, 9]),
 ])
 def test_priority_live_first_serves_a_live_stream_before_queued_file_requests(priority, want):
-    batcher = crop_batcher(fake_model([]), max_batch_size=2, max_wait_s=0.0, priority=priority)
+    batcher = crop_batcher(crop_model([]), max_batch_size=2, max_wait_s=0.0, priority=priority)
     seen, results = submit_in_order(batcher, [(0, 1, False), (1, 1, False), (2, 1, False), (3, 1, False),
                                               (9, 1, True)])
     assert seen == want
@@ -188,7 +218,7 @@ def test_a_camera_behind_holds_files_back_but_a_file_still_trickles():
 
 def test_unknown_priority_is_refused():
     with pytest.raises(ValueError, match="live_first, fifo"):
-        crop_batcher(fake_model([]), 8, 0.0, priority="camera_first")
+        crop_batcher(crop_model([]), 8, 0.0, priority="camera_first")
 
 
 def test_slice_prediction():
@@ -213,14 +243,19 @@ def test_regressor_replica_batches_callers_and_matches_the_model(ray_runtime, ti
         info = ray.get(replica.info.remote())
         assert info["version"] == regressor.version and info["meta"]["crop"]["size"] == 64
         got = ray.get([replica.predict.remote(c) for c in crops])  # sent together: one batch
+        live = ray.get(replica.predict.remote(crops[0], True))      # a camera's crops: one view
         stats = ray.get(replica.stats.remote())
     finally:
         ray.kill(replica)
-    assert stats["requests"] == len(crops) and stats["batches"] < len(crops)
+    assert stats["requests"] == len(crops) + 1 and stats["batches"] < len(crops)
+    assert regressor.mirror_averaged   # the test checkpoint asks for it, as the shipped one does
     for c, pred in zip(crops, got):
-        want = regressor(to_tensor(c, rule))
+        want = regressor(to_tensor(c, rule))   # a file's crops: averaged with their mirror images
         for name in ("expression", "quaternion", "centre", "scale", "shape"):
             np.testing.assert_allclose(getattr(pred, name), getattr(want, name), atol=1e-5)
+    one_view = regressor(to_tensor(crops[0], rule), np.zeros(len(crops[0]), bool))
+    np.testing.assert_allclose(live.quaternion, one_view.quaternion, atol=1e-5)
+    assert np.abs(live.expression - got[0].expression).max() > 1e-4   # and the two readings differ
 
 
 def test_detector_replica_matches_the_detector(shared_replicas, face_frames):

@@ -78,3 +78,18 @@ def test_predict_reads_a_mirrored_photo_as_the_mirrored_face(capsys, tmp_path):
     assert abs(a["pose"]["pitch"] - b["pose"]["pitch"]) < 1e-3
     for name in ("mouthSmile", "eyeBlink"):
         assert abs(a["blendshapes"][name + "_L"] - b["blendshapes"][name + "_R"]) < 0.02
+
+
+def test_some_crops_averaged_others_one_view_and_chunks_change_nothing():
+    torch.manual_seed(1)
+    network = FaceRegressor("tiny").eval()
+    x = torch.rand(5, 3, 120, 120) * 2 - 1
+    mask = torch.tensor([True, False, True, False, False])
+    with torch.inference_mode():
+        every, one, some = MirrorAveraged(network)(x), network(x), MirrorAveraged(network)(x, mask)
+        chunked = MirrorAveraged(network, chunk=2)(x, mask)
+    for key in ("rot6d", "expression", "trans", "landmarks"):
+        np.testing.assert_allclose(some[key][mask].numpy(), every[key][mask].numpy(), atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(some[key][~mask].numpy(), one[key][~mask].numpy(), atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(chunked[key].numpy(), some[key].numpy(), atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(some["shape"].numpy(), one["shape"].numpy(), atol=1e-5)  # alpha: the crop's own
