@@ -61,11 +61,13 @@ def extract(model, size: int, labels: Path) -> dict:
     }
 
 
-def features(ckpt: str | Path, labels: str | Path, cache: Path = CACHE) -> dict:
-    """Cached :func:`extract` for checkpoint ``ckpt`` (loaded and face-model checked)."""
+def features(ckpt: str | Path, labels: str | Path, cache: Path = CACHE, one_view: bool = False) -> dict:
+    """Cached :func:`extract` for checkpoint ``ckpt`` (loaded and face-model checked), run
+    as inference runs it; ``one_view``: without mirror averaging, as a live camera's crops
+    are read (``model.mirror_average: files``)."""
     labels = Path(labels)
     network, meta = checkpoint.load(ckpt)
-    model = for_inference(network, meta)
+    model = network if one_view else for_inference(network, meta)
     views = "-mirror" if isinstance(model, MirrorAveraged) else ""
     path = cache / f"{weights_sha256(ckpt)[:16]}{views}-{labels.stem}.npz"
     if path.exists():
