@@ -12,7 +12,9 @@ photos under ``../shared/data/real/``, or from ``samples/obama.mp4`` when they a
    to a ``Prediction``) at each batch size, after a warm-up per size, and beside it the
    bare network on an input already on the device (``bare``; ``path/bare`` is the share
    of the network's throughput that the replica's path keeps); fp32 on CPU, bf16 autocast + channels_last on CUDA
-   (``workers.regressor.Regressor``). On CUDA it also reports how far bf16 moves pose,
+   (``workers.regressor.Regressor``). A checkpoint that asks for mirror averaging
+   (workers/mirror.py) is timed averaged, as the service reads files' crops; a camera's
+   crops, read once, cost what one view does (docs/performance.md). On CUDA it also reports how far bf16 moves pose,
    expression and landmarks from fp32 on the CPU, on the same crops. Sizes are measured round-robin ``--repeats`` times
    and the best round is kept, so background load shifts all sizes alike.
 2. **Replica path.** one ``RegressorReplica`` Ray actor (private local Ray) hit by K

@@ -38,7 +38,8 @@ def _faces(n=len(YAW), seed=0):
     mp[MP_FOUND[:n], 0] = (YAW + MP_YAW_ERR)[:n][MP_FOUND[:n]]
     return {"aflw_yaw": YAW[:n].astype(np.float32), "aflw_pts21": pts21, "euler": label,
             "euler_mediapipe": mp, "euler_3ddfa": np.c_[YAW[:n] - DD_YAW_ERR[:n], np.zeros((n, 2))],
-            "lm68_3ddfa": lm68 + [0, 6]}, lm68
+            "lm68_3ddfa": lm68 + [0, 6],
+            "box_source": np.array(["retinaface"] * (n - 1) + ["fallback"])[:n]}, lm68
 
 
 def test_aflw_errors_come_out_per_bin_exactly():
@@ -64,8 +65,10 @@ def test_aflw_errors_come_out_per_bin_exactly():
         assert np.isclose(model["all"][key], 10.0) and np.isclose(res["all"]["3ddfa_v2"][key], 12.0)
     assert np.allclose([res[b]["3ddfa_v2"]["yaw_mae_vs_aflw"] for b in res], [3.0, 4.0, 6.0, 26 / 6])
     assert np.isnan(arrays["mediapipe_yaw"][3]) and np.allclose(arrays["model_yaw"], YAW + MODEL_YAW_ERR)
+    # RetinaFace found all but the last face (a fallback box)
+    assert [model[b]["detector_found"] for b in res] == [1.0, 1.0, 0.5, 5 / 6]
     table = ew.markdown({"yaw_bins": res})
-    assert table.count("\n") == 5 and "| 60-90 | 2 | 9.0 |" in table
+    assert table.count("\n") == 5 and "| 60-90 | 2 | 50.0% | 9.0 |" in table
 
 
 def test_faces_without_placed_points_have_no_nme_and_yaw_wraps():
