@@ -42,7 +42,7 @@ freeze:
 
 # The whole recipe behind workers/weights (docs/training.md): teacher labels for video
 # frames and in-the-wild faces, renders, training, evaluation, then the emotion classifier
-# fitted on the new network's eta (docs/accuracy.md). About 2 hours on a 2-core
+# fitted on the new network's eta (docs/accuracy.md). About 4 hours on a 2-core
 # CPU (the training step uses a GPU when there is one); each step skips work already done.
 # A reproduction beside the shipped weights:
 #   make weights RUNS=runs/repro WEIGHTS=runs/repro/facestream-mb05 REPORT=runs/repro
@@ -73,7 +73,13 @@ weights: $(TRAIN)
 	    --real data/labels/real_train.npz data/labels/aflw_train.npz data/labels/fer_train.npz \
 	    --real-weights 0.2 0.55 0.25 --real-val data/labels/aflw_heldout.npz \
 	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --synth-frac 0.3 \
-	    --steps 6000 --lr 5e-4 --seed 1 --emotion-weight 0.25 --save-every 250 --export $(WEIGHTS)
+	    --steps 6000 --lr 5e-4 --seed 1 --emotion-weight 0.25 --save-every 250 \
+	    --export $(RUNS)/mb05-stage2/facestream-mb05
+	$(VENV)/bin/facestream train --run $(RUNS)/mb05s3 --arch mb05 --init $(RUNS)/mb05-stage2/facestream-mb05 \
+	    --real data/labels/real_train.npz data/labels/aflw_train.npz data/labels/fer_train.npz \
+	    --real-weights 0.2 0.55 0.25 --real-val data/labels/aflw_heldout.npz \
+	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --synth-frac 0.3 \
+	    --steps 4000 --lr 3e-4 --seed 2 --emotion-weight 0.5 --save-every 250 --export $(WEIGHTS)
 	$(PY) -m workers.training.emotion --checkpoint $(WEIGHTS) --out $(REPORT)/emotion.json \
 	    --confusion $(REPORT)/img/emotion_confusion.png
 	$(PY) -m workers.training.presence --checkpoint $(WEIGHTS) --out $(REPORT)/presence.json
