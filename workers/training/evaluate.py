@@ -25,21 +25,25 @@ import numpy as np
 import torch
 
 from workers import checkpoint, face_model
-from workers.mirror import for_inference
+from workers.mirror import MirrorAveraged, for_inference
 from workers.pose import angle_error, euler_from_matrix
 from workers.training.data import FIELDS, real_to_samples, with_defaults
 from workers.training.metrics import (corr, expression_metrics, landmark_nme, pose_metrics, predict_samples,
                                       readable_agreement, shape_metrics)
 
 def evaluate(ckpt: Path, renders: list[Path], real: list[Path], teacher_on_renders: bool,
-             wild: Path | None = None, wild_emotion: Path | None = None, wild_plot: Path | None = None) -> dict:
+             wild: Path | None = None, wild_emotion: Path | None = None, wild_plot: Path | None = None,
+             one_view: bool = False) -> dict:
     """All numbers, keyed ``renders`` (the first render set), ``renders:NAME`` (the others),
     ``real:NAME`` and ``wild:NAME`` (in-the-wild held-out files that exist; the AFLW one
-    also drawn to ``wild_plot``). The teacher is checked on the first render set."""
+    also drawn to ``wild_plot``). The teacher is checked on the first render set. The
+    network runs as its checkpoint asks (workers/mirror.py), or in one view with
+    ``one_view``: as the service reads a live camera's crops."""
     network, meta = checkpoint.load(ckpt)
-    model = for_inference(network, meta)  # the numbers of the network as the service runs it
+    model = network if one_view else for_inference(network, meta)
     size = int(meta["crop"]["size"])
-    res: dict[str, Any] = {"checkpoint": str(ckpt), "face_model": meta.get("face_model"), "steps": meta.get("steps")}
+    res: dict[str, Any] = {"checkpoint": str(ckpt), "face_model": meta.get("face_model"), "steps": meta.get("steps"),
+                           "reading": "mirror-averaged" if isinstance(model, MirrorAveraged) else "one view"}
     for i, path in enumerate(p for p in renders if p.exists()):
         d = np.load(path)
         data = with_defaults({k: d[k] for k in FIELDS if k in d.files})  # renders lack the masks
@@ -116,9 +120,9 @@ def still_face_video(photo: Path, out: Path, frames: int = 90, fps: int = 30, se
     return out
 
 
-def still_face_jitter(ckpt: Path, photo: Path) -> dict:
+def still_face_jitter(ckpt: Path, photo: Path, one_view: bool = False) -> dict:
     """Frame-to-frame pose change (degrees, RMS) on a still face, raw vs smoothed, through
-    the real pipeline (`facestream analyze`)."""
+    the real pipeline (`facestream analyze`; its crops read in one view with ``one_view``)."""
     import tempfile
 
     from streamer.analyze import analyze
@@ -128,7 +132,8 @@ def still_face_jitter(ckpt: Path, photo: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         video = still_face_video(photo, Path(tmp) / "still.mp4")
         cfg = load_config(overrides={"parquet": {"out": str(Path(tmp) / "out")},
-                                     "model": {"checkpoint": str(ckpt)}})
+                                     "model": {"checkpoint": str(ckpt),
+                                               "mirror_average": "never" if one_view else "files"}})
         analyze(video, cfg)
         records = read_records(Path(tmp) / "out")
     ids, counts = np.unique([r.track_id for r in records], return_counts=True)
@@ -186,18 +191,23 @@ def main(argv=None):
                     help="yaw plot of the --wild faces (default: img/wild_yaw.png beside --out; '' to skip)")
     ap.add_argument("--into-checkpoint", action="store_true",
                     help="also store the headline numbers in the checkpoint's JSON metadata")
+    ap.add_argument("--one-view", action="store_true",
+                    help="run the network on each crop alone, as the service reads a live camera's crops, "
+                         "not mirror-averaged as the checkpoint asks (workers/mirror.py)")
     args = ap.parse_args(argv)
+    if args.one_view and args.into_checkpoint:
+        ap.error("--one-view numbers are not the checkpoint's own; leave out --into-checkpoint")
     torch.set_num_threads(2)
     wild_plot = args.out.parent / "img" / "wild_yaw.png" if args.wild_plot is None else args.wild_plot
     res = evaluate(args.checkpoint, args.renders, args.real, args.teacher_on_renders, args.wild,
-                   args.wild_emotion, wild_plot if str(wild_plot) not in ("", ".") else None)
+                   args.wild_emotion, wild_plot if str(wild_plot) not in ("", ".") else None, args.one_view)
     if args.jitter_photo.is_file():
-        res["still_face_jitter"] = still_face_jitter(args.checkpoint, args.jitter_photo)
+        res["still_face_jitter"] = still_face_jitter(args.checkpoint, args.jitter_photo, args.one_view)
     if args.plot:
         from workers.training.plots import plot_clip
         model, meta = checkpoint.load(args.checkpoint)
-        drawn = plot_clip(for_inference(model, meta), int(meta["crop"]["size"]), args.real[0], args.plot[0],
-                          Path(args.plot[1]))
+        drawn = plot_clip(model if args.one_view else for_inference(model, meta), int(meta["crop"]["size"]),
+                          args.real[0], args.plot[0], Path(args.plot[1]))
         print(f"wrote {drawn}")
     if args.into_checkpoint:
         store_in_checkpoint(args.checkpoint, res)

@@ -221,3 +221,25 @@ def test_wild_parts_are_skipped_when_asked(tmp_path, skip):
     keys = {k for k in json.loads(out.read_text()) if k.startswith("wild:")}
     assert keys == ({"wild:fer_heldout.npz"} if skip == "--wild" else {"wild:aflw_heldout.npz"})
     assert not (tmp_path / "img").exists()
+
+
+def test_one_view_evaluates_as_a_camera_reads_and_never_into_the_checkpoint(tmp_path):
+    """A checkpoint that asks for mirror averaging is evaluated averaged; --one-view gives
+    the numbers of a live camera's one-view reading, and cannot overwrite the headline."""
+    torch.manual_seed(0)
+    meta = {"name": "t", "trained": True, **CropRule(size=64).to_meta(), "face_model": face_model.load().meta(),
+            "inference": {"mirror_average": True}}
+    ckpt = checkpoint.save(FaceRegressor("tiny").eval(), meta, tmp_path / "c")
+    ex, _ = _faces()
+    _label_file(tmp_path / "aflw_heldout.npz", ex)
+    common = ["--checkpoint", str(ckpt), "--renders", "--real", "--jitter-photo", "", "--wild-plot", "",
+              "--wild", str(tmp_path / "aflw_heldout.npz"), "--wild-emotion", ""]
+    evaluate.main([*common, "--out", str(tmp_path / "averaged.json")])
+    evaluate.main([*common, "--out", str(tmp_path / "one.json"), "--one-view"])
+    averaged, one = (json.loads((tmp_path / f).read_text()) for f in ("averaged.json", "one.json"))
+    assert (averaged["reading"], one["reading"]) == ("mirror-averaged", "one view")
+    yaw = [r["wild:aflw_heldout.npz"]["yaw_bins"]["all"]["model"]["yaw_mae_vs_aflw"] for r in (averaged, one)]
+    assert yaw[0] != yaw[1]
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main([*common, "--out", str(tmp_path / "x.json"), "--one-view", "--into-checkpoint"])
+    assert stop.value.code == 2
