@@ -113,8 +113,9 @@ class MirrorAveraged(nn.Module):
         out = {k: v[:n].clone() for k, v in both.items()}
         if not len(rows):
             return out
-        a = {k: v[rows] for k, v in out.items()}
-        b = {k: v[n:] for k, v in both.items()}
+        keys = ("rot6d", "expression", "trans", "landmarks")   # the outputs with a mirror map
+        a = {k: out[k][rows] for k in keys}
+        b = {k: both[k][n:] for k in keys}
         m = len(rows)
         a["rot6d"] = (_columns(a["rot6d"]) + _columns(b["rot6d"]) * self.rot_signs) / 2
         a["expression"] = (a["expression"] + b["expression"] @ self.eta_mirror_t.to(b["expression"].dtype)) / 2
@@ -123,7 +124,7 @@ class MirrorAveraged(nn.Module):
         a["trans"] = (a["trans"] + trans) / 2
         lm = b["landmarks"].reshape(m, 68, 2)[:, self.lm_perm]
         a["landmarks"] = (a["landmarks"] + torch.stack([-lm[..., 0], lm[..., 1]], -1).reshape(m, -1)) / 2
-        for key in ("rot6d", "expression", "trans", "landmarks"):
+        for key in keys:
             out[key][rows] = a[key].to(out[key].dtype)
         return out
 

@@ -20,7 +20,7 @@ import torch
 
 from workers import checkpoint
 from workers.checkpoint import weights_sha256
-from workers.mirror import MirrorAveraged, for_inference
+from workers.mirror import MirrorAveraged, asks_for_it, for_inference
 from workers.training.evaluate_wild import load as load_wild
 
 CACHE = Path(__file__).resolve().parents[2] / "runs" / "emotion" / "features"
@@ -66,14 +66,14 @@ def features(ckpt: str | Path, labels: str | Path, cache: Path = CACHE, one_view
     as inference runs it; ``one_view``: without mirror averaging, as a live camera's crops
     are read (``model.mirror_average: files``)."""
     labels = Path(labels)
-    network, meta = checkpoint.load(ckpt)
-    model = network if one_view else for_inference(network, meta)
-    views = "-mirror" if isinstance(model, MirrorAveraged) else ""
+    meta = checkpoint.load_meta(ckpt)
+    views = "" if one_view or not asks_for_it(meta) else "-mirror"
     path = cache / f"{weights_sha256(ckpt)[:16]}{views}-{labels.stem}.npz"
     if path.exists():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
-    out = extract(model, int(meta["crop"]["size"]), labels)
+    network, meta = checkpoint.load(ckpt)   # the weights only when the features must be made
+    out = extract(network if one_view else for_inference(network, meta), int(meta["crop"]["size"]), labels)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **out)
