@@ -56,6 +56,19 @@ def crop_batcher(run: Callable[[tuple[np.ndarray, np.ndarray]], Prediction], max
                    priority=priority, name="crop-batch")
 
 
+MIRROR_AVERAGE, ONE_VIEW = "mirror_average", "one_view"   # how a stream's crops are read
+
+
+def reading(policy: str, averages: bool, live: bool) -> str:
+    """How a stream's crops are read: ``mirror_average`` (each crop with its mirror image,
+    averaged) when the checkpoint asks for it (``averages``) and ``model.mirror_average``
+    (``policy``: files, always or never) gives it to this kind of stream, else ``one_view``.
+    The replica runs it and the stream's ``started`` event and Parquet metadata say it,
+    since a camera and a file of the same scene read slightly differently."""
+    chosen = policy == "always" or (policy == "files" and not live)
+    return MIRROR_AVERAGE if averages and chosen else ONE_VIEW
+
+
 def _frames(images: list[list[np.ndarray]]) -> list[np.ndarray]:
     return [image for request in images for image in request]
 
@@ -81,11 +94,15 @@ class RegressorReplica:
         self._batcher: Batcher | None = None  # needs the actor's event loop
 
     def info(self) -> dict:
-        """What a session needs to use this model: its version string, metadata and the
-        presence probe's threshold (None without a probe)."""
+        """What a session needs to use this model: its version string, metadata, the
+        presence probe's threshold (None without a probe) and how a file's and a live
+        stream's crops are read (:func:`reading`)."""
         probe = self._regressor.presence
+        averages = self._regressor.mirror_averaged
         return {"version": self._regressor.version, "meta": self._regressor.meta,
                 "presence_threshold": None if probe is None else float(probe.threshold),
+                "readings": {kind: reading(self._mirror_average, averages, kind == "live")
+                             for kind in ("file", "live")},
                 "device": str(self._regressor.device), "node_id": ray.get_runtime_context().get_node_id()}
 
     async def predict(self, crops: np.ndarray, live: bool = False, behind: bool = False) -> Prediction:
@@ -93,7 +110,7 @@ class RegressorReplica:
         ``live``: they come from a live stream, ``behind``: one falling behind its camera."""
         if self._batcher is None:
             self._batcher = crop_batcher(self._run, *self._batching)
-        mirror = self._mirror_average == "always" or (self._mirror_average == "files" and not live)
+        mirror = reading(self._mirror_average, self._regressor.mirror_averaged, live) == MIRROR_AVERAGE
         return await self._batcher.submit((crops, mirror), live, behind)
 
     def stats(self) -> dict:

@@ -282,9 +282,11 @@ class StreamSession:
                     if not self._stop_requested:
                         raise
             # the Redis sink adds schema.stream_info() (pose fields, blendshape names, emotion
-            # classes in the order of emotion_probs), as Parquet has them in its metadata
+            # classes in the order of emotion_probs), as Parquet has them in its metadata;
+            # both keep how the crops are read (mirror_average or one_view: replicas.reading)
             await self._emit("started", url=redact(self.url), fps=src.fps, width=src.width, height=src.height,
-                             frame_count_estimate=src.frame_count_estimate, model_version=info["version"])
+                             frame_count_estimate=src.frame_count_estimate, model_version=info["version"],
+                             reading=info["readings"]["live" if src.is_live else "file"])
             self._state = StreamState.RUNNING
             self._count.processing = time.monotonic()
             detected, regressing = _Pipe(_DETECT_AHEAD), _Pipe(self.cfg.session.max_inflight_batches)

@@ -115,7 +115,11 @@ class ParquetSink:
 
     def event(self, kind: str, **info: Any) -> None:
         """Events are not stored in Parquet (the dataset holds records only; lifecycle
-        events live in the Redis events stream)."""
+        events live in the Redis events stream), but how the ``started`` event says the
+        crops are read goes into the metadata of the parts written after it
+        (``facestream.reading``: mirror_average or one_view)."""
+        if kind == "started" and "reading" in info:
+            self.metadata["facestream.reading"] = str(info["reading"])
 
     def flush(self) -> None:
         """Write whatever is buffered as a (possibly short) part."""

@@ -43,6 +43,7 @@ def test_analyze_writes_records_summary_and_reports_progress(face_video, ray_run
     meta = read_dataset(out).schema.metadata
     assert meta[b"facestream.face_model_sha256"] == fm.sha256.encode()
     assert meta[b"facestream.model_version"] == summary["model_version"].encode()
+    assert meta[b"facestream.reading"] == b"mirror_average"   # a file, and the checkpoint asks for it
     # emotion from the classifier beside the test checkpoint, smoothed and labelled per track
     assert meta[b"facestream.emotion_classes"] == ",".join(EMOTION_CLASSES).encode()
     raw = np.stack([r.emotion_probs_raw for r in records])

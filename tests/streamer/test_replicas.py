@@ -12,7 +12,7 @@ import ray
 
 from streamer.config import DetectorConfig, SourceConfig
 from streamer.batching import Batcher
-from streamer.replicas import DetectorReplica, RegressorReplica, Replicas, crop_batcher, slice_prediction
+from streamer.replicas import DetectorReplica, RegressorReplica, Replicas, crop_batcher, reading, slice_prediction
 from streamer.source import open_source
 from workers.crops import CropRule, crop_faces, to_tensor
 from workers.detector import FaceDetector
@@ -242,6 +242,7 @@ def test_regressor_replica_batches_callers_and_matches_the_model(ray_runtime, ti
     try:
         info = ray.get(replica.info.remote())
         assert info["version"] == regressor.version and info["meta"]["crop"]["size"] == 64
+        assert info["readings"] == {"file": "mirror_average", "live": "one_view"}   # model.mirror_average: files
         got = ray.get([replica.predict.remote(c) for c in crops])  # sent together: one batch
         live = ray.get(replica.predict.remote(crops[0], True))      # a camera's crops: one view
         stats = ray.get(replica.stats.remote())
@@ -256,6 +257,15 @@ def test_regressor_replica_batches_callers_and_matches_the_model(ray_runtime, ti
     one_view = regressor(to_tensor(crops[0], rule), np.zeros(len(crops[0]), bool))
     np.testing.assert_allclose(live.quaternion, one_view.quaternion, atol=1e-5)
     assert np.abs(live.expression - got[0].expression).max() > 1e-4   # and the two readings differ
+
+
+@pytest.mark.parametrize("policy, averages, live, want", [
+    ("files", True, False, "mirror_average"), ("files", True, True, "one_view"),
+    ("always", True, True, "mirror_average"), ("never", True, False, "one_view"),
+    ("always", False, False, "one_view"),     # a checkpoint that does not ask is read once
+])
+def test_a_streams_reading_follows_the_policy_and_the_checkpoint(policy, averages, live, want):
+    assert reading(policy, averages, live) == want
 
 
 def test_detector_replica_matches_the_detector(shared_replicas, face_frames):

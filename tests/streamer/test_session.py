@@ -93,6 +93,7 @@ def test_events_started_progress_ended(one_face_run):
     assert kinds[0] == "started" and kinds[-1] == "ended" and set(kinds[1:-1]) == {"progress"}
     assert events[0]["width"] == 320 and events[0]["height"] == 240 and events[0]["frame_count_estimate"] == 40
     assert events[0]["emotion_classes"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert events[0]["reading"] == "mirror_average"    # a file's crops, averaged with their mirror images
     assert events[-1]["frames"] == 40 and events[-1]["faces"] == 40 and events[-1]["stream_id"] == "cam"
     frames = [e["frames"] for e in events if e["kind"] == "progress"]
     assert frames == sorted(frames)

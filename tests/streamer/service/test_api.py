@@ -123,6 +123,7 @@ def test_rtsp_stream_survives_a_server_restart_and_stops_cleanly(service, face_v
     events = _events(service, "cam-restart")
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "stopped"
+    assert events[0]["reading"] == "one_view"     # a camera's crops are read once (model.mirror_average: files)
     assert "reconnecting" in kinds and "reconnected" in kinds
     assert kinds.index("reconnecting") < kinds.index("reconnected")
     back = next(e for e in events if e["kind"] == "reconnected")

@@ -56,6 +56,16 @@ def test_files_carry_schema_metadata_and_zstd(tmp_path, make_records):
     assert read_dataset(tmp_path).schema.metadata[b"facestream.checkpoint"] == b"ckpt-a"
 
 
+def test_the_started_events_reading_goes_into_the_metadata(tmp_path, make_records):
+    sink = ParquetSink(ParquetConfig(out=str(tmp_path)), "cam1", META)
+    sink.event("progress", frames=0)
+    sink.event("started", reading="one_view", fps=30.0)
+    sink.write(make_records(3))
+    sink.close()
+    meta = read_dataset(tmp_path).schema.metadata
+    assert meta[b"facestream.reading"] == b"one_view" and meta[b"facestream.checkpoint"] == b"ckpt-a"
+
+
 def test_several_streams_read_as_one_dataset_by_pandas_and_pyarrow(tmp_path, make_records):
     cfg = ParquetConfig(out=str(tmp_path), rows_per_file=40)
     for stream, seed in (("cam1", 1), ("rtsp://host/live?x=1", 2)):
