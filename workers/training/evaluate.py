@@ -176,7 +176,8 @@ def main(argv=None):
                     default=[Path("data/synth/val-0000.npz"), Path("data/synth/val-actions-0000.npz")],
                     help="held-out render shards: sparse expressions, then facial actions")
     ap.add_argument("--real", type=Path, nargs="*",
-                    default=[Path("data/labels/real_test.npz"), Path("data/labels/real_test_photos.npz")])
+                    default=[Path("data/labels/real_test.npz"), Path("data/labels/real_test_photos.npz"),
+                             Path("data/labels/clips2_test.npz")])
     ap.add_argument("--teacher-on-renders", action="store_true")
     ap.add_argument("--jitter-photo", type=Path, default=Path("../shared/data/real/obama-720p.jpg"),
                     help="still photo for the raw-vs-smoothed jitter measurement ('' to skip)")
