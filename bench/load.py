@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from live_streams import MetricsClient, Service, free_port, metric_sum, parse_metrics  # noqa: E402
+from live_service import MetricsClient, Service, free_port, metric_sum, parse_metrics  # noqa: E402
 
 from streamer.status import StreamState  # noqa: E402
 
