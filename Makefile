@@ -59,6 +59,8 @@ weights: $(TRAIN)
 	    $(REAL)/video/lp_d11.mp4 $(REAL)/video/lp_s32.mp4 $(REAL)/obama.mp4
 	test -f data/labels/real_test_photos.npz || $(PY) -m workers.training.real_labels \
 	    --out data/labels/real_test_photos.npz $(REAL)/*.jpg
+	test -f data/labels/clips2_test.npz || $(PY) -m workers.training.real_labels --out data/labels/clips2_test.npz \
+	    $(REAL)/video/vr_4.mp4 $(REAL)/video/st_wda_kh.mp4
 	test -f data/labels/fer_heldout.npz || $(PY) -m workers.training.wild_labels
 	$(PY) -m workers.training.synth --prefix val --shards 1 --per-shard 600 --seed 999
 	$(PY) -m workers.training.synth --prefix val-actions --shards 1 --per-shard 600 --seed 998 --expressions actions
