@@ -43,7 +43,7 @@ def evaluate(ckpt: Path, renders: list[Path], real: list[Path], teacher_on_rende
     model = network if one_view else for_inference(network, meta)
     size = int(meta["crop"]["size"])
     res: dict[str, Any] = {"checkpoint": str(ckpt), "face_model": meta.get("face_model"), "steps": meta.get("steps"),
-                           "reading": "mirror-averaged" if isinstance(model, MirrorAveraged) else "one view"}
+                           "reading": "mirror_average" if isinstance(model, MirrorAveraged) else "one_view"}
     for i, path in enumerate(p for p in renders if p.exists()):
         d = np.load(path)
         data = with_defaults({k: d[k] for k in FIELDS if k in d.files})  # renders lack the masks

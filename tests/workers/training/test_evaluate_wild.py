@@ -237,7 +237,7 @@ def test_one_view_evaluates_as_a_camera_reads_and_never_into_the_checkpoint(tmp_
     evaluate.main([*common, "--out", str(tmp_path / "averaged.json")])
     evaluate.main([*common, "--out", str(tmp_path / "one.json"), "--one-view"])
     averaged, one = (json.loads((tmp_path / f).read_text()) for f in ("averaged.json", "one.json"))
-    assert (averaged["reading"], one["reading"]) == ("mirror-averaged", "one view")
+    assert (averaged["reading"], one["reading"]) == ("mirror_average", "one_view")   # as streams say it
     yaw = [r["wild:aflw_heldout.npz"]["yaw_bins"]["all"]["model"]["yaw_mae_vs_aflw"] for r in (averaged, one)]
     assert yaw[0] != yaw[1]
     with pytest.raises(SystemExit) as stop:
