@@ -134,8 +134,10 @@ def test_knn_separates_clusters_and_is_at_chance_on_shuffled_labels():
     assert r["accuracy"] == 1.0 and r["macro_f1"] == 1.0 and r["n"] == 280 and r["dims"] == 29
     rng = np.random.default_rng(2)
     X, y = rng.normal(size=(1200, 10)), np.repeat(["a", "b", "c", "d"], 300)
+    assert r["accuracy_se"] == 0.0
     r = ew.separability(X, rng.permutation(y))
     assert abs(r["accuracy"] - 0.25) < 0.05
+    assert r["accuracy_se"] == pytest.approx(np.sqrt(r["accuracy"] * (1 - r["accuracy"]) / 1200))
 
 
 def test_knn_leaves_the_face_out_and_breaks_ties_by_the_nearest():
