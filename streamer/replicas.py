@@ -90,7 +90,9 @@ class RegressorReplica:
         self._regressor = Regressor.load(checkpoint_path, device)
         self._rule = CropRule.from_meta(self._regressor.meta)
         self._batching = (max_batch_size, max_wait_ms / 1000.0, priority)
-        self._mirror_average = mirror_average   # model.mirror_average: files, always or never
+        # model.mirror_average (files, always or never) and the checkpoint decide it per kind of stream
+        self._readings = {kind: reading(mirror_average, self._regressor.mirror_averaged, kind == "live")
+                          for kind in ("file", "live")}
         self._batcher: Batcher | None = None  # needs the actor's event loop
 
     def info(self) -> dict:
@@ -98,11 +100,9 @@ class RegressorReplica:
         presence probe's threshold (None without a probe) and how a file's and a live
         stream's crops are read (:func:`reading`)."""
         probe = self._regressor.presence
-        averages = self._regressor.mirror_averaged
         return {"version": self._regressor.version, "meta": self._regressor.meta,
                 "presence_threshold": None if probe is None else float(probe.threshold),
-                "readings": {kind: reading(self._mirror_average, averages, kind == "live")
-                             for kind in ("file", "live")},
+                "readings": dict(self._readings),
                 "device": str(self._regressor.device), "node_id": ray.get_runtime_context().get_node_id()}
 
     async def predict(self, crops: np.ndarray, live: bool = False, behind: bool = False) -> Prediction:
@@ -110,7 +110,7 @@ class RegressorReplica:
         ``live``: they come from a live stream, ``behind``: one falling behind its camera."""
         if self._batcher is None:
             self._batcher = crop_batcher(self._run, *self._batching)
-        mirror = reading(self._mirror_average, self._regressor.mirror_averaged, live) == MIRROR_AVERAGE
+        mirror = self._readings["live" if live else "file"] == MIRROR_AVERAGE
         return await self._batcher.submit((crops, mirror), live, behind)
 
     def stats(self) -> dict:
