@@ -281,8 +281,10 @@ def _predict(args) -> int:
     detector = None
     if not args.no_detect:
         from workers.detector import FaceDetector
+        from workers.padded_retry import PaddedRetry
 
-        detector = FaceDetector(cfg.detector, threads=os.cpu_count() or 1)
+        # a still may be a face and nothing else (a dataset crop): look again on a canvas
+        detector = PaddedRetry(FaceDetector(cfg.detector, threads=os.cpu_count() or 1))
     found = 0
     for path, image in images:
         if detector is None:

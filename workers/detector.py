@@ -38,6 +38,13 @@ class DetectorSettings(Protocol):
     min_face_px: int        # shorter box side below this (original pixels) is dropped
 
 
+class Detector(Protocol):
+    """What uses a detector calls: RGB uint8 images in, their faces out, one per image.
+    ``FaceDetector`` is one; ``padded_retry.PaddedRetry`` wraps one."""
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]: ...
+
+
 class FaceDetector:
     """Batched RetinaFace on onnxruntime, ``threads`` intra-op threads per session."""
 

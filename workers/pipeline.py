@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from workers.crops import CropRule, crop_faces, to_tensor
-from workers.detector import FaceDetector
+from workers.detector import Detector
 from workers.regressor import Prediction, Regressor
 
 
@@ -41,7 +41,7 @@ def crop_boxes(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, rule: C
     return ImageFaces(boxes=boxes, scores=scores, crops=crops, affines=affines)
 
 
-def detect_and_crop(images: list[np.ndarray], detector: FaceDetector, rule: CropRule) -> list[ImageFaces]:
+def detect_and_crop(images: list[np.ndarray], detector: Detector, rule: CropRule) -> list[ImageFaces]:
     """Detect faces in RGB images (the detector's batch size per network call) and crop
     every detection with ``rule``: the checkpoint's rule for inference, or another one
     (training's context crops) when the crops are not for the regressor."""
@@ -64,7 +64,7 @@ def regress(faces: list[ImageFaces], regressor: Regressor, rule: CropRule) -> li
     return faces
 
 
-def detect_crop_regress(images: list[np.ndarray], detector: FaceDetector, regressor: Regressor,
+def detect_crop_regress(images: list[np.ndarray], detector: Detector, regressor: Regressor,
                         rule: CropRule | None = None) -> list[ImageFaces]:
     """Faces and their predictions for each image; ``rule`` defaults to the checkpoint's."""
     rule = rule or CropRule.from_meta(regressor.meta)

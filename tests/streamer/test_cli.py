@@ -205,6 +205,23 @@ def test_predict_no_detect_treats_the_image_as_a_crop(tiny_checkpoint):
     assert len(lines) == 1 and "prnet_1.jpg face 0:" in lines[0] and "yaw" in lines[0]
 
 
+def test_predict_finds_a_face_that_fills_the_image(tiny_checkpoint, tmp_path):
+    """A 48-px image that is all face (as FER2013's are): the detector alone finds nothing
+    in it; predict looks again on a canvas (workers/padded_retry.py) and reports the face
+    in the image's own pixels."""
+    import cv2
+
+    image = cv2.imread(str(REAL / "prnet_1.jpg"))
+    # RetinaFace puts the face at about x 38..183, y 33..185: cut 0.7 of its height
+    tight = cv2.resize(image[56:163, 57:164], (48, 48), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "tight.png"), tight)
+    result = facestream("predict", tmp_path / "tight.png", "--json", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    (face,) = [json.loads(line) for line in result.stdout.splitlines()]
+    x1, y1, x2, y2 = face["box"]
+    assert -12 < x1 < 6 and -12 < y1 < 8 and 40 < x2 < 62 and 40 < y2 < 62, face["box"]
+
+
 def test_face_model_prints_path_version_hash():
     result = facestream("face-model")
     assert result.returncode == 0, result.stderr
