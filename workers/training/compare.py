@@ -4,7 +4,8 @@
 
 Each side is one or more ``facestream evaluate`` JSON files (later files add sections,
 e.g. a held-out set evaluated on its own). Prints, for every headline number both sides
-have, the two values and the change, with the 5-NN accuracy's standard error beside it:
+have, the two values and the change, with the 5-NN accuracy's standard error beside it
+and, where both files say which faces were right, the change counted face by face:
 whether a trial replaces the shipped weights is decided by rules written before it ran
 (docs/training.md), and this is how those rules are read, the same way every time.
 """
@@ -14,6 +15,10 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
+
+from workers.training.evaluate_wild import unpack_bits
 
 _AFLW = ("wild:aflw_heldout.npz", "yaw_bins")
 _FER = ("wild:fer_heldout.npz", "model_eta")
@@ -62,6 +67,21 @@ def rows(before: dict, after: dict) -> list[tuple[str, float, float]]:
     return out
 
 
+def paired(before: dict, after: dict) -> dict | None:
+    """The FER 5-NN change face by face, when both sides carry which faces were right
+    (evaluate_wild.separability) for the same number of faces: the change, its standard
+    error over faces (the two readings share faces and most errors, so this is much
+    smaller than either accuracy's own), and the faces only one side got right."""
+    sides = [_get(side, _FER) for side in (before, after)]
+    if not all(isinstance(s, dict) and "correct" in s for s in sides) or sides[0]["n"] != sides[1]["n"]:
+        return None
+    n = int(sides[0]["n"])
+    a, b = (unpack_bits(s["correct"], n).astype(np.float64) for s in sides)
+    d = b - a
+    return {"n": n, "change": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(n)),
+            "only_before": int(((a == 1) & (b == 0)).sum()), "only_after": int(((a == 0) & (b == 1)).sum())}
+
+
 def table(before: dict, after: dict) -> str:
     lines = ["| number | before | after | change |", "|---|---|---|---|"]
     for name, a, b in rows(before, after):
@@ -69,6 +89,10 @@ def table(before: dict, after: dict) -> str:
     se = [_get(side, (*_FER, "accuracy_se")) for side in (before, after)]
     if all(isinstance(s, float) for s in se):
         lines.append(f"\nFER 5-NN standard error: {se[0]:.4f} before, {se[1]:.4f} after")
+    p = paired(before, after)
+    if p is not None:
+        lines.append(f"FER 5-NN change face by face: {p['change']:+.4f} ± {p['se']:.4f} over {p['n']} faces "
+                     f"(right only before: {p['only_before']}, only after: {p['only_after']})")
     return "\n".join(lines)
 
 

@@ -155,8 +155,9 @@ def store_in_checkpoint(ckpt: Path, res: dict) -> None:
     for key, v in res.items():
         if not isinstance(v, dict):
             continue
-        if key.startswith("wild:"):  # compact already: every number travels
-            heads[key] = v
+        if key.startswith("wild:"):  # compact already: every number travels (not the per-face bits)
+            heads[key] = {name: ({k: x for k, x in part.items() if k != "correct"} if isinstance(part, dict) else part)
+                          for name, part in v.items()}
             continue
         pose = v.get("pose") or v.get("pose_vs_teacher")
         expr = v.get("expression") or v.get("expression_vs_teacher")

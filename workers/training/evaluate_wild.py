@@ -38,6 +38,7 @@ FER2013 names no subjects, so this split is image-disjoint, not subject-disjoint
 """
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
@@ -190,16 +191,29 @@ def macro_f1(y: np.ndarray, p: np.ndarray) -> tuple[float, dict]:
     return float(np.mean(list(per.values()))), per
 
 
+def pack_bits(flags: np.ndarray) -> str:
+    """Per-face booleans as a short string (bits, base64) that JSON carries."""
+    return base64.b64encode(np.packbits(np.asarray(flags, bool)).tobytes()).decode()
+
+
+def unpack_bits(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8))[:n].astype(bool)
+
+
 def separability(X: np.ndarray, y: np.ndarray, k: int = K) -> dict:
     """k-NN (leave-one-out, standardised features) accuracy and macro-F1 of labels ``y``,
     with the accuracy's binomial standard error: on a few thousand faces it is about 0.01,
     the size of the differences between one set of weights and the next, so a comparison
-    that ignores it reads noise as progress."""
+    that ignores it reads noise as progress. ``correct`` (packed, ``unpack_bits``) says
+    which faces were right, in the label file's order: two sets of weights read on the same
+    faces are compared face by face (workers/training/compare.py), which is far less noisy
+    than two accuracies each with its own standard error."""
     p = knn_loo(standardise(X), y, k)
     f1, per = macro_f1(np.asarray(y), p)
     acc = float(np.mean(p == y))
     return {"n": int(len(y)), "dims": int(np.shape(X)[1]), "accuracy": acc,
-            "accuracy_se": float(np.sqrt(acc * (1 - acc) / max(len(y), 1))), "macro_f1": f1, "f1_per_class": per}
+            "accuracy_se": float(np.sqrt(acc * (1 - acc) / max(len(y), 1))), "macro_f1": f1, "f1_per_class": per,
+            "correct": pack_bits(p == np.asarray(y))}
 
 
 def emotion_metrics(eta_pred: np.ndarray, eta_teacher: np.ndarray, blend: np.ndarray,

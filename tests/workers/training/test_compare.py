@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from workers.training import compare
 
 
@@ -34,3 +37,24 @@ def test_a_side_merges_its_files_and_the_table_shows_changes(tmp_path, capsys):
     assert "| clips: eta RMSE vs teacher | 0.6000 | 0.5500 | -0.0500 |" in out
     assert "| FER: 5-NN on eta | 0.5300 | 0.5200 | -0.0100 |" in out
     assert "standard error: 0.0090 before, 0.0090 after" in out
+
+
+def test_the_fer_change_is_also_counted_face_by_face():
+    from workers.training.evaluate_wild import pack_bits, separability
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    X = np.eye(3)[y] + rng.normal(0, 1.0, (400, 3))      # features that carry the label, noisily
+    a = separability(X, y)
+    b = separability(X + rng.normal(0, 0.02, X.shape), y)  # nearly the same reading
+    before = {"wild:fer_heldout.npz": {"model_eta": a}}
+    after = {"wild:fer_heldout.npz": {"model_eta": b}}
+    p = compare.paired(before, after)
+    assert p["n"] == 400 and p["change"] == pytest.approx(b["accuracy"] - a["accuracy"])
+    assert p["change"] * 400 == p["only_after"] - p["only_before"]
+    # shared faces and errors: the paired error is far below either accuracy's own
+    assert p["se"] < 0.7 * a["accuracy_se"]
+    assert "change face by face" in compare.table(before, after)
+    # different faces (another count) are not paired
+    after["wild:fer_heldout.npz"]["model_eta"] = {**b, "n": 399, "correct": pack_bits(np.ones(399, bool))}
+    assert compare.paired(before, after) is None
