@@ -11,8 +11,10 @@ the model never trained on: the held-out AFLW images (``wild_labels.heldout``, t
 ``data/labels/aflw_heldout.npz``).
 
 Each held-out 120-px AFLW crop is enlarged ``--upscale`` times (bicubic) and centred on a
-black ``--canvas``-pixel square, written as a JPEG (quality 95): with the defaults (3, 450)
-the face box is about 230 px of a 450-px image, as in AFLW2000-3D's 450-px images. All of
+black ``--canvas``-pixel square: with the defaults (3, 450) the face box is about 230 px of
+a 450-px image, as in AFLW2000-3D's 450-px images. ``--face-px N`` scales each crop so its
+face is about N px instead (area averaging below 1x): how small a face ``predict`` still
+finds and reads, detector and crop warp included. All of
 them go to one ``facestream predict --json`` process. Printed per |yaw| bin: the share of
 images with a face found, with more than one face, the yaw MAE against AFLW's yaw (angles
 in the plausible form, workers/pose.py), and beside it the in-process number of
@@ -44,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402
 from workers.pose import angle_error, plausible_euler  # noqa: E402
-from workers.training.evaluate_wild import bins, separability  # noqa: E402
+from workers.training.evaluate_wild import AFLW_FACE_PX, bins, separability  # noqa: E402
 from workers.training.wild_data import AFLW, FER, WildSet  # noqa: E402
 from workers.training.wild_labels import heldout  # noqa: E402
 
@@ -53,12 +55,13 @@ FER_LABELS = REPO / "data" / "labels" / "fer_heldout.npz"
 ACCURACY = REPO / "docs" / "accuracy.json"
 
 
-def framed(image: np.ndarray, upscale: int, canvas: int) -> np.ndarray:
-    """The crop enlarged ``upscale`` times, centred on a black ``canvas`` square (RGB)."""
-    side = image.shape[0] * upscale
+def framed(image: np.ndarray, upscale: float, canvas: int) -> np.ndarray:
+    """The crop scaled ``upscale`` times, centred on a black ``canvas`` square (RGB)."""
+    side = max(2, int(round(image.shape[0] * upscale)))
     off = (canvas - side) // 2
     out = np.zeros((canvas, canvas, 3), np.uint8)
-    out[off:off + side, off:off + side] = cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
+    interpolation = cv2.INTER_CUBIC if upscale >= 1 else cv2.INTER_AREA
+    out[off:off + side, off:off + side] = cv2.resize(image, (side, side), interpolation=interpolation)
     return out
 
 
@@ -131,7 +134,8 @@ def held_out(ws: WildSet, limit: int | None) -> dict:
 def aflw(args) -> dict:
     """Pose by |yaw| bin through ``predict``, beside ``evaluate``'s (module docstring)."""
     d = held_out(AFLW, args.limit)
-    images = np.stack([framed(im, args.upscale, args.canvas) for im in d["image"]])
+    upscale = args.upscale if args.face_px is None else args.face_px / AFLW_FACE_PX
+    images = np.stack([framed(im, upscale, args.canvas) for im in d["image"]])
     lines, paths, seconds = predict(images, d["name"], args.checkpoint)
     euler, _eta, count = central_faces(lines, paths, args.canvas)
     found = np.isfinite(euler[:, 0])
@@ -139,12 +143,13 @@ def aflw(args) -> dict:
     yaw_err = angle_error(np.nan_to_num(euler[:, 0]), d["yaw"])
     label = label_euler(d["name"])
     pose_err = None if label is None else angle_error(np.nan_to_num(euler), plausible_euler(label))
-    res = in_process(args.limit, LABELS)
+    res = None if args.face_px is not None else in_process(args.limit, LABELS)
     reference = None if res is None else {k: v["model"]["yaw_mae_vs_aflw"] for k, v in res["yaw_bins"].items()}
 
     out: dict = {"set": "aflw", "faces": int(len(paths)), "seconds": round(seconds, 1),
-                 "upscale": args.upscale, "canvas": args.canvas, "bins": {}}
-    print(f"{len(paths)} held-out AFLW faces, framed {args.upscale}x on {args.canvas} px, through "
+                 "upscale": upscale, "face_px": AFLW_FACE_PX * upscale, "canvas": args.canvas, "bins": {}}
+    print(f"{len(paths)} held-out AFLW faces, framed {upscale:.2f}x on {args.canvas} px (faces about "
+          f"{AFLW_FACE_PX * upscale:.0f} px), through "
           f"`facestream predict --json` in {seconds:.0f} s ({len(paths) / seconds:.1f} images/s)")
     print("| \\|yaw\\| (AFLW) | faces | found | >1 face | yaw MAE vs AFLW: predict / evaluate | "
           "pose vs label y / p / r, mean |")
@@ -195,7 +200,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", choices=("aflw", "fer", "both"), default="both")
     ap.add_argument("--limit", type=int, help="only N held-out faces of each set, spread over its rows")
-    ap.add_argument("--upscale", type=int, default=3, help="AFLW: enlargement of each crop")
+    ap.add_argument("--upscale", type=float, default=3, help="AFLW: enlargement of each crop")
+    ap.add_argument("--face-px", type=float, help="AFLW: scale each crop so its face is about this size instead")
     ap.add_argument("--canvas", type=int, default=450, help="AFLW: side of the image it is centred on")
     ap.add_argument("--checkpoint", help="default: the shipped one")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
