@@ -285,8 +285,12 @@ def _predict(args) -> int:
 
         # a still may be a face and nothing else (a dataset crop): look again on a canvas
         detector = PaddedRetry(FaceDetector(cfg.detector, threads=os.cpu_count() or 1))
+    from tqdm import tqdm
+
     found = 0
-    for path, image in images:
+    # a bar on stderr for a folder of images; silent when stderr is not a terminal or for one image
+    for path, image in tqdm(images, unit="image", desc="predict", disable=None if len(images) > 1 else True,
+                            leave=False, dynamic_ncols=True):
         if detector is None:
             box = _whole_image_box(image, rule.enlarge)
             faces = regress([crop_boxes(image, box, np.ones(1, np.float32), rule)], regressor, rule)[0]
@@ -308,7 +312,7 @@ def _predict(args) -> int:
             # null without a classifier beside the checkpoint (JSON has no NaN)
             face["emotion_probs"] = (dict(zip(emotion.CLASSES, (round(float(p), 4) for p in pred.emotion_probs[i])))
                                      if np.isfinite(pred.emotion_probs[i]).all() else None)
-            print(json.dumps(face) if args.json else _face_line(face, i))
+            tqdm.write(json.dumps(face) if args.json else _face_line(face, i))  # clears the bar first
         found += len(boxes)
     if not found:
         raise UserError(f"no face found in {len(images)} image(s)", 7)
