@@ -70,11 +70,8 @@ def at_size(crops: np.ndarray, side_source: np.ndarray, side_ctx: np.ndarray, si
 class Reader:
     """The shipped network and classifier over one label file's faces, at any size."""
 
-    def __init__(self, ckpt: Path, path: Path):
-        network, meta = checkpoint.load(ckpt)
-        self.model = for_inference(network, meta)
-        self.size = int(meta["crop"]["size"])
-        self.classifier = emotion.load(ckpt, required=False)
+    def __init__(self, model, size: int, classifier, path: Path):
+        self.model, self.size, self.classifier = model, size, classifier
         self.data, self.ex = load(path)
         self.side_source, self.side_ctx = box_side_in_context(self.ex["box"], self.ex["ctx"])
 
@@ -115,8 +112,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     sizes: list[float | None] = [None] + [float(s) for s in args.sizes.split(",")]
     min_prob = EmotionConfig().min_prob
-    aflw = Reader(args.checkpoint, LABELS / "aflw_heldout.npz")
-    fer = Reader(args.checkpoint, LABELS / "fer_heldout.npz")
+    network, meta = checkpoint.load(args.checkpoint)
+    shipped = (for_inference(network, meta), int(meta["crop"]["size"]), emotion.load(args.checkpoint, required=False))
+    aflw = Reader(*shipped, LABELS / "aflw_heldout.npz")
+    fer = Reader(*shipped, LABELS / "fer_heldout.npz")
     med = lambda r: float(np.median(r.side_source))
     print(f"held out: {len(aflw.side_source)} AFLW faces (median box side {med(aflw):.0f} px), "
           f"{len(fer.side_source)} FER2013 faces ({med(fer):.0f} px); shipped reading, min_prob {min_prob}")

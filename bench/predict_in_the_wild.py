@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402
+from workers.padded_retry import on_canvas  # noqa: E402
 from workers.pose import angle_error, plausible_euler  # noqa: E402
 from workers.training.evaluate_wild import AFLW_FACE_PX, bins, separability  # noqa: E402
 from workers.training.wild_data import AFLW, FER, WildSet  # noqa: E402
@@ -57,12 +58,7 @@ ACCURACY = REPO / "docs" / "accuracy.json"
 
 def framed(image: np.ndarray, upscale: float, canvas: int) -> np.ndarray:
     """The crop scaled ``upscale`` times, centred on a black ``canvas`` square (RGB)."""
-    side = max(2, int(round(image.shape[0] * upscale)))
-    off = (canvas - side) // 2
-    out = np.zeros((canvas, canvas, 3), np.uint8)
-    interpolation = cv2.INTER_CUBIC if upscale >= 1 else cv2.INTER_AREA
-    out[off:off + side, off:off + side] = cv2.resize(image, (side, side), interpolation=interpolation)
-    return out
+    return on_canvas(image, canvas, share=image.shape[0] * upscale / canvas)[0]
 
 
 def central_faces(lines: list[str], paths: list[Path], side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
