@@ -1,0 +1,134 @@
+"""Face identity: dlib's ResNet face embedding on patches cut around detector boxes.
+
+Each tracked face gets a 128-D embedding so that tracks of one person can share a
+``person_id`` (DESIGN.md, "Persons"). The model is dlib's face recognition ResNet
+(``dlib_face_recognition_resnet_model_v1``) behind its 5-point shape predictor, both
+shipped as weights inside the ``face_recognition_models`` package (CC0); ``dlib-bin``
+gives the ``dlib`` module. Nothing is downloaded.
+
+A session cuts a square patch around each RetinaFace box with :class:`IdentityCropRule`
+(cheap, numpy + cv2, no dlib) and a replica embeds batches of patches with
+:class:`FaceIdentity`: the 5-point predictor places eyes and nose in the patch, dlib
+aligns the face chip (150 x 150) from them, and the ResNet maps the chips, one batched
+call, to 128-D descriptors. The predictor was trained on dlib's own detector boxes, which
+are squarer and sit lower on the face than RetinaFace's; the rectangle it is given is the
+RetinaFace box mapped to a dlib-like one (``_DLIB_RECT``, measured in
+``bench/identity_accuracy.py``).
+
+Coordinates follow :mod:`workers.crops`: continuous pixel coordinates, pixel (i, j)
+covers [i, i+1) x [j, j+1), in the image and in the patch.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workers.crops import CropRule, crop_faces
+
+IDENTITY_DIM = 128
+
+# The dlib-like rectangle for the shape predictor, relative to the square face box in the
+# patch (side s, centre c): centre c + (dx, dy) * s, side k * s.
+_DLIB_RECT = (0.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class IdentityCropRule:
+    """How a session cuts the patch the identity model reads around a detector box."""
+
+    side: int = 160          # patch side in pixels
+    margin: float = 1.6      # patch covers margin * max(w, h) of the box, centred on the box centre
+
+    def _rule(self) -> CropRule:
+        return CropRule(size=self.side, enlarge=(self.margin - 1.0) / 2.0)
+
+    def cut(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, side, side, 3) uint8 patches of an RGB uint8 image for x1y1x2y2 boxes (N, 4)
+        in image pixels; zero padding outside the frame."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        return crop_faces(image, boxes, self._rule())[0]
+
+    def box_in_patch(self) -> tuple[float, float, float, float]:
+        """Where the (square) face box sits in every patch (x1, y1, x2, y2), patch pixels."""
+        half = self.side / (2.0 * self.margin)
+        c = self.side / 2.0
+        return (c - half, c - half, c + half, c + half)
+
+
+def _model_file(name: str) -> str:
+    """Path of a weights file inside the installed face_recognition_models package, found
+    without importing it (its __init__ needs pkg_resources, i.e. setuptools)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("face_recognition_models is not installed (see requirements.txt)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise RuntimeError(f"face_recognition_models has no {path.name}")
+    return str(path)
+
+
+class FaceIdentity:
+    """dlib's face embedding: 5-point alignment then the ResNet; one instance per process.
+
+    Embeddings are dlib's descriptors as they come (not re-normalised); compare them with
+    :meth:`distance`, Euclidean, the metric dlib's network was trained in and the one the
+    thresholds below are set in.
+    """
+
+    def __init__(self, rule: IdentityCropRule | None = None) -> None:
+        import dlib  # type: ignore[import-untyped]
+
+        self.rule = rule or IdentityCropRule()
+        self._dlib = dlib
+        self._shape = dlib.shape_predictor(_model_file("shape_predictor_5_face_landmarks.dat"))
+        self._net = dlib.face_recognition_model_v1(_model_file("dlib_face_recognition_resnet_model_v1.dat"))
+        x1, y1, x2, y2 = self.rule.box_in_patch()
+        s, cx, cy = x2 - x1, (x1 + x2) / 2, (y1 + y2) / 2
+        dx, dy, k = _DLIB_RECT
+        cx, cy, half = cx + dx * s, cy + dy * s, k * s / 2
+        self._rect = dlib.rectangle(int(round(cx - half)), int(round(cy - half)),
+                                    int(round(cx + half)) - 1, int(round(cy + half)) - 1)
+
+    def landmarks(self, patches: np.ndarray) -> np.ndarray:
+        """(N, 5, 2) the shape predictor's 5 points in patch pixels (dlib's order)."""
+        return np.array([[(p.x, p.y) for p in self._shape(patch, self._rect).parts()]
+                         for patch in self._check(patches)], np.float64).reshape(-1, 5, 2)
+
+    def embed(self, patches: np.ndarray) -> np.ndarray:
+        """(N, 128) float32 for (N, side, side, 3) uint8 RGB patches cut with IdentityCropRule (N may be 0)."""
+        patches = self._check(patches)
+        if len(patches) == 0:
+            return np.zeros((0, IDENTITY_DIM), np.float32)
+        images = [np.ascontiguousarray(p) for p in patches]
+        chips = [self._dlib.get_face_chip(img, self._shape(img, self._rect), size=150, padding=0.25)
+                 for img in images]
+        out = self._net.compute_face_descriptor(chips)   # one batched ResNet call
+        return np.asarray([np.asarray(v) for v in out], np.float32).reshape(-1, IDENTITY_DIM)
+
+    def _check(self, patches: np.ndarray) -> np.ndarray:
+        patches = np.asarray(patches)
+        side = self.rule.side
+        if patches.ndim != 4 or patches.shape[1:] != (side, side, 3) or patches.dtype != np.uint8:
+            raise ValueError(f"expected (N, {side}, {side}, 3) uint8 patches, got {patches.shape} {patches.dtype}")
+        return patches
+
+    @staticmethod
+    def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(M, N) distances between rows of a and b in the metric the thresholds below are set in
+        (Euclidean)."""
+        a = np.asarray(a, np.float64).reshape(-1, IDENTITY_DIM)
+        b = np.asarray(b, np.float64).reshape(-1, IDENTITY_DIM)
+        d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.sqrt(np.maximum(d2, 0.0))
+
+
+# Provisional (dlib's documented 0.6 is too loose to transfer between populations; these are
+# replaced by values calibrated in bench/identity_accuracy.py).
+SAME_PERSON_MAX: float = 0.45
+SPLIT_MIN: float = 0.6
+MIN_FACE_PX: int = 40
