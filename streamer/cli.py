@@ -228,7 +228,8 @@ def _analyze(args) -> int:
     if summary["faces"] == 0:
         raise UserError(f"no face found in {args.video} ({summary['frames']} frames analysed); "
                         f"summary: {where}", 7)
-    print(f"{summary['frames']} frames, {summary['faces']} faces in {summary['tracks']} tracks "
+    persons = f" of {summary['persons']} persons" if summary.get("persons") else ""
+    print(f"{summary['frames']} frames, {summary['faces']} faces in {summary['tracks']} tracks{persons} "
           f"at {summary['fps']:.1f} frames/s -> {summary['out']} (summary: {where})")
     if "annotated" in summary:
         print(f"annotated video: {summary['annotated']}")

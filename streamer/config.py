@@ -122,9 +122,16 @@ class TrackerConfig:
     follow_deadband: float = checked(0.02, ge=0, le=1)
     # Hard shot cuts (streamer/cuts.py) end every track.
     cuts: bool = True
-    cut_min_change: float = checked(0.08, ge=0)  # mean |Δ| of a 64×36 thumbnail (0–1) above this,
-    cut_ratio: float = checked(4.0, ge=0)  # and this many times the median of the recent ones,
-    cut_min_histogram: float = checked(0.1, ge=0)  # and a colour-histogram distance (0–1) above this
+    # A cut: the mean |Δ| of a 64×36 thumbnail (0–1) above cut_min_change, and either (a) it
+    # cut_ratio times its typical value (the recent median or the last, whichever is larger) with
+    # a colour-histogram distance (0–1) above cut_min_histogram, or (b) the histogram distance
+    # above cut_colour_histogram and cut_ratio times its typical value, the change
+    # cut_colour_change_ratio times its (a cut during a pan). bench/cuts_real.py measures them.
+    cut_min_change: float = checked(0.08, ge=0)
+    cut_ratio: float = checked(4.0, ge=0)
+    cut_min_histogram: float = checked(0.05, ge=0)
+    cut_colour_histogram: float = checked(0.1, ge=0)
+    cut_colour_change_ratio: float = checked(2.0, ge=0)
     cut_window: int = checked(30, ge=1)  # recent frame differences the median is taken over
 
 
@@ -180,6 +187,24 @@ class ParquetConfig:
 
 
 @dataclass
+class IdentityConfig:
+    """Persons (streamer/persons.py): a face-identity embedding (workers/identity.py, dlib's
+    ResNet) sampled per track, and the rules by which tracks become one person.
+
+    Distances are the embedding's (workers.identity.FaceIdentity.distance); the two
+    thresholds were set by bench/identity_accuracy.py (docs/accuracy.md, "Identity").
+    """
+
+    enabled: bool = True           # false: no embedding, no identity replica, person_id null
+    every_s: float = checked(2.0, gt=0)   # a track's identity is sampled again this often (and at its birth)
+    same_person_max: float = checked(0.5, gt=0)  # a track joins the nearest person closer than this
+    split_min: float = checked(0.7, gt=0)   # a sample this far from its track's mean: the identity jumped
+    min_face_px: float = checked(40.0, ge=0)  # samples of smaller faces (box side) link and split nothing
+    max_yaw: float = checked(45.0, ge=0)    # nor those of faces turned further than this (degrees)
+    replicas: int = checked(1, ge=1)        # identity replicas (Ray actors), shared by all streams
+
+
+@dataclass
 class SessionConfig:
     max_inflight_batches: int = checked(4, ge=1)  # crop batches awaiting the regressor per session
     progress_every_s: float = checked(1.0, ge=0)
@@ -224,6 +249,7 @@ class Config:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     parquet: ParquetConfig = field(default_factory=ParquetConfig)

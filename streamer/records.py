@@ -8,6 +8,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from streamer.config import EmotionConfig
+from streamer.persons import PersonBook
 from streamer.schema import FaceRecord
 from streamer.smoothing import SmootherBank
 from streamer.tracking import Track
@@ -55,8 +56,10 @@ class RecordBuilder:
         self._emotion = emotion or EmotionConfig()
         self._held: dict[int, str] = {}   # each track's smoothed emotion label so far
 
-    def frame(self, frame: TrackedFrame, pred: Prediction | None, first_row: int) -> list[FaceRecord]:
-        """Records of one frame, whose faces are rows ``first_row...`` of ``pred``."""
+    def frame(self, frame: TrackedFrame, pred: Prediction | None, first_row: int,
+              persons: PersonBook | None = None) -> list[FaceRecord]:
+        """Records of one frame, whose faces are rows ``first_row...`` of ``pred``;
+        ``persons`` says each track's published id and person (None: identity is off)."""
         records = []
         if frame.tracks:
             assert pred is not None  # the faces of a frame are regressed
@@ -64,14 +67,19 @@ class RecordBuilder:
                                   frame.affines)
             now = time.time()
             for k, track in enumerate(frame.tracks):
-                records.append(self._record(frame, track, pred, first_row + k, poses[k], now))
+                records.append(self._record(frame, track, pred, first_row + k, poses[k], now, persons))
         for track_id in frame.ended_ids:
-            self._smoothers.drop(track_id)
-            self._held.pop(track_id, None)
+            self.restart(track_id)
         return records
 
+    def restart(self, track_id: int) -> None:
+        """Forget a track's smoothing and held label: it ended, or its identity jumped and
+        what follows is someone else (streamer.persons)."""
+        self._smoothers.drop(track_id)
+        self._held.pop(track_id, None)
+
     def _record(self, frame: TrackedFrame, track: Track, pred: Prediction, i: int,
-                raw_pose: np.ndarray, now: float) -> FaceRecord:
+                raw_pose: np.ndarray, now: float, persons: PersonBook | None) -> FaceRecord:
         s = self._smoothers.update(track.track_id, frame.pts, pred.expression[i],
                                    pred.quaternion[i], raw_pose[3:], pred.shape[i], pred.emotion_probs[i])
         euler = euler_from_matrix(matrix_from_quaternion(s["quaternion"]))
@@ -81,9 +89,10 @@ class RecordBuilder:
         smooth_label = emotion_label(s["emotion_probs"], side, euler[0], euler[1], self._emotion,
                                      held=None if held is None else [held])[0]
         self._held[track.track_id] = smooth_label
+        track_id, person_id = persons.who(track.track_id) if persons is not None else (track.track_id, None)
         return FaceRecord(
             stream_id=self.stream_id, frame_index=frame.index, pts=frame.pts, wall_time=now,
-            track_id=track.track_id, box=_f32(track.box), score=track.score,
+            track_id=track_id, person_id=person_id, box=_f32(track.box), score=track.score,
             box_source=track.source, presence=float(pred.presence[i]),
             expression=_f32(s["expression"]), pose=_f32([*euler, *s["translation"]]),
             quaternion=_f32(s["quaternion"]), shape=_f32(s["shape"]),

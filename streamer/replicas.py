@@ -11,6 +11,10 @@ together, which is where a GPU (or a vectorised CPU kernel) earns its throughput
   waiting at most ``model.max_wait_ms`` for a batch to fill — the rule of Ray Serve's
   ``@serve.batch``, so that these classes can become Serve deployments without changing
   their callers. Live streams' calls go first (``model.priority``).
+* :class:`IdentityReplica` embeds the patches sessions cut around faces for person ids
+  (dlib's ResNet, :mod:`workers.identity`): a few faces a second per stream (a track's
+  birth, then every ``identity.every_s``), so it takes what the others leave and reserves
+  no CPU.
 * :class:`Replicas` is the picklable set of handles a session receives; it spreads calls
   over the replicas round-robin and is the seam where a Serve handle can replace actors.
 
@@ -159,6 +163,24 @@ class DetectorReplica:
                 "node_id": ray.get_runtime_context().get_node_id()}
 
 
+class IdentityReplica:
+    """Face-identity embeddings for every session (run as an actor, one call at a time)."""
+
+    def __init__(self) -> None:
+        from workers.identity import FaceIdentity
+
+        self._model = FaceIdentity()
+        self._faces = 0
+
+    def embed(self, patches: np.ndarray) -> np.ndarray:
+        """(N, 128) embeddings of patches cut with :class:`workers.identity.IdentityCropRule`."""
+        self._faces += len(patches)
+        return self._model.embed(patches)
+
+    def stats(self) -> dict:
+        return {"faces": self._faces, "node_id": ray.get_runtime_context().get_node_id()}
+
+
 _NAMESPACE = "facestream"
 
 
@@ -172,14 +194,17 @@ class Replicas:
     that the receiving process turns back into a handle.
     """
 
-    def __init__(self, detectors: list[Any], regressors: list[Any], names: dict | None = None):
+    def __init__(self, detectors: list[Any], regressors: list[Any], names: dict | None = None,
+                 identities: list[Any] | None = None):
         if not detectors or not regressors:
             raise ValueError("need at least one detector and one regressor replica")
         self.detectors = list(detectors)
         self.regressors = list(regressors)
+        self.identities = list(identities or [])   # none: identity is off (person_id null)
         self._names = names
         self._next_detector = itertools.cycle(range(len(self.detectors)))
         self._next_regressor = itertools.cycle(range(len(self.regressors)))
+        self._next_identity = itertools.cycle(range(max(1, len(self.identities))))
 
     @classmethod
     def start(cls, cfg: Config, checkpoint_path: str) -> "Replicas":
@@ -193,7 +218,11 @@ class Replicas:
         detector, regressor = ray.remote(DetectorReplica), ray.remote(RegressorReplica)
         tag = secrets.token_hex(4)
         names = {"detectors": [f"facestream-detector-{tag}-{i}" for i in range(m.detector_replicas)],
-                 "regressors": [f"facestream-regressor-{tag}-{i}" for i in range(m.regressor_replicas)]}
+                 "regressors": [f"facestream-regressor-{tag}-{i}" for i in range(m.regressor_replicas)],
+                 "identities": [f"facestream-identity-{tag}-{i}"
+                                for i in range(cfg.identity.replicas if cfg.identity.enabled else 0)]}
+        identity = ray.remote(IdentityReplica)
+        light = {**common, "num_cpus": 0}   # a few faces a second: it uses what the others leave
         return cls(
             [detector.options(name=n, **common).remote(cfg.detector, m.max_wait_ms, m.priority)
              for n in names["detectors"]],
@@ -201,6 +230,7 @@ class Replicas:
                 str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms, m.priority, m.mirror_average)
              for n in names["regressors"]],
             names,
+            [identity.options(name=n, **light).remote() for n in names["identities"]],
         )
 
     def info(self) -> ray.ObjectRef:
@@ -211,7 +241,7 @@ class Replicas:
         """Block until every replica has loaded; raises the error that stopped one loading."""
         try:
             ray.get([r.info.remote() for r in self.regressors]
-                    + [d.__ray_ready__.remote() for d in self.detectors])
+                    + [d.__ray_ready__.remote() for d in self.detectors + self.identities])
         except ray.exceptions.RayActorError as e:
             cause = root_cause(e)   # an actor whose __init__ raised: that error
             if cause is e or not isinstance(cause, Exception):
@@ -224,19 +254,23 @@ class Replicas:
     def predict(self, crops: np.ndarray, live: bool = False, behind: bool = False) -> ray.ObjectRef:
         return self.regressors[next(self._next_regressor)].predict.remote(crops, live, behind)
 
+    def identify(self, patches: np.ndarray) -> ray.ObjectRef:
+        """Identity embeddings of face patches (only when :attr:`identities` is not empty)."""
+        return self.identities[next(self._next_identity)].embed.remote(patches)
+
     def stop(self) -> None:
-        for handle in self.detectors + self.regressors:
+        for handle in self.detectors + self.regressors + self.identities:
             ray.kill(handle)
 
     def __getstate__(self) -> dict:
         if self._names is not None:
             return {"names": self._names}
-        return {"detectors": self.detectors, "regressors": self.regressors}
+        return {"detectors": self.detectors, "regressors": self.regressors, "identities": self.identities}
 
     def __setstate__(self, state: dict) -> None:
         names = state.get("names")
         if names is None:
-            Replicas.__init__(self, state["detectors"], state["regressors"])
+            Replicas.__init__(self, state["detectors"], state["regressors"], identities=state.get("identities"))
             return
         handles = {k: [ray.get_actor(n, namespace=_NAMESPACE) for n in v] for k, v in names.items()}
-        Replicas.__init__(self, handles["detectors"], handles["regressors"], names)
+        Replicas.__init__(self, handles["detectors"], handles["regressors"], names, handles.get("identities"))

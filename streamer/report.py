@@ -3,15 +3,19 @@
 ``write_report(out_dir)`` reads the Parquet dataset under ``out_dir/records`` (and
 ``out_dir/summary.json`` when present) and writes ``out_dir/report/``:
 
-    index.html                              summary tables, legend, every image below
-    <stream>/overview.png                   faces per frame + lifetime of every track
+    index.html                              summary tables, persons, legend, every image below
+    <stream>/overview.png                   faces per frame + lifetime of every track,
+                                            grouped and coloured by person
     <stream>/track-<id>-pose.png            yaw / pitch / roll, raw (thin) vs smoothed
     <stream>/track-<id>-emotion.png         the emotion ribbon (streamer/emotion_ribbon.py)
     <stream>/track-<id>-expression.png      readable ARKit blendshape curves, plus the
                                             29 eta components as heatmaps, raw | smoothed
 
 Only tracks with at least ``MIN_TRACK_RECORDS`` records get plots, at most the
-``MAX_TRACKS_PER_STREAM`` longest per stream (the overview shows every track). The report
+``MAX_TRACKS_PER_STREAM`` longest per stream (the overview shows every track); the page
+groups them by person (``person_id``: the tracks of one face), with a table of each
+person's tracks. Data without persons (identity off, or written before schema version 4)
+reads as one person per track. The report
 is built in a hidden temp directory and swapped into place, so a crash never leaves a
 half-written report, and a re-run leaves no stale images behind.
 
@@ -59,6 +63,8 @@ _ANGLE_COLORS = {"yaw": "tab:blue", "pitch": "tab:orange", "roll": "tab:green"}
 _ANGLE_LABELS = {"yaw": "yaw (+ toward image left)", "pitch": "pitch (+ looks up)",
                  "roll": "roll (+ clockwise)"}
 _CURVE_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:cyan", "tab:olive")
+_PERSON_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+                  "tab:olive", "tab:cyan", "0.4")
 
 
 class ReportError(ValueError):
@@ -76,6 +82,7 @@ class _Columns:
     frame_index: np.ndarray     # (n,) int64
     pts: np.ndarray             # (n,) float64
     track_id: np.ndarray        # (n,) int64
+    person_id: np.ndarray       # (n,) int64: the track id where the data has no person
     pose: np.ndarray            # (n, 6)
     pose_raw: np.ndarray        # (n, 6)
     expression: np.ndarray      # (n, 29)
@@ -100,6 +107,8 @@ def _columns(table: pa.Table) -> _Columns:
         frame_index=_scalar(table, "frame_index").astype(np.int64),
         pts=_scalar(table, "pts").astype(np.float64),
         track_id=_scalar(table, "track_id").astype(np.int64),
+        person_id=np.array([t if p is None else p for t, p in zip(table.column("track_id").to_pylist(),
+                                                                  table.column("person_id").to_pylist())], np.int64),
         **{name: vector_matrix(table.column(name), name).astype(np.float64)
            for name in ("pose", "pose_raw", "expression", "expression_raw", "blendshapes", "emotion_probs")},
         model_version=np.asarray(table.column("model_version").to_pylist(), dtype=object),
@@ -165,6 +174,9 @@ def _frame_dt(pts: np.ndarray) -> float:
 def _plot_overview(cols: _Columns, stream_id: str, plotted: set[int], path: Path) -> None:
     tracks, counts = np.unique(cols.track_id, return_counts=True)
     shown = np.sort(tracks[np.lexsort((tracks, -counts))[:MAX_OVERVIEW_TRACKS]])
+    person = {int(t): int(cols.person_id[np.argmax(cols.track_id == t)]) for t in shown}
+    shown = np.array(sorted(shown, key=lambda t: (person[int(t)], int(t))), np.int64)   # a person's tracks together
+    colours = {p: _PERSON_COLORS[k % len(_PERSON_COLORS)] for k, p in enumerate(sorted(set(person.values())))}
     step, dt = _frame_step(cols.frame_index), _frame_dt(cols.pts)
 
     # layout in inches: title 0.4, faces panel 1.1, gap 0.15, one 0.22 row per track, axis 0.55
@@ -172,25 +184,25 @@ def _plot_overview(cols: _Columns, stream_id: str, plotted: set[int], path: Path
     rows_h = 0.22 * n + 0.3
     height = 0.4 + 1.1 + 0.15 + rows_h + 0.55
     fig = _figure(10, height)
-    top = fig.add_axes((0.08, (0.55 + rows_h + 0.15) / height, 0.9, 1.1 / height))
+    top = fig.add_axes((0.13, (0.55 + rows_h + 0.15) / height, 0.85, 1.1 / height))
     _, first, per_frame = np.unique(cols.frame_index, return_index=True, return_counts=True)
     top.step(cols.pts[first], per_frame, where="post", color="0.3", lw=1)
     top.set_ylabel("faces")
     top.set_ylim(0, int(per_frame.max()) + 0.5)
     top.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
     more = f" (the {n} longest of {len(tracks)} tracks)" if n < len(tracks) else ""
-    top.set_title(f"stream {stream_id}: faces per frame and track lifetimes{more}", fontsize=10, y=1.0)
+    top.set_title(f"stream {stream_id}: faces per frame and track lifetimes by person{more}", fontsize=10, y=1.0)
     top.tick_params(labelbottom=False)
     top.grid(alpha=0.3)
 
-    ax = fig.add_axes((0.08, 0.55 / height, 0.9, rows_h / height), sharex=top)
+    ax = fig.add_axes((0.13, 0.55 / height, 0.85, rows_h / height), sharex=top)
     for row, tid in enumerate(shown):
         sel = cols.track_id == tid
         runs = np.split(cols.pts[sel], np.flatnonzero(np.diff(cols.frame_index[sel]) > step) + 1)
-        color = "tab:blue" if int(tid) in plotted else "0.6"
-        ax.broken_barh([(r[0], r[-1] - r[0] + dt) for r in runs], (row - 0.35, 0.7), facecolors=color)
+        ax.broken_barh([(r[0], r[-1] - r[0] + dt) for r in runs], (row - 0.35, 0.7),
+                       facecolors=colours[person[int(tid)]], alpha=1.0 if int(tid) in plotted else 0.35)
     ax.set_yticks(range(n))
-    ax.set_yticklabels([f"id {int(t)}" for t in shown], fontsize=8)
+    ax.set_yticklabels([f"person {person[int(t)]} · id {int(t)}" for t in shown], fontsize=8)
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_xlabel("time (s)")
     ax.grid(axis="x", alpha=0.3)
@@ -299,6 +311,7 @@ _SUMMARY_ROWS = (
     ("Frames", ("frames", "frames_processed", "frames_decoded", "n_frames")),
     ("Faces (records)", ("faces", "records", "n_faces", "n_records")),
     ("Tracks", ("tracks", "n_tracks")),
+    ("Persons", ("persons",)),
     ("Throughput (frames/s)", ("throughput", "throughput_fps", "fps", "frames_per_s")),
     ("Model version", ("model_version", "model")),
     ("Error", ("error",)),
@@ -353,6 +366,7 @@ def _summary_rows(summary: dict, cols: _Columns) -> list[tuple[str, str]]:
         "Frames": f"{len(set(zip(cols.stream_id, cols.frame_index)))} with faces (from the dataset)",
         "Faces (records)": f"{len(cols.pts)} (from the dataset)",
         "Tracks": f"{len({(s, t) for s, t in zip(cols.stream_id, cols.track_id)})} (from the dataset)",
+        "Persons": f"{len({(s, p) for s, p in zip(cols.stream_id, cols.person_id)})} (from the dataset)",
         "Throughput (frames/s)": "— (no summary.json)",
         "Model version": ", ".join(sorted({str(m) for m in cols.model_version})) or "—",
     }
@@ -363,6 +377,18 @@ def _summary_rows(summary: dict, cols: _Columns) -> list[tuple[str, str]]:
         if value is None and label not in derived:
             continue
         rows.append((label, _fmt(value) if value is not None else derived[label]))
+    return rows
+
+
+def _person_rows(cols: _Columns, person_of: dict[int, int]) -> list[tuple[int, str, int, str]]:
+    """Per person of one stream: its tracks, records and the seconds its tracks cover."""
+    dt = _frame_dt(cols.pts)
+    rows = []
+    for pid in sorted(set(person_of.values())):
+        tracks = sorted(t for t, p in person_of.items() if p == pid)
+        sel = np.isin(cols.track_id, tracks)
+        seen = len(np.unique(cols.pts[sel])) * dt
+        rows.append((pid, ", ".join(map(str, tracks)), int(sel.sum()), f"{seen:.1f}"))
     return rows
 
 
@@ -381,9 +407,9 @@ def _html(out_dir: Path, summary: dict, summary_note: str | None, cols: _Columns
     ]
     if summary_note:
         parts.append(f'<p class="muted">{html.escape(summary_note)}</p>')
-    stream_rows = [(s["stream_id"], s["records"], s["tracks"], s["plotted"],
+    stream_rows = [(s["stream_id"], s["records"], s["tracks"], len(s["persons"]), s["plotted"],
                     f"{s['t0']:.2f} – {s['t1']:.2f}") for s in streams]
-    parts.append(_table(stream_rows, ("stream", "records", "tracks", "tracks plotted", "time (s)")))
+    parts.append(_table(stream_rows, ("stream", "records", "tracks", "persons", "tracks plotted", "time (s)")))
     if summary:
         parts.append("<details><summary>All fields of summary.json</summary>"
                      + _table(_flatten(summary)) + "</details>")
@@ -408,16 +434,23 @@ def _html(out_dir: Path, summary: dict, summary_note: str | None, cols: _Columns
         "below them the label the track carried: a class, or grey where it abstained "
         "(light: uncertain, below the minimum probability; mid: too small; dark: too turned).</li>"
         f"<li>Tracks with at least {MIN_TRACK_RECORDS} records are plotted, at most the "
-        f"{MAX_TRACKS_PER_STREAM} longest per stream; the overview shows when each track is "
-        "present (blue: plotted below, grey: not plotted).</li></ul></div>"
+        f"{MAX_TRACKS_PER_STREAM} longest per stream, under the person they show; the overview "
+        "shows when each track is present, one colour per person (faded: not plotted below).</li>"
+        "<li><b>Persons</b>: the tracks of one face share a person id (the id of its first track), "
+        "found by a face-identity embedding: after an occlusion, an exit, or a shot cut.</li></ul></div>"
     )
     for s in streams:
         parts.append(f"<h2>Stream {html.escape(s['stream_id'])}</h2>")
         parts.append(_img(s["overview"], f"overview of stream {s['stream_id']}"))
+        parts.append(_table(s["persons"], ("person", "tracks", "records", "seconds seen")))
         if not s["track_images"]:
             parts.append(f'<p class="muted">No track has {MIN_TRACK_RECORDS} or more records.</p>')
-        for tid, n, t0, t1, pose_rel, exp_rel, emo_rel in s["track_images"]:
-            parts.append(f"<h3>Track {tid}</h3><p class=\"muted\">{n} records, "
+        current = None
+        for pid, tid, n, t0, t1, pose_rel, exp_rel, emo_rel in s["track_images"]:
+            if pid != current:
+                parts.append(f"<h3>Person {pid}</h3>")
+                current = pid
+            parts.append(f"<h4>Track {tid}</h4><p class=\"muted\">{n} records, "
                          f"{t0:.2f} – {t1:.2f} s</p>")
             parts.append(_img(pose_rel, f"pose of track {tid}"))
             parts.append(_img(exp_rel, f"expression of track {tid}"))
@@ -466,7 +499,9 @@ def write_report(out_dir: str | Path) -> Path:
             tracks, counts = np.unique(scols.track_id, return_counts=True)
             eligible = counts >= MIN_TRACK_RECORDS
             tracks_e, counts_e = tracks[eligible], counts[eligible]
-            chosen = np.sort(tracks_e[np.lexsort((tracks_e, -counts_e))[:MAX_TRACKS_PER_STREAM]])
+            chosen = tracks_e[np.lexsort((tracks_e, -counts_e))[:MAX_TRACKS_PER_STREAM]]
+            person_of = {int(t): int(scols.person_id[np.argmax(scols.track_id == t)]) for t in tracks}
+            chosen = np.array(sorted(chosen, key=lambda t: (person_of[int(t)], int(t))), np.int64)
 
             _plot_overview(scols, sid, {int(t) for t in chosen}, work / sub / "overview.png")
             track_images = []
@@ -483,11 +518,12 @@ def write_report(out_dir: str | Path) -> Path:
                 expression_plot.save(tcols, sid, tid, work / exp_rel)
                 ribbon.save(tcols.pts, tcols.emotion_probs, tcols.emotion,
                             f"stream {sid} · track {tid}: emotion (smoothed probabilities, label)", work / emo_rel)
-                track_images.append((tid, len(idx), float(tcols.pts[0]), float(tcols.pts[-1]),
+                track_images.append((person_of[tid], tid, len(idx), float(tcols.pts[0]), float(tcols.pts[-1]),
                                      pose_rel, exp_rel, emo_rel))
             streams.append({
                 "stream_id": sid, "records": len(scols.pts), "tracks": len(tracks),
                 "plotted": len(chosen), "t0": float(scols.pts.min()), "t1": float(scols.pts.max()),
+                "persons": _person_rows(scols, person_of),
                 "overview": f"{sub}/overview.png", "track_images": track_images,
             })
         (work / "index.html").write_text(

@@ -22,7 +22,9 @@ from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES
 # Redis entry layout is unchanged. Version-1 and -2 files are upgraded on read.
 # Also in 3: box_source (whether the box came from the detector or from tracking between
 # detector runs) and presence (issue 17); data without them reads "detector" and NaN.
-SCHEMA_VERSION = 3
+# 4: person_id (streamer/persons.py): the tracks of one face share it; null where no
+# identity was computed (data written before version 4, or with identity.enabled false).
+SCHEMA_VERSION = 4
 N_EXP, N_SHAPE = 29, 99
 POSE_FIELDS = ("yaw", "pitch", "roll", "tx", "ty", "scale")
 # The face model's 53 ARKit-named expression blendshapes in its column order
@@ -69,6 +71,10 @@ class FaceRecord:
     box_source says where the box came from: "detector" on frames the detector ran on,
     "tracking" between its runs, where the box is placed from the regressor's landmarks
     of the face in an earlier frame and the track's motion (streamer.follow).
+
+    person_id is shared by the tracks of one face in this stream (streamer.persons): a
+    person's id is the track id of its first track, so it never collides with another
+    person's and reads as "the face first seen as track N".
     """
 
     stream_id: str
@@ -94,11 +100,7 @@ class FaceRecord:
     emotion_probs_raw: np.ndarray = dataclasses.field(default_factory=_no_probs)  # (7,)
     box_source: str = "detector"    # BOX_SOURCES: found by the detector, or placed by tracking
     presence: float = float("nan")  # probability that the crop framed a face (NaN: no probe)
-
-    @property
-    def record_id(self) -> str:
-        """Idempotent identity of the record: one per (stream, frame, track)."""
-        return f"{self.stream_id}:{self.frame_index}:{self.track_id}"
+    person_id: int | None = None    # who the face is within the stream (None: not computed)
 
 
 # --------------------------------------------------------------------------------------
@@ -133,7 +135,9 @@ BOX_SOURCES = ("detector", "tracking")
 # columns older data may lack, and what a record read from it holds there: the emotion
 # columns came in version 2, box_source and presence during version 3
 ADDED_COLUMNS = {"emotion": "", "emotion_probs": None, "emotion_raw": "", "emotion_probs_raw": None,
-                 "box_source": "detector", "presence": float("nan")}
+                 "box_source": "detector", "presence": float("nan"), "person_id": None}
+# the only column that may hold nulls: data without persons says so rather than inventing them
+NULLABLE = frozenset({"person_id"})
 _VECTOR_DIMS = dict(VECTOR_FIELDS)
 _SCALAR_TYPES = {
     "stream_id": pa.string(),
@@ -147,6 +151,7 @@ _SCALAR_TYPES = {
     "emotion_raw": pa.string(),
     "box_source": pa.string(),
     "presence": pa.float32(),
+    "person_id": pa.int64(),
 }
 _COLUMNS = [f.name for f in dataclasses.fields(FaceRecord)]
 _VERSION_KEY = b"facestream.schema_version"
@@ -191,7 +196,7 @@ def _arrow_type(name: str) -> pa.DataType:
 
 
 ARROW_SCHEMA = pa.schema(
-    [pa.field(name, _arrow_type(name), nullable=False) for name in _COLUMNS],
+    [pa.field(name, _arrow_type(name), nullable=name in NULLABLE) for name in _COLUMNS],
     metadata=SCHEMA_METADATA,
 )
 
@@ -277,7 +282,7 @@ def upgrade_table(table: pa.Table) -> pa.Table:
 
     Fixed-size lists of pose and blendshapes (versions 1 and 2) become named structs;
     version 1 gets emotion "" and NaN probabilities; data without box_source or presence
-    gets "detector" and NaN (ADDED_COLUMNS); extra columns (a Hive partition
+    gets "detector" and NaN, before version 4 person_id is null (ADDED_COLUMNS); extra columns (a Hive partition
     column) are dropped. Upgraded metadata says this version's layout and, under
     ``facestream.upgraded_from``, the version the data was written in.
     """
@@ -322,13 +327,17 @@ def table_to_records(table: pa.Table) -> list[FaceRecord]:
 # the smoothed / raw emotion label, bs the box source, p the presence (repr float), and
 # x = every VECTOR_FIELDS vector, concatenated in that order, little-endian float32
 # (version 1: no e / er, x without the emotion vectors; version 3 entries are laid out as
-# version 2 plus bs and p, which entries written before them lack: read "detector", NaN). The names of the
+# version 2 plus bs and p, which entries written before them lack: read "detector", NaN; version 4
+# adds pid, the person id, absent where there is none). The names of the
 # numbers, which Parquet keeps in its schema metadata, come in each stream's ``started`` event (stream_info).
 _PACKED_DTYPE = np.dtype("<f4")
 _PACKED_LEN = sum(d for _, d in VECTOR_FIELDS)
 _PACKED_LEN_V1 = _PACKED_LEN - 2 * N_EMOTION
 # cut: a hard shot cut at frame_index / pts ended every track (ended_tracks of them)
-EVENT_KINDS = ("started", "resumed", "progress", "cut", "ended", "stopped", "failed", "reconnecting", "reconnected")
+# person: a track was given its person (new, linked to an earlier track's, or split off
+# a track whose identity jumped: streamer.persons.PersonEvent)
+EVENT_KINDS = ("started", "resumed", "progress", "cut", "person", "ended", "stopped", "failed", "reconnecting",
+               "reconnected")
 FINAL_EVENTS = ("ended", "stopped", "failed")  # the last event of a stream
 
 
@@ -378,6 +387,7 @@ def encode_redis(rec: FaceRecord) -> dict[str, bytes]:
         "er": rec.emotion_raw.encode(),
         "bs": rec.box_source.encode(),
         "p": repr(float(rec.presence)).encode(),
+        **({} if rec.person_id is None else {"pid": str(int(rec.person_id)).encode()}),
         "x": packed.tobytes(),
     }
 
@@ -420,6 +430,7 @@ def decode_redis(fields: dict) -> FaceRecord:
         emotion_raw=_text(f.get("er", b"")),
         box_source=_text(f.get("bs", b"detector")),
         presence=float(f.get("p", b"nan")),
+        person_id=int(f["pid"]) if "pid" in f else None,
         **vectors,
     )
 

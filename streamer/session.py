@@ -13,12 +13,15 @@ The session is an async actor running three stages joined by bounded queues:
    tracks through the others, cut the crops with the checkpoint's crop rule and send
    them to a regressor replica; at most ``cfg.session.max_inflight_batches`` crop
    batches are in flight.
+   Where a track is new, or its identity was last sampled ``identity.every_s`` ago, an
+   identity patch of the face goes to an identity replica with the same batch.
 3. *publish*: in frame order, give the regressor's landmarks and presence back to the
    follower (where each face is for the frames still to be tracked: a few frames late,
-   the tracker's motion model covers the gap), turn predictions into FaceRecords (raw
-   and smoothed) and write them to every sink.
+   the tracker's motion model covers the gap), give the identity samples to the
+   :class:`~streamer.persons.PersonBook` (each track's person, ``person`` events), turn
+   predictions into FaceRecords (raw and smoothed) and write them to every sink.
 
-A stage waits for a free slot before it starts on a batch (:class:`_Pipe`), so a
+A stage waits for a free slot before it starts on a batch (:class:`Pipe`), so a
 slow stage makes every stage before it wait, down to the decoder: that is the
 backpressure by which a file is processed completely, never dropping a frame, at the
 speed of the slowest stage, while decoding, detection and regression of consecutive
@@ -41,6 +44,8 @@ import ray
 from streamer.config import Config
 from streamer.follow import Follower
 from streamer.frames import Frame, Source, SourceError
+from streamer.persons import PersonBook, PersonReason
+from streamer.pipes import Detecting, FrameWork, Pipe, Regressing, Unseen
 from streamer.ray_errors import root_cause
 from streamer.records import RecordBuilder
 from streamer.records import pose_in_image as pose_in_image  # re-exported: cli, tests
@@ -51,11 +56,11 @@ from streamer.smoothing import SmootherBank
 from streamer.status import StreamProgress, StreamState, StreamSummary
 from streamer.source import open_source
 from streamer.stats import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
-from streamer.tracking import Track
 from streamer.urls import redact
 from workers import face_model
 from workers.crops import CropRule, crop_faces
-from workers.prediction import Prediction
+from workers.identity import FaceIdentity, IdentityCropRule
+from workers.prediction import Detections, Prediction
 
 _DETECT_AHEAD = 2  # detector batches decoded (and detecting) ahead of tracking
 # Frames a followed (not detected) frame may be ahead of the regressor's newest output it
@@ -82,77 +87,12 @@ def detector_input(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]
     return small, small.shape[1] / w
 
 
-class _Pipe:
-    """FIFO between two stages with a fixed number of slots.
-
-    A producer reserves a slot *before* it starts the work it will put (decoding,
-    a model call) and the consumer releases it once done with the item, so a slot
-    bounds work in flight — not only queue length, which would let one more item be
-    produced and one more be consumed beyond the bound. ``get`` returns None after
-    ``close``.
-    """
-
-    def __init__(self, slots: int):
-        if slots < 1:
-            raise ValueError(f"a pipe needs at least one slot, got {slots}")
-        self._slots = asyncio.Semaphore(slots)
-        self._items: asyncio.Queue = asyncio.Queue()
-
-    async def reserve(self) -> None:
-        await self._slots.acquire()
-
-    def put(self, item: Any) -> None:
-        self._items.put_nowait(item)
-
-    def close(self) -> None:
-        self._items.put_nowait(None)
-
-    async def get(self) -> Any:
-        return await self._items.get()
-
-    def release(self) -> None:
-        self._slots.release()
-
-
-class _Unseen:
-    """Frames sent to the regressor whose output the follower has not seen yet: the track
-    stage waits on it before placing a frame from that output."""
-
-    def __init__(self):
-        self._count = 0
-        self._changed = asyncio.Event()
-
-    def sent(self, frames: int) -> None:
-        self._count += frames
-
-    def seen(self, frames: int) -> None:
-        self._count -= frames
-        self._changed.set()
-
-    async def at_most(self, frames: int) -> None:
-        while self._count > frames:
-            self._changed.clear()
-            await self._changed.wait()
-
-
-@dataclass
-class _FrameWork:
-    """What the later stages need of one frame once its crops are cut (not the image)."""
-
-    index: int
-    pts: float
-    captured: float          # wall time the source decoded it (0: not known)
-    tracks: list[Track]
-    affines: np.ndarray      # (faces, 2, 3) crop -> image
-    ended_ids: list[int]     # tracks the tracker ended at this frame
-    cut: bool = False        # a hard shot cut starts at this frame (it ended every track)
-
-
 @dataclass
 class _Counters:
     frames: int = 0
     faces: int = 0
     track_ids: set = field(default_factory=set)
+    person_ids: set = field(default_factory=set)
     started: float = 0.0       # run() called
     processing: float = 0.0    # models known, source open, sinks up: frames start to flow
     finished: float = 0.0
@@ -204,7 +144,7 @@ class StreamSession:
         source = self._source
         stats = source.stats if source else {}
         return StreamProgress(
-            state=self._state, frames=c.frames, faces=c.faces, tracks=len(c.track_ids),
+            state=self._state, frames=c.frames, faces=c.faces, tracks=len(c.track_ids), persons=len(c.person_ids),
             seconds=elapsed, fps=c.frames / elapsed if elapsed > 0 else 0.0,
             processed_fps=c.rate.rate() if self._state == StreamState.RUNNING else 0.0,
             source_fps=source.fps if source else None,
@@ -289,18 +229,20 @@ class StreamSession:
                              reading=info["readings"]["live" if src.is_live else "file"])
             self._state = StreamState.RUNNING
             self._count.processing = time.monotonic()
-            detected, regressing = _Pipe(_DETECT_AHEAD), _Pipe(self.cfg.session.max_inflight_batches)
+            detected, regressing = Pipe(_DETECT_AHEAD), Pipe(self.cfg.session.max_inflight_batches)
             first_id = self._resume.max_track_id + 1 if self._resume is not None else 1
             # Following a face between detector runs is safe only with a presence probe to
             # notice a crop that lost it: a network shipped without one is detected every frame.
             threshold = info.get("presence_threshold")
             every = self.cfg.detector.every_frames if threshold is not None else 1
             follower = Follower(self.cfg.tracker, every, threshold, first_id=first_id)
-            unseen = _Unseen()
+            book = (PersonBook(self.cfg.identity, FaceIdentity.distance, follower.tracker.new_id)
+                    if self.replicas.identities else None)
+            unseen = Unseen()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read(self._frames(src), detected, follower))
-                group.create_task(self._track(detected, regressing, rule, follower, unseen))
-                group.create_task(self._publish(regressing, builder, follower, unseen))
+                group.create_task(self._track(detected, regressing, rule, follower, unseen, book))
+                group.create_task(self._publish(regressing, builder, follower, unseen, book))
             self._count.finished = time.monotonic()
             await self._in_sink_thread(lambda: [s.flush() for s in self._sinks])
             summary = self._summary()  # after the flush, so sink counts are final
@@ -321,7 +263,7 @@ class StreamSession:
 
     # ---- stages ------------------------------------------------------------------------
 
-    async def _read(self, frames: Iterator[Frame], out: "_Pipe", follower: Follower) -> None:
+    async def _read(self, frames: Iterator[Frame], out: Pipe, follower: Follower) -> None:
         loop = asyncio.get_running_loop()
         # A live frame goes on alone: waiting for a detector batch to fill would add
         # batch/fps seconds of latency; the replicas batch across streams instead. So does
@@ -344,7 +286,7 @@ class StreamSession:
             plans, shrunk = await loop.run_in_executor(self._decode_pool, _plan, batch, follower, max_side)
             scales = [scale for _, scale in shrunk]
             detections = self.replicas.detect([image for image, _ in shrunk], live, self._behind()) if shrunk else None
-            out.put((batch, plans, scales, detections))
+            out.put(Detecting(batch, plans, scales, detections))
         out.close()
 
     def _frames(self, src) -> Iterator[Frame]:
@@ -359,24 +301,29 @@ class StreamSession:
         step = 1.0 / src.fps if src.fps else 0.0
         return (replace(f, index=f.index + r.frame_index + 1, pts=f.pts + r.pts + step) for f in src)
 
-    async def _track(self, inp: "_Pipe", out: "_Pipe", rule: CropRule, follower: Follower,
-                     unseen: "_Unseen") -> None:
+    async def _track(self, inp: Pipe, out: Pipe, rule: CropRule, follower: Follower,
+                     unseen: Unseen, book: PersonBook | None) -> None:
         live = self._is_live()
-        work: list[_FrameWork] = []
+        work: list[FrameWork] = []
         crops: list[np.ndarray] = []
+        patches: list[np.ndarray] = []
+        identity_rule = IdentityCropRule()
 
         async def regress() -> None:   # the frames so far go to the regressor as one call
             all_crops = np.concatenate(crops)
             await out.reserve()
-            out.put((list(work), self.replicas.predict(all_crops, live, self._behind()) if len(all_crops) else None))
+            prediction = self.replicas.predict(all_crops, live, self._behind()) if len(all_crops) else None
+            identities = self.replicas.identify(np.concatenate(patches)) if patches else None
+            out.put(Regressing(list(work), prediction, identities))
             unseen.sent(len(work))
             work.clear()
             crops.clear()
+            patches.clear()
 
         while (item := await inp.get()) is not None:
-            frames, plans, scales, detections_ref = item
-            detections = iter(zip(scales, await detections_ref if detections_ref is not None else []))
-            for frame, (cut, detect) in zip(frames, plans):
+            found: list[Detections] = await item.detections if item.detections is not None else []
+            detections = iter(zip(item.scales, found))
+            for frame, (cut, detect) in zip(item.frames, item.plans):
                 if detect:
                     scale, det = next(detections)
                     tracks = follower.track(frame, cut, det.boxes / scale, det.scores)
@@ -389,29 +336,45 @@ class StreamSession:
                 boxes = np.array([t.box for t in tracks], np.float64).reshape(-1, 4)
                 frame_crops, affines = crop_faces(frame.image, boxes, rule)
                 crops.append(frame_crops)
-                work.append(_FrameWork(frame.index, frame.pts, frame.captured, tracks, affines,
-                                       list(follower.tracker.ended_ids), cut))
+                sampled = [k for k, t in enumerate(tracks)
+                           if book is not None and book.wants_sample(t.track_id, frame.pts)]
+                if sampled:
+                    patches.append(identity_rule.cut(frame.image, boxes[sampled]))
+                work.append(FrameWork(frame.index, frame.pts, frame.captured, tracks, affines,
+                                       list(follower.tracker.ended_ids), cut, sampled))
             inp.release()  # the frames' images are no longer needed
             await regress()
         out.close()
 
-    async def _publish(self, inp: "_Pipe", builder: RecordBuilder, follower: Follower,
-                       unseen: "_Unseen") -> None:
+    async def _publish(self, inp: Pipe, builder: RecordBuilder, follower: Follower,
+                       unseen: Unseen, book: PersonBook | None) -> None:
         c = self._count
         while (item := await inp.get()) is not None:
-            work, prediction_ref = item
-            pred = await prediction_ref if prediction_ref is not None else None
+            work = item.work
+            pred: Prediction | None = await item.prediction if item.prediction is not None else None
+            embeddings: np.ndarray | None = await item.identities if item.identities is not None else None
             inp.release()
             _observe(follower, work, pred)
             unseen.seen(len(work))
             records: list[FaceRecord] = []
-            row, written = 0, 0
+            row, sample, written = 0, 0, 0
             for frame in work:
                 if frame.cut:  # the event goes between the old shot's records and the new one's
                     await self._write(records[written:])
                     written = len(records)
                     await self._emit("cut", frame_index=frame.index, pts=frame.pts, ended_tracks=len(frame.ended_ids))
-                records.extend(builder.frame(frame, pred, row))
+                if book is not None:
+                    events = self._identify(book, builder, frame, pred, row, embeddings, sample)
+                    sample += len(frame.sampled)
+                    if events:   # before the records that carry the new person ids
+                        await self._write(records[written:])
+                        written = len(records)
+                        for info in events:
+                            await self._emit("person", pts=frame.pts, **info)
+                records.extend(builder.frame(frame, pred, row, book))
+                if book is not None:
+                    for track_id in frame.ended_ids:
+                        book.end(track_id)
                 row += len(frame.tracks)
             await self._write(records[written:])
             c.frames += len(work)
@@ -424,7 +387,28 @@ class StreamSession:
                     c.latency.observe(c.lag_s)
                     c.recent_latency.observe(c.lag_s)
             c.track_ids.update(r.track_id for r in records)
+            c.person_ids.update(r.person_id for r in records if r.person_id is not None)
             await self._maybe_progress_event()
+
+    def _identify(self, book: PersonBook, builder: RecordBuilder, frame: FrameWork, pred: Prediction | None,
+                  row: int, embeddings: np.ndarray | None, sample: int) -> list[dict[str, Any]]:
+        """This frame's identity samples to the book; the ``person`` events they cause (as
+        event info). A sample counts for linking and splitting only where the face is large
+        and frontal enough (``identity.min_face_px``, ``max_yaw``: the regressor's yaw)."""
+        book.seen(frame.index, [t.track_id for t in frame.tracks])
+        if not frame.sampled:
+            return []
+        assert pred is not None and embeddings is not None   # sampled faces were regressed and embedded
+        cfg, events = self.cfg.identity, []
+        for k, embedding in zip(frame.sampled, embeddings[sample:sample + len(frame.sampled)]):
+            track = frame.tracks[k]
+            side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))
+            usable = side >= cfg.min_face_px and abs(float(pred.euler[row + k, 0])) <= cfg.max_yaw
+            for event in book.observe(frame.index, track.track_id, embedding, usable):
+                if event.reason is PersonReason.SPLIT:
+                    builder.restart(track.track_id)
+                events.append(event.fields())
+        return events
 
     # ---- sinks and events ----------------------------------------------------------------
 
@@ -493,6 +477,7 @@ class StreamSession:
             frames=c.frames,
             faces=c.faces,
             tracks=len(c.track_ids),
+            persons=len(c.person_ids),
             published=sum(s.get("published", 0) for s in sink_stats.values()),
             dropped_frames=stats.get("dropped", 0),
             reconnects=stats.get("reconnects", 0),
@@ -525,7 +510,7 @@ def _plan(batch: list[Frame], follower: Follower, max_side: int) -> tuple[list[t
     return plans, [detector_input(f.image, max_side) for f, (_, detect) in zip(batch, plans) if detect]
 
 
-def _observe(follower: Follower, work: list[_FrameWork], pred: Prediction | None) -> None:
+def _observe(follower: Follower, work: list[FrameWork], pred: Prediction | None) -> None:
     """The regressor's word on each face of these frames, back to the follower."""
     row = 0
     for frame in work:

@@ -49,6 +49,7 @@ class StreamProgress:
     frames: int = 0
     faces: int = 0
     tracks: int = 0
+    persons: int = 0                      # distinct person ids (streamer.persons)
     seconds: float = 0.0                  # processing, start-up excluded
     fps: float = 0.0                      # average since frames started to flow
     processed_fps: float = 0.0            # recent rate (0 unless running)
@@ -80,7 +81,7 @@ class StreamProgress:
         """These counters brought up to a finished run's summary (``processed_fps``
         becomes the run's average)."""
         return replace(self, state=summary.state, frames=summary.frames, faces=summary.faces,
-                       tracks=summary.tracks, dropped_frames=summary.dropped_frames,
+                       tracks=summary.tracks, persons=summary.persons, dropped_frames=summary.dropped_frames,
                        reconnects=summary.reconnects, processed_fps=summary.fps)
 
 
@@ -99,6 +100,7 @@ class StreamSummary:
     frames: int = 0
     faces: int = 0
     tracks: int = 0
+    persons: int = 0                      # distinct person ids among the tracks (0: identity off)
     published: int = 0                    # records the sinks wrote
     dropped_frames: int = 0
     reconnects: int = 0

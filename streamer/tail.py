@@ -124,7 +124,7 @@ def record_json(rec: FaceRecord) -> dict:
 
 
 def record_line(rec: FaceRecord, blend_names: tuple[str, ...] = BLENDSHAPE_NAMES) -> str:
-    """One readable line: frame, time, track, pose, emotion (the smoothed label and the
+    """One readable line: frame, time, track and person, pose, emotion (the smoothed label and the
     probability of the most likely class) and the strongest blendshape weights."""
     yaw, pitch, roll = (float(v) for v in rec.pose[:3])
     top = sorted(zip(blend_names, rec.blendshapes.tolist()), key=lambda nw: -nw[1])[:3]
@@ -132,7 +132,8 @@ def record_line(rec: FaceRecord, blend_names: tuple[str, ...] = BLENDSHAPE_NAMES
     if rec.emotion:
         best = float(np.max(rec.emotion_probs)) if np.isfinite(rec.emotion_probs).all() else None
         emotion = f"{rec.emotion}" + ("" if best is None else f" {best:.2f}") + "  "
-    return (f"{rec.stream_id} frame {rec.frame_index} t={rec.pts:.3f}s track {rec.track_id}  "
+    person = "" if rec.person_id is None else f" person {rec.person_id}"
+    return (f"{rec.stream_id} frame {rec.frame_index} t={rec.pts:.3f}s track {rec.track_id}{person}  "
             f"yaw {yaw:+.1f} pitch {pitch:+.1f} roll {roll:+.1f}  " + emotion
             + "".join(f"{n} {w:.2f}  " for n, w in top)
             + f"lag {max(0.0, time.time() - rec.wall_time):.2f}s")

@@ -193,6 +193,11 @@ class Tracker:
         """Ids of the tracks alive now (followed or lost)."""
         return {t.track_id for t in self._tracks if t.track_id is not None}
 
+    def new_id(self) -> int:
+        """A fresh track id, never handed out before (for a track split by its identity)."""
+        self._next_id += 1
+        return self._next_id - 1
+
     def following(self) -> bool:
         """Whether :meth:`follow` would move a track on (one is confirmed and not lost)."""
         return any(t.track_id is not None and not t.lost for t in self._tracks)

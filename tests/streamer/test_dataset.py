@@ -23,7 +23,7 @@ def test_streams_come_back_sorted_with_the_metadata_they_share(tmp_path, make_re
     assert_records_equal(read_records(tmp_path, "b"), b)
     assert read_records(tmp_path, "nope") == []
     meta = read_dataset(tmp_path).schema.metadata
-    assert meta[b"facestream.face_model_hash"] == b"h1" and meta[b"facestream.schema_version"] == b"3"
+    assert meta[b"facestream.face_model_hash"] == b"h1" and meta[b"facestream.schema_version"] == b"4"
     assert b"facestream.checkpoint" not in meta       # the streams disagree on it
 
 
@@ -58,5 +58,5 @@ def test_version_1_and_2_parts_read_beside_version_3_parts(tmp_path, make_record
     yaw = table.column("pose").combine_chunks().field("yaw").to_pylist()
     assert yaw == [float(r.pose[0]) for r in v1 + v2 + v3]
     # the parts disagree on the version they were written in, not on the layout read
-    assert table.schema.metadata[b"facestream.schema_version"] == b"3"
+    assert table.schema.metadata[b"facestream.schema_version"] == b"4"
     assert b"facestream.upgraded_from" not in table.schema.metadata

@@ -26,6 +26,7 @@ def test_arrow_schema_columns_types_and_metadata():
         "expression", "pose", "quaternion", "shape", "blendshapes", "expression_raw",
         "pose_raw", "quaternion_raw", "shape_raw", "model_version",
         "emotion", "emotion_probs", "emotion_raw", "emotion_probs_raw", "box_source", "presence",
+        "person_id",
     ]
     named = {"pose": POSE, "pose_raw": POSE, "blendshapes": schema.BLENDSHAPE_NAMES}
     for name, dim in VECTOR_DIMS.items():
@@ -39,7 +40,8 @@ def test_arrow_schema_columns_types_and_metadata():
     assert ARROW_SCHEMA.field("stream_id").type == pa.string()
     assert ARROW_SCHEMA.field("box_source").type == pa.string()
     assert ARROW_SCHEMA.field("presence").type == pa.float32()
-    assert ARROW_SCHEMA.metadata[b"facestream.schema_version"] == str(SCHEMA_VERSION).encode() == b"3"
+    assert ARROW_SCHEMA.field("person_id").type == pa.int64() and ARROW_SCHEMA.field("person_id").nullable
+    assert ARROW_SCHEMA.metadata[b"facestream.schema_version"] == str(SCHEMA_VERSION).encode() == b"4"
     assert ARROW_SCHEMA.metadata[b"facestream.blendshape_names"].split(b",")[26] == b"jawOpen"
 
 
@@ -55,7 +57,7 @@ def test_arrow_round_trip_is_exact(make_records, assert_records_equal):
     table = records_to_table(records, {"facestream.face_model_hash": "abc123"})
     assert table.num_rows == 150
     assert table.schema.metadata[b"facestream.face_model_hash"] == b"abc123"
-    assert table.schema.metadata[b"facestream.schema_version"] == b"3"
+    assert table.schema.metadata[b"facestream.schema_version"] == b"4"
     assert_records_equal(table_to_records(table), records)
     # pose and blendshapes by name, in the record's order
     assert table.column("pose").combine_chunks().field("roll").to_pylist()[4] == float(records[4].pose[2])
@@ -156,7 +158,7 @@ def test_version_2_table_upgrades_to_named_structs(make_records, assert_records_
     assert up.column("pose_raw").combine_chunks().field("yaw").to_pylist() == [float(r.pose_raw[0]) for r in recs]
     assert up.column("blendshapes")[5]["noseSneer_R"].as_py() == float(recs[5].blendshapes[52])
     meta = up.schema.metadata
-    assert meta[b"facestream.schema_version"] == b"3" and meta[b"facestream.upgraded_from"] == b"2"
+    assert meta[b"facestream.schema_version"] == b"4" and meta[b"facestream.upgraded_from"] == b"2"
     assert schema.blendshape_names(meta) == schema.BLENDSHAPE_NAMES
     assert_records_equal(table_to_records(v2), as_read_from_before_box_source(recs))
     # a current table passes unchanged
@@ -188,10 +190,10 @@ def test_key_prefix_inverts_stream_key():
         schema.key_prefix("fs:stream:cam1", "cam2")
 
 
-def test_version_2_redis_entry_decodes_as_version_3(make_records, assert_records_equal):
+def test_version_2_redis_entry_decodes_as_version_4(make_records, assert_records_equal):
     rec = make_records(1)[0]
     fields = encode_redis(rec)
-    assert fields["v"] == b"3"
+    assert fields["v"] == b"4"
     assert_records_equal([decode_redis({**fields, "v": b"2"})], [rec])
 
 
@@ -227,3 +229,20 @@ def test_box_source_and_presence_round_trip_and_read_as_detector_and_nan_where_m
     recs[0].presence = float("nan")
     assert np.isnan(decode_redis(encode_redis(recs[0])).presence)
     assert np.isnan(table_to_records(records_to_table(recs[:1]))[0].presence)
+
+
+def test_person_id_round_trips_and_older_data_reads_null(make_records):
+    records = make_records(4, faces=2)
+    for k, rec in enumerate(records):
+        rec.person_id = None if k == 0 else 7 + k % 2
+    table = records_to_table(records)
+    assert table.column("person_id").to_pylist() == [r.person_id for r in records]
+    assert [r.person_id for r in table_to_records(table)] == [r.person_id for r in records]
+    assert [decode_redis(encode_redis(r)).person_id for r in records] == [r.person_id for r in records]
+    assert "pid" not in encode_redis(records[0])
+    # a version-3 file had no person_id column: it reads as null, the version upgraded
+    v3 = table.drop_columns(["person_id"]).replace_schema_metadata(
+        {**table.schema.metadata, b"facestream.schema_version": b"3"})
+    upgraded = schema.upgrade_table(v3)
+    assert upgraded.column("person_id").null_count == len(records)
+    assert upgraded.schema.metadata[b"facestream.upgraded_from"] == b"3"

@@ -234,23 +234,23 @@ def test_pose_in_image_maps_centre_and_scale():
 
 
 def test_record_builder_drops_the_smoother_of_an_ended_track():
-    from streamer.session import _FrameWork
+    from streamer.pipes import FrameWork
     from streamer.smoothing import SmootherBank
 
     smoothers = SmootherBank()
     builder = RecordBuilder("s", "v", smoothers, face_model.load().blendshapes_from_eta)
     smoothers.update(7, 0.0, np.zeros(29), [1, 0, 0, 0], np.zeros(3), np.zeros(99))
-    ended = _FrameWork(index=5, pts=0.2, captured=0.0, tracks=[], affines=np.zeros((0, 2, 3)), ended_ids=[7])
+    ended = FrameWork(index=5, pts=0.2, captured=0.0, tracks=[], affines=np.zeros((0, 2, 3)), ended_ids=[7])
     assert builder.frame(ended, None, 0) == [] and 7 not in smoothers
 
 
 def test_pipe_bounds_work_in_flight_not_just_queue_length():
     import asyncio
 
-    from streamer.session import _Pipe
+    from streamer.pipes import Pipe
 
     async def go():
-        pipe, produced = _Pipe(2), []
+        pipe, produced = Pipe(2), []
 
         async def producer():
             for i in range(5):
@@ -298,7 +298,7 @@ def test_a_live_stream_ends_after_max_duration(face_video, shared_replicas, redi
 
 def _still_face_frames(probs_per_frame, box=(100.0, 50.0, 220.0, 190.0), yaw=0.0):
     """(frame work, prediction) per frame: one track, a still face, given emotion probs."""
-    from streamer.session import _FrameWork
+    from streamer.pipes import FrameWork
     from streamer.tracking import Track
     from workers.pose import matrix_from_euler, quaternion_from_matrix
 
@@ -310,7 +310,7 @@ def _still_face_frames(probs_per_frame, box=(100.0, 50.0, 220.0, 190.0), yaw=0.0
                           quaternion=quaternion_from_matrix(R)[None], centre=np.array([[32.0, 32.0]]),
                           scale=np.array([4.0]), shape=np.zeros((1, 99)), landmarks=np.zeros((1, 68, 2)),
                           emotion_probs=np.asarray(probs, np.float32)[None])
-        work = _FrameWork(index=k, pts=k / 30.0, captured=0.0, tracks=[Track(3, np.array(box), 0.9, 0)],
+        work = FrameWork(index=k, pts=k / 30.0, captured=0.0, tracks=[Track(3, np.array(box), 0.9, 0)],
                           affines=affines, ended_ids=[])
         yield work, pred
 

@@ -61,9 +61,16 @@ def test_a_cut_is_an_event_and_ends_the_track(tmp_path, shared_replicas, redis_u
     cuts = [e for e in events if e["kind"] == "cut"]
     assert [(e["frame_index"], e["pts"], e["ended_tracks"]) for e in cuts] == [(CUT, CUT / FPS, 1)]
     kinds = [e["kind"] for e in events if e["kind"] != "progress"]
-    assert kinds == ["started", "cut", "ended"]
+    assert kinds == ["started", "person", "cut", "person", "ended"]
     records = read_records(cfg.parquet.out, "shots")
     assert [r.frame_index for r in records] == list(range(FRAMES))
     assert {r.track_id for r in records if r.frame_index < CUT} == {1}
     assert {r.track_id for r in records if r.frame_index >= CUT} == {2}
     assert summary["tracks"] == 2
+    # the same face after the cut: a new track, the same person (its identity, not its place)
+    persons = [e for e in events if e["kind"] == "person"]
+    assert [(e["frame_index"], e["track_id"], e["person_id"], e["reason"]) for e in persons] == [
+        (0, 1, 1, "new"), (CUT, 2, 1, "linked")]
+    assert persons[1]["distance"] < 0.2
+    assert {r.person_id for r in records} == {1}
+    assert summary["persons"] == 1

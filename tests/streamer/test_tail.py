@@ -114,3 +114,6 @@ def test_lines_and_json_carry_the_emotion(make_records):
     assert j["pose"]["yaw"] == round(float(rec.pose[0]), 6) and list(j["pose"])[-1] == "scale"
     assert j["blendshapes"]["jawOpen"] == round(float(rec.blendshapes[26]), 6) and len(j["blendshapes"]) == 53
     assert " jawOpen " in record_line(dataclasses.replace(rec, blendshapes=np.eye(53, dtype=np.float32)[26]))
+    # the person beside the track, where there is one
+    assert "track 1 person 4  yaw" in record_line(dataclasses.replace(rec, person_id=4))
+    assert json.loads(json.dumps(record_json(dataclasses.replace(rec, person_id=4))))["person_id"] == 4

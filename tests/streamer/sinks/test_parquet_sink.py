@@ -47,7 +47,7 @@ def test_files_carry_schema_metadata_and_zstd(tmp_path, make_records):
     with_sink.close()
     path = next((tmp_path / "records").rglob("*.parquet"))
     meta = pq.read_schema(path).metadata
-    assert meta[b"facestream.schema_version"] == b"3"
+    assert meta[b"facestream.schema_version"] == b"4"
     assert meta[b"facestream.blendshape_names"].startswith(b"browDown_L,browDown_R,browInnerUp_L,")
     assert meta[b"facestream.emotion_classes"] == b"angry,disgust,fear,happy,neutral,sad,surprise"
     assert meta[b"facestream.face_model_version"] == b"fm-1"

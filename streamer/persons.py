@@ -1,0 +1,199 @@
+"""Persons within one stream: which tracks show one face, from a learned identity embedding.
+
+A track is what the tracker could follow; a person is who the face is. The tracker loses
+a face behind an occlusion, when it leaves the frame and comes back, and at every shot cut
+(a cut ends every track on purpose: boxes cannot be trusted across it). Each of those
+starts a new track. :class:`PersonBook` gives every track a ``person_id`` and lets the
+tracks of one face share it, using face-identity embeddings (workers/identity.py) sampled
+at a track's birth and then every ``identity.every_s`` seconds.
+
+The rules, per sample of a track (a sample is *usable* when the face is at least
+``min_face_px`` and turned no more than ``max_yaw``; dlib's embedding is unreliable on
+small and profile faces):
+
+- A track's first usable sample links it to the nearest person closer than
+  ``same_person_max`` (distance to the mean of that person's usable samples), unless that
+  person is on screen in the same frame under another track: two faces seen at once are
+  two people, however alike. Otherwise the track starts a new person, whose id is the
+  track's own id (ids are never reused, so neither are person ids).
+- A track born with an unusable sample (small, turned) gets a person of its own at once,
+  so that its records carry an id from the first frame; its first usable sample may
+  still link it to an earlier person (a ``person`` event says so; the records from then
+  on carry the earlier id).
+- A usable sample further than ``split_min`` from its track's running mean means the
+  face under the track changed: a cut the cut detector missed, or a box that slid onto a
+  neighbour. The track is split: from this frame it has a new track id and is matched
+  to persons afresh, and its smoothing starts again.
+
+Everything is in memory and per stream: embeddings never leave the session unless
+configured, and a restarted session starts a new book (person ids stay unique, since they
+are track ids, but tracks after a restart are not linked to persons before it).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from streamer.config import IdentityConfig
+
+Distance = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (M, D), (N, D) -> (M, N)
+
+
+class PersonReason(str, enum.Enum):
+    """Why a track has the person it has (the ``reason`` of a ``person`` event)."""
+
+    NEW = "new"          # no earlier person matched: this track starts one
+    LINKED = "linked"    # the face matched an earlier track's person
+    SPLIT = "split"      # the track's identity jumped: the rest of it is a new track
+
+
+@dataclass(frozen=True)
+class PersonEvent:
+    """A track got (or changed) its person; published as a ``person`` event."""
+
+    frame_index: int
+    track_id: int                  # the published track id (after a split, the new one)
+    person_id: int
+    reason: PersonReason
+    distance: float | None = None  # to the person it joined (LINKED), or the jump (SPLIT)
+    previous_track_id: int | None = None   # SPLIT: the track it was cut from
+
+    def fields(self) -> dict[str, int | float | str | None]:
+        """The event's info, as the sinks take it."""
+        return {"frame_index": self.frame_index, "track_id": self.track_id, "person_id": self.person_id,
+                "reason": self.reason.value, "distance": self.distance,
+                "previous_track_id": self.previous_track_id}
+
+
+@dataclass
+class _Person:
+    person_id: int
+    total: np.ndarray | None = None   # sum of its usable samples
+    count: int = 0
+
+    def add(self, embedding: np.ndarray) -> None:
+        self.total = embedding.astype(np.float64) if self.total is None else self.total + embedding
+        self.count += 1
+
+    def mean(self) -> np.ndarray | None:
+        return None if self.total is None else self.total / self.count
+
+
+@dataclass
+class _TrackIdentity:
+    published_id: int             # the track id records carry (changes at a split)
+    person_id: int
+    own_person: bool              # its person was started by it and holds no other track
+    mean: np.ndarray | None = None  # running mean of its usable samples
+    samples: int = 0
+    requested_pts: float | None = None   # when the newest sample was asked for
+    seen_frame: int = -1
+
+
+class PersonBook:
+    """One stream's persons. The session's track stage asks :meth:`wants_sample`; its
+    publish stage, in frame order, calls :meth:`seen` for each frame's tracks, then
+    :meth:`observe` for each sample that came back, then reads :meth:`who`."""
+
+    def __init__(self, cfg: IdentityConfig, distance: Distance, new_track_id: Callable[[], int]):
+        self.cfg = cfg
+        self._distance = distance
+        self._new_track_id = new_track_id
+        self._tracks: dict[int, _TrackIdentity] = {}   # by the tracker's id
+        self._persons: dict[int, _Person] = {}
+        self._requested: dict[int, float] = {}         # tracker id -> pts of its newest request
+
+    @property
+    def persons(self) -> int:
+        """Persons met so far."""
+        return len(self._persons)
+
+    def wants_sample(self, track_id: int, pts: float) -> bool:
+        """Whether the track stage should cut an identity patch of this track at ``pts``
+        (its first frame, then every ``every_s``); marks it asked when it says yes."""
+        last = self._requested.get(track_id)
+        if last is not None and pts - last < self.cfg.every_s:
+            return False
+        self._requested[track_id] = pts
+        return True
+
+    def seen(self, frame_index: int, track_ids: list[int]) -> None:
+        """The tracker ids on screen in this frame (before its samples are observed)."""
+        for track_id in track_ids:
+            t = self._tracks.get(track_id)
+            if t is None:   # born: a person of its own until a sample says otherwise
+                t = self._tracks[track_id] = _TrackIdentity(track_id, track_id, True)
+                self._persons[track_id] = _Person(track_id)
+            t.seen_frame = frame_index
+
+    def who(self, track_id: int) -> tuple[int, int]:
+        """(published track id, person id) of a tracker id that :meth:`seen` has met."""
+        t = self._tracks[track_id]
+        return t.published_id, t.person_id
+
+    def observe(self, frame_index: int, track_id: int, embedding: np.ndarray, usable: bool) -> list[PersonEvent]:
+        """One identity sample of a track seen in ``frame_index``; the person events it causes."""
+        t = self._tracks[track_id]
+        events: list[PersonEvent] = []
+        first = t.samples == 0
+        t.samples += 1
+        if not usable:
+            if first:
+                events.append(PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.NEW))
+            return events
+        embedding = np.asarray(embedding, np.float64)
+        if t.mean is not None:
+            jump = float(self._distance(embedding[None], t.mean[None])[0, 0])
+            if jump > self.cfg.split_min:
+                return [self._split(frame_index, track_id, t, embedding, jump)]
+            t.mean = t.mean + (embedding - t.mean) / min(t.samples, 10)   # recent samples count more
+            self._persons[t.person_id].add(embedding)
+            return events
+        # the first usable sample: join an earlier person, or keep its own
+        t.mean = embedding
+        if t.own_person:
+            events.extend(self._link(frame_index, track_id, t, embedding, announce_new=first))
+        self._persons[t.person_id].add(embedding)
+        return events
+
+    def end(self, track_id: int) -> None:
+        """The tracker ended this track: forget it (its person stays, for later tracks)."""
+        self._requested.pop(track_id, None)
+        t = self._tracks.pop(track_id, None)
+        person = None if t is None else self._persons.get(t.person_id)
+        if person is not None and person.count == 0:
+            del self._persons[person.person_id]   # never sampled usably: nobody can link to it
+
+    # ---- rules ---------------------------------------------------------------------------
+
+    def _link(self, frame_index: int, track_id: int, t: _TrackIdentity, embedding: np.ndarray,
+              announce_new: bool) -> list[PersonEvent]:
+        """Move a track that holds a person of its own to the nearest earlier person, if one
+        is near enough and not on screen under another track."""
+        on_screen = {o.person_id for k, o in self._tracks.items() if k != track_id and o.seen_frame == frame_index}
+        candidates = [p for p in self._persons.values()
+                      if p.person_id != t.person_id and p.count and p.person_id not in on_screen]
+        if candidates:
+            means = np.stack([p.mean() for p in candidates])   # type: ignore[misc]  # count > 0: a mean
+            d = self._distance(embedding[None], means)[0]
+            best = int(np.argmin(d))
+            if d[best] <= self.cfg.same_person_max:
+                own = self._persons.get(t.person_id)
+                if own is not None and own.count == 0:
+                    del self._persons[t.person_id]
+                t.person_id, t.own_person = candidates[best].person_id, False
+                return [PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.LINKED, float(d[best]))]
+        return [PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.NEW)] if announce_new else []
+
+    def _split(self, frame_index: int, track_id: int, t: _TrackIdentity, embedding: np.ndarray,
+               jump: float) -> PersonEvent:
+        previous = t.published_id
+        new_id = self._new_track_id()
+        t.published_id, t.person_id, t.own_person, t.mean, t.samples = new_id, new_id, True, embedding, 1
+        self._persons[new_id] = _Person(new_id)
+        self._link(frame_index, track_id, t, embedding, announce_new=False)
+        self._persons[t.person_id].add(embedding)
+        return PersonEvent(frame_index, new_id, t.person_id, PersonReason.SPLIT, jump, previous)
