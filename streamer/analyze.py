@@ -82,7 +82,8 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
             stack.callback(shared.stop)
             version = shared.version
             shutil.rmtree(out / "records" / f"stream={partition_name(stream_id)}", ignore_errors=True)
-            session = launch(stream_id, video, cfg, shared.replicas, shared.sinks(cfg, stream_id, video))
+            session = launch(stream_id, video, cfg, shared.replicas, shared.sinks(cfg, stream_id, video),
+                             gallery_url=shared.redis_url)
             stack.callback(_kill, session)
             result = _wait(session, on_progress)
         summary = {**base, "status": "ok", "model_version": version, **result,

@@ -202,6 +202,11 @@ class IdentityConfig:
     min_face_px: float = checked(40.0, ge=0)  # samples of smaller faces (box side) link and split nothing
     max_yaw: float = checked(45.0, ge=0)    # nor those of faces turned further than this (degrees)
     replicas: int = checked(1, ge=1)        # identity replicas (Ray actors), shared by all streams
+    # Persons shared by the streams of a deployment (streamer/gallery.py): each person's mean
+    # embedding kept in Redis, so that one face on two cameras gets one id. Off: embeddings
+    # stay in the session's memory and die with it.
+    gallery: bool = False
+    gallery_ttl_s: float = checked(3600.0, gt=0)  # a person not seen for this long is forgotten
 
 
 @dataclass

@@ -25,9 +25,12 @@ small and profile faces):
   neighbour. The track is split: from this frame it has a new track id and is matched
   to persons afresh, and its smoothing starts again.
 
-Everything is in memory and per stream: embeddings never leave the session unless
-configured, and a restarted session starts a new book (person ids stay unique, since they
-are track ids, but tracks after a restart are not linked to persons before it).
+Where new persons get their ids, and whether persons of other streams are looked for,
+is injected (:mod:`streamer.gallery`): by default everything is in memory and per stream,
+embeddings never leave the session, and a restarted session starts a new book (person ids
+stay unique, since they are track ids, but tracks after a restart are not linked to
+persons before it). With the gallery, a track that matches no person of its stream is
+matched against the persons the deployment's streams have seen recently.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from typing import Callable
 import numpy as np
 
 from streamer.config import IdentityConfig
+from streamer.gallery import PersonIds, StreamPersons
 
 Distance = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (M, D), (N, D) -> (M, N)
 
@@ -98,18 +102,15 @@ class PersonBook:
     publish stage, in frame order, calls :meth:`seen` for each frame's tracks, then
     :meth:`observe` for each sample that came back, then reads :meth:`who`."""
 
-    def __init__(self, cfg: IdentityConfig, distance: Distance, new_track_id: Callable[[], int]):
+    def __init__(self, cfg: IdentityConfig, distance: Distance, new_track_id: Callable[[], int],
+                 ids: PersonIds | None = None):
         self.cfg = cfg
         self._distance = distance
         self._new_track_id = new_track_id
+        self._ids = ids or StreamPersons()
         self._tracks: dict[int, _TrackIdentity] = {}   # by the tracker's id
         self._persons: dict[int, _Person] = {}
         self._requested: dict[int, float] = {}         # tracker id -> pts of its newest request
-
-    @property
-    def persons(self) -> int:
-        """Persons met so far."""
-        return len(self._persons)
 
     def wants_sample(self, track_id: int, pts: float) -> bool:
         """Whether the track stage should cut an identity patch of this track at ``pts``
@@ -125,8 +126,9 @@ class PersonBook:
         for track_id in track_ids:
             t = self._tracks.get(track_id)
             if t is None:   # born: a person of its own until a sample says otherwise
-                t = self._tracks[track_id] = _TrackIdentity(track_id, track_id, True)
-                self._persons[track_id] = _Person(track_id)
+                person_id = self._ids.new_person(track_id)
+                t = self._tracks[track_id] = _TrackIdentity(track_id, person_id, True)
+                self._persons[person_id] = _Person(person_id)
             t.seen_frame = frame_index
 
     def who(self, track_id: int) -> tuple[int, int]:
@@ -150,13 +152,13 @@ class PersonBook:
             if jump > self.cfg.split_min:
                 return [self._split(frame_index, track_id, t, embedding, jump)]
             t.mean = t.mean + (embedding - t.mean) / min(t.samples, 10)   # recent samples count more
-            self._persons[t.person_id].add(embedding)
+            self._add(t.person_id, embedding)
             return events
         # the first usable sample: join an earlier person, or keep its own
         t.mean = embedding
         if t.own_person:
             events.extend(self._link(frame_index, track_id, t, embedding, announce_new=first))
-        self._persons[t.person_id].add(embedding)
+        self._add(t.person_id, embedding)
         return events
 
     def end(self, track_id: int) -> None:
@@ -169,6 +171,13 @@ class PersonBook:
 
     # ---- rules ---------------------------------------------------------------------------
 
+    def _add(self, person_id: int, embedding: np.ndarray) -> None:
+        person = self._persons[person_id]
+        person.add(embedding)
+        mean = person.mean()
+        assert mean is not None   # it has a sample now
+        self._ids.remember(person_id, mean, person.count)
+
     def _link(self, frame_index: int, track_id: int, t: _TrackIdentity, embedding: np.ndarray,
               announce_new: bool) -> list[PersonEvent]:
         """Move a track that holds a person of its own to the nearest earlier person, if one
@@ -176,24 +185,33 @@ class PersonBook:
         on_screen = {o.person_id for k, o in self._tracks.items() if k != track_id and o.seen_frame == frame_index}
         candidates = [p for p in self._persons.values()
                       if p.person_id != t.person_id and p.count and p.person_id not in on_screen]
+        match: tuple[_Person, float] | None = None
         if candidates:
             means = np.stack([p.mean() for p in candidates])   # type: ignore[misc]  # count > 0: a mean
             d = self._distance(embedding[None], means)[0]
             best = int(np.argmin(d))
             if d[best] <= self.cfg.same_person_max:
-                own = self._persons.get(t.person_id)
-                if own is not None and own.count == 0:
-                    del self._persons[t.person_id]
-                t.person_id, t.own_person = candidates[best].person_id, False
-                return [PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.LINKED, float(d[best]))]
-        return [PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.NEW)] if announce_new else []
+                match = candidates[best], float(d[best])
+        if match is None:   # none of this stream's: one the other streams saw?
+            found = self._ids.find(embedding, on_screen | set(self._persons))
+            if found is not None:
+                person = self._persons[found[0]] = _Person(found[0], np.asarray(found[1], np.float64), 1)
+                match = person, float(self._distance(embedding[None], found[1][None])[0, 0])
+        if match is None:
+            return [PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.NEW)] if announce_new else []
+        own = self._persons.get(t.person_id)
+        if own is not None and own.count == 0:
+            del self._persons[t.person_id]
+        t.person_id, t.own_person = match[0].person_id, False
+        return [PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.LINKED, match[1])]
 
     def _split(self, frame_index: int, track_id: int, t: _TrackIdentity, embedding: np.ndarray,
                jump: float) -> PersonEvent:
         previous = t.published_id
         new_id = self._new_track_id()
-        t.published_id, t.person_id, t.own_person, t.mean, t.samples = new_id, new_id, True, embedding, 1
-        self._persons[new_id] = _Person(new_id)
+        person_id = self._ids.new_person(new_id)
+        t.published_id, t.person_id, t.own_person, t.mean, t.samples = new_id, person_id, True, embedding, 1
+        self._persons[person_id] = _Person(person_id)
         self._link(frame_index, track_id, t, embedding, announce_new=False)
-        self._persons[t.person_id].add(embedding)
+        self._add(t.person_id, embedding)
         return PersonEvent(frame_index, new_id, t.person_id, PersonReason.SPLIT, jump, previous)

@@ -44,6 +44,7 @@ import ray
 from streamer.config import Config
 from streamer.follow import Follower
 from streamer.frames import Frame, Source, SourceError
+from streamer.gallery import PersonIds, RedisGallery
 from streamer.persons import PersonBook, PersonReason
 from streamer.pipes import Detecting, FrameWork, Pipe, Regressing, Unseen
 from streamer.ray_errors import root_cause
@@ -111,7 +112,8 @@ class StreamSession:
     """
 
     def __init__(self, stream_id: str, url: str, cfg: Config, replicas: Replicas,
-                 sinks: list[SinkFactory], media_root: str | None = "/", transport: str = "tcp"):
+                 sinks: list[SinkFactory], media_root: str | None = "/", transport: str = "tcp",
+                 gallery_url: str | None = None):
         self.stream_id = stream_id
         self.url = url
         self.cfg = cfg
@@ -119,6 +121,7 @@ class StreamSession:
         self._media_root = media_root
         self._transport = transport
         self._sink_factories = sinks
+        self._gallery_url = gallery_url   # the Redis of identity.gallery (None: persons stay the stream's)
         self._sinks: list[Sink] = []
         self._source: Source | None = None
         self._state = StreamState.CREATED
@@ -236,7 +239,7 @@ class StreamSession:
             threshold = info.get("presence_threshold")
             every = self.cfg.detector.every_frames if threshold is not None else 1
             follower = Follower(self.cfg.tracker, every, threshold, first_id=first_id)
-            book = (PersonBook(self.cfg.identity, FaceIdentity.distance, follower.tracker.new_id)
+            book = (PersonBook(self.cfg.identity, FaceIdentity.distance, follower.tracker.new_id, self._person_ids())
                     if self.replicas.identities else None)
             unseen = Unseen()
             async with asyncio.TaskGroup() as group:
@@ -409,6 +412,12 @@ class StreamSession:
                     builder.restart(track.track_id)
                 events.append(event.fields())
         return events
+
+    def _person_ids(self) -> PersonIds | None:
+        """The deployment's gallery when ``identity.gallery`` is on and Redis is known."""
+        if not (self.cfg.identity.gallery and self._gallery_url):
+            return None
+        return RedisGallery(self.cfg.identity, self.cfg.redis, self._gallery_url, self.stream_id)
 
     # ---- sinks and events ----------------------------------------------------------------
 

@@ -126,7 +126,8 @@ class StreamManager:
         stream = _Stream(id=stream_id, url=shown, name=name, fps=fps, options=options, created_at=now_iso())
         stream.session = self.hosts.place(stream_id)
         stream.run = stream.session.run(target, cfg, self.replicas, sinks, media_root=self.media_root,
-                                        transport=options.get("transport", "tcp"))
+                                        transport=options.get("transport", "tcp"),
+                                        gallery_url=self.backend.redis_url)
         self.streams[stream_id] = stream
         asyncio.get_running_loop().create_task(self._watch(stream))
         return self._status(stream)

@@ -33,7 +33,7 @@ _PIPELINE_ENTRIES = 1000   # entries per round trip: ~1.4 MB of records
 _COMMITTED_SCAN = 1000     # recent entries searched for the highest track id
 
 
-def _client(url: str, timeout_s: float) -> redis.Redis:
+def redis_client(url: str, timeout_s: float) -> redis.Redis:
     """A client whose every network step is bounded by timeout_s and that never retries
     on its own (redis-py's default backoff would block the caller; the sink retries)."""
     return redis.Redis.from_url(
@@ -54,7 +54,7 @@ class RedisSink:
         self.url = url
         self.key = stream_key(cfg.key_prefix, stream_id)
         self.events_key = events_key(cfg.key_prefix)
-        self._client = _client(url, cfg.connect_timeout_s)
+        self._client = redis_client(url, cfg.connect_timeout_s)
         self._outbox: deque[tuple[str, str, dict]] = deque()   # (key, entry id, fields)
         self._last_frame = -1
         self._last_seq = -1
@@ -68,7 +68,7 @@ class RedisSink:
     def check(url: str, timeout: float = 2.0) -> None:
         """Raise SinkError unless a Redis server answers PING at url within ~timeout."""
         try:
-            client = _client(url, timeout)
+            client = redis_client(url, timeout)
         except ValueError as e:   # malformed URL or unknown scheme
             raise SinkError(f"cannot reach Redis at {redact(url)}: {e}") from None
         try:

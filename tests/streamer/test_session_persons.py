@@ -91,3 +91,30 @@ def test_tracks_of_one_face_share_a_person(tmp_path, shared_replicas, redis_url,
     people = [e for e in events if e["kind"] == "person"]
     assert sorted(e["track_id"] for e in people) == sorted(shot)            # one event per track
     assert [e["reason"] for e in people].count("linked") == 3               # A, A and B again
+
+
+def _run(name: str, video: Path, cfg, replicas, redis_url: str) -> list:
+    sinks = [partial(ParquetSink, cfg.parquet, name, {"facestream.checkpoint": "test-tiny"})]
+    session = launch(name, str(video), cfg, replicas, sinks, gallery_url=redis_url)
+    try:
+        ray.get(session.run.remote())
+    finally:
+        ray.kill(session)
+    return read_records(cfg.parquet.out, name)
+
+
+def test_with_the_gallery_one_face_on_two_streams_is_one_person(tmp_path, shared_replicas, redis_url,
+                                                                 pipeline_config):
+    from streamer.gallery import GALLERY_FIRST_ID
+
+    write_shots(tmp_path / "shots.mp4")   # A, B, A, A|B
+    cfg = pipeline_config
+    cfg.identity.gallery = True
+    first = _run("cam1", tmp_path / "shots.mp4", cfg, shared_replicas, redis_url)
+    second = _run("cam2", tmp_path / "shots.mp4", cfg, shared_replicas, redis_url)
+    people = {r.person_id for r in first}
+    assert len(people) == 2 and min(people) > GALLERY_FIRST_ID
+    # the second camera's faces are the first camera's persons, shot by shot
+    by_shot = [sorted({(round(float(r.box[0]) / W), r.person_id) for r in records if r.frame_index // SHOT == k})
+               for records in (first, second) for k in range(4)]
+    assert by_shot[:4] == by_shot[4:]
