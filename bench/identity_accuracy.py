@@ -318,7 +318,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=10, help="frames per clip, spread over it")
     ap.add_argument("--turned", type=int, default=3, help="most turned frames added per clip")
-    ap.add_argument("--sizes", default="64,48,40,32,28,24,20",
+    ap.add_argument("--sizes", default="48,32,28,24,20",
                     help="face sizes for the size sweep (shorter box side, px)")
     ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path())
     ap.add_argument("--json", type=Path, help="also write the numbers here")

@@ -10,7 +10,9 @@ A session cuts a square patch around each RetinaFace box with :class:`IdentityCr
 (cheap, numpy + cv2, no dlib) and a replica embeds batches of patches with
 :class:`FaceIdentity`: the 5-point predictor places eyes and nose in the patch, dlib
 aligns the face chip (150 x 150) from them, and the ResNet maps the chips, one batched
-call, to 128-D descriptors. The predictor was trained on dlib's own detector boxes, which
+call, to 128-D descriptors. Cost, one thread (dlib-bin runs its CPU network on one):
+about 78 ms of CPU per face, the same at batch 1 and 8 (the batched call saves nothing on
+a CPU), plus 0.3 ms to cut the patch. The predictor was trained on dlib's own detector boxes, which
 are squarer and sit lower on the face than RetinaFace's; the rectangle it is given is the
 RetinaFace box mapped to a dlib-like one (``_DLIB_RECT``, measured in
 ``bench/identity_accuracy.py``).
@@ -32,10 +34,11 @@ IDENTITY_DIM = 128
 
 # The dlib-like rectangle for the shape predictor, relative to the square face box in the
 # patch (side s, centre c): centre c + (dx, dy) * s, side k * s. dlib's HOG detector box
-# relative to RetinaFace's, median over 170 faces of 17 clips (bench/identity_accuracy.py):
-# 0.80 of the side, 0.05 of it lower. Against the box as it is it aligns a little better
-# (eyes within 0.072 vs 0.075 inter-ocular at p90, 0.098 vs 0.101 at p99) and brings the
-# largest same-clip distance down a little; verification AUC is the same.
+# relative to RetinaFace's, median over 215 faces of 17 clips (bench/identity_accuracy.py):
+# 0.80 of the side, 0.05 of it lower. Kept because it is what the predictor was trained on;
+# on these faces it measures the same as the box itself within noise (eye centres within
+# 0.075 / 0.100 inter-ocular at p90 / p99 vs 0.074 / 0.104; clip pair AUC 0.9999 both;
+# largest same-clip distance 0.401 vs 0.410).
 _DLIB_RECT = (-0.005, 0.048, 0.804)
 
 
@@ -143,7 +146,32 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-# Provisional, on the unit-sphere scale of `distance` (calibration in bench/identity_accuracy.py).
-SAME_PERSON_MAX: float = 0.25
-SPLIT_MIN: float = 0.32
-MIN_FACE_PX: int = 40
+# Calibrated on the scale of `distance` with bench/identity_accuracy.py: 17 single-person
+# clips (16 people: 5 East Asian, the rest white/Latina/Black; talking heads, |yaw| up to
+# 34 deg), 13 frames each (10 spread over the clip + 3 most turned), 215 faces; plus 25
+# web photos (smoke test). On the clips: same-person track means (half a clip against the
+# other half) at most 0.164 apart, a sample from the mean of its clip's other frames at
+# most 0.269 (p95 0.232); different people's means at least 0.310 apart (lp_d0-vr_1, two
+# East Asian men; the closest different pairs are East Asian ones), a sample from another
+# person's mean at least 0.318 (p5 0.402). Same-person photos years apart reach 0.396.
+# dlib's documented 0.6 (raw) is about 0.42 here: it would falsely link 13% of the
+# different-person track-mean pairs on this data, and an outside test found it gives
+# same/different accuracy of only 0.10 / 0.45 on East Asian faces -- a fixed threshold does
+# not transfer between populations, so the link threshold is set conservatively, well
+# below the closest different pair seen, for linking within one video; a gallery across
+# streams or years needs its own calibration.
+#
+# Link a track (mean) to a person (mean) below this. At 0.24: false links 0 and missed
+# links 0 of track means; a single sample misses its own clip mean 3.7% of the time and
+# never links to another person (pair false links 0 up to 0.30). Looser: 0.32 -> 0.7% of
+# track-mean pairs falsely linked, 0.36 -> 1.1%, 0.40 -> 7.4%.
+SAME_PERSON_MAX: float = 0.24
+# A sample this far from its track's running mean: the identity jumped. At 0.30: false
+# splits 0 and missed jumps 0 of samples; 0.26 -> 1.4% false splits, 0.34 -> 0.6% missed
+# jumps, 0.40 -> 4.8%. Requiring two such samples in a row guards against one bad frame.
+SPLIT_MIN: float = 0.30
+# Shorter box side (as the detector's min_face_px counts) below which a sample links
+# nothing: frames shrunk to 32 px stay within 0.24 (p95) of their full-size clip mean and
+# never split at SPLIT_MIN; at 28 px 11% miss SAME_PERSON_MAX, at 24 px 29% (p95 0.286),
+# at 20 px 70% and 8% would split. Different people stayed >= 0.31 apart at every size.
+MIN_FACE_PX: int = 32
