@@ -171,7 +171,8 @@ SAME_PERSON_MAX: float = 0.24
 # jumps, 0.40 -> 4.8%. Requiring two such samples in a row guards against one bad frame.
 SPLIT_MIN: float = 0.30
 # Shorter box side (as the detector's min_face_px counts) below which a sample links
-# nothing: frames shrunk to 32 px stay within 0.24 (p95) of their full-size clip mean and
-# never split at SPLIT_MIN; at 28 px 11% miss SAME_PERSON_MAX, at 24 px 29% (p95 0.286),
-# at 20 px 70% and 8% would split. Different people stayed >= 0.31 apart at every size.
+# nothing: frames shrunk to 32 px stay within 0.24 (p95) of their full-size clip mean (5%
+# of them at or beyond SAME_PERSON_MAX) and never reach SPLIT_MIN; at 28 px 19% miss
+# SAME_PERSON_MAX, at 24 px 40% and 3.5% would split, at 20 px 77% and 19%. Different
+# people stayed >= 0.31 apart at every size.
 MIN_FACE_PX: int = 32
