@@ -39,3 +39,14 @@ CUTS: dict[str, tuple[int, ...]] = {
     "fades.mp4": (),
 }
 FADES: frozenset[str] = frozenset({"fades.mp4"})   # gradual transitions only: a cut found there is invented
+
+# Who the faces in the edited clips are, labelled by hand from crops of every track that
+# `facestream analyze` reported (first and middle frame of each): (who, first frame, last
+# frame, x range of the face's centre in source pixels). Detections elsewhere (hands, a
+# glass vessel in the documentary's close-ups) are not faces.
+PEOPLE: dict[str, tuple[tuple[str, int, int, float, float], ...]] = {
+    "documentary_576p.mp4": (("woman at the table, left", 170, 300, 0, 300),
+                             ("woman at the table, right", 170, 300, 300, 704)),
+    "film_trailer_vfr.mp4": (("drawn face on the monitor", 0, 139, 0, 1280),   # both shots show it
+                             ("man", 140, 159, 0, 550), ("woman", 140, 159, 550, 1280)),
+}

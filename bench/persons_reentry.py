@@ -13,7 +13,9 @@ clip is where), so the run is scored as multi-object tracking is:
 - identity switches: consecutive records of one true person under different ids;
 - persons found against true persons.
 
-    .venv/bin/python bench/persons_reentry.py [--frames-per-shot 40]
+    .venv/bin/python bench/persons_reentry.py [--frames-per-shot 40] [--same-person-max 0.24 0.28]
+
+(one run per ``identity.same_person_max`` given; default: the configured one).
 
 Targets (issue 25): IDF1 >= 0.95 for persons, persons found = true persons.
 """
@@ -144,28 +146,36 @@ def score(truth: _Truth, frames: list[int], boxes: list[np.ndarray], ids: list[i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames-per-shot", type=int, default=40)
+    ap.add_argument("--same-person-max", type=float, nargs="*", default=[None])
     args = ap.parse_args()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "reentry.mp4"
         truth = build(video, args.frames_per_shot)
-        cfg = load_config(None, {"parquet": {"out": str(Path(tmp) / "out")}})
-        started = time.perf_counter()
-        summary = analyze(video, cfg, stream_id="reentry")
-        seconds = time.perf_counter() - started
-        records = read_records(Path(tmp) / "out", "reentry")
-    frames = [r.frame_index for r in records]
-    boxes = [np.asarray(r.box) for r in records]
-    print(f"# persons on a generated re-entry sequence ({len(truth.frames)} frames, "
-          f"{sum(len(f) for f in truth.frames)} visible faces, {len(PLAN)} shots: "
-          + ", ".join(f"{p} {k}" for p, k in PLAN) + f"); {machine()}")
-    print(f"analyze: {summary['frames']} frames, {summary['faces']} records, {summary['tracks']} tracks, "
-          f"{summary['persons']} persons in {seconds:.1f} s")
-    print("| ids | IDF1 | identity switches | ids found | true persons |")
-    print("|---|---|---|---|---|")
-    for name, ids in (("person_id", [r.person_id if r.person_id is not None else -1 for r in records]),
-                      ("track_id", [r.track_id for r in records])):
-        s = score(truth, frames, boxes, ids)
-        print(f"| {name} | {s['idf1']:.3f} | {s['switches']} | {s['ids']} | {s['true']} |")
+        print(f"# persons on a generated re-entry sequence ({len(truth.frames)} frames, "
+              f"{sum(len(f) for f in truth.frames)} visible faces, {len(PLAN)} shots: "
+              + ", ".join(f"{p} {k}" for p, k in PLAN) + f"); {machine()}")
+        for k, threshold in enumerate(args.same_person_max):
+            out = Path(tmp) / f"out{k}"
+            cfg = load_config(None, {"parquet": {"out": str(out)}})
+            if threshold is not None:
+                cfg.identity.same_person_max = threshold
+            started = time.perf_counter()
+            summary = analyze(video, cfg, stream_id="reentry")
+            seconds = time.perf_counter() - started
+            records = read_records(out, "reentry")
+            print(f"same_person_max {cfg.identity.same_person_max}: {summary['frames']} frames, "
+                  f"{summary['faces']} records, {summary['tracks']} tracks, {summary['persons']} persons "
+                  f"in {seconds:.1f} s")
+            frames = [r.frame_index for r in records]
+            boxes = [np.asarray(r.box) for r in records]
+            for name, ids in (("person_id", [r.person_id if r.person_id is not None else -1 for r in records]),
+                              ("track_id", [r.track_id for r in records])):
+                rows.append((cfg.identity.same_person_max, name, score(truth, frames, boxes, ids)))
+    print("| same_person_max | ids | IDF1 | identity switches | ids found | true persons |")
+    print("|---|---|---|---|---|---|")
+    for threshold, name, s in rows:
+        print(f"| {threshold} | {name} | {s['idf1']:.3f} | {s['switches']} | {s['ids']} | {s['true']} |")
 
 
 if __name__ == "__main__":

@@ -196,10 +196,13 @@ class IdentityConfig:
     """
 
     enabled: bool = True           # false: no embedding, no identity replica, person_id null
-    every_s: float = checked(2.0, gt=0)   # a track's identity is sampled again this often (and at its birth)
-    same_person_max: float = checked(0.5, gt=0)  # a track joins the nearest person closer than this
-    split_min: float = checked(0.7, gt=0)   # a sample this far from its track's mean: the identity jumped
-    min_face_px: float = checked(40.0, ge=0)  # samples of smaller faces (box side) link and split nothing
+    every_s: float = checked(2.0, gt=0)   # a track's identity is sampled again this often, after
+    first_samples: int = checked(3, ge=1)   # this many samples at its start,
+    first_every_s: float = checked(0.2, ge=0)  # this far apart (one sample alone is noisy)
+    # Distances between unit embeddings (0-2); defaults = workers.identity's calibration
+    same_person_max: float = checked(0.26, gt=0)  # a track joins the nearest person closer than this
+    split_min: float = checked(0.40, gt=0)   # two samples in a row this far from the track's mean: it jumped
+    min_face_px: float = checked(32.0, ge=0)  # samples of smaller faces (box shorter side) link and split nothing
     max_yaw: float = checked(45.0, ge=0)    # nor those of faces turned further than this (degrees)
     replicas: int = checked(1, ge=1)        # identity replicas (Ray actors), shared by all streams
     # Persons shared by the streams of a deployment (streamer/gallery.py): each person's mean

@@ -5,7 +5,9 @@ a face behind an occlusion, when it leaves the frame and comes back, and at ever
 (a cut ends every track on purpose: boxes cannot be trusted across it). Each of those
 starts a new track. :class:`PersonBook` gives every track a ``person_id`` and lets the
 tracks of one face share it, using face-identity embeddings (workers/identity.py) sampled
-at a track's birth and then every ``identity.every_s`` seconds.
+at a track's birth, ``identity.first_samples`` times ``first_every_s`` apart (one sample
+is noisy: two frames of one face can be as far apart as two people's means), then every
+``identity.every_s`` seconds.
 
 The rules, per sample of a track (a sample is *usable* when the face is at least
 ``min_face_px`` and turned no more than ``max_yaw``; dlib's embedding is unreliable on
@@ -16,14 +18,17 @@ small and profile faces):
   person is on screen in the same frame under another track: two faces seen at once are
   two people, however alike. Otherwise the track starts a new person, whose id is the
   track's own id (ids are never reused, so neither are person ids).
-- A track born with an unusable sample (small, turned) gets a person of its own at once,
-  so that its records carry an id from the first frame; its first usable sample may
-  still link it to an earlier person (a ``person`` event says so; the records from then
-  on carry the earlier id).
-- A usable sample further than ``split_min`` from its track's running mean means the
-  face under the track changed: a cut the cut detector missed, or a box that slid onto a
-  neighbour. The track is split: from this frame it has a new track id and is matched
-  to persons afresh, and its smoothing starts again.
+- A track born with an unusable sample (small, turned, cut by the frame's edge) gets a
+  person of its own at once, so that its records carry an id from the first frame. While
+  its person is its own, every usable sample tries again with the track's running mean:
+  a face first seen half out of the frame or blurred still finds its person once it is
+  seen well (a ``person`` event says so; the records from then on carry the earlier id).
+- A usable sample further than ``split_min`` from its track's running mean makes the
+  track suspect, and the next frame is sampled at once; if that sample is far too, the
+  face under the track changed (a cut the cut detector missed, or a box that slid onto a
+  neighbour) and the track is split: from this frame it has a new track id and is
+  matched to persons afresh, and its smoothing starts again. One far sample (a blur, a
+  hand before the face) splits nothing.
 
 Where new persons get their ids, and whether persons of other streams are looked for,
 is injected (:mod:`streamer.gallery`): by default everything is in memory and per stream,
@@ -93,8 +98,8 @@ class _TrackIdentity:
     own_person: bool              # its person was started by it and holds no other track
     mean: np.ndarray | None = None  # running mean of its usable samples
     samples: int = 0
-    requested_pts: float | None = None   # when the newest sample was asked for
     seen_frame: int = -1
+    suspect: bool = False         # its newest usable sample was far from its mean
 
 
 class PersonBook:
@@ -110,15 +115,17 @@ class PersonBook:
         self._ids = ids or StreamPersons()
         self._tracks: dict[int, _TrackIdentity] = {}   # by the tracker's id
         self._persons: dict[int, _Person] = {}
-        self._requested: dict[int, float] = {}         # tracker id -> pts of its newest request
+        self._requested: dict[int, tuple[float, int]] = {}   # tracker id -> (pts of its newest request, requests)
 
     def wants_sample(self, track_id: int, pts: float) -> bool:
         """Whether the track stage should cut an identity patch of this track at ``pts``
-        (its first frame, then every ``every_s``); marks it asked when it says yes."""
-        last = self._requested.get(track_id)
-        if last is not None and pts - last < self.cfg.every_s:
+        (its first frame, ``first_samples`` in all ``first_every_s`` apart, then every
+        ``every_s``); marks it asked when it says yes."""
+        last, asked = self._requested.get(track_id, (None, 0))
+        every = self.cfg.first_every_s if asked < self.cfg.first_samples else self.cfg.every_s
+        if last is not None and pts - last < every:
             return False
-        self._requested[track_id] = pts
+        self._requested[track_id] = (pts, asked + 1)
         return True
 
     def seen(self, frame_index: int, track_ids: list[int]) -> None:
@@ -150,8 +157,15 @@ class PersonBook:
         if t.mean is not None:
             jump = float(self._distance(embedding[None], t.mean[None])[0, 0])
             if jump > self.cfg.split_min:
-                return [self._split(frame_index, track_id, t, embedding, jump)]
+                if t.suspect:   # twice in a row: the face changed
+                    return [self._split(frame_index, track_id, t, embedding, jump)]
+                t.suspect = True
+                self._requested[track_id] = (float("-inf"), self._requested.get(track_id, (0.0, 1))[1])
+                return events
+            t.suspect = False
             t.mean = t.mean + (embedding - t.mean) / min(t.samples, 10)   # recent samples count more
+            if t.own_person:   # seen better now: is it an earlier person after all?
+                events.extend(self._link(frame_index, track_id, t, t.mean, announce_new=False))
             self._add(t.person_id, embedding)
             return events
         # the first usable sample: join an earlier person, or keep its own
@@ -199,9 +213,10 @@ class PersonBook:
                 match = person, float(self._distance(embedding[None], found[1][None])[0, 0])
         if match is None:
             return [PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.NEW)] if announce_new else []
-        own = self._persons.get(t.person_id)
-        if own is not None and own.count == 0:
-            del self._persons[t.person_id]
+        own = self._persons.pop(t.person_id, None)   # held by this track alone: its samples move
+        if own is not None and own.total is not None:
+            match[0].total = own.total if match[0].total is None else match[0].total + own.total
+            match[0].count += own.count
         t.person_id, t.own_person = match[0].person_id, False
         return [PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.LINKED, match[1])]
 
@@ -211,6 +226,7 @@ class PersonBook:
         new_id = self._new_track_id()
         person_id = self._ids.new_person(new_id)
         t.published_id, t.person_id, t.own_person, t.mean, t.samples = new_id, person_id, True, embedding, 1
+        t.suspect = False
         self._persons[person_id] = _Person(person_id)
         self._link(frame_index, track_id, t, embedding, announce_new=False)
         self._add(t.person_id, embedding)

@@ -77,6 +77,7 @@ class FrameWork:
     ended_ids: list[int]     # tracks the tracker ended at this frame
     cut: bool = False        # a hard shot cut starts at this frame (it ended every track)
     sampled: list[int] = field(default_factory=list)   # tracks (positions) whose identity patch was cut
+    whole: list[bool] = field(default_factory=list)    # per sampled track: its box lies inside the frame
 
 
 @dataclass

@@ -343,8 +343,10 @@ class StreamSession:
                            if book is not None and book.wants_sample(t.track_id, frame.pts)]
                 if sampled:
                     patches.append(identity_rule.cut(frame.image, boxes[sampled]))
+                h, w = frame.image.shape[:2]
+                whole = [bool(b[0] >= 0 and b[1] >= 0 and b[2] <= w and b[3] <= h) for b in boxes[sampled]]
                 work.append(FrameWork(frame.index, frame.pts, frame.captured, tracks, affines,
-                                       list(follower.tracker.ended_ids), cut, sampled))
+                                      list(follower.tracker.ended_ids), cut, sampled, whole))
             inp.release()  # the frames' images are no longer needed
             await regress()
         out.close()
@@ -396,17 +398,18 @@ class StreamSession:
     def _identify(self, book: PersonBook, builder: RecordBuilder, frame: FrameWork, pred: Prediction | None,
                   row: int, embeddings: np.ndarray | None, sample: int) -> list[dict[str, Any]]:
         """This frame's identity samples to the book; the ``person`` events they cause (as
-        event info). A sample counts for linking and splitting only where the face is large
-        and frontal enough (``identity.min_face_px``, ``max_yaw``: the regressor's yaw)."""
+        event info). A sample counts for linking and splitting only where the face is whole in
+        the frame, large and frontal enough (``identity.min_face_px``, ``max_yaw``: the
+        regressor's yaw)."""
         book.seen(frame.index, [t.track_id for t in frame.tracks])
         if not frame.sampled:
             return []
         assert pred is not None and embeddings is not None   # sampled faces were regressed and embedded
         cfg, events = self.cfg.identity, []
-        for k, embedding in zip(frame.sampled, embeddings[sample:sample + len(frame.sampled)]):
+        for k, whole, embedding in zip(frame.sampled, frame.whole, embeddings[sample:sample + len(frame.sampled)]):
             track = frame.tracks[k]
             side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))
-            usable = side >= cfg.min_face_px and abs(float(pred.euler[row + k, 0])) <= cfg.max_yaw
+            usable = whole and side >= cfg.min_face_px and abs(float(pred.euler[row + k, 0])) <= cfg.max_yaw
             for event in book.observe(frame.index, track.track_id, embedding, usable):
                 if event.reason is PersonReason.SPLIT:
                     builder.restart(track.track_id)

@@ -10,7 +10,7 @@ from streamer.config import IdentityConfig
 from streamer.persons import PersonBook, PersonReason
 from workers.identity import FaceIdentity
 
-CFG = IdentityConfig(every_s=2.0, same_person_max=0.5, split_min=0.7)
+CFG = IdentityConfig(every_s=2.0, first_samples=1, same_person_max=0.5, split_min=0.7)
 rng = np.random.default_rng(0)
 
 
@@ -77,10 +77,30 @@ def test_an_identity_jump_splits_the_track_and_finds_its_person():
     book.end(1)
     _sample(book, 5, {2: _near(b)})
     assert _sample(book, 55, {2: _near(b)}) == []      # the same face again: nothing happens
-    (e,) = _sample(book, 105, {2: _near(a)})          # a missed cut: now it is a's face
+    assert _sample(book, 105, {2: _near(a)}) == []     # a missed cut? one far sample only asks again
+    assert book.wants_sample(2, 105.01)                # at once
+    (e,) = _sample(book, 106, {2: _near(a)})          # far again: now it is a's face
     assert e.reason == PersonReason.SPLIT and e.previous_track_id == 2 and e.track_id == 100
     assert e.person_id == 1 and e.distance > CFG.split_min
     assert book.who(2) == (100, 1)
+
+
+def test_one_far_sample_splits_nothing():
+    a, b = _person(), _person()
+    book = _book()
+    _sample(book, 0, {1: _near(a)})
+    assert _sample(book, 50, {1: _near(b)}) == []     # a hand before the face, a blur
+    assert _sample(book, 51, {1: _near(a)}) == []     # and it is a again
+    assert _sample(book, 100, {1: _near(b)}) == []    # a later far sample starts the count afresh
+    assert book.who(1) == (1, 1)
+
+
+def test_the_calibrated_thresholds_are_the_defaults():
+    from workers import identity
+
+    cfg = IdentityConfig()
+    assert (cfg.same_person_max, cfg.split_min, cfg.min_face_px) == (
+        identity.SAME_PERSON_MAX, identity.SPLIT_MIN, identity.MIN_FACE_PX)
 
 
 def test_samples_are_asked_for_at_birth_and_then_every_few_seconds():
@@ -89,3 +109,8 @@ def test_samples_are_asked_for_at_birth_and_then_every_few_seconds():
     assert asked == [0.0, 2.0, 4.0]
     book.end(7)
     assert book.wants_sample(7, 4.5)
+    ids = itertools.count(100)
+    early = PersonBook(IdentityConfig(every_s=2.0, first_samples=3, first_every_s=0.2), FaceIdentity.distance,
+                       lambda: next(ids))
+    asked = [round(float(pts), 1) for pts in np.arange(0, 5, 0.1) if early.wants_sample(7, float(pts))]
+    assert asked == [0.0, 0.2, 0.4, 2.4, 4.4]   # three at its start, then every 2 s
