@@ -90,7 +90,9 @@ def test_redis_equals_parquet_equals_session_count(one_face_run, face_video, ass
 def test_events_started_progress_ended(one_face_run):
     events = one_face_run["events"]
     kinds = [e["kind"] for e in events]
-    assert kinds[0] == "started" and kinds[-1] == "ended" and set(kinds[1:-1]) == {"progress"}
+    assert kinds[0] == "started" and kinds[-1] == "ended" and set(kinds[1:-1]) == {"progress", "person"}
+    (person,) = [e for e in events if e["kind"] == "person"]    # one face, one track: its person
+    assert (person["track_id"], person["person_id"], person["reason"], person["frame_index"]) == (1, 1, "new", 0)
     assert events[0]["width"] == 320 and events[0]["height"] == 240 and events[0]["frame_count_estimate"] == 40
     assert events[0]["emotion_classes"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
     assert events[0]["reading"] == "mirror_average"    # a file's crops, averaged with their mirror images
