@@ -12,7 +12,10 @@ each step as the service runs it, one thread, one intra-op thread per model:
 - shrink: ``session.detector_input`` to ``detector.max_side``;
 - detect: RetinaFace on the shrunk frame;
 - crop + regress: the crop rule and the shipped regressor on the frame's face (batch 1);
-- follow: ``Follower`` bookkeeping for a frame (plan, track, observe), detector boxes given.
+- follow: ``Follower`` bookkeeping for a frame (plan, track, observe), detector boxes given;
+- identity: the patch cut and dlib's embedding of the face (every 5th frame measured), which
+  a stream pays once per sample: ``identity.first_samples`` at a track's start, then one
+  every ``identity.every_s``; its share per frame is printed at the steady rate.
 
 Then the cost of a frame with ``every_frames`` N: decode + convert + follow +
 crop/regress + (shrink + detect) / N, and the frames/s it allows per core and on 2 cores (no decode,
@@ -34,12 +37,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import machine  # noqa: E402
-from streamer.config import DetectorConfig, TrackerConfig  # noqa: E402
+from streamer.config import DetectorConfig, IdentityConfig, TrackerConfig  # noqa: E402
 from streamer.follow import Follower  # noqa: E402
 from streamer.frames import Frame  # noqa: E402
 from streamer.session import detector_input  # noqa: E402
 from workers.crops import CropRule, crop_faces, to_tensor  # noqa: E402
 from workers.detector import FaceDetector  # noqa: E402
+from workers.identity import FaceIdentity, IdentityCropRule  # noqa: E402
 from workers.regressor import Regressor  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "video"
@@ -64,7 +68,8 @@ def main() -> None:
     detector, regressor = FaceDetector(cfg, threads=1), Regressor.load(device="cpu")
     rule = CropRule.from_meta(regressor.meta)
     follower = Follower(TrackerConfig(), 1, None)
-    steps = ("decode", "convert", "shrink", "detect", "crop + regress", "follow")
+    identity, patch_rule = FaceIdentity(), IdentityCropRule()
+    steps = ("decode", "convert", "shrink", "detect", "crop + regress", "follow", "identity")
     costs: dict[str, list[float]] = {k: [] for k in steps}
     with av.open(args.video) as container:
         container.streams.video[0].thread_count = 1   # decoded in this thread, so counted
@@ -94,16 +99,25 @@ def main() -> None:
             if pred is not None:
                 follower.observe(i, [t.track_id for t in tracks], pred.landmarks, affines, pred.presence)
             costs["follow"].append(follow + time.thread_time() - t0)
+            if i % 5 == 0 and len(boxes):
+                t0 = time.thread_time()
+                identity.embed(patch_rule.cut(image, boxes[:1]))
+                costs["identity"].append(time.thread_time() - t0)
     ms = {k: 1000 * float(np.median(v)) for k, v in costs.items()}
     print(f"{Path(args.video).name}, {len(costs['detect'])} frames {image.shape[1]}x{image.shape[0]}; "
           "median CPU ms per frame: " + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()))
     print(f"{'every_frames':>12s} {'CPU ms/frame':>12s} {'frames/s/core':>13s} "
-          f"{'frames/s on 2 cores':>19s} {'vs 1':>5s}")
+          f"{'frames/s on 2 cores':>19s} {'vs 1':>5s} {'+ identity':>10s}")
     base = None
+    # a steady face is embedded once every every_s: per frame, at 30 frames/s
+    ident = ms["identity"] / (IdentityConfig().every_s * 30)
     for n in args.every:
         per = ms["decode"] + ms["convert"] + ms["follow"] + ms["crop + regress"] + (ms["shrink"] + ms["detect"]) / n
         base = base or per
-        print(f"{n:12d} {per:12.1f} {1000 / per:13.1f} {2000 / per:19.1f} {base / per:5.2f}")
+        print(f"{n:12d} {per:12.1f} {1000 / per:13.1f} {2000 / per:19.1f} {base / per:5.2f} {100 * ident / per:9.1f}%")
+    print(f"identity: {ms['identity']:.1f} ms a sample; at one every {IdentityConfig().every_s:g} s of a 30 frames/s "
+          f"camera {ident:.2f} ms a frame per face (a track's first {IdentityConfig().first_samples} samples "
+          f"come {IdentityConfig().first_every_s:g} s apart)")
 
 
 if __name__ == "__main__":

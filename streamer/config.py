@@ -192,13 +192,13 @@ class IdentityConfig:
     ResNet) sampled per track, and the rules by which tracks become one person.
 
     Distances are the embedding's (workers.identity.FaceIdentity.distance); the two
-    thresholds were set by bench/identity_accuracy.py (docs/accuracy.md, "Identity").
+    thresholds were set by bench/identity_accuracy.py (docs/accuracy.md, "Persons").
     """
 
     enabled: bool = True           # false: no embedding, no identity replica, person_id null
-    every_s: float = checked(2.0, gt=0)   # a track's identity is sampled again this often, after
-    first_samples: int = checked(3, ge=1)   # this many samples at its start,
-    first_every_s: float = checked(0.2, ge=0)  # this far apart (one sample alone is noisy)
+    every_s: float = checked(4.0, gt=0)   # a track's identity is sampled again this often, after
+    first_samples: int = checked(3, ge=1)   # up to this many samples at its start, while it matches nobody,
+    first_every_s: float = checked(0.5, ge=0)  # this far apart (one sample alone is noisy)
     # Distances between unit embeddings (0-2); defaults = workers.identity's calibration
     same_person_max: float = checked(0.26, gt=0)  # a track joins the nearest person closer than this
     split_min: float = checked(0.40, gt=0)   # two samples in a row this far from the track's mean: it jumped

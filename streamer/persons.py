@@ -5,9 +5,10 @@ a face behind an occlusion, when it leaves the frame and comes back, and at ever
 (a cut ends every track on purpose: boxes cannot be trusted across it). Each of those
 starts a new track. :class:`PersonBook` gives every track a ``person_id`` and lets the
 tracks of one face share it, using face-identity embeddings (workers/identity.py) sampled
-at a track's birth, ``identity.first_samples`` times ``first_every_s`` apart (one sample
-is noisy: two frames of one face can be as far apart as two people's means), then every
-``identity.every_s`` seconds.
+at a track's birth, then every ``identity.every_s`` seconds; a track whose person is still
+its own (no earlier person matched) is sampled up to ``identity.first_samples`` times
+``first_every_s`` apart first (one sample is noisy: two frames of one face can be as far
+apart as two people's means), so that a face seen badly at first finds its person soon.
 
 The rules, per sample of a track (a sample is *usable* when the face is at least
 ``min_face_px`` and turned no more than ``max_yaw``; dlib's embedding is unreliable on
@@ -116,13 +117,21 @@ class PersonBook:
         self._tracks: dict[int, _TrackIdentity] = {}   # by the tracker's id
         self._persons: dict[int, _Person] = {}
         self._requested: dict[int, tuple[float, int]] = {}   # tracker id -> (pts of its newest request, requests)
+        self._final: dict[int, int] = {}   # published track id -> its person now (every track met)
+
+    def person_ids(self) -> set[int]:
+        """The persons of every track met so far, as they stand now (a live track's own,
+        provisional person is counted only while nothing has linked it elsewhere)."""
+        return set(self._final.values())
 
     def wants_sample(self, track_id: int, pts: float) -> bool:
         """Whether the track stage should cut an identity patch of this track at ``pts``
-        (its first frame, ``first_samples`` in all ``first_every_s`` apart, then every
-        ``every_s``); marks it asked when it says yes."""
+        (its first frame; while its person is its own, up to ``first_samples`` in all
+        ``first_every_s`` apart; then every ``every_s``); marks it asked when it says yes."""
         last, asked = self._requested.get(track_id, (None, 0))
-        every = self.cfg.first_every_s if asked < self.cfg.first_samples else self.cfg.every_s
+        t = self._tracks.get(track_id)
+        unsure = t is None or t.own_person
+        every = self.cfg.first_every_s if unsure and asked < self.cfg.first_samples else self.cfg.every_s
         if last is not None and pts - last < every:
             return False
         self._requested[track_id] = (pts, asked + 1)
@@ -141,11 +150,15 @@ class PersonBook:
     def who(self, track_id: int) -> tuple[int, int]:
         """(published track id, person id) of a tracker id that :meth:`seen` has met."""
         t = self._tracks[track_id]
+        self._final[t.published_id] = t.person_id
         return t.published_id, t.person_id
 
     def observe(self, frame_index: int, track_id: int, embedding: np.ndarray, usable: bool) -> list[PersonEvent]:
-        """One identity sample of a track seen in ``frame_index``; the person events it causes."""
-        t = self._tracks[track_id]
+        """One identity sample of a track seen in ``frame_index``; the person events it causes.
+        A sample of a track that has ended since (a live stream's come back late) is dropped."""
+        t = self._tracks.get(track_id)
+        if t is None:
+            return []
         events: list[PersonEvent] = []
         first = t.samples == 0
         t.samples += 1
@@ -218,6 +231,7 @@ class PersonBook:
             match[0].total = own.total if match[0].total is None else match[0].total + own.total
             match[0].count += own.count
         t.person_id, t.own_person = match[0].person_id, False
+        self._final[t.published_id] = t.person_id
         return [PersonEvent(frame_index, t.published_id, t.person_id, PersonReason.LINKED, match[1])]
 
     def _split(self, frame_index: int, track_id: int, t: _TrackIdentity, embedding: np.ndarray,

@@ -99,3 +99,14 @@ class Regressing:
     work: list[FrameWork]
     prediction: Any          # ObjectRef of Prediction, None when the frames hold no face
     identities: Any = None   # ObjectRef of (patches, 128) embeddings, None when none were cut
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One identity sample of a track as the publish stage hands it to the person book: its
+    frame, the tracker's id and whether the face was fit to link or split anything."""
+
+    frame_index: int
+    pts: float
+    track_id: int
+    usable: bool

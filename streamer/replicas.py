@@ -13,8 +13,8 @@ together, which is where a GPU (or a vectorised CPU kernel) earns its throughput
   their callers. Live streams' calls go first (``model.priority``).
 * :class:`IdentityReplica` embeds the patches sessions cut around faces for person ids
   (dlib's ResNet, :mod:`workers.identity`): a few faces a second per stream (a track's
-  birth, then every ``identity.every_s``), so it takes what the others leave and reserves
-  no CPU.
+  birth, then every ``identity.every_s``), so it reserves no CPU and runs niced below the
+  others: it takes what they leave.
 * :class:`Replicas` is the picklable set of handles a session receives; it spreads calls
   over the replicas round-robin and is the seam where a Serve handle can replace actors.
 
@@ -166,9 +166,15 @@ class DetectorReplica:
 class IdentityReplica:
     """Face-identity embeddings for every session (run as an actor, one call at a time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, niceness: int = 10) -> None:
+        import os
+
         from workers.identity import FaceIdentity
 
+        # Below the detector, the regressor and the sessions: a live stream never waits for
+        # an embedding (streamer.person_stage), so identity takes the CPU they leave and a
+        # busy machine delays persons rather than dropping camera frames.
+        os.nice(niceness)
         self._model = FaceIdentity()
         self._faces = 0
 

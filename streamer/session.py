@@ -45,7 +45,8 @@ from streamer.config import Config
 from streamer.follow import Follower
 from streamer.frames import Frame, Source, SourceError
 from streamer.gallery import PersonIds, RedisGallery
-from streamer.persons import PersonBook, PersonReason
+from streamer.persons import PersonBook
+from streamer.person_stage import PersonStage
 from streamer.pipes import Detecting, FrameWork, Pipe, Regressing, Unseen
 from streamer.ray_errors import root_cause
 from streamer.records import RecordBuilder
@@ -354,34 +355,34 @@ class StreamSession:
     async def _publish(self, inp: Pipe, builder: RecordBuilder, follower: Follower,
                        unseen: Unseen, book: PersonBook | None) -> None:
         c = self._count
+        persons = PersonStage(book, builder, self.cfg.identity, self._is_live()) if book is not None else None
         while (item := await inp.get()) is not None:
             work = item.work
             pred: Prediction | None = await item.prediction if item.prediction is not None else None
-            embeddings: np.ndarray | None = await item.identities if item.identities is not None else None
+            if persons is not None:
+                await persons.batch(work, pred, item.identities)
             inp.release()
             _observe(follower, work, pred)
             unseen.seen(len(work))
             records: list[FaceRecord] = []
-            row, sample, written = 0, 0, 0
+            row, written = 0, 0
             for frame in work:
                 if frame.cut:  # the event goes between the old shot's records and the new one's
                     await self._write(records[written:])
                     written = len(records)
                     await self._emit("cut", frame_index=frame.index, pts=frame.pts, ended_tracks=len(frame.ended_ids))
-                if book is not None:
-                    events = self._identify(book, builder, frame, pred, row, embeddings, sample)
-                    sample += len(frame.sampled)
-                    if events:   # before the records that carry the new person ids
-                        await self._write(records[written:])
-                        written = len(records)
-                        for info in events:
-                            await self._emit("person", pts=frame.pts, **info)
+                events = persons.frame(frame) if persons is not None else []
+                if events:   # before the records that carry the new person ids
+                    await self._write(records[written:])
+                    written = len(records)
+                    await self._emit_persons(events)
                 records.extend(builder.frame(frame, pred, row, book))
-                if book is not None:
-                    for track_id in frame.ended_ids:
-                        book.end(track_id)
+                if persons is not None:
+                    persons.ended(frame.ended_ids)
                 row += len(frame.tracks)
             await self._write(records[written:])
+            if persons is not None:
+                await self._emit_persons(await persons.arrived(wait=False))
             c.frames += len(work)
             c.faces += len(records)
             c.rate.add(len(work))
@@ -392,29 +393,16 @@ class StreamSession:
                     c.latency.observe(c.lag_s)
                     c.recent_latency.observe(c.lag_s)
             c.track_ids.update(r.track_id for r in records)
-            c.person_ids.update(r.person_id for r in records if r.person_id is not None)
+            if book is not None:
+                c.person_ids = book.person_ids()
             await self._maybe_progress_event()
+        if persons is not None and book is not None:
+            await self._emit_persons(await persons.arrived(wait=True))
+            c.person_ids = book.person_ids()
 
-    def _identify(self, book: PersonBook, builder: RecordBuilder, frame: FrameWork, pred: Prediction | None,
-                  row: int, embeddings: np.ndarray | None, sample: int) -> list[dict[str, Any]]:
-        """This frame's identity samples to the book; the ``person`` events they cause (as
-        event info). A sample counts for linking and splitting only where the face is whole in
-        the frame, large and frontal enough (``identity.min_face_px``, ``max_yaw``: the
-        regressor's yaw)."""
-        book.seen(frame.index, [t.track_id for t in frame.tracks])
-        if not frame.sampled:
-            return []
-        assert pred is not None and embeddings is not None   # sampled faces were regressed and embedded
-        cfg, events = self.cfg.identity, []
-        for k, whole, embedding in zip(frame.sampled, frame.whole, embeddings[sample:sample + len(frame.sampled)]):
-            track = frame.tracks[k]
-            side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))
-            usable = whole and side >= cfg.min_face_px and abs(float(pred.euler[row + k, 0])) <= cfg.max_yaw
-            for event in book.observe(frame.index, track.track_id, embedding, usable):
-                if event.reason is PersonReason.SPLIT:
-                    builder.restart(track.track_id)
-                events.append(event.fields())
-        return events
+    async def _emit_persons(self, events: list[dict[str, Any]]) -> None:
+        for info in events:
+            await self._emit("person", **info)
 
     def _person_ids(self) -> PersonIds | None:
         """The deployment's gallery when ``identity.gallery`` is on and Redis is known."""

@@ -19,7 +19,7 @@ from streamer.session import launch
 from streamer.sinks import ParquetSink, RedisSink
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-W, H, SIDE, SHOT, FPS = 400, 240, 180, 10, 25
+W, H, SIDE, SHOT, FPS = 400, 240, 180, 20, 25
 PEOPLE = {"A": REAL / "video" / "st_wda_kh.mp4", "B": REAL / "video" / "vr_2.mp4"}
 
 
@@ -118,3 +118,35 @@ def test_with_the_gallery_one_face_on_two_streams_is_one_person(tmp_path, shared
     by_shot = [sorted({(round(float(r.box[0]) / W), r.person_id) for r in records if r.frame_index // SHOT == k})
                for records in (first, second) for k in range(4)]
     assert by_shot[:4] == by_shot[4:]
+
+
+def test_a_live_stream_gets_its_persons_without_waiting_for_them(tmp_path, shared_replicas, redis_url,
+                                                                  pipeline_config):
+    """Live: records never wait for an embedding; each track's person comes with a person
+    event once its samples are back, and the shots' faces end as the file's do."""
+    from streamer.testbed import RtspServer
+
+    write_shots(tmp_path / "shots.mp4")
+    cfg = pipeline_config
+    cfg.source.max_duration_s = 4.0   # the server loops the 3.2 s of shots
+    with RtspServer(tmp_path / "shots.mp4") as server:
+        sinks = [partial(RedisSink, cfg.redis, "live", redis_url)]
+        session = launch("live", server.url, cfg, shared_replicas, sinks)
+        try:
+            summary = ray.get(session.run.remote(), timeout=120)
+        finally:
+            ray.kill(session)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        records = [decode_redis(f) for _, f in client.xrange(stream_key(cfg.redis.key_prefix, "live"))]
+        events = [decode_event(f) for _, f in client.xrange(events_key(cfg.redis.key_prefix))]
+    finally:
+        client.close()
+    assert summary["frames"] > 0 and all(r.person_id is not None for r in records)
+    people = [e for e in events if e["kind"] == "person" and e["stream_id"] == "live"]
+    tracks = {r.track_id for r in records}
+    assert {e["track_id"] for e in people} <= tracks and len(people) >= len(tracks)   # every track announced
+    final = {}
+    for e in people:
+        final[e["track_id"]] = e["person_id"]
+    assert len(set(final.values())) == 2     # two people, whatever the provisional ids on the way

@@ -116,6 +116,32 @@ def test_an_analyst_reads_pose_and_blendshapes_by_name(tmp_path, make_records):
     assert list(pandas["blendshapes"].struct.explode().columns[:2]) == ["browDown_L", "browDown_R"]
 
 
+def test_an_analyst_groups_by_person_with_no_decoding(tmp_path, make_records):
+    """DuckDB, polars and pandas count each person's tracks and faces from the files."""
+    import duckdb
+    import polars as pl
+
+    records = make_records(10, faces=3)
+    for r in records:   # tracks 1 and 3 are one face, track 2 another; one record without a person
+        r.person_id = {1: 1, 2: 2, 3: 1}[r.track_id]
+    records[-1].person_id = None
+    sink = ParquetSink(ParquetConfig(out=str(tmp_path)), "cam1", META)
+    sink.write(records)
+    sink.close()
+    glob = str(tmp_path / "records" / "*" / "*.parquet")
+    assert records[-1].track_id == 3
+    want = [(1, 2, 19), (2, 1, 10), (None, 1, 1)]   # (person, its tracks, its faces)
+    rows = duckdb.sql("select person_id, count(distinct track_id), count(*) from read_parquet('" + glob + "') "
+                      "group by person_id order by person_id nulls last").fetchall()
+    assert rows == want
+    got = (pl.read_parquet(glob).group_by("person_id")
+           .agg(pl.col("track_id").n_unique(), pl.len()).sort("person_id", nulls_last=True))
+    assert got.rows() == want
+    pandas = (pd.read_parquet(tmp_path / "records").groupby("person_id", dropna=False)["track_id"]
+              .agg(["nunique", "size"]))
+    assert [(None if pd.isna(k) else int(k), int(a), int(b)) for k, (a, b) in pandas.iterrows()] == want
+
+
 def test_partition_names_are_path_safe_and_distinct():
     assert partition_name("cam1") == "cam1"
     odd = [partition_name(s) for s in ("a/b", "a_b", "../x", "a b")]
