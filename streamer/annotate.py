@@ -174,12 +174,15 @@ def _draw_record(image: np.ndarray, rec: FaceRecord, cfg: AnnotateConfig) -> Non
     side = min(h, w)
     thick = max(2, int(round(side / 360)))
     scale = max(0.3, side / 900)
-    color = _TRACK_COLORS[int(rec.track_id) % len(_TRACK_COLORS)]
+    # one colour a person (a track's, where there are no persons), so a face keeps it across tracks
+    key = rec.person_id if rec.person_id is not None else rec.track_id
+    color = _TRACK_COLORS[int(key) % len(_TRACK_COLORS)]
     p1, p2 = _pt(box[:2], limit), _pt(box[2:], limit)
     cv2.rectangle(image, p1, p2, color, thick)
-    # the smoothed emotion beside the track id; "" in data written before it existed
+    # the person and the smoothed emotion beside the track id; "" in data written before them
+    person = f"P{int(rec.person_id)} " if rec.person_id is not None else ""
     emotion = f" {rec.emotion}" if rec.emotion else ""
-    _text(image, f"id {int(rec.track_id)}{emotion}", (p1[0], p1[1] - thick - 2), scale, color)
+    _text(image, f"{person}id {int(rec.track_id)}{emotion}", (p1[0], p1[1] - thick - 2), scale, color)
 
     if pose.size >= 5 and np.all(np.isfinite(pose[:5])):
         origin, ends, depth = axis_endpoints(rec, cfg.axis_scale, cfg.use_quaternion)
