@@ -1,4 +1,4 @@
-"""Hard-cut detection on real edited video (issue 25): facestream's CutDetector, the rule
+"""Hard-cut detection on real edited video: facestream's CutDetector, the rule
 it replaced, and PySceneDetect's detectors, frame by frame on the same decoded frames.
 
 Material (nothing of it is in the repository):

@@ -17,7 +17,7 @@ clip is where), so the run is scored as multi-object tracking is:
 
 (one run per ``identity.same_person_max`` given; default: the configured one).
 
-Targets (issue 25): IDF1 >= 0.95 for persons, persons found = true persons.
+Targets: person IDF1 >= 0.95, persons found = true persons.
 """
 from __future__ import annotations
 

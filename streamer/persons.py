@@ -41,6 +41,7 @@ matched against the persons the deployment's streams have seen recently.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -145,12 +146,12 @@ class PersonBook:
                 person_id = self._ids.new_person(track_id)
                 t = self._tracks[track_id] = _TrackIdentity(track_id, person_id, True)
                 self._persons[person_id] = _Person(person_id)
+                self._final[track_id] = person_id
             t.seen_frame = frame_index
 
     def who(self, track_id: int) -> tuple[int, int]:
         """(published track id, person id) of a tracker id that :meth:`seen` has met."""
         t = self._tracks[track_id]
-        self._final[t.published_id] = t.person_id
         return t.published_id, t.person_id
 
     def observe(self, frame_index: int, track_id: int, embedding: np.ndarray, usable: bool) -> list[PersonEvent]:
@@ -173,7 +174,8 @@ class PersonBook:
                 if t.suspect:   # twice in a row: the face changed
                     return [self._split(frame_index, track_id, t, embedding, jump)]
                 t.suspect = True
-                self._requested[track_id] = (float("-inf"), self._requested.get(track_id, (0.0, 1))[1])
+                _, asked = self._requested.get(track_id, (0.0, 1))
+                self._requested[track_id] = (-math.inf, asked)   # so the next frame is sampled at once
                 return events
             t.suspect = False
             t.mean = t.mean + (embedding - t.mean) / min(t.samples, 10)   # recent samples count more
@@ -243,5 +245,6 @@ class PersonBook:
         t.suspect = False
         self._persons[person_id] = _Person(person_id)
         self._link(frame_index, track_id, t, embedding, announce_new=False)
+        self._final[new_id] = t.person_id
         self._add(t.person_id, embedding)
         return PersonEvent(frame_index, new_id, t.person_id, PersonReason.SPLIT, jump, previous)

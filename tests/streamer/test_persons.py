@@ -65,9 +65,11 @@ def test_a_small_or_turned_face_gets_its_own_person_until_a_usable_sample_links_
     book.end(1)
     (e,) = _sample(book, 10, {2: _near(a)}, usable=False)
     assert (e.person_id, e.reason) == (2, PersonReason.NEW)
+    assert book.person_ids() == {1, 2}                 # for now, track 2 is a person of its own
     (e,) = _sample(book, 60, {2: _near(a)})
     assert (e.track_id, e.person_id, e.reason) == (2, 1, PersonReason.LINKED)
     assert book.who(2) == (2, 1)
+    assert book.person_ids() == {1}                    # what a run's summary counts
 
 
 def test_an_identity_jump_splits_the_track_and_finds_its_person():
