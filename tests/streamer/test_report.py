@@ -148,3 +148,16 @@ def test_expression_curves_follow_the_datasets_blendshape_names():
 
     assert dict(_curve_indices(BLENDSHAPE_NAMES))["jawOpen"] == [26]
     assert dict(_curve_indices(("eyeBlink_R", "jawOpen"))) == {"jawOpen": [1], "eyeBlink (L+R)/2": [0]}
+
+
+def test_tracks_are_grouped_by_person_with_a_table_of_each_persons_tracks(tmp_path, make_records):
+    records = _smooth(make_records(10, faces=3))
+    for r in records:   # tracks 1 and 3 show one face, track 2 another
+        r.person_id = {1: 1, 2: 2, 3: 1}[r.track_id]
+    _write(tmp_path, "cam1", records)
+    page = write_report(tmp_path).read_text()
+    assert "<tr><td>1</td><td>1, 3</td><td>20</td>" in page and "<tr><td>2</td><td>2</td><td>10</td>" in page
+    # each person's heading, then its tracks
+    order = re.findall(r"<h3>Person (\d+)</h3>|<h4>Track (\d+)</h4>", page)
+    assert [p or f"t{t}" for p, t in order] == ["1", "t1", "t3", "2", "t2"]
+    assert re.search(r"Persons</th><td>2 \(from the dataset\)", page)
