@@ -3,7 +3,7 @@
     .venv/bin/python bench/emotion_cost.py [--checkpoint PATH] [--batch 32] [--rounds 20]
 
 Times, on the same batch of crops, the network plus decoding (what a replica ran before
-issue 16) and the emotion classifier on the decoded eta (what it runs since), round-robin
+the classifier read eta) and the emotion classifier on the decoded eta (what it runs since), round-robin
 ``--rounds`` times on one CPU thread, and prints both medians and the classifier's share
 of a batch. Random crops: the cost does not depend on what they show.
 """

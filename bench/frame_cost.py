@@ -1,5 +1,5 @@
 """CPU seconds a live frame costs, per step, with the detector on every frame and with
-track-driven detection (issue 17, items 1-2): robust to a loaded machine, because it
+track-driven detection (the detector only every N frames): robust to a loaded machine, because it
 counts this thread's CPU time (``time.thread_time``), not the wall clock.
 
 Per frame of a 720p one-face clip (default ``lp_s18.mp4``, the live benchmark's camera),

@@ -9,7 +9,7 @@ regressor replicas and Parquet under a temporary directory (``streamer.backend``
 service does), then measures, by reading ``/proc/PID`` of the processes that run streams:
 
 1. *Before*: an idle Ray actor that imports what a session process imported before
-   issue 17 item 4 (the session through ``workers.regressor`` / ``workers.emotion``:
+   sessions became torch-free (the session through ``workers.regressor`` / ``workers.emotion``:
    torch, safetensors, the networks) — the floor of the old process per stream, before
    any frame — beside an idle one that imports what a session process imports now.
 2. *Host*: for each N of ``--streams``, a fresh :class:`~streamer.service.host.StreamHost`

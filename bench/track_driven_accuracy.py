@@ -1,5 +1,5 @@
 """What track-driven detection costs in accuracy and gains in speed, through
-``facestream analyze`` on real clips (issue 17, items 1 and 3).
+``facestream analyze`` on real clips.
 
 For each clip, ``analyze`` runs with ``detector.every_frames`` 1 (the reference: the
 detector on every frame) and with each ``--every`` N, each run in its own process with a

@@ -1,4 +1,4 @@
-"""Tracking quality on the real clips (issue 17, item 5): what the tracker reports against
+"""Tracking quality on the real clips: what the tracker reports against
 every-frame detection on the crowd clip, and hard cuts on the real clips.
 
 1. Crowd (``crowd_1080p.mp4``, many small faces): the detector runs on every frame (the

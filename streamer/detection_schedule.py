@@ -1,4 +1,4 @@
-"""When a stream's frame goes to the detector (issue 17: detection only when needed).
+"""When a stream's frame goes to the detector: only when needed.
 
 Between detector runs the tracked faces are placed from the regressor's own output
 (:mod:`streamer.placement`), so the detector is needed only to find faces that were not

@@ -1,4 +1,4 @@
-"""One stream's faces, with the detector run only when needed (issue 17, item 1).
+"""One stream's faces, with the detector run only when needed.
 
 Face-mesh trackers place each face's next crop from what the model just said about that
 face; the detector is needed only to find new faces, to re-anchor, and to confirm a face

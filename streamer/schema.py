@@ -15,13 +15,13 @@ import pyarrow as pa
 
 from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES
 
-# 2: emotion, emotion_probs and their raw twins (issue 16). Version-1 files and entries
+# 2: emotion, emotion_probs and their raw twins. Version-1 files and entries
 # still read: their records carry emotion "" (not computed) and NaN probabilities.
 # 3: pose, pose_raw and blendshapes are Arrow structs of named float32 fields, so SQL,
-# pandas and polars read ``pose.yaw`` or ``blendshapes.jawOpen`` by name (issue 15); the
+# pandas and polars read ``pose.yaw`` or ``blendshapes.jawOpen`` by name; the
 # Redis entry layout is unchanged. Version-1 and -2 files are upgraded on read.
 # Also in 3: box_source (whether the box came from the detector or from tracking between
-# detector runs) and presence (issue 17); data without them reads "detector" and NaN.
+# detector runs) and presence (track-driven detection); data without them reads "detector" and NaN.
 # 4: person_id (streamer/persons.py): the tracks of one face share it; null where no
 # identity was computed (data written before version 4, or with identity.enabled false).
 SCHEMA_VERSION = 4

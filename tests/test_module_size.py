@@ -1,4 +1,4 @@
-"""Modules stay small enough to read whole (issue 15, item 7): a module of the package or a benchmark
+"""Modules stay small enough to read whole: a module of the package or a benchmark
 that grows past the limit is split by role, not by line count alone."""
 from pathlib import Path
 

@@ -1,5 +1,5 @@
 """Corrupt and hostile video files: every one is refused with a clear error or decoded,
-none crashes, none hangs (issue 6, "Bad input").
+none crashes, none hangs (docs/reliability.md, "Bad input").
 
 The cases and the child-process runner live in ``hostile_media`` (shared with
 ``bench/hostile_inputs.py``, which prints the table in docs/reliability.md). Each case is

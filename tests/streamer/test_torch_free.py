@@ -1,4 +1,4 @@
-"""The processes that host streams load no model code (issue 17, item 4).
+"""The processes that host streams load no model code.
 
 A stream session runs in a process of its own or beside others in a
 :class:`~streamer.service.host.StreamHost`; either way that process imports the session

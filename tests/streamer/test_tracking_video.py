@@ -1,4 +1,4 @@
-"""Tracking quality on a generated video with known identities (issue 17, item 5).
+"""Tracking quality on a generated video with known identities.
 
 Real faces (patches of the shared photos) are pasted onto textured backgrounds and
 encoded with libx264: in shot A two faces cross each other; a hard cut; in shot B one

@@ -1,4 +1,4 @@
-"""The in-the-wild held-out split of ``facestream evaluate`` (issue 13, part 4).
+"""The in-the-wild held-out split of ``facestream evaluate``.
 
 The held-out talking-head clips said the model was within 4 degrees of its teacher, while
 on real faces in the wild it was twice as wrong as the teacher: clips of six near-frontal

@@ -61,7 +61,7 @@ HELDOUT = 0.1
 YAW_AGREE_DEG = 20.0     # MediaPipe's fit counts as failed beyond this from AFLW's yaw
 AFLW_YAW_FROM = 30.0     # from this |yaw| on, AFLW's yaw replaces MediaPipe's
 # Trust weights: roughly inverse squared errors relative to MediaPipe (docs/teachers.md).
-# Pose: 3DDFA_V2's pitch and roll err 1.4-1.8x MediaPipe's (issue 13, AFLW2000-3D), so
+# Pose: 3DDFA_V2's pitch and roll err 1.4-1.8x MediaPipe's (on AFLW2000-3D), so
 # (1/1.5)^2 ~ 0.45 of the weight with AFLW's yaw and a little less without it.
 # Landmarks: 3DDFA_V2's NME is 1.2x MediaPipe's on the faces both label (AFLW check).
 TRUST_POSE = {"mediapipe": 1.0, "mediapipe+aflw_yaw": 1.0, "3ddfa+aflw_yaw": 0.5, "3ddfa": 0.4}

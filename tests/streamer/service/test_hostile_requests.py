@@ -1,4 +1,4 @@
-"""Malformed and hostile API requests against the real running service (issue 6, "Bad
+"""Malformed and hostile API requests against the real running service (docs/reliability.md, "Bad
 input" and "Security"): every one gets a 4xx JSON error ``{"error": {"code", "message"}}``
 in bounded time, never a 5xx, never a credential echoed back, never a stream; and the
 service is healthy afterwards.
