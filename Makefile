@@ -29,7 +29,7 @@ demo: $(STAMP)
 
 # Lint (ruff), type check (mypy) and the tests; settings in pyproject.toml.
 test: $(DEV)
-	$(PY) -m ruff check streamer workers bench tests
+	$(PY) -m ruff check streamer workers training bench tests
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
@@ -52,20 +52,20 @@ WEIGHTS ?= workers/weights/facestream-mb05
 REPORT  ?= docs
 weights: $(TRAIN)
 	$(VENV)/bin/facestream face-model
-	test -f data/labels/real_train.npz || $(PY) -m workers.training.real_labels --out data/labels/real_train.npz \
+	test -f data/labels/real_train.npz || $(PY) -m training.real_labels --out data/labels/real_train.npz \
 	    $(REAL)/video/lp_d0.mp4 $(REAL)/video/lp_d3.mp4 $(REAL)/video/lp_d6.mp4 $(REAL)/video/lp_d9.mp4 \
 	    $(REAL)/video/lp_d10.mp4 $(REAL)/video/lp_s18.mp4
-	test -f data/labels/real_test.npz || $(PY) -m workers.training.real_labels --out data/labels/real_test.npz \
+	test -f data/labels/real_test.npz || $(PY) -m training.real_labels --out data/labels/real_test.npz \
 	    $(REAL)/video/lp_d11.mp4 $(REAL)/video/lp_s32.mp4 $(REAL)/obama.mp4
-	test -f data/labels/real_test_photos.npz || $(PY) -m workers.training.real_labels \
+	test -f data/labels/real_test_photos.npz || $(PY) -m training.real_labels \
 	    --out data/labels/real_test_photos.npz $(REAL)/*.jpg
-	test -f data/labels/clips2_test.npz || $(PY) -m workers.training.real_labels --out data/labels/clips2_test.npz \
+	test -f data/labels/clips2_test.npz || $(PY) -m training.real_labels --out data/labels/clips2_test.npz \
 	    $(REAL)/video/vr_4.mp4 $(REAL)/video/st_wda_kh.mp4
-	test -f data/labels/fer_heldout.npz || $(PY) -m workers.training.wild_labels
-	$(PY) -m workers.training.synth --prefix val --shards 1 --per-shard 600 --seed 999
-	$(PY) -m workers.training.synth --prefix val-actions --shards 1 --per-shard 600 --seed 998 --expressions actions
-	$(PY) -m workers.training.synth --prefix train --shards 8 --seed 1
-	$(PY) -m workers.training.synth --prefix actions --shards 8 --seed 2 --expressions actions
+	test -f data/labels/fer_heldout.npz || $(PY) -m training.wild_labels
+	$(PY) -m training.synth --prefix val --shards 1 --per-shard 600 --seed 999
+	$(PY) -m training.synth --prefix val-actions --shards 1 --per-shard 600 --seed 998 --expressions actions
+	$(PY) -m training.synth --prefix train --shards 8 --seed 1
+	$(PY) -m training.synth --prefix actions --shards 8 --seed 2 --expressions actions
 	$(VENV)/bin/facestream train --run $(RUNS)/mb05 --arch mb05 --pretrained 3ddfa_v2 \
 	    --real data/labels/real_train.npz data/labels/aflw_train.npz data/labels/fer_train.npz \
 	    --real-weights 0.2 0.55 0.25 --real-val data/labels/aflw_heldout.npz \
@@ -82,8 +82,8 @@ weights: $(TRAIN)
 	    --real-weights 0.2 0.55 0.25 --real-val data/labels/aflw_heldout.npz \
 	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --synth-frac 0.3 \
 	    --steps 4000 --lr 3e-4 --seed 2 --emotion-weight 0.5 --save-every 250 --export $(WEIGHTS)
-	$(PY) -m workers.training.emotion --checkpoint $(WEIGHTS) --out $(REPORT)/emotion.json \
+	$(PY) -m training.emotion --checkpoint $(WEIGHTS) --out $(REPORT)/emotion.json \
 	    --confusion $(REPORT)/img/emotion_confusion.png
-	$(PY) -m workers.training.presence --checkpoint $(WEIGHTS) --out $(REPORT)/presence.json
+	$(PY) -m training.presence --checkpoint $(WEIGHTS) --out $(REPORT)/presence.json
 	$(VENV)/bin/facestream evaluate --checkpoint $(WEIGHTS) --teacher-on-renders --into-checkpoint \
 	    --out $(REPORT)/accuracy.json --plot lp_d11.mp4 $(REPORT)/img/heldout_lp_d11.png

@@ -1,15 +1,15 @@
 """Hard cuts in the real edited clips under ``shared/data/real/video/cuts`` (SOURCE.md
-there), labelled by hand, for ``bench/cuts_real.py`` and ``tests/streamer/test_cuts.py``.
+there), labelled by hand, for ``bench/cuts_real.py`` and ``tests/streamer/tracking/test_cuts.py``.
 
 A number is the index of the first frame of a new shot. Frames are numbered as
-:class:`streamer.source.FileSource` numbers them: every frame PyAV decodes, in decode
+:class:`streamer.sources.files.FileSource` numbers them: every frame PyAV decodes, in decode
 order, from 0 (checked: FileSource yields the same 160 / 628 / 250 frames, pixel for pixel,
 as ``av.open(path).decode(video=0)``).
 
 How: every frame of each clip was decoded with PyAV and laid out on contact sheets (all
 frames, 88–128 px wide, numbered), then the frames around every candidate (and around
 every frame where the thumbnail change or the colour-histogram distance of
-streamer/cuts.py stood out) were looked at again at 216–320 px wide. A cut is where the
+streamer/tracking/cuts.py stood out) were looked at again at 216–320 px wide. A cut is where the
 picture is of another shot from one frame to the next; a camera move, however quick, is
 not.
 

@@ -11,7 +11,7 @@ Material (nothing of it is in the repository):
 - those clips joined end to end as ``bench/tracking_quality.py`` joins them (the first
   ``--frames-per-clip`` frames of each at 1280x720): a hard cut where each clip begins.
 
-Frames are numbered as ``streamer.source`` numbers them (decode order). A found cut
+Frames are numbered as ``streamer.sources.files`` numbers them (decode order). A found cut
 matches a labelled one within ±1 frame (one to one); ``lag`` is how many frames later
 than the cut's first frame a detector says so (facestream's rule is causal: 0).
 PySceneDetect gets what its SceneManager would give it: BGR frames, shrunk to about
@@ -29,9 +29,9 @@ import math
 import sys
 import time
 from collections import deque
-from fractions import Fraction
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -40,10 +40,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cut_labels import CUTS, FADES  # noqa: E402
-from bench.machine import machine  # noqa: E402
-from streamer.config import TrackerConfig  # noqa: E402
-from streamer.cuts import CutDetector, colour_histogram, thumbnail  # noqa: E402
+from bench.cut_labels import CUTS, FADES
+from bench.machine import machine
+from streamer.config import TrackerConfig
+from streamer.tracking.cuts import CutDetector, colour_histogram, thumbnail
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "video"
 CHUNK = 64   # frames decoded at a time (a whole 1080p clip would not fit in memory)
@@ -59,7 +59,7 @@ class Frame:
 
 
 class OldRule:
-    """streamer/cuts.py as of commit 65b4873 (defaults 0.08 / 4.0 / 0.10 / 30): change and
+    """streamer/tracking/cuts.py as of commit 65b4873 (defaults 0.08 / 4.0 / 0.10 / 30): change and
     histogram distance both above their floors, and one of them above 4x its median."""
 
     def __init__(self) -> None:
@@ -127,8 +127,7 @@ class SceneDetect:
 
 
 def detectors() -> dict[str, Callable[[], Facestream | SceneDetect]]:
-    from scenedetect.detectors import (  # type: ignore[import-untyped]
-        AdaptiveDetector, ContentDetector, HashDetector, HistogramDetector)
+    from scenedetect.detectors import AdaptiveDetector, ContentDetector, HashDetector, HistogramDetector  # type: ignore[import-untyped]
 
     return {
         "facestream-old": lambda: Facestream(OldRule),
@@ -142,7 +141,7 @@ def detectors() -> dict[str, Callable[[], Facestream | SceneDetect]]:
 
 def decode(path: Path, every: int, limit: int | None = None, size: tuple[int, int] | None = None,
            first: int | None = None) -> Iterator[list[Frame]]:
-    """Chunks of the clip's frames (every ``every``-th), numbered as streamer.source numbers
+    """Chunks of the clip's frames (every ``every``-th), numbered as streamer.sources.files numbers
     them. With ``first`` (a piece of a joined sequence), numbered from ``first`` and timed
     at 25 frames a second from there."""
     with av.open(str(path)) as c:

@@ -28,10 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402
-from streamer.association import iou_matrix  # noqa: E402
 from streamer.config import DetectorConfig, SourceConfig  # noqa: E402
-from streamer.session import detector_input  # noqa: E402
-from streamer.source import open_source  # noqa: E402
+from streamer.pipeline.session import detector_input  # noqa: E402
+from streamer.sources.files import open_source  # noqa: E402
+from workers.boxes import iou_matrix  # noqa: E402
 from workers.detector import FaceDetector  # noqa: E402
 
 CLIP = REPO.parent / "shared" / "data" / "real" / "video" / "crowd_1080p.mp4"

@@ -34,14 +34,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402
+from training.data import context_rule  # noqa: E402
+from training.evaluate_wild import load, macro_f1, separability  # noqa: E402
+from training.metrics import predict_samples  # noqa: E402
 from workers import checkpoint, emotion  # noqa: E402
 from workers.crops import CropRule, crop_affines  # noqa: E402
 from workers.emotion_labels import EmotionConfig  # noqa: E402
 from workers.mirror import for_inference  # noqa: E402
 from workers.pose import angle_error, plausible_euler  # noqa: E402
-from workers.training.data import context_rule  # noqa: E402
-from workers.training.evaluate_wild import load, macro_f1, separability  # noqa: E402
-from workers.training.metrics import predict_samples  # noqa: E402
 
 LABELS = REPO / "data" / "labels"
 

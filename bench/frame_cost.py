@@ -36,15 +36,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine  # noqa: E402
-from streamer.config import DetectorConfig, IdentityConfig, TrackerConfig  # noqa: E402
-from streamer.follow import Follower  # noqa: E402
-from streamer.frames import Frame  # noqa: E402
-from streamer.session import detector_input  # noqa: E402
-from workers.crops import CropRule, crop_faces, to_tensor  # noqa: E402
-from workers.detector import FaceDetector  # noqa: E402
-from workers.identity import FaceIdentity, IdentityCropRule  # noqa: E402
-from workers.regressor import Regressor  # noqa: E402
+from bench.machine import machine
+from streamer.config import DetectorConfig, IdentityConfig, TrackerConfig
+from streamer.pipeline.session import detector_input
+from streamer.sources.frames import Frame
+from streamer.tracking.follow import Follower
+from workers.crops import CropRule, crop_faces, to_tensor
+from workers.detector import FaceDetector
+from workers.identity import FaceIdentity, IdentityCropRule
+from workers.regressor import Regressor
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "video"
 

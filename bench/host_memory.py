@@ -5,7 +5,7 @@
                                           [--kind live|file] [--json results.json]
 
 Starts a private Ray cluster, an embedded Redis, the shipped checkpoint's detector and
-regressor replicas and Parquet under a temporary directory (``streamer.backend``, as the
+regressor replicas and Parquet under a temporary directory (``streamer.pipeline.backend``, as the
 service does), then measures, by reading ``/proc/PID`` of the processes that run streams:
 
 1. *Before*: an idle Ray actor that imports what a session process imported before
@@ -68,9 +68,9 @@ class ImportsOnly:
         return os.getpid()
 
 
-OLD_SESSION_IMPORTS = ["streamer.session", "workers.regressor", "workers.emotion", "workers.checkpoint",
+OLD_SESSION_IMPORTS = ["streamer.pipeline.session", "workers.regressor", "workers.emotion", "workers.checkpoint",
                        "workers.detector"]
-NEW_SESSION_IMPORTS = ["streamer.session"]
+NEW_SESSION_IMPORTS = ["streamer.pipeline.session"]
 
 
 def idle_process(modules: list[str]) -> int:
@@ -148,9 +148,9 @@ def main() -> None:
 
     import ray
 
-    from streamer import backend as backend_mod
-    from streamer import runtime
     from streamer.config import load_config
+    from streamer.pipeline import backend as backend_mod
+    from streamer.pipeline import runtime
     from streamer.service.host import HostPool
 
     counts = [int(x) for x in args.streams.split(",")]

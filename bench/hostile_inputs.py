@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/hostile_inputs.py [--timeout 20] [--json results.json] [--cases]
 
-Writes every case of ``tests/streamer/hostile_media.py`` (the same cases
-``tests/streamer/test_hostile_videos.py`` checks one by one) into a temporary directory,
+Writes every case of ``tests/testsupport/hostile_media.py`` (the same cases
+``tests/streamer/sources/test_hostile_videos.py`` checks one by one) into a temporary directory,
 opens each with ``open_source`` and reads it to the end in a child process with a hard
 timeout, and prints per category: cases, refused with a clear error, decoded, crashes,
 hangs, other exceptions, results that break the case's rule (wrong error class, a

@@ -18,7 +18,6 @@ sys.path.insert(0, str(REPO))
 
 from streamer.service.client import ApiClient  # noqa: E402 (standard library only)
 
-
 # ----------------------------------------------------------------------------- set-up
 
 
@@ -60,7 +59,7 @@ class Service:
             self._box["final"] = serve_forever(
                 self.cfg, config_path=config_path, overrides=self.overrides, stop=self.stop_event,
                 on_ready=lambda info: (self._box.update(info=info), self._ready.set()))
-        except BaseException as e:  # noqa: BLE001 - reported by start()
+        except BaseException as e:
             self._box["error"] = e
         finally:
             self._ready.set()

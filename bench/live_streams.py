@@ -83,7 +83,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamer.status import StreamState  # noqa: E402 (standard library only)
+from streamer.pipeline.status import StreamState  # noqa: E402 (standard library only)
 
 sys.path.insert(0, str(REPO / "bench"))
 from live_service import (  # noqa: E402
@@ -227,7 +227,7 @@ class FileBeside:
         for sid in self.ids:
             try:
                 self.client.stop(sid)
-            except Exception:  # noqa: BLE001 - an ended stream may refuse; nothing to stop
+            except Exception:
                 pass
 
 
@@ -253,7 +253,7 @@ class Bench:
         for s in self.servers:
             try:
                 s.stop()
-            except Exception as e:  # noqa: BLE001 - best effort at shutdown
+            except Exception as e:
                 print(f"warning: stopping an RTSP server: {e}", file=sys.stderr)
         self.servers = []
 
@@ -273,7 +273,7 @@ class Bench:
         def stop(sid: str) -> None:
             try:
                 self.client.stop(sid)
-            except Exception as e:  # noqa: BLE001 - reported, the next N goes on
+            except Exception as e:
                 print(f"warning: DELETE /streams/{sid}: {e}", file=sys.stderr)
 
         with ThreadPoolExecutor(max(1, len(ids))) as pool:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cut_labels import CUTS, PEOPLE  # noqa: E402
-from bench.machine import machine  # noqa: E402
-from streamer.analyze import analyze  # noqa: E402
-from streamer.config import load_config  # noqa: E402
-from streamer.dataset import read_records  # noqa: E402
+from bench.cut_labels import CUTS, PEOPLE
+from bench.machine import machine
+from streamer.config import load_config
+from streamer.data.dataset import read_records
+from streamer.pipeline.analyze import analyze
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "video" / "cuts"
 

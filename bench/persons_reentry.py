@@ -35,10 +35,10 @@ from scipy.optimize import linear_sum_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine  # noqa: E402
-from streamer.analyze import analyze  # noqa: E402
-from streamer.config import load_config  # noqa: E402
-from streamer.dataset import read_records  # noqa: E402
+from bench.machine import machine
+from streamer.config import load_config
+from streamer.data.dataset import read_records
+from streamer.pipeline.analyze import analyze
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 # four different people, looked at (vr_3 is not among them: it shows st_wda_aoc's person)

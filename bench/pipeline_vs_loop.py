@@ -54,7 +54,7 @@ def bare_loop(video: str, cfg) -> tuple[int, float]:
     frames at a time, its crops regressed together."""
     import torch
 
-    from streamer.source import open_source
+    from streamer.sources.files import open_source
     from workers.crops import CropRule
     from workers.detector import FaceDetector
     from workers.pipeline import detect_crop_regress
@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=None, help="detector batch size (default: config)")
     args = parser.parse_args()
 
-    from streamer.analyze import analyze
+    from streamer.pipeline.analyze import analyze
 
     with tempfile.TemporaryDirectory(prefix="facestream-bench-") as tmp:
         ckpt, described = checkpoint_for_bench(args.checkpoint, Path(tmp))

@@ -1,5 +1,5 @@
 """Fit the relation landmark extent → detector box that track-driven detection places
-crops with (the constants of ``streamer/placement.py``), on real frames.
+crops with (the constants of ``streamer/tracking/placement.py``), on real frames.
 
 Every 5th of the first 300 frames of each clip: RetinaFace's boxes, the shipped
 regressor's 68 landmarks on crops cut from those boxes, mapped to image pixels. With
@@ -20,13 +20,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine  # noqa: E402
-from streamer.association import iou_matrix  # noqa: E402
-from streamer.config import DetectorConfig  # noqa: E402
-from streamer.placement import box_from_landmarks  # noqa: E402
-from workers.crops import CropRule, crop_faces, crop_to_image, to_tensor  # noqa: E402
-from workers.detector import FaceDetector  # noqa: E402
-from workers.regressor import Regressor  # noqa: E402
+from bench.machine import machine
+from streamer.config import DetectorConfig
+from streamer.tracking.placement import box_from_landmarks
+from workers.boxes import iou_matrix
+from workers.crops import CropRule, crop_faces, crop_to_image, to_tensor
+from workers.detector import FaceDetector
+from workers.regressor import Regressor
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "video"
 CLIPS = ("lp_d11.mp4", "lp_s32.mp4", "vr_4.mp4", "lp_d0.mp4", "vr_1.mp4", "st_wda_kh.mp4")
@@ -70,7 +70,7 @@ def main() -> None:
     placed = box_from_landmarks(landmarks)
     err = np.abs(placed - boxes)
     iou = np.diag(iou_matrix(placed, boxes))
-    print(f"with streamer.placement's constants: |error| median {np.median(err):.1f} px "
+    print(f"with streamer.tracking.placement's constants: |error| median {np.median(err):.1f} px "
           f"({100 * np.median(err.mean(1) / (boxes[:, 2] - boxes[:, 0])):.1f} % of the box side), "
           f"IoU median {np.median(iou):.3f}, 5th percentile {np.percentile(iou, 5):.3f}")
 

@@ -45,11 +45,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402
+from training.evaluate_wild import AFLW_FACE_PX, bins, separability  # noqa: E402
+from training.wild_data import AFLW, FER, WildSet  # noqa: E402
+from training.wild_labels import heldout  # noqa: E402
 from workers.padded_retry import on_canvas  # noqa: E402
 from workers.pose import angle_error, plausible_euler  # noqa: E402
-from workers.training.evaluate_wild import AFLW_FACE_PX, bins, separability  # noqa: E402
-from workers.training.wild_data import AFLW, FER, WildSet  # noqa: E402
-from workers.training.wild_labels import heldout  # noqa: E402
 
 LABELS = REPO / "data" / "labels" / "aflw_heldout.npz"
 FER_LABELS = REPO / "data" / "labels" / "fer_heldout.npz"

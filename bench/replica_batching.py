@@ -55,9 +55,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(REPO / "bench"))
-from machine import machine  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from machine import machine  # noqa: E402
 
 REAL_MEDIA = REPO.parent / "shared" / "data" / "real"
 SAMPLE_VIDEO = REPO / "samples" / "obama.mp4"
@@ -138,7 +138,7 @@ def real_crops(rule, want: int = 24) -> tuple[np.ndarray, str]:
         where = f"{len(photos)} photos under {REAL_MEDIA}"
     if len(crops) < want and SAMPLE_VIDEO.exists():
         from streamer.config import SourceConfig
-        from streamer.source import open_source
+        from streamer.sources.files import open_source
 
         with open_source(str(SAMPLE_VIDEO), SourceConfig(every=7)) as source:
             for frame in source:
@@ -318,8 +318,8 @@ def bench_replica(ckpt: str, device: str, crops: np.ndarray, max_batch_sizes: li
     """One fresh replica per (callers, max_batch_size), all in one private local Ray."""
     import ray
 
-    from streamer import runtime
-    from streamer.replicas import RegressorReplica
+    from streamer.pipeline import runtime
+    from streamer.pipeline.replicas import RegressorReplica
 
     rows = []
     gpus = 1 if device == "cuda" else 0

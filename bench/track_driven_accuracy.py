@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402
-from streamer.association import iou_matrix  # noqa: E402
-from streamer.dataset import read_records  # noqa: E402
+from streamer.data.dataset import read_records  # noqa: E402
+from workers.boxes import iou_matrix  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "real" / "video"
 CLIPS = ("lp_d11.mp4", "lp_s32.mp4", "vr_4.mp4")

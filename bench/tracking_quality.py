@@ -4,7 +4,7 @@ every-frame detection on the crowd clip, and hard cuts on the real clips.
 1. Crowd (``crowd_1080p.mp4``, many small faces): the detector runs on every frame (the
    reference). For each variant — the tracker without its appearance cue, and
    track-driven detection with the detector on the schedule ``detector.every_frames`` =
-   N (``--every``): :class:`streamer.follow.Follower` with the shipped regressor placing
+   N (``--every``): :class:`streamer.tracking.follow.Follower` with the shipped regressor placing
    faces between detector runs from its landmarks, its output used 2 frames late as in
    the session, presence requests honoured — it prints the recall of the reference boxes
    on all frames (a tracked box with IoU >= 0.5), the number of track ids, identity
@@ -34,18 +34,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine  # noqa: E402
-from streamer.association import iou_matrix  # noqa: E402
-from streamer.config import DetectorConfig, TrackerConfig  # noqa: E402
-from streamer.cuts import CutDetector  # noqa: E402
-from streamer.follow import Follower  # noqa: E402
-from streamer.frames import Frame  # noqa: E402
-from streamer.tracking import Tracker  # noqa: E402
-from workers.crops import CropRule, crop_faces, to_tensor  # noqa: E402
-from workers.detector import FaceDetector  # noqa: E402
-from workers.regressor import Regressor  # noqa: E402
+from bench.machine import machine
+from streamer.config import DetectorConfig, TrackerConfig
+from streamer.sources.frames import Frame
+from streamer.tracking.cuts import CutDetector
+from streamer.tracking.follow import Follower
+from streamer.tracking.tracker import Tracker
+from workers.boxes import iou_matrix
+from workers.crops import CropRule, crop_faces, to_tensor
+from workers.detector import FaceDetector
+from workers.regressor import Regressor
 
-FEEDBACK_LAG = 2   # frames, as streamer.session._FEEDBACK_LAG
+FEEDBACK_LAG = 2   # frames, as streamer.pipeline.session._FEEDBACK_LAG
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "video"
 

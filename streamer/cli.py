@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Training-side commands take their own flags (see docs/training.md); they need
     # `make train-deps` for the teacher but not for training itself.
-    for name, text in (("train", "train the regressor (python -m workers.training.train --help)"),
+    for name, text in (("train", "train the regressor (python -m training.train --help)"),
                        ("evaluate", "measure a checkpoint's accuracy (docs/accuracy.md)")):
         t = sub.add_parser(name, help=text, add_help=False)
         t.add_argument("args", nargs=argparse.REMAINDER)
@@ -164,7 +164,7 @@ class _ProgressBar:
     def __call__(self, progress: dict) -> None:
         from tqdm import tqdm
 
-        from streamer.status import StreamProgress
+        from streamer.pipeline.status import StreamProgress
 
         p = StreamProgress.from_json(progress)
         if self._bar is None:
@@ -202,8 +202,8 @@ class _FrameBar:
 
 
 def _analyze(args) -> int:
-    from streamer.analyze import analyze
     from streamer.config import load_config
+    from streamer.pipeline.analyze import analyze
 
     overrides: dict = {}
     if args.out:
@@ -218,9 +218,13 @@ def _analyze(args) -> int:
         overrides.setdefault("source", {})["every"] = args.every
     cfg = load_config(args.config, overrides)
     bar, annotate_bar = _ProgressBar(), _FrameBar("annotate")
+    def annotate(video: str, out: Path, stream_id: str) -> Path:
+        from streamer.data.dataset import read_records
+        from streamer.report.annotate import annotate_video
+        return annotate_video(video, read_records(out, stream_id), Path(args.annotate), cfg, annotate_bar)
     try:
         summary = analyze(args.video, cfg, address=args.address, stream_id=args.stream_id,
-                          annotate=args.annotate, on_progress=bar, on_annotate_progress=annotate_bar)
+                          annotate=annotate if args.annotate else None, on_progress=bar)
     finally:
         bar.close()
         annotate_bar.close()
@@ -268,8 +272,8 @@ def _predict(args) -> int:
 
     import numpy as np
 
-    from streamer.backend import check_checkpoint
-    from streamer.session import pose_in_image
+    from streamer.pipeline.backend import check_checkpoint
+    from streamer.pipeline.session import pose_in_image
     from workers import emotion, face_model
     from workers.crops import CropRule
     from workers.pipeline import crop_boxes, detect_crop_regress, regress
@@ -358,7 +362,7 @@ def _report(args) -> int:
         raise UserError(f"{out}: no such output directory", 3)
     if not (out / "records").is_dir():
         raise UserError(f"{out}: not a facestream output directory (no records/ inside)", 3)
-    from streamer.report import write_report
+    from streamer.report.html import write_report
 
     print(write_report(out))
     return 0
@@ -378,17 +382,15 @@ def _face_model(args) -> int:
     return 0
 
 
-def _train(args) -> int:
-    from workers.training.train import main as train_main
+def _plugin(args) -> int:
+    """``train`` and ``evaluate`` live in the training layer, above everything served: they
+    are found through the ``facestream.commands`` entry points, never imported from here."""
+    from importlib.metadata import entry_points
 
-    train_main(args.args)
-    return 0
-
-
-def _evaluate(args) -> int:
-    from workers.training.evaluate import main as evaluate_main
-
-    evaluate_main(args.args)
+    found = entry_points(group="facestream.commands", name=args.command)
+    if not found:
+        raise SystemExit(f"facestream {args.command}: the training layer is not installed (pip install -e .)")
+    next(iter(found)).load()(args.args)
     return 0
 
 
@@ -436,7 +438,7 @@ def _client(args):
 
 def _status_line(body: dict) -> str:
     """One line for a stream's status (the API's body, read as a StreamStatus)."""
-    from streamer.status import StreamStatus
+    from streamer.pipeline.status import StreamStatus
 
     s = StreamStatus.from_json(body)
     p = s.progress
@@ -448,7 +450,7 @@ def _status_line(body: dict) -> str:
 
 
 def _submit(args) -> int:
-    from streamer.status import StreamStatus
+    from streamer.pipeline.status import StreamStatus
 
     options = {"transport": args.transport} if args.transport else None
     s = StreamStatus.from_json(_client(args).submit(args.url, name=args.name, fps=args.fps, options=options))
@@ -475,7 +477,7 @@ def _stop(args) -> int:
 
 
 def _tail(args) -> int:
-    from streamer.tail import DEFAULT_GROUP, prefix_for, record_json, record_line, tail
+    from streamer.data.tail import DEFAULT_GROUP, prefix_for, record_json, record_line, tail
 
     redis_url, status = args.redis_url, None
     if redis_url is None:
@@ -485,7 +487,7 @@ def _tail(args) -> int:
         if redis_url is None:
             raise UserError("the server does not tell its Redis address without the API token "
                             "(FACESTREAM_API_TOKEN): pass it, or --redis-url", 2)
-        if "***" in redis_url:  # shown by streamer.urls.redact: credentials or query values masked
+        if "***" in redis_url:  # shown by streamer.sources.urls.redact: credentials or query values masked
             raise UserError("the server shows its Redis URL redacted (credentials or query values): "
                             "pass it with --redis-url", 2)
     sink = open(args.out, "a") if args.out else None
@@ -509,8 +511,8 @@ def _tail(args) -> int:
 
 
 def _publish(args) -> int:
+    from streamer.sources.frames import SourceNotFound
     from streamer.testbed import HttpTsServer, RtspServer
-    from streamer.frames import SourceNotFound
 
     if not Path(args.video).is_file():
         raise SourceNotFound(f"{args.video}: does not exist")
@@ -522,7 +524,7 @@ def _publish(args) -> int:
 
 
 _COMMANDS = {"analyze": _analyze, "predict": _predict, "report": _report, "face-model": _face_model,
-             "train": _train, "evaluate": _evaluate, "serve": _serve, "submit": _submit,
+             "train": _plugin, "evaluate": _plugin, "serve": _serve, "submit": _submit,
              "streams": _streams, "stop": _stop, "tail": _tail, "publish": _publish}
 
 
@@ -531,12 +533,12 @@ _COMMANDS = {"analyze": _analyze, "predict": _predict, "report": _report, "face-
 # (module, exception class, exit status); the first match wins, so subclasses come first
 _USER_ERRORS = (
     ("streamer.config", "ConfigError", 2),
-    ("streamer.frames", "SourceNotFound", 3),
-    ("streamer.frames", "SourceError", 4),
+    ("streamer.sources.frames", "SourceNotFound", 3),
+    ("streamer.sources.frames", "SourceError", 4),
     ("workers.checkpoint", "CheckpointError", 5),
-    ("streamer.sinks.base", "SinkError", 6),
-    ("streamer.redis_server", "RedisServerError", 6),
-    ("streamer.runtime", "RuntimeStartError", 8),
+    ("streamer.data.sinks.base", "SinkError", 6),
+    ("streamer.pipeline.redis_server", "RedisServerError", 6),
+    ("streamer.pipeline.runtime", "RuntimeStartError", 8),
     ("streamer.service.server", "OpenApiRefused", 2),
     ("streamer.service.server", "ServeError", 9),
     ("streamer.service.client", "ApiClientError", 9),
@@ -574,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv[:1] in (["train"], ["evaluate"]):  # their flags are their own (argparse's
-            return _COMMANDS[argv[0]](argparse.Namespace(args=argv[1:]))  # REMAINDER drops them)
+            return _plugin(argparse.Namespace(command=argv[0], args=argv[1:]))  # REMAINDER drops them)
         args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -56,7 +56,7 @@ class SourceConfig:
     reconnect_max_s: float = checked(5.0, gt=0)
     give_up_s: float = checked(60.0, gt=0)  # live: a source gone this long ends the stream `failed`
     open_timeout_s: float = checked(10.0, gt=0)
-    # Limits on what a source may be (streamer.source enforces them; a refusal is a
+    # Limits on what a source may be (streamer.sources.files enforces them; a refusal is a
     # SourceTooLarge naming the limit). Frames wider or taller than this are refused:
     # a file or stream whose first frame (or declared size) exceeds them is not opened,
     # a later frame that does is counted as a decode error and left out.
@@ -66,8 +66,8 @@ class SourceConfig:
     # frame past it is yielded (counted in stats["beyond_max_duration"]); a live stream
     # is ended by its session after running this long.
     max_duration_s: float | None = checked(None, gt=0)
-    # Where a live source may connect (streamer.netpolicy, enforced on every connection
-    # by streamer.gateway). Always refused unless listed in allow_networks: link-local
+    # Where a live source may connect (streamer.sources.netpolicy, enforced on every connection
+    # by streamer.sources.gateway). Always refused unless listed in allow_networks: link-local
     # (cloud metadata), unspecified, multicast, reserved, and the metadata endpoints
     # outside link-local, however the address is written. Entries are CIDRs; the longest
     # prefix matching an address, across both lists, decides before the built-in rules.
@@ -91,7 +91,7 @@ class DetectorConfig:
     min_face_px: int = checked(20, ge=0)  # smaller boxes (shorter side) are ignored
     max_side: int = checked(640, ge=1)  # frames are downscaled so the longer side is at most this
     batch_size: int = checked(8, ge=1)  # frames per network call (a replica batches across streams)
-    # Track-driven detection (streamer/follow.py): the detector runs every this many source
+    # Track-driven detection (streamer/tracking/follow.py): the detector runs every this many source
     # frames (the new-face check), at a hard cut and at once when a track's presence falls;
     # between runs faces are placed from the regressor's landmarks. 1: every frame.
     every_frames: int = checked(10, ge=1)
@@ -105,7 +105,7 @@ class TrackerConfig:
     match_iou: float = checked(0.3, ge=0, le=1)
     max_lost_frames: int = checked(30, ge=0)  # a track unseen this long is ended
     min_hits: int = checked(1, ge=1)  # frames before a track is reported
-    # Appearance (streamer/appearance.py): a small embedding of each face box keeps ids
+    # Appearance (streamer/tracking/appearance.py): a small embedding of each face box keeps ids
     # from swapping when faces cross and gives a face lost for a while its id back.
     appearance: bool = True
     appearance_weight: float = checked(1.0, ge=0)  # matching cost: (1 - IoU) + weight × appearance distance
@@ -120,7 +120,7 @@ class TrackerConfig:
     # landmarks, except where they put it within this fraction of the box side of where
     # the track already has it: a still face keeps a still crop.
     follow_deadband: float = checked(0.02, ge=0, le=1)
-    # Hard shot cuts (streamer/cuts.py) end every track.
+    # Hard shot cuts (streamer/tracking/cuts.py) end every track.
     cuts: bool = True
     # A cut: the mean |Δ| of a 64×36 thumbnail (0–1) above cut_min_change, and either (a) it
     # cut_ratio times its typical value (the recent median or the last, whichever is larger) with
@@ -188,7 +188,7 @@ class ParquetConfig:
 
 @dataclass
 class IdentityConfig:
-    """Persons (streamer/persons.py): a face-identity embedding (workers/identity.py, dlib's
+    """Persons (streamer/persons/book.py): a face-identity embedding (workers/identity.py, dlib's
     ResNet) sampled per track, and the rules by which tracks become one person.
 
     Distances are the embedding's (workers.identity.FaceIdentity.distance); the two
@@ -205,7 +205,7 @@ class IdentityConfig:
     min_face_px: float = checked(32.0, ge=0)  # samples of smaller faces (box shorter side) link and split nothing
     max_yaw: float = checked(45.0, ge=0)    # nor those of faces turned further than this (degrees)
     replicas: int = checked(1, ge=1)        # identity replicas (Ray actors), shared by all streams
-    # Persons shared by the streams of a deployment (streamer/gallery.py): each person's mean
+    # Persons shared by the streams of a deployment (streamer/persons/gallery.py): each person's mean
     # embedding kept in Redis, so that one face on two cameras gets one id. Off: embeddings
     # stay in the session's memory and die with it.
     gallery: bool = False
@@ -241,7 +241,7 @@ class ServiceConfig:
 
 @dataclass
 class AnnotateConfig:
-    """``analyze --annotate``: how the annotated video is drawn and encoded (streamer/annotate.py)."""
+    """``analyze --annotate``: how the annotated video is drawn and encoded (streamer/report/annotate.py)."""
     crf: int = checked(18, ge=0, le=51)  # libx264 quality (lower = better, bigger)
     preset: str = checked("veryfast", choices=X264_PRESETS)  # libx264 speed/size trade-off
     axis_scale: float = checked(0.5, gt=0)  # pose axis length as a fraction of the box width

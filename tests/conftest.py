@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import redis
 
-from streamer.redis_server import EmbeddedRedis
-from streamer.schema import EMOTION_ABSTAIN, EMOTION_CLASSES, FaceRecord
+from streamer.data.schema import EMOTION_ABSTAIN, EMOTION_CLASSES, FaceRecord
+from streamer.pipeline.redis_server import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")
@@ -215,7 +215,7 @@ def tiny_emotion_classifier(ckpt: Path):
 @pytest.fixture(scope="session")
 def ray_runtime():
     """One private local Ray cluster for the test session (2 logical CPUs), or none."""
-    from streamer import runtime
+    from streamer.pipeline import runtime
 
     rt = runtime.start(num_cpus=2)
     yield rt
@@ -242,7 +242,7 @@ def shared_replicas(ray_runtime, tiny_checkpoint):
     """Detector + regressor replicas (half a CPU each) shared by every session test, as
     production sessions share them."""
     from streamer.config import load_config
-    from streamer.replicas import Replicas
+    from streamer.pipeline.replicas import Replicas
 
     cfg = load_config(overrides={"model": {"num_cpus_per_replica": 0.5, "max_wait_ms": 5.0}})
     replicas = Replicas.start(cfg, str(tiny_checkpoint))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from workers import checkpoint, face_model
+
 # label() and its thresholds live in emotion_labels, which imports no model code (sessions use it)
 from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES, EmotionConfig, label  # noqa: F401
 
@@ -101,7 +102,7 @@ def load(ckpt: str | Path, *, required: bool = True) -> Classifier | None:
     if not path.exists():
         if required:
             raise EmotionError(f"no emotion classifier at {path}; fit one with "
-                               f"`python -m workers.training.emotion --checkpoint {ckpt}` (docs/accuracy.md)")
+                               f"`python -m training.emotion --checkpoint {ckpt}` (docs/accuracy.md)")
         return None
     clf = Classifier.from_json(json.loads(path.read_text()))
     if clf.classes != CLASSES:
@@ -113,5 +114,5 @@ def load(ckpt: str | Path, *, required: bool = True) -> Classifier | None:
     want = (clf.meta.get("network") or {}).get("weights_sha256")
     if want != checkpoint.weights_sha256(ckpt):
         raise EmotionError(f"{path} was fitted on the eta of other network weights than {ckpt}; "
-                           f"refit it with `python -m workers.training.emotion --checkpoint {ckpt}`")
+                           f"refit it with `python -m training.emotion --checkpoint {ckpt}`")
     return clf

@@ -169,7 +169,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 # one earlier shot) 0.24 split one person in two, 0.26-0.30 found every person; 0.26 keeps
 # the widest margin (0.05) below the closest different people seen.
 SAME_PERSON_MAX: float = 0.26
-# A sample this far from its track's running mean: the identity jumped (streamer.persons
+# A sample this far from its track's running mean: the identity jumped (streamer.persons.book
 # asks for a second sample at once and splits only when both are this far). On the clips:
 # at 0.30 false splits 0 and missed jumps 0 of samples; 0.26 -> 1.4% false splits, 0.34 ->
 # 0.6% missed jumps, 0.40 -> 4.8%. Set at 0.40: on the real documentary clip

@@ -1,6 +1,6 @@
 """Mirror averaging: the network's outputs for a crop and for its mirror image, averaged.
 
-Every checkpoint is trained with mirror augmentation (workers/training/data.py), so the
+Every checkpoint is trained with mirror augmentation (training/data.py), so the
 network has learnt, up to its errors, that a mirrored face has the mirrored pose,
 expression and landmarks. Its errors on a face and on that face's mirror image are not
 the same errors, so averaging the two readings, each brought back to the original side,

@@ -4,7 +4,7 @@
 parameters (a 3x4 camera, 40 shape and 10 expression coefficients) and, as an auxiliary
 task, 68 2-D landmarks, from a 120x120 face crop. Two uses here:
 
-* a second teacher for training labels (workers/training/teacher_3ddfa.py): it gives a
+* a second teacher for training labels (training/teacher_3ddfa.py): it gives a
   pose for every face it is given, full profiles included, where MediaPipe finds nothing;
 * a trunk that already knows face geometry, to start the fast CPU backbone from
   (``pooled`` is what a FaceRegressor head would read), instead of random weights.

@@ -7,7 +7,7 @@ and nothing in its anchors fits a face that is the whole frame. On FER2013's 2,8
 held-out faces ``predict`` found 35% with the detector alone and finds 98% with this
 (bench/predict_in_the_wild.py --set fer, docs/accuracy.md).
 The label builder solved the same problem for its teachers by showing each small frame
-enlarged on a black canvas (workers/training/wild_teach.py); this is that idea as a
+enlarged on a black canvas (training/wild_teach.py); this is that idea as a
 detector strategy, so that ``predict`` sees these faces the way the model was taught.
 
 Only images where the detector finds nothing are looked at again, so images with faces

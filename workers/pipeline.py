@@ -3,11 +3,11 @@
 Used where images are taken one batch at a time with the models in hand: ``facestream
 predict`` (streamer/cli.py), the bare loop of bench/pipeline_vs_loop.py (which must be
 exactly these steps) and, for detection and cropping with its own (context) crop rule,
-the teacher labelling of workers/training/real_labels.py, which never regresses.
+the teacher labelling of training/real_labels.py, which never regresses.
 
 The streaming session does not use it: there the detector and the regressor are shared
-Ray replicas that batch crops across streams (streamer/replicas.py), and tracking sits
-between detection and cropping (streamer/session.py). The crop rule is the same one, from
+Ray replicas that batch crops across streams (streamer/pipeline/replicas.py), and tracking sits
+between detection and cropping (streamer/pipeline/session.py). The crop rule is the same one, from
 the checkpoint (workers/crops.py).
 """
 from __future__ import annotations

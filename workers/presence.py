@@ -10,7 +10,7 @@ logistic regression, a few kilobytes, a dot product per face.
 
 It lives in ``NAME.presence.json`` beside the network's ``NAME.safetensors`` and only
 means something for the weights it was fitted on, so loading refuses other weights.
-Fitting and its held-out numbers: ``python -m workers.training.presence``.
+Fitting and its held-out numbers: ``python -m training.presence``.
 """
 from __future__ import annotations
 
@@ -78,5 +78,5 @@ def load(ckpt: str | Path) -> Probe | None:
     probe = Probe.from_json(json.loads(path.read_text()))
     if (probe.meta.get("network") or {}).get("weights_sha256") != checkpoint.weights_sha256(ckpt):
         raise PresenceError(f"{path} was fitted on other network weights than {ckpt}; refit it with "
-                            f"`python -m workers.training.presence --checkpoint {ckpt}`")
+                            f"`python -m training.presence --checkpoint {ckpt}`")
     return probe

@@ -15,7 +15,7 @@ Bodies are validated strictly: an unknown field is an error, not ignored, becaus
 misspelt option silently ignored is a wrong result the user never hears about.
 
 The deployment holds no state; it forwards to the named :class:`StreamManager` actor,
-whose answers are :class:`~streamer.status.StreamStatus` values: their ``to_json()`` is the
+whose answers are :class:`~streamer.pipeline.status.StreamStatus` values: their ``to_json()`` is the
 status body.
 (No ``from __future__ import annotations`` here: Serve's class-based routes need the
 request model as a real annotation, or FastAPI reads the body as a query parameter.)
@@ -33,12 +33,12 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamer.config import load_config
-from streamer.netpolicy import beyond_loopback
-from streamer.ray_errors import root_cause
+from streamer.pipeline.ray_errors import root_cause
 from streamer.service import manager as manager_mod
 from streamer.service.auth import TOKEN_ENV, api_token, open_api_refusal, token_ok  # noqa: F401 (TOKEN_ENV re-exported)
 from streamer.service.errors import ApiError
 from streamer.service.metrics import render
+from streamer.sources.netpolicy import beyond_loopback
 
 
 class StreamOptions(BaseModel):
@@ -159,7 +159,7 @@ def _serve_http_host() -> str:
         from ray.serve.context import _get_global_client
 
         return str(_get_global_client().http_config.host)  # type: ignore[union-attr]  # None: caught below
-    except Exception:  # noqa: BLE001 - a private API: when it fails, assume the worst
+    except Exception:
         return "0.0.0.0"
 
 

@@ -2,7 +2,7 @@
 
 A stream session imports no model code (no torch: :mod:`workers.prediction`), so what
 a stream costs is its queues, decoder and sinks, not a process: a host runs up to
-``service.streams_per_host`` :class:`~streamer.session.StreamSession` objects on its
+``service.streams_per_host`` :class:`~streamer.pipeline.session.StreamSession` objects on its
 event loop. Each one's blocking work runs in its own threads as it does in a session
 actor (decoding in a decode thread, sink writes in a sink thread), its backpressure is
 its own (``session.max_inflight_batches``), and the models stay in the shared replicas.
@@ -15,7 +15,7 @@ Crash isolation is what it was:
 * A crash of the host process (killed, out of memory, a native fault) is seen by Ray,
   which restarts the host (``session.max_restarts``) and sends every ``run`` call that
   was in flight again; each stream resumes after the frame its sinks have committed
-  (:func:`streamer.session._resume_point`), as a restarted session actor does. The
+  (:func:`streamer.pipeline.session._resume_point`), as a restarted session actor does. The
   manager's watch on each call sees only the final result, or that the stream was lost
   once the restarts are spent. A process-level fault caused by one stream does take its
   host's other streams through that restart (they lose nothing); a host counts its
@@ -36,8 +36,8 @@ from typing import Any
 import ray
 
 from streamer.config import Config
-from streamer.replicas import Replicas
-from streamer.session import SinkFactory, StreamSession
+from streamer.pipeline.replicas import Replicas
+from streamer.pipeline.session import SinkFactory, StreamSession
 
 
 def _rss_bytes() -> int:

@@ -6,14 +6,14 @@ actor that every API replica finds by name. The manager also owns what all strea
 share: the model replicas (loaded once, batching crops across streams) and, unless a
 Redis URL is configured, an embedded Redis server.
 
-Per stream it runs a :class:`~streamer.session.StreamSession` on a stream host
+Per stream it runs a :class:`~streamer.pipeline.session.StreamSession` on a stream host
 (:mod:`streamer.service.host`: up to ``service.streams_per_host`` streams share a worker
 process, each an asyncio task; a crashed host is restarted and its streams resume),
 watches its ``run`` to learn how it ended, and forgets nothing: finished streams stay
 listed with their final state, summary and error, so a client that looks late still
 learns what happened.
 
-A submitted network URL is held to the network policy (:mod:`streamer.netpolicy`)
+A submitted network URL is held to the network policy (:mod:`streamer.sources.netpolicy`)
 before anything is opened: a denied address, in whatever notation, or a name that
 resolves to one, is a 400 with the reason. That check is for the user's benefit; the
 one that protects is made again by the session's gateway on every connection. The
@@ -37,11 +37,11 @@ import ray
 
 from streamer.clock import now_iso
 from streamer.config import Config
-from streamer.ray_errors import root_cause
-from streamer.schema import stream_key
+from streamer.data.schema import stream_key
+from streamer.pipeline.ray_errors import root_cause
+from streamer.pipeline.status import ACTIVE, StreamProgress, StreamState, StreamStatus, StreamSummary
 from streamer.service.errors import ApiError
 from streamer.service.host import HostPool
-from streamer.status import ACTIVE, StreamProgress, StreamState, StreamStatus, StreamSummary
 
 ACTOR_NAME = "facestream-manager"
 NAMESPACE = "facestream"
@@ -71,9 +71,9 @@ class StreamManager:
     """Create, list, inspect and stop streams (an async Ray actor)."""
 
     def __init__(self, cfg: Config, exposed: bool = False):
-        from streamer import backend
-        from streamer.netpolicy import NetworkPolicy
-        from streamer.urls import media_root_from
+        from streamer.pipeline import backend
+        from streamer.sources.netpolicy import NetworkPolicy
+        from streamer.sources.urls import media_root_from
 
         self.cfg = copy.deepcopy(cfg)
         if self.cfg.source.local_networks == "auto":     # sessions get the decided value
@@ -95,8 +95,8 @@ class StreamManager:
     async def create(self, url: str, name: str | None = None, fps: float | None = None,
                      options: dict | None = None) -> StreamStatus:
         """Start a stream; raises ApiError 400 (refused URL), 409 (id taken), 429 (limit)."""
-        from streamer.frames import SourceError
-        from streamer.urls import check_source, redact
+        from streamer.sources.frames import SourceError
+        from streamer.sources.urls import check_source, redact
 
         options = dict(options or {})
         try:
@@ -204,8 +204,8 @@ class StreamManager:
 
     async def _check_network(self, spec, transport: str) -> None:
         """400 for a network source the policy refuses, before anything is opened."""
-        from streamer.live import UDP_REFUSED
-        from streamer.netpolicy import NetworkRefused, system_resolver
+        from streamer.sources.live import UDP_REFUSED
+        from streamer.sources.netpolicy import NetworkRefused, system_resolver
 
         if spec.kind == "rtsp" and transport == "udp" and not self.cfg.source.rtsp_udp:
             raise ApiError(400, "transport_refused", f"{spec.label}: {UDP_REFUSED}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from streamer.status import SERVICE_STATES
+from streamer.pipeline.status import SERVICE_STATES
 
 
 def _labels(**labels) -> str:

@@ -15,8 +15,8 @@ import time
 import urllib.request
 from typing import Any, Callable
 
-from streamer import runtime
 from streamer.config import Config
+from streamer.pipeline import runtime
 
 APP_NAME = "facestream"
 _READY_TIMEOUT_S = 180.0
@@ -39,7 +39,7 @@ def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dic
     ``config_path`` and ``overrides`` travel to the Serve application, which loads the
     same config in its own process (a Config object does not go through Serve's args).
     """
-    from streamer.backend import check_services, cpus_needed
+    from streamer.pipeline.backend import check_services, cpus_needed
 
     check_exposure(cfg)
     check_services(cfg)
@@ -86,9 +86,9 @@ def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dic
 def check_exposure(cfg: Config) -> None:
     """Refuse (:class:`OpenApiRefused`) to listen beyond loopback without an API token
     unless ``service.insecure_open_api``; check the network policy's lists (ConfigError)."""
-    from streamer.netpolicy import NetworkPolicy, beyond_loopback
     from streamer.service.auth import api_token, open_api_refusal
     from streamer.service.errors import ApiError
+    from streamer.sources.netpolicy import NetworkPolicy, beyond_loopback
 
     exposed = beyond_loopback(cfg.service.host)
     try:
@@ -122,7 +122,7 @@ def _wait_healthy(base: str, stop: threading.Event) -> dict:
         try:
             with urllib.request.urlopen(f"{base}/healthz", timeout=5) as r:
                 return json.loads(r.read())
-        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as e:
             last = str(e)
             time.sleep(0.5)
     raise ServeError(f"the API at {base} did not become healthy in {_READY_TIMEOUT_S:.0f} s ({last})")

@@ -11,9 +11,9 @@ access units.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-import itertools
 import re
 import threading
 import time

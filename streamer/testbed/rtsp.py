@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, cast
 
-from streamer.gateway import close_socket
+from streamer.sources.gateway import close_socket
 from streamer.testbed.publisher import Subscription, nal_units
 from streamer.testbed.server import MAX_LINE, ThreadedServer, read_headers
 

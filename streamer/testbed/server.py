@@ -15,7 +15,7 @@ from typing import Callable, Self
 
 import av
 
-from streamer.gateway import close_socket
+from streamer.sources.gateway import close_socket
 from streamer.testbed.publisher import Publisher
 
 log = logging.getLogger(__name__)

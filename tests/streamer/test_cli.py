@@ -20,8 +20,8 @@ import pytest
 import redis
 
 from streamer.config import EmotionConfig
-from streamer.dataset import read_records
-from streamer.schema import decode_redis, stream_key
+from streamer.data.dataset import read_records
+from streamer.data.schema import decode_redis, stream_key
 from workers import face_model
 from workers.emotion import CLASSES, LABELS
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamer.config import DetectorConfig, SourceConfig
-from streamer.source import open_source
+from streamer.sources.files import open_source
 from workers.detector import Detections, FaceDetector, _anchors, _nms
 
 REAL = Path(__file__).resolve().parents[3] / "shared/data/real"

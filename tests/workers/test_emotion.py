@@ -56,7 +56,7 @@ def test_saved_beside_the_checkpoint_and_loaded_back(tmp_path):
 def test_missing_is_none_only_when_optional(tmp_path):
     ckpt = _ckpt(tmp_path)
     assert emotion.load(ckpt, required=False) is None
-    with pytest.raises(EmotionError, match="workers.training.emotion"):
+    with pytest.raises(EmotionError, match="training.emotion"):
         emotion.load(ckpt)
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from streamer.config import DetectorConfig
-from streamer.tracking import iou_matrix
+from training.wild_data import FER
+from training.wild_labels import heldout
+from workers.boxes import iou_matrix
 from workers.detector import FaceDetector
 from workers.padded_retry import PaddedRetry, back_to_image, on_canvas
 from workers.prediction import Detections
-from workers.training.wild_data import FER
-from workers.training.wild_labels import heldout
 
 REAL = Path(__file__).resolve().parents[3] / "shared/data/real"
 pytestmark = pytest.mark.skipif(not REAL.exists(), reason="shared real media not present")

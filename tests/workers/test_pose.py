@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from workers.pose import (euler_from_matrix, matrix_from_6d, matrix_from_euler,
-                          matrix_from_quaternion, quaternion_from_matrix)
+from workers.pose import (
+    euler_from_matrix,
+    matrix_from_6d,
+    matrix_from_euler,
+    matrix_from_quaternion,
+    quaternion_from_matrix,
+)
 
 
 @pytest.mark.parametrize("angles", [(30, 0, 0), (0, 20, 0), (0, 0, 15), (40, -25, 10), (-85, 55, -40)])
@@ -39,8 +44,7 @@ def test_plausible_euler_unfolds_heads_turned_beyond_90_degrees():
 def test_batched_conversions_match_one_at_a_time_and_invert():
     """The vectorised euler/quaternion conversions (a replica's whole batch at once) give
     each row what the one-matrix call gives, across Shepperd's branches and gimbal lock."""
-    from workers.pose import (eulers_from_matrices, matrix_from_euler, matrix_from_quaternion,
-                              quaternions_from_matrices)
+    from workers.pose import eulers_from_matrices, matrix_from_euler, matrix_from_quaternion, quaternions_from_matrices
 
     rng = np.random.default_rng(5)
     angles = [tuple(a) for a in rng.uniform(-89, 89, (300, 3))]

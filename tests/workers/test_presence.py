@@ -13,7 +13,6 @@ from workers.networks import FaceRegressor
 from workers.presence import PresenceError, Probe
 from workers.regressor import Regressor
 
-
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from streamer.cli import main
+from training.render import Camera, Scene, render
 from workers import checkpoint, face_model
-from workers.training.render import Camera, Scene, render
 
 
 def _predict(capsys, paths):

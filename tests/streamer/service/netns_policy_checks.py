@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-import netns
-from denied_addresses import ALWAYS_DENIED, LOCAL, SECRET, forms
-from policy_servers import M3U8, Site, Trap, playlist
+from testsupport import netns
+from testsupport.denied_addresses import ALWAYS_DENIED, LOCAL, SECRET, forms
+from testsupport.policy_servers import M3U8, Site, Trap, playlist
 
 from .conftest import TOKEN, Service, free_port
 

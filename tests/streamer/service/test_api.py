@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import redis
 
-from streamer.dataset import read_records
-from streamer.schema import decode_event
-from streamer.tail import tail
+from streamer.data.dataset import read_records
+from streamer.data.schema import decode_event
+from streamer.data.tail import tail
 
 
 def _events(service, stream_id: str) -> list[dict]:

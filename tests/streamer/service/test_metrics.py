@@ -1,7 +1,7 @@
 import re
 
+from streamer.pipeline.counters import BATCH_BUCKETS, Histogram
 from streamer.service.metrics import render
-from streamer.stats import BATCH_BUCKETS, Histogram
 
 _SAMPLE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (-?[0-9.e+]+|NaN)$')
 

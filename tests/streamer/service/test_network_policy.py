@@ -1,5 +1,5 @@
 """The network policy against the real service, in a network namespace holding loopback
-alone (tests/streamer/netns.py): every refused form of the issue's addresses is a 400
+alone (tests/testsupport/netns.py): every refused form of the issue's addresses is a 400
 before anything is opened, an allowed camera streams, a redirect, an HLS segment and a
 name that resolves (or is rebound) to a refused address are refused, and traps on the
 refused addresses see no connection.
@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-import netns
+from testsupport import netns
 
 CHECKS = "tests/streamer/service/netns_policy_checks.py"
 # Added to the namespace's lo: the refused addresses (so that traps can listen there)

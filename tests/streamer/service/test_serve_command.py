@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from streamer.dataset import read_records
+from streamer.data.dataset import read_records
 from streamer.service.client import ApiClient
 
 REPO = Path(__file__).resolve().parents[3]

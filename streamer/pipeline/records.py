@@ -1,0 +1,109 @@
+"""Predictions of a stream's tracked faces → FaceRecords: pose into image pixels, smoothing
+per track, emotion labels held per track (the session's publish stage)."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol
+
+import numpy as np
+
+from streamer.config import EmotionConfig
+from streamer.data.schema import FaceRecord
+from streamer.persons.book import PersonBook
+from streamer.pipeline.smoothing import SmootherBank
+from streamer.tracking.tracker import Track
+from workers.crops import crop_to_image
+from workers.emotion_labels import label as emotion_label
+from workers.pose import euler_from_matrix, matrix_from_quaternion
+from workers.prediction import Prediction, slice_prediction
+
+
+class TrackedFrame(Protocol):
+    """What the builder reads of one frame of the session's track stage."""
+
+    index: int
+    pts: float
+    tracks: list[Track]
+    affines: np.ndarray      # (faces, 2, 3) crop -> image
+    ended_ids: list[int]     # tracks the tracker ended at this frame
+
+
+def pose_in_image(pred: Prediction, affines: np.ndarray) -> np.ndarray:
+    """(N, 6) yaw, pitch, roll, tx, ty, scale in the source image for crops cut with ``affines``.
+
+    The network reports the face centre in crop pixels and a scale in crop pixels per
+    centimetre; the crop affine maps the centre to image pixels, and its linear part
+    (image pixels per crop pixel, the same on both axes) converts the scale.
+    """
+    centre = crop_to_image(pred.centre[:, None, :], affines)[:, 0, :]
+    scale = pred.scale * affines[:, 0, 0]
+    return np.column_stack([pred.euler, centre, scale])
+
+
+class RecordBuilder:
+    """Predictions of one stream's tracked faces → FaceRecords, smoothing per track.
+
+    ``blendshapes`` reads a smoothed eta as the 53 named blendshapes (the face model's
+    map); it is injected so that the builder does not load the face model itself.
+    """
+
+    def __init__(self, stream_id: str, model_version: str, smoothers: SmootherBank,
+                 blendshapes: Callable[[np.ndarray], np.ndarray], emotion: EmotionConfig | None = None):
+        self.stream_id = stream_id
+        self.model_version = model_version
+        self._smoothers = smoothers
+        self._blendshapes = blendshapes
+        self._emotion = emotion or EmotionConfig()
+        self._held: dict[int, str] = {}   # each track's smoothed emotion label so far
+
+    def frame(self, frame: TrackedFrame, pred: Prediction | None, first_row: int,
+              persons: PersonBook | None = None) -> list[FaceRecord]:
+        """Records of one frame, whose faces are rows ``first_row...`` of ``pred``;
+        ``persons`` says each track's published id and person (None: identity is off)."""
+        records = []
+        if frame.tracks:
+            assert pred is not None  # the faces of a frame are regressed
+            poses = pose_in_image(slice_prediction(pred, first_row, first_row + len(frame.tracks)),
+                                  frame.affines)
+            now = time.time()
+            for k, track in enumerate(frame.tracks):
+                records.append(self._record(frame, track, pred, first_row + k, poses[k], now, persons))
+        for track_id in frame.ended_ids:
+            self.restart(track_id)
+        return records
+
+    def restart(self, track_id: int) -> None:
+        """Forget a track's smoothing and held label: it ended, or its identity jumped and
+        what follows is someone else (streamer.persons.book)."""
+        self._smoothers.drop(track_id)
+        self._held.pop(track_id, None)
+
+    def _record(self, frame: TrackedFrame, track: Track, pred: Prediction, i: int,
+                raw_pose: np.ndarray, now: float, persons: PersonBook | None) -> FaceRecord:
+        s = self._smoothers.update(track.track_id, frame.pts, pred.expression[i],
+                                   pred.quaternion[i], raw_pose[3:], pred.shape[i], pred.emotion_probs[i])
+        euler = euler_from_matrix(matrix_from_quaternion(s["quaternion"]))
+        side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))
+        raw_label = emotion_label(pred.emotion_probs[i], side, raw_pose[0], raw_pose[1], self._emotion)[0]
+        held = self._held.get(track.track_id)
+        smooth_label = emotion_label(s["emotion_probs"], side, euler[0], euler[1], self._emotion,
+                                     held=None if held is None else [held])[0]
+        self._held[track.track_id] = smooth_label
+        track_id, person_id = persons.who(track.track_id) if persons is not None else (track.track_id, None)
+        return FaceRecord(
+            stream_id=self.stream_id, frame_index=frame.index, pts=frame.pts, wall_time=now,
+            track_id=track_id, person_id=person_id, box=_f32(track.box), score=track.score,
+            box_source=track.source, presence=float(pred.presence[i]),
+            expression=_f32(s["expression"]), pose=_f32([*euler, *s["translation"]]),
+            quaternion=_f32(s["quaternion"]), shape=_f32(s["shape"]),
+            blendshapes=_f32(self._blendshapes(s["expression"])),
+            expression_raw=_f32(pred.expression[i]), pose_raw=_f32(raw_pose),
+            quaternion_raw=_f32(pred.quaternion[i]), shape_raw=_f32(pred.shape[i]),
+            model_version=self.model_version,
+            emotion=smooth_label, emotion_probs=_f32(s["emotion_probs"]),
+            emotion_raw=raw_label, emotion_probs_raw=_f32(pred.emotion_probs[i]),
+        )
+
+
+def _f32(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)

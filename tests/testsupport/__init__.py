@@ -1,0 +1,1 @@
+"""Helpers the tests share: generated clips, hostile media, servers and network namespaces."""
