@@ -87,7 +87,7 @@ def main() -> None:
             costs["detect"].append(t)
             frame = Frame(i, i / 30, image)
             t0 = time.thread_time()
-            cut, _ = follower.plan(frame)
+            cut = follower.plan(frame).cut
             tracks = follower.track(frame, cut, found.boxes / scale, found.scores)
             follow = time.thread_time() - t0
             boxes = np.stack([t.box for t in tracks]) if tracks else np.zeros((0, 4))

@@ -90,7 +90,7 @@ def wait_running(hosted: list, min_frames: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         progress = ray.get([h.progress() for h in hosted])
-        if all(p is not None and p["frames"] >= min_frames for p in progress):
+        if all(p is not None and p.frames >= min_frames for p in progress):
             return
         time.sleep(0.5)
     raise SystemExit(f"streams did not reach {min_frames} frames in {timeout_s:.0f} s: {progress}")
@@ -114,7 +114,8 @@ def run_streams(backend, cfg, pool, url: str, n: int, tag: str, args) -> tuple[l
         stream_id = f"{tag}-{i}"
         h = pool.place(stream_id)
         hosted.append(h)
-        runs.append(h.run(url, cfg, backend.replicas, backend.sinks(cfg, stream_id, url), media_root="/"))
+        runs.append(h.run(url, cfg, backend.replicas, backend.sinks(cfg, stream_id, url, live=args.kind == "live"),
+                            media_root="/"))
     wait_running(hosted, args.min_frames, args.timeout)
     return hosted, runs
 

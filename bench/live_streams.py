@@ -413,6 +413,8 @@ def conclusion(results: list[dict], target: float) -> tuple[int, str]:
 # ----------------------------------------------------------------------------- main
 
 def _parse_args() -> argparse.Namespace:
+    from streamer.config import Priority
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", default=str(DEFAULT_VIDEO),
                         help="clip each RTSP server loops (default: %(default)s)")
@@ -427,7 +429,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--servers", choices=("shared", "per-stream"), default="shared")
     parser.add_argument("--config", default=None, help="a ray_config.yaml (default: ./ray_config.yaml if present)")
     parser.add_argument("--file-beside", default=None, help="keep a file stream of this clip running beside the N")
-    parser.add_argument("--priority", choices=("live_first", "fifo"), default=None,
+    parser.add_argument("--priority", choices=[str(p) for p in Priority], default=None,
                         help="model.priority: whose waiting calls the replicas serve first (default: the config's)")
     parser.add_argument("--every-frames", type=int, default=None,
                         help="detector.every_frames (default: the config's)")

@@ -332,7 +332,7 @@ def bench_replica(ckpt: str, device: str, crops: np.ndarray, max_batch_sizes: li
                 result = asyncio.run(_drive(actor, crops, k, warmup_s, seconds))
                 ray.kill(actor)
                 rows.append({"callers": k, "max_batch_size": mbs, "max_wait_ms": max_wait_ms,
-                             "replica_device": info["device"], **result})
+                             "replica_device": info.device, **result})
     return rows
 
 

@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import machine  # noqa: E402
 from streamer.data.dataset import read_records  # noqa: E402
+from streamer.data.record import BoxSource  # noqa: E402
 from workers.boxes import iou_matrix  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "real" / "video"
@@ -102,7 +103,7 @@ def main() -> None:
                 pose = np.concatenate([angle_diff(r.pose[:3], g.pose[:3]) for r, g in matched])
                 eta_raw = np.sqrt(np.mean([(r.expression_raw - g.expression_raw) ** 2 for r, g in matched]))
                 eta = np.sqrt(np.mean([(r.expression - g.expression) ** 2 for r, g in matched]))
-                tracked = np.mean([r.box_source == "tracking" for r in records])
+                tracked = np.mean([r.box_source == BoxSource.TRACKING for r in records])
                 a, b = fps_of(ref_summary), fps_of(summary)
                 print(f"{clip.name:14s} {every:3d} {len(matched) / len(reference):8.3f} {pose_raw.mean():7.2f}° "
                       f"{pose.mean():7.2f}° {eta_raw:8.4f} {eta:8.4f} {tracked:7.0%} {a:7.1f} {b:7.1f} {b / a:5.2f}",

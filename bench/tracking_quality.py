@@ -82,7 +82,8 @@ def run_follower(frames, dets, every: int, cfg: TrackerConfig, regressor: Regres
         while len(late) > FEEDBACK_LAG:
             follower.observe(*late.popleft())
         frame = Frame(f, f / 25.0, image)
-        cut, detect = follower.plan(frame)
+        plan = follower.plan(frame)
+        cut, detect = plan.cut, plan.detect
         detected += detect
         tracks = (follower.track(frame, cut, dets[f].boxes, dets[f].scores) if detect
                   else follower.track(frame, cut))

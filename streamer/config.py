@@ -14,6 +14,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,24 @@ _LIMITS = ("ge", "gt", "le", "choices", "pattern", "means")
 PARQUET_COMPRESSIONS = ("zstd", "snappy", "gzip", "brotli", "lz4", "lz4_raw", "none")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
+
+
+class Priority(StrEnum):
+    """Which waiting calls a shared model replica serves first (``model.priority``; the
+    rule is :class:`streamer.pipeline.batching.Batcher`'s). Defined here, below the pipeline,
+    because the config holds values to it; a ``StrEnum``, so YAML and flags keep the word."""
+
+    LIVE_FIRST = "live_first"   # cameras cannot wait, files can
+    FIFO = "fifo"               # in order of arrival
+
+
+class MirrorAveraging(StrEnum):
+    """Which streams' crops a checkpoint that asks for mirror averaging reads averaged with
+    their mirror image (``model.mirror_average``; :func:`streamer.pipeline.replicas.reading`)."""
+
+    FILES = "files"      # files' crops; a camera's read one view, at half the network's work
+    ALWAYS = "always"
+    NEVER = "never"
 
 
 def checked(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
@@ -158,12 +177,12 @@ class ModelConfig:
     # which waiting calls a shared replica serves first: live_first (cameras cannot wait,
     # files can: a camera falling behind holds files back, so a file never starves a
     # camera) or fifo (in order of arrival)
-    priority: str = checked("live_first", choices=("live_first", "fifo"))
+    priority: Priority = Priority.LIVE_FIRST
     # which crops a checkpoint that asks for mirror averaging (workers/mirror.py) reads
     # averaged with their mirror image, at twice the network's work: files' (a camera's
     # crops read one view, so four 720p30 cameras stay real-time on two cores), every
     # crop (always), or none (never)
-    mirror_average: str = checked("files", choices=("files", "always", "never"))
+    mirror_average: MirrorAveraging = MirrorAveraging.FILES
     # custom Ray resources each replica needs: places replicas on the nodes that have them
     resources: dict[str, float] = checked(default_factory=dict, ge=0)
 
@@ -265,9 +284,6 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
     """Defaults, then the YAML file (if given or ``./ray_config.yaml`` exists), then overrides;
@@ -302,7 +318,8 @@ def check(cfg: Any, where: str = "") -> Any:
     type and its limits; returns ``cfg``, each value now of its field's type.
 
     Types are strict: ``2.9`` or ``"3"`` for an integer is an error, not 2 or 3 (an integer
-    where a number is expected becomes that float). Raises :class:`ConfigError` naming the
+    where a number is expected becomes that float); a field typed with a ``StrEnum`` takes
+    one of its values and becomes that member, so its choices are written once. Raises :class:`ConfigError` naming the
     key's dotted path.
     """
     hints = typing.get_type_hints(type(cfg))
@@ -361,10 +378,22 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return {str(k): _typed(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return _member(value, hint, where)
     accepted, name = _SCALARS[hint]
     if not isinstance(value, accepted) or (isinstance(value, bool) and hint is not bool):
         raise ConfigError(f"{where}: expected {name}, got {value!r}")
     return hint(value)
+
+
+def _member(value: Any, vocabulary: type[StrEnum], where: str) -> StrEnum:
+    """``value`` (a string) as the member of ``vocabulary`` it names; the error lists them all."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    try:
+        return vocabulary(value)
+    except ValueError:
+        raise ConfigError(f"{where}: expected one of {', '.join(vocabulary)}, got {value!r}") from None
 
 
 def _leaves(value: Any, where: str) -> list[tuple[str, Any]]:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import redis
 
-from streamer.data.schema import EMOTION_ABSTAIN, EMOTION_CLASSES, FaceRecord
+from streamer.data.record import BoxSource, FaceRecord
 from streamer.pipeline.redis_server import EmbeddedRedis
+from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,7 @@ def _record(rng: np.random.Generator, stream_id: str, frame: int, track: int) ->
         emotion=str(rng.choice(EMOTION_CLASSES + EMOTION_ABSTAIN)), emotion_raw=str(rng.choice(EMOTION_CLASSES)),
         emotion_probs=rng.dirichlet(np.ones(7)).astype(np.float32),
         emotion_probs_raw=rng.dirichlet(np.ones(7)).astype(np.float32),
-        box_source=str(rng.choice(["detector", "tracking"])), presence=float(np.float32(rng.uniform())),
+        box_source=BoxSource(rng.choice(list(BoxSource))), presence=float(np.float32(rng.uniform())),
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.lib.npyio import NpzFile
 
 from workers.crops import CropRule
 from workers.mirror import MIRROR68
@@ -48,7 +49,7 @@ def with_defaults(d: dict) -> dict:
             "emotion": np.full(n, NO_EMOTION, np.int64), **d}
 
 
-def emotion_index(d) -> np.ndarray:
+def emotion_index(d: NpzFile) -> np.ndarray:
     """A label file's emotion names as indices into workers.emotion_labels.CLASSES
     (NO_EMOTION where there is none: AFLW, video frames)."""
     from workers.emotion_labels import EMOTION_CLASSES as CLASSES
@@ -133,7 +134,7 @@ def augment(batch: dict, size: int, rng: np.random.Generator, cfg: AugmentConfig
 
     Ainv = np.linalg.inv(A)
 
-    def move(p):  # ctx pixels (n,K,2) -> output pixels
+    def move(p: np.ndarray) -> np.ndarray:  # ctx pixels (n,K,2) -> output pixels
         pn = p / ctx * 2 - 1
         o = np.einsum("nij,nkj->nki", Ainv, pn - sh[:, None, :])
         return (o + 1) / 2 * size

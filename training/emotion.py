@@ -30,7 +30,7 @@ from training.emotion_features import features
 from training.emotion_fit import calibrate, calibration_split, class_index, fit
 from workers import checkpoint, face_model
 from workers.checkpoint import weights_sha256
-from workers.emotion import CLASSES, path_for
+from workers.emotion import CLASSES, Classifier, path_for
 from workers.mirror import asks_for_it
 
 LABELS = Path("data/labels")
@@ -38,7 +38,8 @@ HIDDEN_CHOICES = ((), (64,))   # logistic regression, one small hidden layer
 SEED = 0
 
 
-def fit_calibrated(X: np.ndarray, y: np.ndarray, calib: np.ndarray, hidden_choices=HIDDEN_CHOICES):
+def fit_calibrated(X: np.ndarray, y: np.ndarray, calib: np.ndarray,
+                   hidden_choices: tuple[tuple[int, ...], ...] = HIDDEN_CHOICES) -> tuple[Classifier, list[dict]]:
     """Fit each architecture on the fitting part, keep the one with the best macro-F1 on
     the calibration part, set its temperature there. Returns (classifier, choice log)."""
     from training.evaluate_wild import macro_f1
@@ -57,7 +58,7 @@ def fit_calibrated(X: np.ndarray, y: np.ndarray, calib: np.ndarray, hidden_choic
     return clf, log
 
 
-def run(ckpt: Path, train: Path, heldout: Path, compare: bool = True) -> tuple[object, dict]:
+def run(ckpt: Path, train: Path, heldout: Path, compare: bool = True) -> tuple[Classifier, dict]:
     """(shipped classifier, results) for one checkpoint."""
     meta = checkpoint.load_meta(ckpt)
     tr, ho = features(ckpt, train), features(ckpt, heldout)
@@ -118,7 +119,7 @@ def run(ckpt: Path, train: Path, heldout: Path, compare: bool = True) -> tuple[o
     return clf, res
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m training.emotion", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path().with_suffix(""))
     ap.add_argument("--train", type=Path, default=LABELS / "fer_train.npz")

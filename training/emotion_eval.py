@@ -57,7 +57,8 @@ def metrics(probs: np.ndarray, y: np.ndarray, yaw: np.ndarray | None = None) -> 
     return out
 
 
-def abstention_curve(probs: np.ndarray, y: np.ndarray, thresholds=(0.0, 0.3, 0.4, 0.5, 0.6, 0.7)) -> list[dict]:
+def abstention_curve(probs: np.ndarray, y: np.ndarray,
+                     thresholds: tuple[float, ...] = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)) -> list[dict]:
     """Share of faces labelled and their accuracy when faces below each minimum
     probability say ``uncertain``: what the configurable threshold trades."""
     conf, right = probs.max(1), probs.argmax(1) == y

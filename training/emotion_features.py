@@ -22,11 +22,12 @@ from training.evaluate_wild import load as load_wild
 from workers import checkpoint
 from workers.checkpoint import weights_sha256
 from workers.mirror import MirrorAveraged, asks_for_it, for_inference
+from workers.networks import FaceRegressor
 
-CACHE = Path(__file__).resolve().parents[2] / "runs" / "emotion" / "features"
+CACHE = Path(__file__).resolve().parents[1] / "runs" / "emotion" / "features"
 
 
-def extract(model, size: int, labels: Path) -> dict:
+def extract(model: torch.nn.Module, size: int, labels: Path) -> dict:
     """Run ``model`` over the kept faces of one FER label file; numpy arrays per face.
 
     ``model`` is the network as inference runs it (workers.mirror.for_inference); when it
@@ -36,9 +37,10 @@ def extract(model, size: int, labels: Path) -> dict:
     data, ex = load_wild(labels)
     mirrored = isinstance(model, MirrorAveraged)
     network = model.network if mirrored else model
+    assert isinstance(network, FaceRegressor)   # what checkpoint.load gives
     pooled: list[torch.Tensor] = []
 
-    def keep_pooled(_module, args) -> None:
+    def keep_pooled(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         f = args[0].detach().float().cpu()
         pooled.append((f[: len(f) // 2] + f[len(f) // 2:]) / 2 if mirrored else f)
 

@@ -25,13 +25,13 @@ from workers.pose import euler_from_matrix, matrix_from_euler
 SHRINK = 0.1
 
 
-def _rx(t):
+def _rx(t: np.ndarray) -> np.ndarray:
     m = np.zeros((len(t), 3, 3)); m[:, 0, 0] = 1
     m[:, 1, 1] = m[:, 2, 2] = np.cos(t); m[:, 1, 2] = -np.sin(t); m[:, 2, 1] = np.sin(t)
     return m
 
 
-def _rz(t):
+def _rz(t: np.ndarray) -> np.ndarray:
     m = np.zeros((len(t), 3, 3)); m[:, 2, 2] = 1
     m[:, 0, 0] = m[:, 1, 1] = np.cos(t); m[:, 0, 1] = -np.sin(t); m[:, 1, 0] = np.sin(t)
     return m

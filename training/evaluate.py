@@ -178,7 +178,7 @@ def store_in_checkpoint(ckpt: Path, res: dict) -> None:
     checkpoint.write_meta(js, meta)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path())
     ap.add_argument("--renders", type=Path, nargs="*",

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,6 +51,9 @@ from training.teacher_check import nme
 from training.wild_data import AFLW, AFLW21_TO_68, COMMON68, EMOTIONS, YAW_BINS, yaw_bin
 from workers.crops import CropRule, crop_affines
 from workers.pose import angle_error, plausible_euler
+
+if TYPE_CHECKING:
+    import torch
 
 AFLW14 = tuple(sorted(AFLW21_TO_68))                        # AFLW indices with an iBUG-68 twin
 AFLW_FACE_PX = AFLW.frame / ROI_SIDE                        # face size in AFLW crop pixels (76)
@@ -106,7 +110,7 @@ def aflw_metrics(pred_euler: np.ndarray, pred_lm68_ctx: np.ndarray, ex: dict,
     ids14 = [AFLW21_TO_68[a] for a in AFLW14]
     common = [ids14.index(j) for j in COMMON68]
 
-    def nmes(lm68):
+    def nmes(lm68: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n14 = nme(lm68[:, ids14], truth14, 1.0) / face
         n8 = nme(lm68[:, list(COMMON68)], truth14[:, common], 1.0) / face
         # faces with no placed point among the set have no NME, not 0
@@ -236,7 +240,7 @@ def emotion_metrics(eta_pred: np.ndarray, eta_teacher: np.ndarray, blend: np.nda
 
 # ------------------------------------------------------------------ running a model
 
-def evaluate_aflw(model, size: int, path: Path) -> tuple[dict, dict]:
+def evaluate_aflw(model: torch.nn.Module, size: int, path: Path) -> tuple[dict, dict]:
 
     data, ex = load(path)
     P, _ = predict_samples(model, data, size)
@@ -247,7 +251,7 @@ def evaluate_aflw(model, size: int, path: Path) -> tuple[dict, dict]:
             "yaw_bins": res}, arrays
 
 
-def evaluate_emotion(model, size: int, path: Path) -> dict:
+def evaluate_emotion(model: torch.nn.Module, size: int, path: Path) -> dict:
 
     data, ex = load(path)
     P, L = predict_samples(model, data, size)

@@ -28,9 +28,10 @@ from training.data import FIELDS, AugmentConfig, augment, sample_batch
 from training.metrics import identity_basis
 from workers import checkpoint, face_model
 from workers.mirror import blend_mirror
+from workers.networks import FaceRegressor
 
 
-def _inputs(model, size: int, path: str, n: int) -> dict[str, np.ndarray]:
+def _inputs(model: FaceRegressor, size: int, path: str, n: int) -> dict[str, np.ndarray]:
     """Pooled trunk features, true landmarks + rotation, and alpha of the first n renders."""
     fm = face_model.load()
     perm, b2e = blend_mirror(fm.blend_names), torch.from_numpy(fm.blend_to_eta)
@@ -60,7 +61,8 @@ def landmark_mm(alpha: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(np.einsum("na,akc->nkc", alpha - truth, basis), axis=-1).mean() * 10)
 
 
-def probe(ckpt: Path, fit: list[str], held_out: str, per_shard: int, lams=(10.0, 100.0, 1000.0)) -> dict:
+def probe(ckpt: Path, fit: list[str], held_out: str, per_shard: int,
+          lams: tuple[float, ...] = (10.0, 100.0, 1000.0)) -> dict:
     model, meta = checkpoint.load(ckpt)
     model.eval()
     size = int(meta["crop"]["size"])
@@ -71,17 +73,17 @@ def probe(ckpt: Path, fit: list[str], held_out: str, per_shard: int, lams=(10.0,
     res: dict[str, Any] = {"fit_renders": len(train["alpha"]), "held_out_renders": len(truth),
            "mean_face_mm": landmark_mm(np.zeros_like(truth), truth)}
     for name in ("landmarks", "features"):
-        best = None
+        best: dict[str, Any] | None = None
         for lam in lams:
             pred = ridge(train[name], train["alpha"], test[name], lam)
-            row = {"lambda": lam, "mm": landmark_mm(pred, truth),
+            row: dict[str, Any] = {"lambda": lam, "mm": landmark_mm(pred, truth),
                    "r_first5": [round(float(np.corrcoef(pred[:, k], truth[:, k])[0, 1]), 3) for k in range(5)]}
             best = row if best is None or row["mm"] < best["mm"] else best
         res[{"landmarks": "oracle_true_landmarks_and_rotation", "features": "network_trunk_features"}[name]] = best
     return res
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path())
     ap.add_argument("--fit", nargs="+", default=sorted(glob.glob("data/synth/train-*.npz"))[:6],

@@ -16,6 +16,9 @@ from workers.mirror import blend_mirror
 from workers.pose import angle_error, euler_from_matrix, plausible_euler
 from workers.regressor import decode
 
+# a batch of predictions or labels, by name, one row per face
+Arrays = dict[str, np.ndarray]
+
 READABLE = {"jawOpen": ["jawOpen"], "smile": ["mouthSmile_L", "mouthSmile_R"],
             "blink": ["eyeBlink_L", "eyeBlink_R"], "browUp": ["browInnerUp_L", "browInnerUp_R"]}
 
@@ -26,7 +29,8 @@ def corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_samples(model, data: dict, size: int, device="cpu") -> tuple[dict, dict]:
+def predict_samples(model: torch.nn.Module, data: dict, size: int,
+                    device: torch.device | str = "cpu") -> tuple[Arrays, Arrays]:
     """Run the network on un-augmented inputs; returns (predictions, labels) as numpy."""
     fm = face_model.load()
     perm, b2e = blend_mirror(fm.blend_names), torch.from_numpy(fm.blend_to_eta)
@@ -46,14 +50,14 @@ def predict_samples(model, data: dict, size: int, device="cpu") -> tuple[dict, d
     return P, L
 
 
-def pose_metrics(P, L) -> dict:
+def pose_metrics(P: Arrays, L: Arrays) -> dict:
     """Pose MAE per axis, each rotation written in its plausible form (workers/pose.py)."""
     e = angle_error(plausible_euler(P["euler"]), plausible_euler(L["euler"]))
     return {"yaw_mae": float(e[:, 0].mean()), "pitch_mae": float(e[:, 1].mean()),
             "roll_mae": float(e[:, 2].mean()), "mean_mae": float(e.mean()), "n": int(len(e))}
 
 
-def expression_metrics(P, L) -> dict:
+def expression_metrics(P: Arrays, L: Arrays) -> dict:
     err = P["expression"] - L["eta"]
     return {"eta_rmse": float(np.sqrt((err ** 2).mean())),
             "eta_rmse_per_component": np.sqrt((err ** 2).mean(0)).round(4).tolist(),
@@ -61,7 +65,7 @@ def expression_metrics(P, L) -> dict:
             "eta_label_std_per_component": L["eta"].std(0).round(4).tolist()}
 
 
-def readable_agreement(P, L) -> dict:
+def readable_agreement(P: Arrays, L: Arrays) -> dict:
     fm = face_model.load()
     idx = {n: i for i, n in enumerate(fm.blend_names)}
     bp = fm.blendshapes_from_eta(P["expression"])
@@ -73,7 +77,7 @@ def readable_agreement(P, L) -> dict:
     return out
 
 
-def shape_metrics(P, L) -> dict:
+def shape_metrics(P: Arrays, L: Arrays) -> dict:
     """Identity: coefficient RMSE, correlation of the first components, and the error it
     makes in millimetres on the 68 landmark vertices against the mean face's.
 
@@ -91,7 +95,7 @@ def shape_metrics(P, L) -> dict:
 YAW_BINS = ((0, 30), (30, 60), (60, 91))
 
 
-def landmark_nme(P, L) -> dict:
+def landmark_nme(P: Arrays, L: Arrays) -> dict:
     """Mean 68-point error normalised two ways, overall and by |yaw|: by the landmark box,
     sqrt(w·h) (AFLW2000-3D's convention), and by the outer-eye-corner distance (300-W's),
     which collapses towards profile and then inflates the mean."""
@@ -107,6 +111,6 @@ def landmark_nme(P, L) -> dict:
             "iod_by_abs_yaw": {k: float(by_iod[m].mean()) for k, m in bins.items() if m.any()}}
 
 
-def identity_basis(fm) -> torch.Tensor:
+def identity_basis(fm: face_model.FaceModel) -> torch.Tensor:
     """(99, 68, 3): each identity mode's displacement of the 68 landmark vertices, cm."""
     return torch.from_numpy(np.ascontiguousarray(fm.identity[:, fm.landmarks68])).float()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -17,7 +18,7 @@ from training.metrics import READABLE, corr, predict_samples
 from workers import face_model
 
 
-def plot_clip(model, size: int, labels: Path, source: str, out: Path) -> Path:
+def plot_clip(model: torch.nn.Module, size: int, labels: Path, source: str, out: Path) -> Path:
     """Plot one clip of a teacher-label file (``source`` as stored, e.g. ``lp_d11.mp4``)."""
     fm = face_model.load()
     d = np.load(labels)

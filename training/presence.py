@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import av
 import numpy as np
@@ -30,7 +31,7 @@ from workers.crops import CropRule, crop_faces, to_tensor
 from workers.detector import FaceDetector
 from workers.presence import Probe, path_for
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 FIT_CLIPS = ["lp_d0", "lp_d3", "lp_d6", "lp_d9", "lp_d10", "lp_s18"]      # the network's training clips
 FIT_PHOTOS = ["group_test1", "two_people", "obama_and_biden", "emma_input", "prnet_1", "prnet_2"]
 HELD_CLIPS = ["lp_d11", "lp_s32", "vr_4", "vr_5", "st_wda_aoc", "tpsmm_driving"]
@@ -38,14 +39,14 @@ HELD_PHOTOS = ["biden2", "prnet_3", "prnet_4", "prnet_5"]
 KINDS = ("face", "shifted", "zoomed", "background")
 
 
-def _frames(path: Path, every: int):
+def _frames(path: Path, every: int) -> Iterator[np.ndarray]:
     with av.open(str(path)) as c:
         for i, f in enumerate(c.decode(video=0)):
             if i % every == 0:
                 yield f.to_ndarray(format="rgb24")
 
 
-def _images(clips: list[str], photos: list[str], every: int):
+def _images(clips: list[str], photos: list[str], every: int) -> Iterator[np.ndarray]:
     import cv2
 
     for name in clips:
@@ -94,7 +95,8 @@ def _grown(faces: np.ndarray) -> np.ndarray:
     return np.stack([_moved(f, np.zeros(2), 1.6) for f in faces])
 
 
-def scene_crops(images, detector: FaceDetector, rule: CropRule, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def scene_crops(images: Iterable[np.ndarray], detector: FaceDetector, rule: CropRule,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     crops, kinds = [], []
     for image in images:
@@ -127,7 +129,7 @@ def wild_crops(path: Path, rule: CropRule, n: int, seed: int) -> tuple[np.ndarra
 
 
 @torch.inference_mode()
-def embed(model, crops: np.ndarray, rule: CropRule, batch: int = 256) -> np.ndarray:
+def embed(model: torch.nn.Module, crops: np.ndarray, rule: CropRule, batch: int = 256) -> np.ndarray:
     return np.concatenate([model(to_tensor(crops[i:i + batch], rule))["embedding"].numpy()
                            for i in range(0, len(crops), batch)])
 
@@ -142,7 +144,7 @@ def fit(e: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> Probe:
     b = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
 
-    def loss():
+    def loss() -> torch.Tensor:
         opt.zero_grad()
         value = (wt * torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, t, reduction="none")).mean()
         value = value + l2 * (w ** 2).sum() / 2
@@ -161,7 +163,8 @@ def auc(p: np.ndarray, y: np.ndarray) -> float:
     return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * (~pos).sum()))
 
 
-def report(probe: Probe, p_scene: np.ndarray, kinds: np.ndarray, p_aflw, yaw_aflw, p_fer) -> dict:
+def report(probe: Probe, p_scene: np.ndarray, kinds: np.ndarray, p_aflw: np.ndarray, yaw_aflw: np.ndarray,
+           p_fer: np.ndarray) -> dict:
     y = (kinds == "face").astype(float)
     t = probe.threshold
     out = {"auc": round(auc(p_scene, y), 4), "threshold": t,
@@ -175,7 +178,7 @@ def report(probe: Probe, p_scene: np.ndarray, kinds: np.ndarray, p_aflw, yaw_afl
     return out
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path())
     ap.add_argument("--labels", type=Path, default=Path("data/labels"))

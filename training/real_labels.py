@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from scipy.ndimage import median_filter
@@ -37,7 +37,7 @@ from workers.pose import euler_from_matrix
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def _frames(path: Path):
+def _frames(path: Path) -> Iterator[tuple[int, np.ndarray]]:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         from PIL import Image
         yield 0, np.asarray(Image.open(path).convert("RGB"))
@@ -124,7 +124,7 @@ def build(paths: list[Path], out: Path, rule: CropRule = CropRule(), threads: in
     return out
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("media", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)

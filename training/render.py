@@ -23,6 +23,7 @@ as a dark mouth interior instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -143,6 +144,11 @@ class _Assets:
 _ASSETS: dict[str, _Assets] = {}
 _N_NOISE = 12
 
+# A region painter of :func:`_region_map`: it draws on the canvas with ``ToPixels`` (model
+# cm -> canvas pixels) at the given pixels per cm.
+ToPixels = Callable[[np.ndarray], np.ndarray]
+Painter = Callable[[np.ndarray, ToPixels, float], None]
+
 
 def _assets(model: FaceModel) -> _Assets:
     if model.sha256 not in _ASSETS:
@@ -150,7 +156,7 @@ def _assets(model: FaceModel) -> _Assets:
     return _ASSETS[model.sha256]
 
 
-def _region_map(points_xy: np.ndarray, draw, blur_cm: float) -> np.ndarray:
+def _region_map(points_xy: np.ndarray, draw: Painter, blur_cm: float) -> np.ndarray:
     """Soft weights of vertices from a 2D mask drawn in the model's frontal (x, y) plane.
 
     Painting lips or brows on a frontal picture of the mean face and reading it back at
@@ -182,14 +188,14 @@ def _noise_fields(v: np.ndarray) -> np.ndarray:
 
 def _skin_regions(v: np.ndarray, lm: np.ndarray, skin: np.ndarray) -> tuple[np.ndarray, ...]:
     """Lip, brow and eye-socket weights of the skin vertices, from the mean face."""
-    def lips(c, px, res):
+    def lips(c: np.ndarray, px: ToPixels, res: float) -> None:
         cv2.fillPoly(c, [px(lm[48:60, :2])], 1.0)
 
-    def brows(c, px, res):
+    def brows(c: np.ndarray, px: ToPixels, res: float) -> None:
         for a, b in ((17, 22), (22, 27)):
             cv2.polylines(c, [px(lm[a:b, :2])], False, 1.0, int(0.7 * res))
 
-    def sockets(c, px, res):
+    def sockets(c: np.ndarray, px: ToPixels, res: float) -> None:
         for a, b in ((36, 42), (42, 48)):
             cv2.polylines(c, [px(lm[a:b, :2])], True, 1.0, int(0.9 * res))
             # a darker line along the upper lid: lashes
@@ -508,7 +514,8 @@ def _block_mean(x: np.ndarray, s: int) -> np.ndarray:
     return cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA)
 
 
-def _downsample(img, part, zbuf, s, lm2d, lm3d, visible) -> RenderResult:
+def _downsample(img: np.ndarray, part: np.ndarray, zbuf: np.ndarray, s: int, lm2d: np.ndarray, lm3d: np.ndarray,
+                visible: np.ndarray) -> RenderResult:
     """Average s×s blocks: colour and coverage by area, depth as the nearest sample."""
     cov = _block_mean((part >= 0).astype(np.float32), s)
     image = _block_mean(img, s)

@@ -10,6 +10,8 @@ halves, for callers that want to render the same scene differently or reuse a re
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
 
@@ -136,6 +138,8 @@ class ActionExpressions:
 
 
 EXPRESSIONS = {s.name: s for s in (SparseExpressions, ActionExpressions)}
+# draws one face's blendshape weights, in the order of the names given (the classes above)
+ExpressionSampler = Callable[[np.random.Generator, tuple[str, ...]], np.ndarray]
 
 
 def _skin_tone(rng: np.random.Generator) -> np.ndarray:
@@ -187,7 +191,7 @@ def _appearance(rng: np.random.Generator, skin: np.ndarray) -> dict:
 
 
 def sample_scene(rng: np.random.Generator, model: FaceModel, size: int = 160,
-                 expressions=None) -> tuple[Scene, Camera]:
+                 expressions: ExpressionSampler | None = None) -> tuple[Scene, Camera]:
     """A random face, pose, light and camera for a ``size``² image.
 
     The camera is chosen with the scene because perspective is one of the randomised
@@ -273,7 +277,7 @@ def _crop(rng: np.random.Generator, source: np.ndarray, h: int, w: int) -> np.nd
     return patch.astype(np.float32) / 255.0
 
 
-def _texture(rng: np.random.Generator, h: int, w: int, backgrounds) -> np.ndarray:
+def _texture(rng: np.random.Generator, h: int, w: int, backgrounds: list[np.ndarray] | None) -> np.ndarray:
     """(h, w, 3) float image in [0, 1] of one of the texture kinds."""
     if backgrounds and rng.random() < 0.6:
         return _crop(rng, backgrounds[int(rng.integers(len(backgrounds)))], h, w)
@@ -360,7 +364,7 @@ def _sensor(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 
 def _compose(result: RenderResult, rng: np.random.Generator,
-             backgrounds) -> tuple[np.ndarray, np.ndarray]:
+             backgrounds: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
     """(image, occluder mask): background under the face, occluder over it, degradations."""
     h, w = result.mask.shape
     cov = result.coverage[..., None]
@@ -383,7 +387,8 @@ def compose(result: RenderResult, rng: np.random.Generator,
 
 
 def make_sample(rng: np.random.Generator, model: FaceModel, size: int = 160,
-                backgrounds: list[np.ndarray] | None = None, expressions=None) -> tuple[np.ndarray, dict]:
+                backgrounds: list[np.ndarray] | None = None,
+                expressions: ExpressionSampler | None = None) -> tuple[np.ndarray, dict]:
     """One random training image (uint8 RGB, size²) and its exact labels.
 
     Labels: alpha (99), eta (29), blendshapes (53, the weights eta was built from), yaw,

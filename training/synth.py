@@ -20,7 +20,7 @@ import numpy as np
 
 from streamer.config import DetectorConfig
 from training.data import context_rule
-from training.scene import EXPRESSIONS
+from training.scene import EXPRESSIONS, ExpressionSampler
 from workers import face_model
 from workers.boxes import iou_matrix
 from workers.crops import CropRule, crop_faces
@@ -38,17 +38,17 @@ class BoxModel:
         self.rel: list[np.ndarray] = []
 
     @staticmethod
-    def _lm_box(lm2d):
+    def _lm_box(lm2d: np.ndarray) -> np.ndarray:
         return np.array([*lm2d.min(0), *lm2d.max(0)])
 
-    def learn(self, lm2d, det_box):
+    def learn(self, lm2d: np.ndarray, det_box: np.ndarray) -> None:
         b = self._lm_box(lm2d)
         side = max(b[2] - b[0], b[3] - b[1])
         c, dc = (b[:2] + b[2:]) / 2, (det_box[:2] + det_box[2:]) / 2
         ds = max(det_box[2] - det_box[0], det_box[3] - det_box[1])
         self.rel.append(np.array([*(dc - c) / side, ds / side]))
 
-    def guess(self, lm2d):
+    def guess(self, lm2d: np.ndarray) -> np.ndarray:
         b = self._lm_box(lm2d)
         side = max(b[2] - b[0], b[3] - b[1])
         r = np.median(self.rel[-500:], axis=0) if len(self.rel) >= 5 else np.array([0, -0.05, 1.0])
@@ -58,7 +58,7 @@ class BoxModel:
 
 
 def make_shard(n: int, seed: int, detector: FaceDetector, boxes: BoxModel, ctx: CropRule,
-               backgrounds=None, expressions=None) -> dict:
+               backgrounds: list[np.ndarray] | None = None, expressions: ExpressionSampler | None = None) -> dict:
     from training.scene import make_sample
 
     fm = face_model.load()
@@ -121,7 +121,7 @@ def backgrounds_from(paths: list[Path], n: int = 64, size: int = 256, seed: int 
     return out[:n]
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("data/synth"))
     ap.add_argument("--prefix", default="train")

@@ -85,5 +85,5 @@ class Teacher:
             ))
         return faces
 
-    def close(self):
+    def close(self) -> None:
         self._lm.close()

@@ -131,7 +131,7 @@ def real_indices(sizes: np.ndarray, weights: np.ndarray, n: int, rng: np.random.
     return np.concatenate([[0], np.cumsum(sizes)[:-1]])[which] + (rng.random(n) * sizes[which]).astype(np.int64)
 
 
-def evaluate_real(model, data: dict, size: int, device) -> dict:
+def evaluate_real(model: torch.nn.Module, data: dict, size: int, device: torch.device | str) -> dict:
     """Pose MAE and eta RMSE against the held-out teacher labels (no augmentation)."""
 
     model.eval()
@@ -140,7 +140,7 @@ def evaluate_real(model, data: dict, size: int, device) -> dict:
     return {**pose_metrics(P, L), "eta_rmse": float(np.sqrt(((P["expression"] - L["eta"]) ** 2).mean()))}
 
 
-def new_model(args) -> FaceRegressor:
+def new_model(args: argparse.Namespace) -> FaceRegressor:
     """The network to train: from ``--init``'s weights, the 3DDFA-V2 trunk, or fresh."""
     model = FaceRegressor(args.arch)
     if args.init is not None:
@@ -153,7 +153,7 @@ def new_model(args) -> FaceRegressor:
     return model
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/mb05"))
     ap.add_argument("--real", type=Path, nargs="*", default=[Path("data/labels/real_train.npz")])
@@ -271,7 +271,8 @@ def last_eval(run: Path) -> dict:
     return ev
 
 
-def export(model, args, fm, step, ev, path):
+def export(model: FaceRegressor, args: argparse.Namespace, fm: face_model.FaceModel, step: int, ev: dict,
+           path: Path | str) -> None:
     meta = {
         "name": Path(path).stem, "trained": True, "steps": step,
         **CropRule(size=args.size).to_meta(),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared" / "data"
 AFLW_PATH = SHARED / "aflw" / "aflw_crops.parquet"
 FER_PATH = SHARED / "fer2013" / "train.parquet"

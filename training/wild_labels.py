@@ -308,7 +308,7 @@ def run_check(parts: Path, limit: int | None) -> str:
     return teacher_check.markdown(teacher_check.check(raw, dd, meta, iou))
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--out", type=Path, default=OUT, help="where the label files go")

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from training.teacher import PARTIAL68
+from training.teacher import PARTIAL68, Teacher
 from training.teacher_3ddfa import ROI_SHIFT, ROI_SIDE
 from training.wild_data import AFLW, WildSet
 from workers.boxes import iou_matrix
+
+if TYPE_CHECKING:   # loaded where it is used: onnxruntime is heavy
+    from workers.detector import FaceDetector
 
 CHUNK = 500
 MATCH_IOU = 0.3
@@ -69,7 +72,7 @@ def empty(n: int) -> dict:
     }
 
 
-def teach(ws: WildSet, images: np.ndarray, detector, teacher) -> dict:
+def teach(ws: WildSet, images: np.ndarray, detector: FaceDetector, teacher: Teacher) -> dict:
     """Raw RetinaFace + MediaPipe results for (N, F, F, 3) frames, in frame pixels.
 
     ``mp_lm9`` holds MediaPipe's points for teacher.PARTIAL68 (iBUG ids 8, 27, 30, 36, 39,
@@ -161,7 +164,8 @@ def load(paths: list[Path]) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in RAW_KEYS}
 
 
-def ddfa(ws: WildSet, rois: np.ndarray | None = None, limit: int | None = None, source=None) -> dict:
+def ddfa(ws: WildSet, rois: np.ndarray | None = None, limit: int | None = None,
+         source: Path | str | None = None) -> dict:
     """3DDFA_V2 on every frame of ``ws`` (fast: no part files), in frame pixels.
 
     ``rois`` (N, 4): the square each frame is cut at; None uses the frame itself, right for

@@ -32,8 +32,9 @@ class EmotionConfig:
     switch_margin: float = field(default=0.05, metadata={"ge": 0})
 
 
-def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw=None, pitch=None,
-          rule: EmotionConfig | None = None, held: list[str] | None = None) -> list[str]:
+def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw: np.ndarray | float | None = None,
+          pitch: np.ndarray | float | None = None, rule: EmotionConfig | None = None,
+          held: list[str] | None = None) -> list[str]:
     """One label per row of ``probs``: the most likely class, or why there is none
     (``rule``'s thresholds; ray_config.yaml's ``emotion`` section). Size and pose are
     checked first: a tiny or profile face's confident guess is still a guess.
@@ -46,7 +47,7 @@ def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw=None
     probs = np.asarray(probs, np.float64).reshape(-1, len(EMOTION_CLASSES))
     n = len(probs)
 
-    def bc(v):
+    def bc(v: np.ndarray | float | None) -> np.ndarray:
         return np.broadcast_to(np.nan if v is None else np.asarray(v, np.float64), (n,))
 
     px, y, p = bc(face_px), bc(yaw), bc(pitch)

@@ -39,6 +39,8 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.npyio import NpzFile
+from numpy.typing import ArrayLike
 
 VERSION = "ict99x29-v1"
 N_ID = 99
@@ -196,7 +198,7 @@ class FaceModel:
                 "fingerprint": {k: [[float(f"{x:.9g}") for x in row] for row in v]
                                 for k, v in self.fingerprint.items()}}
 
-    def vertices(self, alpha=None, eta=None) -> np.ndarray:
+    def vertices(self, alpha: ArrayLike | None = None, eta: ArrayLike | None = None) -> np.ndarray:
         """S' = mean + S·alpha + E·eta for one face (alpha (99,), eta (29,))."""
         v = self.mean.astype(np.float32).copy()
         if alpha is not None:
@@ -205,10 +207,10 @@ class FaceModel:
             v += np.tensordot(np.asarray(eta, np.float32), self.expression, axes=1)
         return v
 
-    def eta_from_blendshapes(self, w) -> np.ndarray:
+    def eta_from_blendshapes(self, w: ArrayLike) -> np.ndarray:
         return np.asarray(w, np.float32) @ self.blend_to_eta.T
 
-    def blendshapes_from_eta(self, eta, iterations: int = 150) -> np.ndarray:
+    def blendshapes_from_eta(self, eta: ArrayLike, iterations: int = 150) -> np.ndarray:
         """The 53 ARKit-named weights in [0, 1] whose eta is closest to the given one.
 
         29 numbers cannot pin down 53, so the bounds decide: projected-gradient (FISTA)
@@ -249,7 +251,7 @@ class _BoundedBlendshapes:
             self._momenta[iterations] = momenta
         return self._momenta[iterations]
 
-    def solve(self, eta, iterations: int) -> np.ndarray:
+    def solve(self, eta: ArrayLike, iterations: int) -> np.ndarray:
         eta = np.asarray(eta, np.float64)
         c = self._step * (eta @ self._M)
         w = np.clip(eta @ self._start, 0.0, 1.0)
@@ -399,7 +401,7 @@ def build(out: Path | None = None, src: Path | None = None) -> Path:
     return out
 
 
-def _stale(d, src: Path) -> bool:
+def _stale(d: NpzFile, src: Path) -> bool:
     """A cache from an older layout, another derivation or another source file."""
     if any(k not in d.files for k in _HEADER) or str(d["version"]) != VERSION:
         return True

@@ -61,7 +61,7 @@ class MobileNetV1(nn.Module):
     ``fc_lm``: 68 2-D landmarks). The heads are separate modules so a trunk user can drop
     them; ``pooled`` never touches them."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, 3, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)

@@ -18,6 +18,7 @@ Head outputs (all per face):
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
 import torch
@@ -38,7 +39,7 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, cin, cout, stride=1):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
@@ -46,7 +47,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.down = _shortcut(cin, cout, stride)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         idt = x if self.down is None else self.down(x)
         y = torch.relu(self.bn1(self.conv1(x)))
         return torch.relu(self.bn2(self.conv2(y)) + idt)
@@ -55,7 +56,7 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin, width, stride=1):
+    def __init__(self, cin: int, width: int, stride: int = 1) -> None:
         super().__init__()
         cout = width * self.expansion
         self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
@@ -66,7 +67,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(cout)
         self.down = _shortcut(cin, cout, stride)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         idt = x if self.down is None else self.down(x)
         y = torch.relu(self.bn1(self.conv1(x)))
         y = torch.relu(self.bn2(self.conv2(y)))
@@ -148,7 +149,7 @@ class FaceRegressor(nn.Module):
         return {"embedding": f, **{k: h(f) for k, h in self.heads.items()}}
 
 
-def init_from_3ddfa(model: FaceRegressor, source=None) -> FaceRegressor:
+def init_from_3ddfa(model: FaceRegressor, source: Path | str | None = None) -> FaceRegressor:
     """Copy 3DDFA_V2's trained MobileNet trunk into an ``mb05`` FaceRegressor (heads stay
     fresh). 3DDFA_V2 fed BGR; facestream crops are RGB, so the first convolution's input
     channels are reversed once here instead of converting every crop."""

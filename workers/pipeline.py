@@ -1,7 +1,7 @@
 """Detect → crop → regress on still images, in one process: the library's steps, once.
 
 Used where images are taken one batch at a time with the models in hand: ``facestream
-predict`` (streamer/cli.py), the bare loop of bench/pipeline_vs_loop.py (which must be
+predict`` (streamer/cli/predict.py), the bare loop of bench/pipeline_vs_loop.py (which must be
 exactly these steps) and, for detection and cropping with its own (context) crop rule,
 the teacher labelling of training/real_labels.py, which never regresses.
 

@@ -19,22 +19,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
     import torch
 
 
-def _rx(a):
+def _rx(a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
-def _ry(a):
+def _ry(a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
-def _rz(a):
+def _rz(a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
@@ -99,7 +100,7 @@ def quaternions_from_matrices(R: np.ndarray) -> np.ndarray:
     return q
 
 
-def matrix_from_quaternion(q) -> np.ndarray:
+def matrix_from_quaternion(q: ArrayLike) -> np.ndarray:
     w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -123,13 +124,13 @@ def matrix_from_6d(d6: torch.Tensor) -> torch.Tensor:
     return torch.stack([b1, b2, b3], dim=-1)
 
 
-def _wrap(a) -> np.ndarray:
+def _wrap(a: ArrayLike) -> np.ndarray:
     return (np.asarray(a, np.float64) + 180) % 360 - 180
 
 
-def angle_error(a, b) -> np.ndarray:
+def angle_error(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Absolute angle differences in degrees, the short way round."""
-    return np.abs(_wrap(np.asarray(a, np.float64) - b))
+    return np.abs(_wrap(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
 
 
 def plausible_euler(e: np.ndarray) -> np.ndarray:

@@ -35,13 +35,13 @@ class Prediction:
     # (N,) probability that each crop frames a face (workers.presence); NaN without a probe
     presence: np.ndarray = None  # type: ignore[assignment]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.emotion_probs is None:
             self.emotion_probs = np.full((len(self.expression), 7), np.nan, np.float32)
         if self.presence is None:
             self.presence = np.full(len(self.expression), np.nan, np.float32)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.expression)
 
 

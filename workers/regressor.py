@@ -9,6 +9,8 @@ channels_last on CUDA.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -16,6 +18,10 @@ from workers import checkpoint
 from workers.mirror import MirrorAveraged, for_inference
 from workers.pose import eulers_from_matrices, matrix_from_6d, quaternions_from_matrices
 from workers.prediction import Prediction  # defined torch-free, so that sessions need no torch
+
+if TYPE_CHECKING:
+    from workers.emotion import Classifier
+    from workers.presence import Probe
 
 # log-scale head output is relative to this many crop pixels per centimetre at 128 px
 SCALE_REF = 4.0
@@ -57,9 +63,10 @@ def _folded(model: torch.nn.Module) -> torch.nn.Module:
 class Regressor:
     """A loaded checkpoint ready to run on batches of normalised crops."""
 
-    def __init__(self, model, meta: dict, device: str = "auto", emotion=None, presence=None):
-        self.emotion = emotion     # workers.emotion.Classifier, or None
-        self.presence = presence   # workers.presence.Probe, or None
+    def __init__(self, model: torch.nn.Module, meta: dict, device: str = "auto",
+                 emotion: Classifier | None = None, presence: Probe | None = None) -> None:
+        self.emotion = emotion
+        self.presence = presence
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

@@ -1,2 +1,4 @@
-"""The data contract: `FaceRecord`, its Arrow (Parquet) and Redis encodings, the stream
-events, the sinks that write them and the readers (dataset, tail) that read them back."""
+"""The data contract: `FaceRecord` (record.py), its Arrow/Parquet encoding (arrow.py) and
+Redis encoding (redis_codec.py), the version they share (version.py), the stream events
+(events.py), the sinks that write them (sinks/) and the readers (dataset.py, tail.py)
+that read them back."""

@@ -2,7 +2,7 @@
 
 Hidden temp files (``.part-*.tmp``, left by a crash mid-write) are skipped, as every
 Parquet reader skips them. Each part is read in the layout it was written in and brought
-to this version's (``schema.upgrade_table``), so a stream written partly before an
+to this version's (``arrow.upgrade_table``), so a stream written partly before an
 upgrade and partly after reads as one table. Rows come back sorted by (stream_id,
 frame_index, track_id), whatever order the files were listed in.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from streamer.data.schema import ARROW_SCHEMA, FaceRecord, table_to_records, upgrade_table
+from streamer.data.arrow import ARROW_SCHEMA, table_to_records, upgrade_table
+from streamer.data.record import FaceRecord
 
 _ORDER = [("stream_id", "ascending"), ("frame_index", "ascending"), ("track_id", "ascending")]
 

@@ -18,18 +18,10 @@ from typing import Any, Callable
 import numpy as np
 import redis
 
-from streamer.data.schema import (
-    BLENDSHAPE_NAMES,
-    EMOTION_CLASSES,
-    FINAL_EVENTS,
-    NAMED_VECTORS,
-    FaceRecord,
-    decode_event,
-    decode_redis,
-    events_key,
-    key_prefix,
-    stream_key,
-)
+from streamer.data.events import FINAL_EVENTS, decode_event
+from streamer.data.record import BLENDSHAPE_NAMES, NAMED_VECTORS, FaceRecord
+from streamer.data.redis_codec import decode_redis, events_key, key_prefix, stream_key
+from workers.emotion_labels import EMOTION_CLASSES
 
 DEFAULT_GROUP = "facestream-tail"
 _READ_COUNT = 500

@@ -31,10 +31,11 @@ from streamer.clock import now_iso
 from streamer.config import Config
 from streamer.data.sinks.parquet_sink import partition_name
 from streamer.pipeline import runtime
+from streamer.pipeline.status import StreamProgress, StreamSummary
 from streamer.sources.files import open_source
-from streamer.sources.urls import redact
+from streamer.sources.urls import SourceKind, check_source, redact
 
-ProgressCallback = Callable[[dict], None]
+ProgressCallback = Callable[[StreamProgress], None]
 
 
 class Annotator(Protocol):
@@ -50,9 +51,9 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
             on_progress: ProgressCallback | None = None) -> dict:
     """Analyse ``video`` into ``cfg.parquet.out``; returns the summary also written there.
 
-    ``on_progress`` gets the session's progress while it runs (``StreamProgress.to_json()``:
-    read it back with ``StreamProgress.from_json``); ``annotate`` (the CLI's ``--annotate``,
-    from the report layer above) runs after the stream, and its video is in the summary.
+    ``on_progress`` gets the session's :class:`StreamProgress` while it runs; ``annotate``
+    (the CLI's ``--annotate``, from the report layer above) runs after the stream, and its
+    video is in the summary.
 
     Bad input (SourceNotFound / NotAVideo, CheckpointError, SinkError for an unreachable
     Redis, runtime.RuntimeStartError for an address nobody listens on) raises before
@@ -88,11 +89,12 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
             stack.callback(shared.stop)
             version = shared.version
             shutil.rmtree(out / "records" / f"stream={partition_name(stream_id)}", ignore_errors=True)
-            session = launch(stream_id, video, cfg, shared.replicas, shared.sinks(cfg, stream_id, video),
+            live = check_source(video, "/").kind != SourceKind.FILE   # as open_source reads it
+            session = launch(stream_id, video, cfg, shared.replicas, shared.sinks(cfg, stream_id, video, live=live),
                              gallery_url=shared.redis_url)
             stack.callback(_kill, session)
             result = _wait(session, on_progress)
-        summary = {**base, "status": "ok", "model_version": version, **result,
+        summary = {**base, "status": "ok", "model_version": version, **result.to_json(),
                    "wall_seconds": time.monotonic() - t0}
         if annotate is not None:
             summary["annotated"] = str(annotate(video, out, stream_id))
@@ -120,7 +122,7 @@ def _kill(actor) -> None:
     ray.kill(actor)
 
 
-def _wait(session, on_progress: ProgressCallback | None) -> dict:
+def _wait(session, on_progress: ProgressCallback | None) -> StreamSummary:
     """Poll the session's progress until its run finishes; its error is re-raised as is."""
     import ray
 

@@ -19,32 +19,11 @@ import ray
 from streamer.config import Config
 from streamer.data.sinks.parquet_sink import ParquetSink
 from streamer.data.sinks.redis_sink import RedisSink
+from streamer.pipeline.checkpoint_check import check_checkpoint
 from streamer.pipeline.redis_server import EmbeddedRedis
-from streamer.pipeline.replicas import Replicas
+from streamer.pipeline.replicas import ModelInfo, Replicas
 from streamer.pipeline.session import SinkFactory
 from streamer.sources.urls import redact
-
-
-def check_checkpoint(cfg: Config) -> tuple[Path, dict]:
-    """The configured (or shipped) checkpoint's path and metadata, once it is known to be
-    trained, complete, loadable and made for this installation's face model, with the
-    emotion classifier and presence probe beside it (if any) fitted on those weights."""
-    from workers import checkpoint, emotion, presence
-    from workers.checkpoint import CheckpointError
-    from workers.crops import CropRule
-
-    ckpt_path = Path(cfg.model.checkpoint) if cfg.model.checkpoint else checkpoint.default_path()
-    meta = checkpoint.load_meta(ckpt_path)
-    try:
-        CropRule.from_meta(meta)
-        checkpoint.load(ckpt_path)  # the weights too: a replica failing later says less
-        emotion.load(ckpt_path, required=False)
-        presence.load(ckpt_path)
-    except CheckpointError:
-        raise
-    except Exception as e:
-        raise CheckpointError(f"{ckpt_path}: unusable checkpoint ({type(e).__name__}: {e})") from None
-    return ckpt_path, meta
 
 
 def check_services(cfg: Config) -> tuple[Path, dict]:
@@ -73,15 +52,18 @@ class Backend:
     replicas: Replicas
     version: str                          # the regressor's model version string
     redis_server: EmbeddedRedis | None    # None: the configured Redis is used
+    model: ModelInfo                      # what the replicas said of their model (how crops are read)
 
     @property
     def redis_label(self) -> str:
         """The Redis URL fit to show (no password)."""
         return redact(self.redis_url)
 
-    def sinks(self, cfg: Config, stream_id: str, source: str) -> list[SinkFactory]:
+    def sinks(self, cfg: Config, stream_id: str, source: str, *, live: bool) -> list[SinkFactory]:
         """Factories of a stream's Redis and Parquet sinks; ``source`` is how its Parquet
-        metadata names the source (a path, or a URL without credentials)."""
+        metadata names the source (a path, or a URL without credentials), ``live`` whether
+        it is a live stream, whose crops may be read differently from a file's: the
+        metadata says how (``facestream.reading``), as the ``started`` event does."""
         fm = self.meta["face_model"]
         metadata = {
             "facestream.model_version": self.version,
@@ -89,6 +71,7 @@ class Backend:
             "facestream.face_model_version": str(fm.get("version", "")),
             "facestream.face_model_sha256": str(fm.get("sha256", "")),
             "facestream.source": source,
+            "facestream.reading": self.model.reading_for(live).value,
         }
         return [partial(RedisSink, cfg.redis, stream_id, self.redis_url),
                 partial(ParquetSink, cfg.parquet, stream_id, metadata)]
@@ -113,7 +96,7 @@ def start(cfg: Config, ckpt_path: Path, meta: dict) -> Backend:
         replicas = Replicas.start(cfg, str(ckpt_path))
         try:
             replicas.ready()
-            version = ray.get(replicas.info())["version"]
+            model: ModelInfo = ray.get(replicas.info())
         except BaseException:
             replicas.stop()
             raise
@@ -123,4 +106,4 @@ def start(cfg: Config, ckpt_path: Path, meta: dict) -> Backend:
         raise
     redis_url = server.url if server is not None else cfg.redis.url
     assert redis_url  # the configured URL, or the embedded server's when there is none
-    return Backend(ckpt_path, meta, redis_url, replicas, version, server)
+    return Backend(ckpt_path, meta, redis_url, replicas, model.version, server, model)

@@ -34,9 +34,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Generic, TypeVar
 
+from streamer.config import Priority
 from streamer.pipeline.counters import BATCH_BUCKETS, LATENCY_BUCKETS_S, Histogram
-
-PRIORITIES = ("live_first", "fifo")
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -63,16 +62,17 @@ class Batcher(Generic[In, Out]):
     def __init__(self, run: Callable[[In], Out], max_batch_size: int, max_wait_s: float, *,
                  join: Callable[[list[In]], In], split: Callable[[Out, int, int], Out],
                  size: Callable[[In], int] = len,  # type: ignore[assignment]  # len: a batch is Sized
-                 priority: str = "live_first", name: str = "batch", hold_s: float = 0.5,
+                 priority: Priority = Priority.LIVE_FIRST, name: str = "batch", hold_s: float = 0.5,
                  trickle_s: float = 1.0):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        if priority not in PRIORITIES:
-            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+        try:
+            self.priority = Priority(priority)   # a plain word from a caller: the member it names
+        except ValueError:
+            raise ValueError(f"priority must be one of {', '.join(Priority)}, got {priority!r}") from None
         self._run, self._join, self._split, self._size = run, join, split, size
         self.max_batch_size = int(max_batch_size)
         self.max_wait_s = max(0.0, float(max_wait_s))
-        self.priority = priority
         self.hold_s, self.trickle_s = hold_s, trickle_s
         self._files_held_until = 0.0      # monotonic: a live stream behind holds files till then
         self._last_file_batch = 0.0
@@ -95,7 +95,7 @@ class Batcher(Generic[In, Out]):
         """The result for ``items``, once the batch they joined has run; ``live``: they
         come from a live stream, ``behind``: one whose frames pile up at its source."""
         loop = asyncio.get_running_loop()
-        if live and behind and self.priority == "live_first":
+        if live and behind and self.priority == Priority.LIVE_FIRST:
             self._files_held_until = time.monotonic() + self.hold_s
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._serve())
@@ -156,7 +156,7 @@ class Batcher(Generic[In, Out]):
         files = self._files if self._files and time.monotonic() >= self._files_go_at() else None
         if not live or not files:
             return live or files or None
-        if self.priority == "live_first":
+        if self.priority == Priority.LIVE_FIRST:
             return live
         return live if live[0].arrived <= files[0].arrived else files
 

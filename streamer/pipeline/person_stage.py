@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable
 
 import numpy as np
 
 from streamer.config import IdentityConfig
+from streamer.data.events import EventKind, StreamEvent
 from streamer.persons.book import PersonBook, PersonReason
 from streamer.pipeline.pipes import FrameWork, Sample
 from streamer.pipeline.records import RecordBuilder
@@ -26,28 +27,31 @@ class PersonStage:
     """Per stream: :meth:`batch` for each batch of frames the regressor answered, then
     :meth:`frame` for each of its frames in order, then :meth:`arrived`."""
 
-    def __init__(self, book: PersonBook, builder: RecordBuilder, cfg: IdentityConfig, live: bool):
+    def __init__(self, book: PersonBook, builder: RecordBuilder, cfg: IdentityConfig, live: bool) -> None:
         self._book = book
         self._builder = builder
         self._cfg = cfg
         self._live = live
-        self._pending: deque[tuple[list[Sample], asyncio.Future]] = deque()   # live: not applied yet
+        self._pending: deque[tuple[list[Sample], asyncio.Future[np.ndarray]]] = deque()   # live: not applied yet
         self._now: list[tuple[Sample, np.ndarray]] = []   # a file's samples of the current batch
         self._queued = self._applied = 0                  # live batches of samples so far
         self._ending: deque[tuple[int, list[int]]] = deque()   # (batches queued then, tracks ended)
 
-    async def batch(self, work: list[FrameWork], pred: Prediction | None, identities: Any) -> None:
-        """The batch's samples (``identities``: the ObjectRef of their embeddings, or None)."""
-        samples = self._samples(work, pred) if identities is not None else []
+    async def batch(self, work: list[FrameWork], pred: Prediction | None,
+                    identities: Awaitable[np.ndarray] | None) -> None:
+        """The batch's samples (``identities``: their embeddings once back, or None)."""
         self._now = []
+        if identities is None:
+            return
+        samples = self._samples(work, pred)
         if samples and self._live:
             self._pending.append((samples, asyncio.ensure_future(identities)))
             self._queued += 1
         elif samples:
             self._now = list(zip(samples, await identities))
 
-    def frame(self, frame: FrameWork) -> list[dict[str, Any]]:
-        """A frame's tracks are on screen; a file's samples of it applied. Event infos."""
+    def frame(self, frame: FrameWork) -> list[StreamEvent]:
+        """A frame's tracks are on screen; a file's samples of it applied. Person events."""
         self._book.seen(frame.index, [t.track_id for t in frame.tracks])
         return self._apply([(s, e) for s, e in self._now if s.frame_index == frame.index])
 
@@ -58,9 +62,9 @@ class PersonStage:
             self._ending.append((self._queued, list(track_ids)))
             self._forget()
 
-    async def arrived(self, wait: bool) -> list[dict[str, Any]]:
+    async def arrived(self, wait: bool) -> list[StreamEvent]:
         """A live stream's samples whose embeddings are back, in order (``wait``: all of them)."""
-        events: list[dict[str, Any]] = []
+        events: list[StreamEvent] = []
         while self._pending and (wait or self._pending[0][1].done()):
             samples, embeddings = self._pending.popleft()
             events.extend(self._apply(list(zip(samples, await embeddings))))
@@ -89,13 +93,13 @@ class PersonStage:
             row += len(frame.tracks)
         return out
 
-    def _apply(self, samples: list[tuple[Sample, np.ndarray]]) -> list[dict[str, Any]]:
-        """Samples to the book; the person events they cause, as event info. A split track's
-        smoothing starts again."""
+    def _apply(self, samples: list[tuple[Sample, np.ndarray]]) -> list[StreamEvent]:
+        """Samples to the book; the person events they cause. A split track's smoothing
+        starts again."""
         events = []
         for sample, embedding in samples:
             for event in self._book.observe(sample.frame_index, sample.track_id, embedding, sample.usable):
                 if event.reason is PersonReason.SPLIT:
                     self._builder.restart(sample.track_id)
-                events.append({"pts": sample.pts, **event.fields()})
+                events.append(StreamEvent(EventKind.PERSON, {"pts": sample.pts, **event.fields()}))
         return events

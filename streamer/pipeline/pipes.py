@@ -1,18 +1,29 @@
 """What passes between the stages of a :class:`~streamer.pipeline.session.StreamSession`: the
-bounded pipes that give it backpressure, and one typed item per pipe."""
+bounded pipes that give it backpressure, and one typed item per pipe (read → track:
+:class:`Detecting`; track → publish: :class:`Regressing`).
+
+A model's answer travels as an ``Awaitable`` of its value (a Ray ``ObjectRef`` in the
+session, anything awaitable in a test), so this module names what arrives without
+importing Ray.
+"""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from streamer.sources.frames import Frame
+from streamer.tracking.follow import FramePlan
 from streamer.tracking.tracker import Track
+from workers.prediction import Detections, Prediction
+
+Item = TypeVar("Item")
 
 
-class Pipe:
+class Pipe(Generic[Item]):
     """FIFO between two stages with a fixed number of slots.
 
     A producer reserves a slot *before* it starts the work it will put (decoding,
@@ -22,22 +33,22 @@ class Pipe:
     ``close``.
     """
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int) -> None:
         if slots < 1:
             raise ValueError(f"a pipe needs at least one slot, got {slots}")
         self._slots = asyncio.Semaphore(slots)
-        self._items: asyncio.Queue = asyncio.Queue()
+        self._items: asyncio.Queue[Item | None] = asyncio.Queue()
 
     async def reserve(self) -> None:
         await self._slots.acquire()
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Item) -> None:
         self._items.put_nowait(item)
 
     def close(self) -> None:
         self._items.put_nowait(None)
 
-    async def get(self) -> Any:
+    async def get(self) -> Item | None:
         return await self._items.get()
 
     def release(self) -> None:
@@ -48,7 +59,7 @@ class Unseen:
     """Frames sent to the regressor whose output the follower has not seen yet: the track
     stage waits on it before placing a frame from that output."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._count = 0
         self._changed = asyncio.Event()
 
@@ -67,7 +78,8 @@ class Unseen:
 
 @dataclass
 class FrameWork:
-    """What the later stages need of one frame once its crops are cut (not the image)."""
+    """What the later stages (the follower's feedback, the person stage, the record builder)
+    need of one frame once its crops are cut (not the image)."""
 
     index: int
     pts: float
@@ -82,13 +94,13 @@ class FrameWork:
 
 @dataclass
 class Detecting:
-    """The read stage's item: decoded frames, each one's (cut, detect) plan, and the
-    detector's answer for the detected ones (at ``scales`` of their source size)."""
+    """The read stage's item: decoded frames, each one's plan, and the detector's answer
+    for the detected ones (at ``scales`` of their source size)."""
 
     frames: list[Frame]
-    plans: list[tuple[bool, bool]]
-    scales: list[float]
-    detections: Any          # ObjectRef of list[Detections], None when no frame is detected
+    plans: list[FramePlan]   # one per frame
+    scales: list[float]      # one per detected frame
+    detections: Awaitable[list[Detections]] | None   # one per detected frame; None: none is
 
 
 @dataclass
@@ -97,8 +109,8 @@ class Regressing:
     the identity patches cut from them (rows in ``FrameWork.sampled`` order)."""
 
     work: list[FrameWork]
-    prediction: Any          # ObjectRef of Prediction, None when the frames hold no face
-    identities: Any = None   # ObjectRef of (patches, 128) embeddings, None when none were cut
+    prediction: Awaitable[Prediction] | None          # None when the frames hold no face
+    identities: Awaitable[np.ndarray] | None = None   # (patches, 128) embeddings; None: none cut
 
 
 @dataclass(frozen=True)

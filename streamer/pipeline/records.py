@@ -3,29 +3,21 @@ per track, emotion labels held per track (the session's publish stage)."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from streamer.config import EmotionConfig
-from streamer.data.schema import FaceRecord
+from streamer.data.record import BoxSource, FaceRecord
 from streamer.persons.book import PersonBook
+from streamer.pipeline.pipes import FrameWork
 from streamer.pipeline.smoothing import SmootherBank
 from streamer.tracking.tracker import Track
 from workers.crops import crop_to_image
 from workers.emotion_labels import label as emotion_label
 from workers.pose import euler_from_matrix, matrix_from_quaternion
 from workers.prediction import Prediction, slice_prediction
-
-
-class TrackedFrame(Protocol):
-    """What the builder reads of one frame of the session's track stage."""
-
-    index: int
-    pts: float
-    tracks: list[Track]
-    affines: np.ndarray      # (faces, 2, 3) crop -> image
-    ended_ids: list[int]     # tracks the tracker ended at this frame
 
 
 def pose_in_image(pred: Prediction, affines: np.ndarray) -> np.ndarray:
@@ -56,7 +48,7 @@ class RecordBuilder:
         self._emotion = emotion or EmotionConfig()
         self._held: dict[int, str] = {}   # each track's smoothed emotion label so far
 
-    def frame(self, frame: TrackedFrame, pred: Prediction | None, first_row: int,
+    def frame(self, frame: FrameWork, pred: Prediction | None, first_row: int,
               persons: PersonBook | None = None) -> list[FaceRecord]:
         """Records of one frame, whose faces are rows ``first_row...`` of ``pred``;
         ``persons`` says each track's published id and person (None: identity is off)."""
@@ -78,32 +70,33 @@ class RecordBuilder:
         self._smoothers.drop(track_id)
         self._held.pop(track_id, None)
 
-    def _record(self, frame: TrackedFrame, track: Track, pred: Prediction, i: int,
+    def _record(self, frame: FrameWork, track: Track, pred: Prediction, i: int,
                 raw_pose: np.ndarray, now: float, persons: PersonBook | None) -> FaceRecord:
         s = self._smoothers.update(track.track_id, frame.pts, pred.expression[i],
                                    pred.quaternion[i], raw_pose[3:], pred.shape[i], pred.emotion_probs[i])
-        euler = euler_from_matrix(matrix_from_quaternion(s["quaternion"]))
+        assert s.emotion_probs is not None   # the probabilities were given
+        euler = euler_from_matrix(matrix_from_quaternion(s.quaternion))
         side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))
         raw_label = emotion_label(pred.emotion_probs[i], side, raw_pose[0], raw_pose[1], self._emotion)[0]
         held = self._held.get(track.track_id)
-        smooth_label = emotion_label(s["emotion_probs"], side, euler[0], euler[1], self._emotion,
+        smooth_label = emotion_label(s.emotion_probs, side, euler[0], euler[1], self._emotion,
                                      held=None if held is None else [held])[0]
         self._held[track.track_id] = smooth_label
         track_id, person_id = persons.who(track.track_id) if persons is not None else (track.track_id, None)
         return FaceRecord(
             stream_id=self.stream_id, frame_index=frame.index, pts=frame.pts, wall_time=now,
             track_id=track_id, person_id=person_id, box=_f32(track.box), score=track.score,
-            box_source=track.source, presence=float(pred.presence[i]),
-            expression=_f32(s["expression"]), pose=_f32([*euler, *s["translation"]]),
-            quaternion=_f32(s["quaternion"]), shape=_f32(s["shape"]),
-            blendshapes=_f32(self._blendshapes(s["expression"])),
+            box_source=BoxSource(track.source), presence=float(pred.presence[i]),
+            expression=_f32(s.expression), pose=_f32([*euler, *s.translation]),
+            quaternion=_f32(s.quaternion), shape=_f32(s.shape),
+            blendshapes=_f32(self._blendshapes(s.expression)),
             expression_raw=_f32(pred.expression[i]), pose_raw=_f32(raw_pose),
             quaternion_raw=_f32(pred.quaternion[i]), shape_raw=_f32(pred.shape[i]),
             model_version=self.model_version,
-            emotion=smooth_label, emotion_probs=_f32(s["emotion_probs"]),
+            emotion=smooth_label, emotion_probs=_f32(s.emotion_probs),
             emotion_raw=raw_label, emotion_probs_raw=_f32(pred.emotion_probs[i]),
         )
 
 
-def _f32(values) -> np.ndarray:
+def _f32(values: ArrayLike) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)

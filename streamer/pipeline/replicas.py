@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Callable
 
 import numpy as np
 import ray
 
-from streamer.config import Config, DetectorConfig
+from streamer.config import Config, DetectorConfig, MirrorAveraging, Priority
 from streamer.pipeline.batching import Batcher
 from streamer.pipeline.ray_errors import root_cause
 from workers.crops import CropRule
@@ -52,7 +54,7 @@ def _crop_count(request: tuple[np.ndarray, bool]) -> int:
 
 
 def crop_batcher(run: Callable[[tuple[np.ndarray, np.ndarray]], Prediction], max_batch_size: int,
-                 max_wait_s: float, priority: str = "live_first") -> Batcher:
+                 max_wait_s: float, priority: Priority = Priority.LIVE_FIRST) -> Batcher:
     """A :class:`~streamer.pipeline.batching.Batcher` of crops: each request is (crops (N, S, S, 3),
     whether to mirror-average them); requests are concatenated, each gets its rows of the
     batch's Prediction."""
@@ -60,17 +62,40 @@ def crop_batcher(run: Callable[[tuple[np.ndarray, np.ndarray]], Prediction], max
                    priority=priority, name="crop-batch")
 
 
-MIRROR_AVERAGE, ONE_VIEW = "mirror_average", "one_view"   # how a stream's crops are read
-
-
-def reading(policy: str, averages: bool, live: bool) -> str:
-    """How a stream's crops are read: ``mirror_average`` (each crop with its mirror image,
-    averaged) when the checkpoint asks for it (``averages``) and ``model.mirror_average``
-    (``policy``: files, always or never) gives it to this kind of stream, else ``one_view``.
-    The replica runs it and the stream's ``started`` event and Parquet metadata say it,
+class Reading(StrEnum):
+    """How a stream's crops are read. The replica runs it, and the stream's ``started``
+    event (``reading``) and Parquet metadata (``facestream.reading``) write its value,
     since a camera and a file of the same scene read slightly differently."""
-    chosen = policy == "always" or (policy == "files" and not live)
-    return MIRROR_AVERAGE if averages and chosen else ONE_VIEW
+
+    MIRROR_AVERAGE = "mirror_average"   # each crop with its mirror image, averaged
+    ONE_VIEW = "one_view"               # each crop once
+
+
+def reading(policy: MirrorAveraging, averages: bool, live: bool) -> Reading:
+    """How a stream's crops are read: averaged with their mirror images when the
+    checkpoint asks for it (``averages``) and ``model.mirror_average`` (``policy``) gives
+    it to this kind of stream (``live`` or a file), else one view."""
+    chosen = policy == MirrorAveraging.ALWAYS or (policy == MirrorAveraging.FILES and not live)
+    return Reading.MIRROR_AVERAGE if averages and chosen else Reading.ONE_VIEW
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a session needs to use the regressor replicas' model, as
+    :meth:`RegressorReplica.info` answers it (all replicas load the same checkpoint): one
+    typed value from the replica's process to the session's and the benchmarks'."""
+
+    version: str                       # the checkpoint's version string (FaceRecord.model_version)
+    meta: dict[str, Any]               # the checkpoint's metadata (its crop rule among it)
+    presence_threshold: float | None   # the presence probe's; None: the network has no probe
+    file_reading: Reading              # how a file's crops are read
+    live_reading: Reading              # how a live stream's crops are read
+    device: str                        # where the replica runs the model ("cpu", "cuda:0")
+    node_id: str                       # the Ray node the replica runs on
+
+    def reading_for(self, live: bool) -> Reading:
+        """How the crops of a live stream (or a file) are read."""
+        return self.live_reading if live else self.file_reading
 
 
 def _frames(images: list[list[np.ndarray]]) -> list[np.ndarray]:
@@ -85,7 +110,7 @@ class RegressorReplica:
     """Expression / pose / shape regressor shared by all sessions (run as an async actor)."""
 
     def __init__(self, checkpoint_path: str, device: str, max_batch_size: int, max_wait_ms: float,
-                 priority: str = "live_first", mirror_average: str = "files"):
+                 priority: Priority = Priority.LIVE_FIRST, mirror_average: MirrorAveraging = MirrorAveraging.FILES):
         import torch
 
         from workers.regressor import Regressor
@@ -95,26 +120,25 @@ class RegressorReplica:
         self._rule = CropRule.from_meta(self._regressor.meta)
         self._batching = (max_batch_size, max_wait_ms / 1000.0, priority)
         # model.mirror_average (files, always or never) and the checkpoint decide it per kind of stream
-        self._readings = {kind: reading(mirror_average, self._regressor.mirror_averaged, kind == "live")
-                          for kind in ("file", "live")}
+        averages = self._regressor.mirror_averaged
+        self._file_reading = reading(mirror_average, averages, live=False)
+        self._live_reading = reading(mirror_average, averages, live=True)
         self._batcher: Batcher | None = None  # needs the actor's event loop
 
-    def info(self) -> dict:
-        """What a session needs to use this model: its version string, metadata, the
-        presence probe's threshold (None without a probe) and how a file's and a live
-        stream's crops are read (:func:`reading`)."""
+    def info(self) -> ModelInfo:
+        """What a session needs to use this model (:class:`ModelInfo`)."""
         probe = self._regressor.presence
-        return {"version": self._regressor.version, "meta": self._regressor.meta,
-                "presence_threshold": None if probe is None else float(probe.threshold),
-                "readings": dict(self._readings),
-                "device": str(self._regressor.device), "node_id": ray.get_runtime_context().get_node_id()}
+        return ModelInfo(version=self._regressor.version, meta=self._regressor.meta,
+                         presence_threshold=None if probe is None else float(probe.threshold),
+                         file_reading=self._file_reading, live_reading=self._live_reading,
+                         device=str(self._regressor.device), node_id=ray.get_runtime_context().get_node_id())
 
     async def predict(self, crops: np.ndarray, live: bool = False, behind: bool = False) -> Prediction:
         """Predictions for uint8 crops (N, S, S, 3) cut with this checkpoint's crop rule;
         ``live``: they come from a live stream, ``behind``: one falling behind its camera."""
         if self._batcher is None:
             self._batcher = crop_batcher(self._run, *self._batching)
-        mirror = self._readings["live" if live else "file"] == MIRROR_AVERAGE
+        mirror = (self._live_reading if live else self._file_reading) == Reading.MIRROR_AVERAGE
         return await self._batcher.submit((crops, mirror), live, behind)
 
     def stats(self) -> dict:
@@ -137,7 +161,7 @@ class DetectorReplica:
     session's frames; calls waiting together run as one batch of up to ``cfg.batch_size``
     frames (several streams' frames in one network call)."""
 
-    def __init__(self, cfg: DetectorConfig, max_wait_ms: float = 0.0, priority: str = "live_first"):
+    def __init__(self, cfg: DetectorConfig, max_wait_ms: float = 0.0, priority: Priority = Priority.LIVE_FIRST):
         import torch
 
         from workers.detector import FaceDetector
@@ -240,7 +264,7 @@ class Replicas:
         )
 
     def info(self) -> ray.ObjectRef:
-        """The regressor's info (all replicas load the same checkpoint)."""
+        """The regressor's :class:`ModelInfo` (all replicas load the same checkpoint)."""
         return self.regressors[0].info.remote()
 
     def ready(self) -> None:

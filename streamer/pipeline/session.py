@@ -42,8 +42,9 @@ import numpy as np
 import ray
 
 from streamer.config import Config
-from streamer.data.schema import FaceRecord
-from streamer.data.sinks.base import Committed, Sink
+from streamer.data.events import EventKind, StreamEvent
+from streamer.data.record import FaceRecord
+from streamer.data.sinks.base import Committed, Sink, published_everywhere
 from streamer.persons.book import PersonBook
 from streamer.persons.gallery import PersonIds, RedisGallery
 from streamer.pipeline.counters import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
@@ -51,14 +52,13 @@ from streamer.pipeline.person_stage import PersonStage
 from streamer.pipeline.pipes import Detecting, FrameWork, Pipe, Regressing, Unseen
 from streamer.pipeline.ray_errors import root_cause
 from streamer.pipeline.records import RecordBuilder
-from streamer.pipeline.records import pose_in_image as pose_in_image  # re-exported: cli, tests
-from streamer.pipeline.replicas import Replicas
+from streamer.pipeline.replicas import ModelInfo, Replicas
 from streamer.pipeline.smoothing import SmootherBank
 from streamer.pipeline.status import StreamProgress, StreamState, StreamSummary
 from streamer.sources.files import open_source
 from streamer.sources.frames import Frame, Source, SourceError
-from streamer.sources.urls import redact
-from streamer.tracking.follow import Follower
+from streamer.sources.urls import Transport, redact
+from streamer.tracking.follow import Follower, FramePlan
 from workers import face_model
 from workers.crops import CropRule, crop_faces
 from workers.identity import FaceIdentity, IdentityCropRule
@@ -113,7 +113,7 @@ class StreamSession:
     """
 
     def __init__(self, stream_id: str, url: str, cfg: Config, replicas: Replicas,
-                 sinks: list[SinkFactory], media_root: str | None = "/", transport: str = "tcp",
+                 sinks: list[SinkFactory], media_root: str | None = "/", transport: Transport = Transport.TCP,
                  gallery_url: str | None = None):
         self.stream_id = stream_id
         self.url = url
@@ -135,10 +135,9 @@ class StreamSession:
         self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
         self._sink_pool = ThreadPoolExecutor(1, thread_name_prefix="sinks")
 
-    async def progress(self) -> dict:
-        """Counters so far (:class:`~streamer.pipeline.status.StreamProgress`, as JSON: it leaves
-        the actor); cheap, callable at any time while ``run`` is going."""
-        return self._progress().to_json()
+    async def progress(self) -> StreamProgress:
+        """Counters so far; cheap, callable at any time while ``run`` is going."""
+        return self._progress()
 
     def _progress(self) -> StreamProgress:
         """``fps`` is the average since frames started to flow (what a file's progress bar
@@ -195,22 +194,22 @@ class StreamSession:
         self._decode_pool.shutdown(wait=False)
         self._sink_pool.shutdown(wait=False)
 
-    async def run(self) -> dict:
+    async def run(self) -> StreamSummary:
         """Process the whole stream; returns the summary, or raises after a ``failed`` event."""
         self._state = StreamState.CONNECTING
         self._count.started = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
-            info = await self.replicas.info()
-            rule = CropRule.from_meta(info["meta"])
-            builder = RecordBuilder(self.stream_id, info["version"], SmootherBank(self.cfg.smoothing),
+            info: ModelInfo = await self.replicas.info()
+            rule = CropRule.from_meta(info.meta)
+            builder = RecordBuilder(self.stream_id, info.version, SmootherBank(self.cfg.smoothing),
                                     face_model.load().blendshapes_from_eta, self.cfg.emotion)
             for make in self._sink_factories:  # one by one: a failure is told to those made
                 self._sinks.append(make())
             resume = _resume_point(self._sinks)
             if resume is not None:
                 self._resume = resume
-                await self._emit("resumed", after_frame=resume.frame_index, pts=resume.pts)
+                await self._emit(EventKind.RESUMED, after_frame=resume.frame_index, pts=resume.pts)
             # Sinks first, so that a live source's reconnect attempts while it connects,
             # and a failure to connect at all, reach the events stream.
             src = await loop.run_in_executor(
@@ -225,19 +224,20 @@ class StreamSession:
                 except SourceError:
                     if not self._stop_requested:
                         raise
-            # the Redis sink adds schema.stream_info() (pose fields, blendshape names, emotion
-            # classes in the order of emotion_probs), as Parquet has them in its metadata;
-            # both keep how the crops are read (mirror_average or one_view: replicas.reading)
-            await self._emit("started", url=redact(self.url), fps=src.fps, width=src.width, height=src.height,
-                             frame_count_estimate=src.frame_count_estimate, model_version=info["version"],
-                             reading=info["readings"]["live" if src.is_live else "file"])
+            # the Redis sink adds redis_codec.stream_info() (pose fields, blendshape names, emotion
+            # classes in the order of emotion_probs), as Parquet has them in its metadata; how the
+            # crops are read (replicas.Reading) is here as in Parquet's (streamer.pipeline.backend)
+            await self._emit(EventKind.STARTED, url=redact(self.url), fps=src.fps, width=src.width, height=src.height,
+                             frame_count_estimate=src.frame_count_estimate, model_version=info.version,
+                             reading=info.reading_for(src.is_live))
             self._state = StreamState.RUNNING
             self._count.processing = time.monotonic()
-            detected, regressing = Pipe(_DETECT_AHEAD), Pipe(self.cfg.session.max_inflight_batches)
+            detected = Pipe[Detecting](_DETECT_AHEAD)
+            regressing = Pipe[Regressing](self.cfg.session.max_inflight_batches)
             first_id = self._resume.max_track_id + 1 if self._resume is not None else 1
             # Following a face between detector runs is safe only with a presence probe to
             # notice a crop that lost it: a network shipped without one is detected every frame.
-            threshold = info.get("presence_threshold")
+            threshold = info.presence_threshold
             every = self.cfg.detector.every_frames if threshold is not None else 1
             follower = Follower(self.cfg.tracker, every, threshold, first_id=first_id)
             book = (PersonBook(self.cfg.identity, FaceIdentity.distance, follower.tracker.new_id, self._person_ids())
@@ -252,10 +252,10 @@ class StreamSession:
             summary = self._summary()  # after the flush, so sink counts are final
             final = StreamState.STOPPED if self._stop_requested else StreamState.ENDED
             summary.state = final
-            await self._emit(final, **summary.event_fields())
+            await self._emit(EventKind.STOPPED if self._stop_requested else EventKind.ENDED, **summary.event_fields())
             await self._close_sinks()
             self._state = final
-            return summary.to_json()
+            return summary
         except BaseException as e:
             self._count.finished = self._count.finished or time.monotonic()
             self._state = StreamState.FAILED
@@ -267,7 +267,7 @@ class StreamSession:
 
     # ---- stages ------------------------------------------------------------------------
 
-    async def _read(self, frames: Iterator[Frame], out: Pipe, follower: Follower) -> None:
+    async def _read(self, frames: Iterator[Frame], out: Pipe[Detecting], follower: Follower) -> None:
         loop = asyncio.get_running_loop()
         # A live frame goes on alone: waiting for a detector batch to fill would add
         # batch/fps seconds of latency; the replicas batch across streams instead. So does
@@ -305,7 +305,7 @@ class StreamSession:
         step = 1.0 / src.fps if src.fps else 0.0
         return (replace(f, index=f.index + r.frame_index + 1, pts=f.pts + r.pts + step) for f in src)
 
-    async def _track(self, inp: Pipe, out: Pipe, rule: CropRule, follower: Follower,
+    async def _track(self, inp: Pipe[Detecting], out: Pipe[Regressing], rule: CropRule, follower: Follower,
                      unseen: Unseen, book: PersonBook | None) -> None:
         live = self._is_live()
         work: list[FrameWork] = []
@@ -327,16 +327,16 @@ class StreamSession:
         while (item := await inp.get()) is not None:
             found: list[Detections] = await item.detections if item.detections is not None else []
             detections = iter(zip(item.scales, found))
-            for frame, (cut, detect) in zip(item.frames, item.plans):
-                if detect:
+            for frame, plan in zip(item.frames, item.plans):
+                if plan.detect:
                     scale, det = next(detections)
-                    tracks = follower.track(frame, cut, det.boxes / scale, det.scores)
+                    tracks = follower.track(frame, plan.cut, det.boxes / scale, det.scores)
                 else:
                     if follower.tracker.following():   # placed from the regressor: not too late
                         if work:
                             await regress()
                         await unseen.at_most(_FEEDBACK_LAG)
-                    tracks = follower.track(frame, cut)
+                    tracks = follower.track(frame, plan.cut)
                 boxes = np.array([t.box for t in tracks], np.float64).reshape(-1, 4)
                 frame_crops, affines = crop_faces(frame.image, boxes, rule)
                 crops.append(frame_crops)
@@ -347,12 +347,12 @@ class StreamSession:
                 h, w = frame.image.shape[:2]
                 whole = [bool(b[0] >= 0 and b[1] >= 0 and b[2] <= w and b[3] <= h) for b in boxes[sampled]]
                 work.append(FrameWork(frame.index, frame.pts, frame.captured, tracks, affines,
-                                      list(follower.tracker.ended_ids), cut, sampled, whole))
+                                      list(follower.tracker.ended_ids), plan.cut, sampled, whole))
             inp.release()  # the frames' images are no longer needed
             await regress()
         out.close()
 
-    async def _publish(self, inp: Pipe, builder: RecordBuilder, follower: Follower,
+    async def _publish(self, inp: Pipe[Regressing], builder: RecordBuilder, follower: Follower,
                        unseen: Unseen, book: PersonBook | None) -> None:
         c = self._count
         persons = PersonStage(book, builder, self.cfg.identity, self._is_live()) if book is not None else None
@@ -370,7 +370,8 @@ class StreamSession:
                 if frame.cut:  # the event goes between the old shot's records and the new one's
                     await self._write(records[written:])
                     written = len(records)
-                    await self._emit("cut", frame_index=frame.index, pts=frame.pts, ended_tracks=len(frame.ended_ids))
+                    await self._emit(EventKind.CUT, frame_index=frame.index, pts=frame.pts,
+                                     ended_tracks=len(frame.ended_ids))
                 events = persons.frame(frame) if persons is not None else []
                 if events:   # before the records that carry the new person ids
                     await self._write(records[written:])
@@ -400,9 +401,9 @@ class StreamSession:
             await self._emit_persons(await persons.arrived(wait=True))
             c.person_ids = book.person_ids()
 
-    async def _emit_persons(self, events: list[dict[str, Any]]) -> None:
-        for info in events:
-            await self._emit("person", **info)
+    async def _emit_persons(self, events: list[StreamEvent]) -> None:
+        for event in events:
+            await self._emit(event.kind, **event.info)
 
     def _person_ids(self) -> PersonIds | None:
         """The deployment's gallery when ``identity.gallery`` is on and Redis is known."""
@@ -417,21 +418,21 @@ class StreamSession:
         if now - self._last_progress_event >= self.cfg.session.progress_every_s:
             self._last_progress_event = now
             p = self._progress()
-            await self._emit("progress", frames=p.frames, faces=p.faces, fps=p.fps)
+            await self._emit(EventKind.PROGRESS, frames=p.frames, faces=p.faces, fps=p.fps)
 
     async def _write(self, records: list[FaceRecord]) -> None:
         if records:
             await self._in_sink_thread(lambda: [s.write(records) for s in self._sinks])
 
-    async def _emit(self, kind: str, **info: Any) -> None:
+    async def _emit(self, kind: EventKind, **info: Any) -> None:
         await self._in_sink_thread(lambda: [s.event(kind, **info) for s in self._sinks])
 
     def _source_event(self, kind: str, info: dict) -> None:
         """A live source's reconnect events, called from its reader thread: handed to
         the sink thread in order, without waiting for them (the reader must not stall)."""
-        sinks = list(self._sinks)
+        sinks, event = list(self._sinks), EventKind(kind)   # the sources name them by value
         if sinks:
-            self._sink_pool.submit(lambda: [s.event(kind, **info) for s in sinks])
+            self._sink_pool.submit(lambda: [s.event(event, **info) for s in sinks])
 
     async def _close_sinks(self) -> None:
         sinks, self._sinks = self._sinks, []
@@ -442,7 +443,7 @@ class StreamSession:
         info = {"error": f"{type(error).__name__}: {error}", **self._summary().event_fields()}
         for sink in self._sinks:
             try:
-                await self._in_sink_thread(partial(sink.event, StreamState.FAILED, **info))
+                await self._in_sink_thread(partial(sink.event, EventKind.FAILED, **info))
             except Exception:
                 pass  # a sink that cannot take the event cannot take anything else either
         for sink in self._sinks:
@@ -478,7 +479,7 @@ class StreamSession:
             faces=c.faces,
             tracks=len(c.track_ids),
             persons=len(c.person_ids),
-            published=sum(s.get("published", 0) for s in sink_stats.values()),
+            published=published_everywhere(sink_stats.values()),
             dropped_frames=stats.get("dropped", 0),
             reconnects=stats.get("reconnects", 0),
             decode_errors=stats.get("decode_errors", 0),
@@ -486,7 +487,7 @@ class StreamSession:
             startup_seconds=self._startup(),
             fps=c.frames / seconds if seconds > 0 else 0.0,
             resumed_after_frame=self._resume.frame_index if self._resume is not None else None,
-            sinks=sink_stats,
+            sinks={name: s.to_json() for name, s in sink_stats.items()},
         )
 
 
@@ -503,11 +504,12 @@ def _resume_point(sinks: list[Sink]) -> Committed | None:
     return Committed(first.frame_index, first.pts, max(p.max_track_id for p in held))
 
 
-def _plan(batch: list[Frame], follower: Follower, max_side: int) -> tuple[list[tuple[bool, bool]], list]:
-    """Each frame's (cut, detect), and the detected frames at the detector's size (only
-    those are shrunk: the others are followed)."""
+def _plan(batch: list[Frame], follower: Follower,
+          max_side: int) -> tuple[list[FramePlan], list[tuple[np.ndarray, float]]]:
+    """Each frame's plan, and the detected frames at the detector's size with their scale
+    (only those are shrunk: the others are followed)."""
     plans = [follower.plan(frame) for frame in batch]
-    return plans, [detector_input(f.image, max_side) for f, (_, detect) in zip(batch, plans) if detect]
+    return plans, [detector_input(f.image, max_side) for f, plan in zip(batch, plans) if plan.detect]
 
 
 def _observe(follower: Follower, work: list[FrameWork], pred: Prediction | None) -> None:

@@ -10,12 +10,15 @@ sampled frames (gaps) are handled by the maths instead of by assuming a frame ra
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from streamer.config import SmoothingConfig
 
 
-def _alpha(cutoff, dt: float):
+def _alpha(cutoff: ArrayLike, dt: float) -> np.ndarray | float:
     """Smoothing factor of a first-order low-pass with ``cutoff`` Hz over ``dt`` seconds."""
     tau = 1.0 / (2.0 * np.pi * np.asarray(cutoff, dtype=np.float64))
     return 1.0 / (1.0 + tau / dt)
@@ -36,7 +39,7 @@ class OneEuroFilter:
     """
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0,
-                 unit=1.0):
+                 unit: ArrayLike = 1.0) -> None:
         self.min_cutoff = float(min_cutoff)
         self.beta = float(beta)
         self.d_cutoff = float(d_cutoff)
@@ -45,8 +48,8 @@ class OneEuroFilter:
         self._dx = np.zeros(0)
         self._t = 0.0
 
-    def __call__(self, t: float, x) -> np.ndarray:
-        x = np.array(x, dtype=np.float64)
+    def __call__(self, t: float, sample: ArrayLike) -> np.ndarray:
+        x = np.array(sample, dtype=np.float64)
         if self._x is None:
             self._x, self._dx, self._t = x, np.zeros_like(x), float(t)
             return self._x.copy()
@@ -106,7 +109,7 @@ class RotationFilter:
     :class:`OneEuroFilter`.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0):
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0) -> None:
         self.min_cutoff = float(min_cutoff)
         self.beta = float(beta)
         self.d_cutoff = float(d_cutoff)
@@ -114,8 +117,8 @@ class RotationFilter:
         self._w = np.zeros(3)
         self._t = 0.0
 
-    def __call__(self, t: float, q) -> np.ndarray:
-        q = np.array(q, dtype=np.float64)
+    def __call__(self, t: float, sample: ArrayLike) -> np.ndarray:
+        q = np.array(sample, dtype=np.float64)
         q /= np.linalg.norm(q)
         if self._q is None:
             self._q, self._t = q, float(t)
@@ -148,15 +151,27 @@ class ProbabilityFilter:
     probability per second. Vectors that are not finite (no classifier) pass through
     as NaN without touching the filter's state."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0):
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0) -> None:
         self._filter = OneEuroFilter(min_cutoff, beta, d_cutoff)
 
-    def __call__(self, t: float, p) -> np.ndarray:
-        p = np.asarray(p, dtype=np.float64)
+    def __call__(self, t: float, sample: ArrayLike) -> np.ndarray:
+        p = np.asarray(sample, dtype=np.float64)
         if not np.isfinite(p).all():
             return np.full(p.shape, np.nan)
         out = np.clip(self._filter(t, p), 0.0, None)
         return out / max(out.sum(), 1e-12)
+
+
+@dataclass(frozen=True)
+class Smoothed:
+    """One track's smoothed values at one frame, as :class:`TrackSmoother` gives them: the
+    inputs of a :class:`~streamer.data.record.FaceRecord`'s smoothed fields."""
+
+    expression: np.ndarray        # (29,) eta
+    quaternion: np.ndarray        # (4,) w, x, y, z with w >= 0
+    translation: np.ndarray       # (3,) tx, ty in image pixels, scale in px/cm
+    shape: np.ndarray             # (99,) alpha, the running mean over the track
+    emotion_probs: np.ndarray | None = None   # (classes,); None when none were given
 
 
 class TrackSmoother:
@@ -174,7 +189,7 @@ class TrackSmoother:
     filter's floor.
     """
 
-    def __init__(self, cfg: SmoothingConfig | None = None):
+    def __init__(self, cfg: SmoothingConfig | None = None) -> None:
         cfg = self._cfg = cfg or SmoothingConfig()
         self._expression = OneEuroFilter(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
         self._rotation = RotationFilter(cfg.rotation_min_cutoff, cfg.rotation_beta, cfg.d_cutoff)
@@ -183,28 +198,27 @@ class TrackSmoother:
         self._shape_n = 0
         self._emotion = ProbabilityFilter(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
 
-    def update(self, t: float, expression, quaternion, translation, shape, emotion_probs=None) -> dict:
+    def update(self, t: float, expression: ArrayLike, quaternion: ArrayLike, translation: ArrayLike,
+               shape: ArrayLike, emotion_probs: ArrayLike | None = None) -> Smoothed:
         """Feed one frame's raw values at pts ``t`` (seconds); returns the smoothed ones
         (``emotion_probs`` only when given)."""
         if self._translation is None:
             c = self._cfg
-            unit = abs(float(translation[2])) or 1.0
+            unit = abs(float(np.asarray(translation)[2])) or 1.0
             self._translation = OneEuroFilter(c.min_cutoff, c.beta, c.d_cutoff, unit=unit)
-        shape = np.array(shape, dtype=np.float64)
+        sample = np.array(shape, dtype=np.float64)
         self._shape_n += 1
         if self._shape is None:
-            self._shape = shape
+            self._shape = sample
         else:
-            self._shape += (shape - self._shape) / self._shape_n
-        out = {
-            "expression": self._expression(t, expression),
-            "quaternion": self._rotation(t, quaternion),
-            "translation": self._translation(t, translation),
-            "shape": self._shape.copy(),
-        }
-        if emotion_probs is not None:
-            out["emotion_probs"] = self._emotion(t, emotion_probs)
-        return out
+            self._shape += (sample - self._shape) / self._shape_n
+        return Smoothed(
+            expression=self._expression(t, expression),
+            quaternion=self._rotation(t, quaternion),
+            translation=self._translation(t, translation),
+            shape=self._shape.copy(),
+            emotion_probs=None if emotion_probs is None else self._emotion(t, emotion_probs),
+        )
 
 
 class SmootherBank:
@@ -214,12 +228,12 @@ class SmootherBank:
     reused, so a forgotten drop only costs memory, never mixes two faces).
     """
 
-    def __init__(self, cfg: SmoothingConfig | None = None):
+    def __init__(self, cfg: SmoothingConfig | None = None) -> None:
         self.cfg = cfg or SmoothingConfig()
         self._smoothers: dict[int, TrackSmoother] = {}
 
-    def update(self, track_id: int, t: float, expression, quaternion, translation, shape,
-               emotion_probs=None) -> dict:
+    def update(self, track_id: int, t: float, expression: ArrayLike, quaternion: ArrayLike,
+               translation: ArrayLike, shape: ArrayLike, emotion_probs: ArrayLike | None = None) -> Smoothed:
         smoother = self._smoothers.get(track_id)
         if smoother is None:
             smoother = self._smoothers[track_id] = TrackSmoother(self.cfg)

@@ -42,7 +42,7 @@ class StreamProgress:
 
     The names are the API's (README: ``GET /streams``): ``dropped_frames``, not
     ``dropped``; nothing renames a field on the way. Between processes (a Ray actor's
-    answer, ``analyze``'s ``on_progress``) it travels as :meth:`to_json`.
+    answer) it travels as itself, pickled; :meth:`to_json` is for where JSON is written.
     """
 
     state: StreamState = StreamState.CREATED
@@ -87,9 +87,9 @@ class StreamProgress:
 
 @dataclass
 class StreamSummary:
-    """How a session's run ended: what ``run()`` returns, the fields of the final Redis
-    event (``ended`` / ``stopped`` / ``failed``, less the stream id, which the event
-    carries itself) and the body of ``analyze``'s summary.json.
+    """How a session's run ended: what ``run()`` returns (through Ray as itself), the
+    fields of the final Redis event (``ended`` / ``stopped`` / ``failed``, less the stream
+    id, which the event carries itself) and the body of ``analyze``'s summary.json.
 
     Its JSON is those events' and that file's contract, which has always spelt the
     dropped frames ``dropped``: :meth:`to_json` writes that name, and only there.
@@ -101,7 +101,7 @@ class StreamSummary:
     faces: int = 0
     tracks: int = 0
     persons: int = 0                      # distinct person ids among the tracks (0: identity off)
-    published: int = 0                    # records the sinks wrote
+    published: int = 0                    # records every sink wrote (sinks.base.published_everywhere)
     dropped_frames: int = 0
     reconnects: int = 0
     decode_errors: int = 0
@@ -109,7 +109,7 @@ class StreamSummary:
     startup_seconds: float = 0.0
     fps: float = 0.0
     resumed_after_frame: int | None = None
-    sinks: dict[str, dict] = field(default_factory=dict)   # per sink type, its stats
+    sinks: dict[str, dict] = field(default_factory=dict)   # per sink type, its SinkStats.to_json()
 
     # this field's name in the events and summary.json
     _JSON_NAMES: ClassVar[dict[str, str]] = {"dropped_frames": "dropped"}

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from streamer.config import AnnotateConfig, Config, SourceConfig
-from streamer.data.schema import FaceRecord
+from streamer.data.record import FaceRecord
 from streamer.sources.files import open_source
 from workers.pose import matrix_from_euler, matrix_from_quaternion
 

@@ -5,7 +5,7 @@ whose height is its probability), so a reader sees both the winning class and ho
 the others run. Bottom: the label the track carried at each record, a coloured strip with
 the abstentions (uncertain, too small, too turned) in greys, so time spent without a
 trustworthy label is visible too. Class names and their order come from the dataset's
-schema metadata (streamer.data.schema.emotion_classes), never from this file.
+schema metadata (streamer.data.arrow.emotion_classes), never from this file.
 
 One figure is built per report and refilled for every track, as the report's other plots.
 """
@@ -19,7 +19,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from streamer.data.schema import EMOTION_ABSTAIN
+from workers.emotion_labels import EMOTION_ABSTAIN
 
 # colours by class name (any other name gets a colour from the tab10 cycle)
 CLASS_COLORS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#ffbf00",

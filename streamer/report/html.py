@@ -40,8 +40,9 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from streamer.data.arrow import blendshape_names, emotion_classes, vector_matrix
 from streamer.data.dataset import read_dataset
-from streamer.data.schema import N_EXP, blendshape_names, emotion_classes, vector_matrix
+from streamer.data.record import N_EXP
 from streamer.data.sinks.parquet_sink import partition_name
 from streamer.report.emotion_ribbon import EmotionRibbon
 

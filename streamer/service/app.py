@@ -22,7 +22,7 @@ request model as a real annotation, or FastAPI reads the body as a query paramet
 """
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 import ray
 from fastapi import FastAPI, Request
@@ -39,12 +39,13 @@ from streamer.service.auth import TOKEN_ENV, api_token, open_api_refusal, token_
 from streamer.service.errors import ApiError
 from streamer.service.metrics import render
 from streamer.sources.netpolicy import beyond_loopback
+from streamer.sources.urls import Transport
 
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    transport: Literal["tcp", "udp"] = "tcp"        # RTSP transport
+    transport: Transport = Transport.TCP             # RTSP transport
     every: int | None = Field(None, ge=1, le=10_000)  # keep every k-th frame
 
 

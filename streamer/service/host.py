@@ -38,6 +38,7 @@ import ray
 from streamer.config import Config
 from streamer.pipeline.replicas import Replicas
 from streamer.pipeline.session import SinkFactory, StreamSession
+from streamer.pipeline.status import StreamProgress, StreamSummary
 
 
 def _rss_bytes() -> int:
@@ -59,7 +60,7 @@ class StreamHost:
         self._ran = 0
 
     async def run(self, stream_id: str, url: str, cfg: Config, replicas: Replicas,
-                  sinks: list[SinkFactory], options: dict[str, Any]) -> dict:
+                  sinks: list[SinkFactory], options: dict[str, Any]) -> StreamSummary:
         """Run one stream to its end; returns its summary, or raises its error (after its
         ``failed`` event), exactly as ``StreamSession.run`` does in an actor of its own."""
         if stream_id in self._sessions:
@@ -80,7 +81,7 @@ class StreamHost:
             self._tasks.pop(stream_id, None)
             session.close()
 
-    async def progress(self, stream_id: str) -> Any:
+    async def progress(self, stream_id: str) -> StreamProgress | None:
         """The stream's ``progress()``, or None while it is not (or no longer) running here."""
         session = self._sessions.get(stream_id)
         return None if session is None else await session.progress()

@@ -37,11 +37,12 @@ import ray
 
 from streamer.clock import now_iso
 from streamer.config import Config
-from streamer.data.schema import stream_key
+from streamer.data.redis_codec import stream_key
 from streamer.pipeline.ray_errors import root_cause
 from streamer.pipeline.status import ACTIVE, StreamProgress, StreamState, StreamStatus, StreamSummary
 from streamer.service.errors import ApiError
 from streamer.service.host import HostPool
+from streamer.sources.urls import SourceKind, SourceSpec, Transport
 
 ACTOR_NAME = "facestream-manager"
 NAMESPACE = "facestream"
@@ -103,9 +104,10 @@ class StreamManager:
             spec = check_source(url, self.media_root)
         except SourceError as e:
             raise ApiError(400, "url_refused", str(e)) from None
-        if spec.kind != "file":
-            await self._check_network(spec, options.get("transport", "tcp"))
-        if spec.kind == "file" and not Path(spec.target).is_file():
+        transport = Transport(options.get("transport", Transport.TCP))
+        if spec.kind != SourceKind.FILE:
+            await self._check_network(spec, transport)
+        if spec.kind == SourceKind.FILE and not Path(spec.target).is_file():
             # refused here, not by a session that would hold a stream slot to fail later
             raise ApiError(400, "no_such_file", f"{url}: no such file under the media root")
         active = sum(s.state in ACTIVE for s in self.streams.values())
@@ -121,12 +123,12 @@ class StreamManager:
         if "every" in options:
             cfg.source.every = int(options["every"])
         shown = redact(url)
-        sinks = self.backend.sinks(cfg, stream_id, shown)
-        target = spec.target if spec.kind == "file" else url
+        sinks = self.backend.sinks(cfg, stream_id, shown, live=spec.kind != SourceKind.FILE)
+        target = spec.target if spec.kind == SourceKind.FILE else url
         stream = _Stream(id=stream_id, url=shown, name=name, fps=fps, options=options, created_at=now_iso())
         stream.session = self.hosts.place(stream_id)
         stream.run = stream.session.run(target, cfg, self.replicas, sinks, media_root=self.media_root,
-                                        transport=options.get("transport", "tcp"),
+                                        transport=transport,
                                         gallery_url=self.backend.redis_url)
         self.streams[stream_id] = stream
         asyncio.get_running_loop().create_task(self._watch(stream))
@@ -202,12 +204,12 @@ class StreamManager:
 
     # ---- internals -----------------------------------------------------------------
 
-    async def _check_network(self, spec, transport: str) -> None:
+    async def _check_network(self, spec: SourceSpec, transport: Transport) -> None:
         """400 for a network source the policy refuses, before anything is opened."""
         from streamer.sources.live import UDP_REFUSED
         from streamer.sources.netpolicy import NetworkRefused, system_resolver
 
-        if spec.kind == "rtsp" and transport == "udp" and not self.cfg.source.rtsp_udp:
+        if spec.kind == SourceKind.RTSP and transport == Transport.UDP and not self.cfg.source.rtsp_udp:
             raise ApiError(400, "transport_refused", f"{spec.label}: {UDP_REFUSED}")
         loop = asyncio.get_running_loop()
         try:
@@ -262,7 +264,7 @@ class StreamManager:
     async def _watch(self, stream: _Stream) -> None:
         """Learn how a session's run ended, then free the actor."""
         try:
-            summary = StreamSummary.from_json(await stream.run)
+            summary: StreamSummary = await stream.run
             self._finish(stream, summary.state, summary=summary)
         except ray.exceptions.RayTaskError as e:
             cause = root_cause(e)
@@ -294,12 +296,11 @@ class StreamManager:
             if stream.session is None or stream.state not in ACTIVE:
                 return
             try:
-                answer = await asyncio.wait_for(stream.session.progress(), _PROGRESS_TIMEOUT_S)
+                p: StreamProgress | None = await asyncio.wait_for(stream.session.progress(), _PROGRESS_TIMEOUT_S)
             except (asyncio.TimeoutError, ray.exceptions.RayError):
                 return
-            if answer is None:   # its run has not started on the host yet
+            if p is None:   # its run has not started on the host yet
                 return
-            p = StreamProgress.from_json(answer)
             stream.last = p
             if stream.state == StreamState.CONNECTING and p.state == StreamState.RUNNING:
                 stream.state = StreamState.RUNNING

@@ -43,7 +43,7 @@ from streamer.sources.frames import (
     ffmpeg_reason,
 )
 from streamer.sources.live import LiveSource
-from streamer.sources.urls import check_source
+from streamer.sources.urls import SourceKind, Transport, check_source
 
 # Consecutive demuxer failures after which a file is treated as ended: a damaged
 # container can fail at the same offset forever, and a file source must never hang.
@@ -60,7 +60,7 @@ _FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe", stat.S
 
 
 def open_source(url: str, cfg: SourceConfig, media_root: str | None = "/",
-                on_event: Callable[[str, dict], None] | None = None, transport: str = "tcp",
+                on_event: Callable[[str, dict], None] | None = None, transport: Transport = Transport.TCP,
                 *, wait: bool = True) -> FileSource | LiveSource:
     """Open ``url`` for decoding, if the source policy allows it.
 
@@ -71,7 +71,7 @@ def open_source(url: str, cfg: SourceConfig, media_root: str | None = "/",
     :class:`~streamer.sources.urls.SourceRefused` before anything is opened.
     """
     spec = check_source(url, media_root)
-    if spec.kind == "file":
+    if spec.kind == SourceKind.FILE:
         return FileSource(spec.target, cfg, av_options=spec.av_options)
     return LiveSource(spec, cfg, on_event, transport, wait=wait)
 

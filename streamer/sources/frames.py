@@ -4,8 +4,10 @@ A :class:`Source` (a :class:`~streamer.sources.files.FileSource` or a
 :class:`~streamer.sources.live.LiveSource`) is an iterator of :class:`Frame`, counts what it
 did in one :class:`SourceStats`, and raises a :class:`SourceError` subclass when it
 cannot go on. The frame sampling rule (:class:`Sampler`) applies to both kinds alike.
-This module imports no other part of the package, so that the source modules, the URL
-policy and the network gateway all build on it without importing one another in circles.
+Of the package it imports only :mod:`streamer.config` (the layer below sources, for the
+:class:`~streamer.config.SourceConfig` the sampler reads its rule from) and no other
+source module, so that the source modules, the URL policy and the network gateway all
+build on it without importing one another in circles.
 """
 from __future__ import annotations
 

@@ -45,15 +45,17 @@ import av
 from streamer.config import SourceConfig
 from streamer.sources.frames import Frame, Sampler, SourceError, SourceStats, SourceTooLarge, ffmpeg_reason
 from streamer.sources.gateway import Gateway, Route
+from streamer.sources.http import http_route
 from streamer.sources.netpolicy import NetworkPolicy, Resolver, system_resolver
-from streamer.sources.urls import SourceRefused, SourceSpec
+from streamer.sources.rtsp import rtsp_route
+from streamer.sources.urls import SourceKind, SourceRefused, SourceSpec, Transport
 
 log = logging.getLogger(__name__)
 
 # How long a read may wait for data before the connection counts as dead. RTSP cameras
 # send every frame interval, so 2 s of silence is a dead link; an HTTP source may be HLS,
 # whose demuxer legitimately waits a whole segment (typically 2-10 s) for the playlist.
-_READ_TIMEOUT_S = {"rtsp": 2.0, "http": 12.0}
+_READ_TIMEOUT_S = {SourceKind.RTSP: 2.0, SourceKind.HTTP: 12.0}
 _JITTER = 0.2  # each delay is drawn from [(1 - _JITTER) * d, d]
 # FFmpeg probes 5 s of a stream by default before the first frame comes out; the codec
 # parameters arrive with the first keyframe (or the SDP), so half a second is plenty.
@@ -95,21 +97,25 @@ class LiveSource:
     ``on_event(name, data)`` is called from the reader thread with
     ``("reconnecting", {"attempt", "delay_s", "error"})`` before each retry (including
     retries of the first connection) and ``("reconnected", {"attempt", "down_s"})``
-    when a retry delivers a frame. ``transport`` is RTSP's: ``"tcp"`` or ``"udp"`` (refused
-    unless ``cfg.rtsp_udp``). ``resolve`` looks host names up (the system's resolver by
+    when a retry delivers a frame. ``transport`` is RTSP's (:class:`~streamer.sources.urls.Transport`;
+    UDP is refused unless ``cfg.rtsp_udp``). ``resolve`` looks host names up (the system's resolver by
     default); the policy comes from ``cfg`` (``local_networks: auto`` allows loopback and
     private ranges here: the service decides "auto" before it opens sources).
     """
 
     def __init__(self, spec: SourceSpec, cfg: SourceConfig, on_event: EventCallback | None = None,
-                 transport: str = "tcp", *, wait: bool = True, resolve: Resolver = system_resolver) -> None:
+                 transport: Transport = Transport.TCP, *, wait: bool = True,
+                 resolve: Resolver = system_resolver) -> None:
         if spec.kind not in _READ_TIMEOUT_S:
-            raise ValueError(f"LiveSource reads rtsp and http sources, not {spec.kind!r}")
-        if transport not in ("tcp", "udp"):
-            raise ValueError(f"transport must be 'tcp' or 'udp', got {transport!r}")
+            raise ValueError(f"LiveSource reads rtsp and http sources, not {str(spec.kind)!r}")
+        try:
+            transport = Transport(transport)   # a plain word from a caller: the member it names
+        except ValueError:
+            raise ValueError(f"transport must be {' or '.join(repr(str(t)) for t in Transport)}, "
+                             f"got {transport!r}") from None
         if cfg.queue_frames < 1:
             raise ValueError(f"SourceConfig.queue_frames must be >= 1, got {cfg.queue_frames}")
-        if spec.kind == "rtsp" and transport == "udp" and not cfg.rtsp_udp:
+        if spec.kind == SourceKind.RTSP and transport == Transport.UDP and not cfg.rtsp_udp:
             raise SourceRefused(f"{spec.label}: {UDP_REFUSED}")
         self._gateway = Gateway(NetworkPolicy.from_config(cfg), resolve)
         self.spec = spec
@@ -259,14 +265,15 @@ class LiveSource:
     def _connection(self, down_since: float) -> Iterator[_Decoded]:
         """Open the stream once and yield its frames until it ends or fails."""
         options = {**self.spec.av_options, "analyzeduration": _ANALYZE_US}
-        if self.spec.kind == "rtsp":
-            options.update(rtsp_transport=self.transport, allowed_media_types="video")
+        if self.spec.kind == SourceKind.RTSP:
+            # the word itself: FFmpeg's options (Cython) take no str subclass
+            options.update(rtsp_transport=self.transport.value, allowed_media_types="video")
         # An attempt must not outlast the give-up deadline by a whole open timeout.
         left = self.cfg.give_up_s - (time.monotonic() - down_since)
         open_timeout = max(0.5, min(self.cfg.open_timeout_s, left))
         read_timeout = _READ_TIMEOUT_S[self.spec.kind]
         opening = time.monotonic()
-        route = self._gateway.route(self.spec, self.transport, open_timeout, read_timeout)
+        route = self._gateway.attempt(lambda: self._route(open_timeout, read_timeout))
         try:
             yield from self._demux(route, options, opening, open_timeout, read_timeout)
         except (av.error.FFmpegError, OSError):
@@ -278,6 +285,13 @@ class LiveSource:
             raise
         finally:
             route.close()
+
+    def _route(self, open_timeout: float, read_timeout: float) -> Route:
+        """This attempt's way to the stream, made through the gateway as the kind needs:
+        RTSP connects now (a refusal raises here), HTTP when FFmpeg asks."""
+        if self.spec.kind == SourceKind.HTTP:
+            return http_route(self._gateway, self.spec, open_timeout, read_timeout)
+        return rtsp_route(self._gateway, self.spec, self.transport, open_timeout)
 
     def _open(self, route: Route, options: dict, opening: float, open_timeout: float,
               read_timeout: float) -> av.container.InputContainer:

@@ -26,18 +26,39 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
 from streamer.sources.frames import SourceError
 
 MEDIA_ROOT_ENV = "FACESTREAM_MEDIA_ROOT"
 
+
+class SourceKind(StrEnum):
+    """The kinds of source the service reads: what decides how a source is opened (a file,
+    or a live stream through the gateway) and what FFmpeg may open on its behalf."""
+
+    FILE = "file"
+    RTSP = "rtsp"     # rtsp:// and rtsps:// cameras
+    HTTP = "http"     # http:// and https:// streams (MPEG-TS, HLS, ...)
+
+
+class Transport(StrEnum):
+    """How RTSP's media travels (a stream's ``transport`` option: the API's ``options``,
+    ``facestream submit --transport``). UDP is refused unless ``source.rtsp_udp``: the
+    server then picks endpoints the network policy cannot hold."""
+
+    TCP = "tcp"       # interleaved in the RTSP connection, which the gateway checks
+    UDP = "udp"
+
+
 # Kind of source for each allowed scheme; anything else is refused.
-_KINDS = {"rtsp": "rtsp", "rtsps": "rtsp", "http": "http", "https": "http", "file": "file"}
+_KINDS = {"rtsp": SourceKind.RTSP, "rtsps": SourceKind.RTSP, "http": SourceKind.HTTP, "https": SourceKind.HTTP,
+          "file": SourceKind.FILE}
 # What FFmpeg may open while reading each kind (nested opens inherit the list).
-_PROTOCOLS = {"rtsp": "rtsp,rtsps,rtp,udp,tcp,tls,srtp",
-              "http": "http,https,tcp,tls,crypto,hls",
-              "file": "file"}
+_PROTOCOLS = {SourceKind.RTSP: "rtsp,rtsps,rtp,udp,tcp,tls,srtp",
+              SourceKind.HTTP: "http,https,tcp,tls,crypto,hls",
+              SourceKind.FILE: "file"}
 _MAX_LENGTH = 4096
 # FFmpeg reads everything before the first ':' as a protocol name when it is made of
 # these characters (and "subfile," starts one too), so that is what counts as a scheme.
@@ -63,7 +84,7 @@ class SourceSpec:
     them); ``label`` is how to name the source in messages, logs and events.
     """
 
-    kind: str                     # "file" | "rtsp" | "http"
+    kind: SourceKind
     target: str = field(repr=False)
     label: str
     av_options: dict[str, str] = field(default_factory=dict)
@@ -180,4 +201,4 @@ def _local_file(path: str, shown: str, media_root: str | None) -> SourceSpec:
     if os.path.commonpath([root, real]) != root:
         # The resolved path is not shown: it would tell where a symlink points.
         raise SourceRefused(f"{shown}: outside the media root")
-    return SourceSpec("file", real, shown, {"protocol_whitelist": _PROTOCOLS["file"]})
+    return SourceSpec(SourceKind.FILE, real, shown, {"protocol_whitelist": _PROTOCOLS[SourceKind.FILE]})

@@ -20,6 +20,8 @@ comes back a few frames after that frame was tracked):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from streamer.config import TrackerConfig
@@ -30,9 +32,18 @@ from streamer.tracking.schedule import DetectionSchedule
 from streamer.tracking.tracker import Track, Tracker
 
 
+@dataclass(frozen=True)
+class FramePlan:
+    """What :meth:`Follower.plan` decided for one frame as it was read; the session carries
+    it from its read stage to its track stage, which needs both answers again."""
+
+    cut: bool      # a hard shot cut starts at this frame: every track ends
+    detect: bool   # the frame goes to the detector (else its tracks are followed)
+
+
 class Follower:
     def __init__(self, cfg: TrackerConfig, every_frames: int, presence_threshold: float | None,
-                 first_id: int = 1):
+                 first_id: int = 1) -> None:
         self.tracker = Tracker(cfg, first_id=first_id)
         self.schedule = DetectionSchedule(every_frames)
         self._cuts = CutDetector(cfg) if cfg.cuts else None
@@ -43,10 +54,11 @@ class Follower:
         self._doubted: set[int] = set()
         self._last_detected = -1
 
-    def plan(self, frame: Frame) -> tuple[bool, bool]:
-        """(cut, detect) for the next frame read; called once per frame, in order."""
+    def plan(self, frame: Frame) -> FramePlan:
+        """Whether the next frame read is a cut and goes to the detector; called once per
+        frame, in order."""
         cut = self._cuts is not None and self._cuts.update(frame.image)
-        return cut, self.schedule.due(frame.index, cut)
+        return FramePlan(cut, self.schedule.due(frame.index, cut))
 
     def track(self, frame: Frame, cut: bool, boxes: np.ndarray | None = None,
               scores: np.ndarray | None = None) -> list[Track]:
@@ -56,6 +68,8 @@ class Follower:
         if boxes is None:
             tracks = self.tracker.follow(frame.index, self._seen)
         else:
+            if scores is None:
+                raise ValueError("detected boxes need their scores")
             tracks = self.tracker.update(boxes, scores, frame.index, image=frame.image, cut=cut,
                                          confirm=frozenset(self._doubted))
             self._doubted.clear()

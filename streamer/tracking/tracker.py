@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from streamer.config import TrackerConfig
 from streamer.tracking import association
@@ -149,7 +150,8 @@ def _candidates(tracks: list[_Tracklet]) -> Candidates:
     return Candidates(boxes, np.stack(embeddings) if has else None)
 
 
-def _match(tracks: list[_Tracklet], dets: Candidates, rows: list[int], distance: Distance):
+def _match(tracks: list[_Tracklet], dets: Candidates, rows: list[int],
+           distance: Distance) -> tuple[list[tuple[_Tracklet, int]], list[_Tracklet], list[int]]:
     """Assign ``tracks`` to the detections ``rows`` of ``dets`` by ``distance``.
 
     Returns (pairs of (track, det index), unmatched tracks, unmatched det indices).
@@ -238,7 +240,7 @@ class Tracker:
         self.ended_ids = ended
         return out
 
-    def update(self, boxes, scores, frame_index: int, image: np.ndarray | None = None,
+    def update(self, boxes: ArrayLike, scores: ArrayLike, frame_index: int, image: np.ndarray | None = None,
                cut: bool = False, confirm: frozenset[int] = frozenset()) -> list[Track]:
         """Track one frame's detections. ``image`` (the frame, RGB, in the boxes' pixels)
         gives the appearance cue; without it matching is by motion alone. ``cut``: the
@@ -292,7 +294,7 @@ class Tracker:
             if embeddings is not None and scores[d] >= cfg.high_score:
                 t.remember(embeddings[d], cfg.appearance_momentum)
         doubted = [t for t in unmatched if t.track_id in confirm]
-        ended += [t.track_id for t in doubted]
+        ended += [t.track_id for t in doubted if t.track_id is not None]   # all: confirm names ids
         confirmed = [t for t in confirmed if t not in doubted]
         for t in unmatched:
             t.lost = True

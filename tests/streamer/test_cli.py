@@ -21,7 +21,7 @@ import redis
 
 from streamer.config import EmotionConfig
 from streamer.data.dataset import read_records
-from streamer.data.schema import decode_redis, stream_key
+from streamer.data.redis_codec import decode_redis, stream_key
 from workers import face_model
 from workers.emotion import CLASSES, LABELS
 

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamer.config import AnnotateConfig, Config, ConfigError, check, checked, load_config
+from streamer.config import (
+    AnnotateConfig,
+    Config,
+    ConfigError,
+    MirrorAveraging,
+    Priority,
+    check,
+    checked,
+    load_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,6 +58,7 @@ def test_the_shipped_file_is_the_defaults():
     ("detector:\n  batch_size: null\n", "detector.batch_size: may not be null"),
     ("model:\n  resources: {gpu: many}\n", "model.resources.gpu: expected a number, got 'many'"),
     ("source:\n  deny_networks: [10.0.0.0/8, 7]\n", r"source.deny_networks\[1\]: expected a string, got 7"),
+    ("model:\n  priority: 5\n", "model.priority: expected a string, got 5"),
 ])
 def test_a_value_of_the_wrong_type_names_its_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=f"c.yaml: {message}$"):
@@ -65,10 +75,20 @@ def test_a_value_of_the_wrong_type_names_its_key(tmp_path, text, message):
     ("source:\n  local_networks: sometimes\n",
      "source.local_networks: expected one of auto, allow, deny, got 'sometimes'"),
     ("annotate:\n  preset: quick\n", "annotate.preset: expected one of ultrafast, .*, got 'quick'"),
+    ("model:\n  priority: camera_first\n", "model.priority: expected one of live_first, fifo, got 'camera_first'"),
+    ("model:\n  mirror_average: sometimes\n",
+     "model.mirror_average: expected one of files, always, never, got 'sometimes'"),
 ])
 def test_a_value_out_of_its_range_names_its_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=f"c.yaml: {message}$"):
         _load(tmp_path, text)
+
+
+def test_a_vocabulary_field_holds_the_member_its_word_names(tmp_path):
+    cfg = _load(tmp_path, "model:\n  priority: fifo\n  mirror_average: never\n")
+    assert cfg.model.priority is Priority.FIFO and cfg.model.mirror_average is MirrorAveraging.NEVER
+    assert cfg.model.priority == "fifo"     # and is still the word wherever it is written
+    assert (Config().model.priority, Config().model.mirror_average) == (Priority.LIVE_FIRST, MirrorAveraging.FILES)
 
 
 def test_unknown_keys_and_non_mappings_are_errors(tmp_path):

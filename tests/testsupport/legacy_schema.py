@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from streamer.data.schema import FaceRecord
+from streamer.data.record import BoxSource, FaceRecord
 
 # The metadata of schema versions 1 and 2, as they wrote it.
 _V1_METADATA = {
@@ -31,7 +31,7 @@ _V2_METADATA = {
 def legacy_table(records: list[FaceRecord], version: int = 2) -> pa.Table:
     """The table that schema version 1 or 2 wrote for these records: every vector a
     fixed-size float32 list (pose by position, 53 unnamed blendshapes), version 1 without
-    the emotion columns. Spelt out here rather than derived from streamer.data.schema, because
+    the emotion columns. Spelt out here rather than derived from streamer.data.arrow, because
     it is what old files on disk hold. Neither had box_source nor presence."""
     names = [f.name for f in dataclasses.fields(FaceRecord) if f.name not in ("box_source", "presence")]
     if version == 1:
@@ -48,4 +48,4 @@ def legacy_table(records: list[FaceRecord], version: int = 2) -> pa.Table:
 
 def as_read_from_before_box_source(records: list[FaceRecord]) -> list[FaceRecord]:
     """The records as data written before box_source and presence reads back."""
-    return [replace(r, box_source="detector", presence=float("nan")) for r in records]
+    return [replace(r, box_source=BoxSource.DETECTOR, presence=float("nan")) for r in records]

@@ -3,9 +3,10 @@ where they go."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Iterable, Protocol, runtime_checkable
 
-from streamer.data.schema import FaceRecord
+from streamer.data.events import EventKind
+from streamer.data.record import FaceRecord
 
 
 class SinkError(RuntimeError):
@@ -31,22 +32,54 @@ class Committed:
     max_track_id: int
 
 
+@dataclass
+class SinkStats:
+    """A sink's counters, for a stream's summary and its final event.
+
+    ``published`` means the same for every sink: records this sink accepted and wrote
+    (Redis: entries the server took; Parquet: rows in complete part files), so that a
+    summary can compare sinks without knowing them. ``buffered``: accepted, not yet
+    written. What else a sink counts is its own (a subclass's fields).
+
+    :meth:`to_json` keeps the names each sink's counters have always had in summary.json
+    and the final event (``_JSON_NAMES``: Parquet's ``published`` is ``rows_written``
+    there), in the order its subclass lists them (``_JSON_ORDER``).
+    """
+
+    published: int = 0
+    buffered: int = 0
+
+    _JSON_ORDER: ClassVar[tuple[str, ...]] = ("published", "buffered")
+    _JSON_NAMES: ClassVar[dict[str, str]] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {self._JSON_NAMES.get(name, name): getattr(self, name) for name in self._JSON_ORDER}
+
+
+def published_everywhere(stats: Iterable[SinkStats]) -> int:
+    """Records that every sink published: a stream's ``published`` count. The fewest of
+    any sink, because a record missing from one sink (Redis dropped it in an outage) is
+    not where a reader of that sink looks; 0 without sinks."""
+    return min((s.published for s in stats), default=0)
+
+
 @runtime_checkable
 class Sink(Protocol):
     """Records in frame order go in through ``write``; lifecycle events through ``event``.
 
-    ``stats`` is a plain dict of counters for progress reports and metrics.
+    ``stats`` is a snapshot of the sink's counters (:class:`SinkStats`), for progress
+    reports, summaries and metrics.
     ``committed`` says what this stream already has in the sink's durable store (None:
     nothing, or nothing the sink can vouch for); a session resumes after a crash only
     from a point every sink holds.
     """
 
     @property
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> SinkStats: ...
 
     def write(self, records: list[FaceRecord]) -> None: ...
 
-    def event(self, kind: str, **info: Any) -> None: ...
+    def event(self, kind: EventKind, **info: Any) -> None: ...
 
     def flush(self) -> object: ...  # RedisSink says whether everything was sent
 

@@ -13,14 +13,17 @@ import hashlib
 import os
 import re
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow.parquet as pq
 
 from streamer.config import ParquetConfig
-from streamer.data.schema import FaceRecord, records_to_table
-from streamer.data.sinks.base import Committed, SinkError, check_stream
+from streamer.data.arrow import records_to_table
+from streamer.data.events import EventKind
+from streamer.data.record import FaceRecord
+from streamer.data.sinks.base import Committed, SinkError, SinkStats, check_stream
 
 _PART = re.compile(r"^part-(\d+)\.parquet$")
 
@@ -55,6 +58,20 @@ def _committed(directory: Path) -> Committed | None:
                      int(table.column("track_id").to_numpy().max()))
 
 
+@dataclass
+class ParquetStats(SinkStats):
+    """published: rows in complete parts (``rows_written`` in JSON); files: parts
+    written, the last one ``last_file``; skipped: records of frames a restarted
+    session's earlier parts already held; buffered: rows waiting for the next part."""
+
+    files: int = 0
+    last_file: str | None = None
+    skipped: int = 0
+
+    _JSON_ORDER: ClassVar[tuple[str, ...]] = ("published", "files", "last_file", "skipped", "buffered")
+    _JSON_NAMES: ClassVar[dict[str, str]] = {"published": "rows_written"}
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -66,7 +83,9 @@ def _fsync(path: Path) -> None:
 class ParquetSink:
     """Buffers records and writes a part every ``cfg.rows_per_file`` rows, at least
     every ``cfg.flush_every_s`` seconds, and on flush/close; ``metadata`` (face model
-    version/hash, checkpoint) goes into every file's schema beside the schema version.
+    version/hash, checkpoint, how the crops are read: ``facestream.reading``) goes into
+    every file's schema beside the schema version. It is all known when the sink is
+    made (``streamer.pipeline.backend``), so every part of a stream says the same.
 
     Parts already in the partition when the sink starts are a restarted session's
     earlier output: :meth:`committed` reports how far they go, and records of frames up
@@ -86,14 +105,14 @@ class ParquetSink:
         self._buffer: list[FaceRecord] = []
         self._closed = False
         self._last_part_at = time.monotonic()
-        self._counts: dict[str, Any] = {"rows_written": 0, "files": 0, "last_file": None, "skipped": 0}
+        self._counts = ParquetStats()
 
     def committed(self) -> Committed | None:
         return self._committed
 
     @property
-    def stats(self) -> dict[str, Any]:
-        return dict(self._counts, buffered=len(self._buffer))
+    def stats(self) -> ParquetStats:
+        return replace(self._counts, buffered=len(self._buffer))
 
     def write(self, records: list[FaceRecord]) -> None:
         """Buffer records; write full parts as soon as rows_per_file are waiting."""
@@ -103,7 +122,7 @@ class ParquetSink:
         if self._committed is not None:
             done = self._committed.frame_index
             fresh = [r for r in records if r.frame_index > done]
-            self._counts["skipped"] += len(records) - len(fresh)
+            self._counts.skipped += len(records) - len(fresh)
             records = fresh
         self._buffer.extend(records)
         n = self.cfg.rows_per_file
@@ -113,13 +132,9 @@ class ParquetSink:
         if self._buffer and time.monotonic() - self._last_part_at >= self.cfg.flush_every_s:
             self.flush()   # bounds what a crash can lose from a slow stream
 
-    def event(self, kind: str, **info: Any) -> None:
-        """Events are not stored in Parquet (the dataset holds records only; lifecycle
-        events live in the Redis events stream), but how the ``started`` event says the
-        crops are read goes into the metadata of the parts written after it
-        (``facestream.reading``: mirror_average or one_view)."""
-        if kind == "started" and "reading" in info:
-            self.metadata["facestream.reading"] = str(info["reading"])
+    def event(self, kind: EventKind, **info: Any) -> None:
+        """Events are not stored in Parquet: the dataset holds records only, lifecycle
+        events live in the Redis events stream."""
 
     def flush(self) -> None:
         """Write whatever is buffered as a (possibly short) part."""
@@ -146,6 +161,6 @@ class ParquetSink:
         _fsync(self.dir)   # make the rename itself durable
         self._next_part += 1
         self._last_part_at = time.monotonic()
-        self._counts["rows_written"] += len(records)
-        self._counts["files"] += 1
-        self._counts["last_file"] = str(final)
+        self._counts.published += len(records)
+        self._counts.files += 1
+        self._counts.last_file = str(final)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass, replace
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import redis
@@ -24,21 +25,31 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from streamer.config import RedisConfig
-from streamer.data.schema import (
-    FaceRecord,
-    decode_redis,
-    encode_event,
-    encode_redis,
-    events_key,
-    stream_info,
-    stream_key,
-)
-from streamer.data.sinks.base import Committed, SinkError, check_stream
+from streamer.data.events import EventKind, encode_event
+from streamer.data.record import FaceRecord
+from streamer.data.redis_codec import decode_redis, encode_redis, events_key, stream_info, stream_key
+from streamer.data.sinks.base import Committed, SinkError, SinkStats, check_stream
 from streamer.sources.urls import redact
 
 _ALREADY_WRITTEN = "equal or smaller than the target stream top item"
 _PIPELINE_ENTRIES = 1000   # entries per round trip: ~1.4 MB of records
 _COMMITTED_SCAN = 1000     # recent entries searched for the highest track id
+
+
+@dataclass
+class RedisStats(SinkStats):
+    """published/events: entries written; duplicates: entries Redis already had
+    (retries); buffered: waiting in the outbox; dropped: lost to a full outbox, a close
+    while Redis is away, or an entry Redis refused; errors/last_error."""
+
+    events: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+    _JSON_ORDER: ClassVar[tuple[str, ...]] = ("published", "events", "duplicates", "dropped", "errors",
+                                              "last_error", "buffered")
 
 
 def redis_client(url: str, timeout_s: float) -> redis.Redis:
@@ -68,9 +79,7 @@ class RedisSink:
         self._last_seq = -1
         self._retry_at = 0.0
         self._closed = False
-        self._counts: dict[str, Any] = {
-            "published": 0, "events": 0, "duplicates": 0, "dropped": 0, "errors": 0, "last_error": None,
-        }
+        self._counts = RedisStats()
 
     @staticmethod
     def check(url: str, timeout: float = 2.0) -> None:
@@ -87,11 +96,8 @@ class RedisSink:
             client.close()
 
     @property
-    def stats(self) -> dict[str, Any]:
-        """published/events: entries written; duplicates: entries Redis already had
-        (retries); buffered: waiting in the outbox; dropped: lost to a full outbox, a
-        close while Redis is away, or an entry Redis refused; errors/last_error."""
-        return dict(self._counts, buffered=len(self._outbox))
+    def stats(self) -> RedisStats:
+        return replace(self._counts, buffered=len(self._outbox))
 
     def committed(self) -> Committed | None:
         """The stream's top entry (frame and pts) and the highest track id among the last
@@ -115,12 +121,12 @@ class RedisSink:
             self._enqueue(entry)
         self._try_drain()
 
-    def event(self, kind: str, **info: Any) -> None:
+    def event(self, kind: EventKind, **info: Any) -> None:
         """Queue an event for this stream (started, progress, ended, failed, reconnecting).
-        A ``started`` event also carries ``schema.stream_info()``: the names of the
+        A ``started`` event also carries ``redis_codec.stream_info()``: the names of the
         numbers in the records that follow, as a Parquet file's schema metadata does."""
         self._check_open()
-        if kind == "started":
+        if kind == EventKind.STARTED:
             info = {**stream_info(), **info}
         self._enqueue((self.events_key, "*", encode_event(kind, self.stream_id, **info)))
         self._try_drain()
@@ -144,7 +150,7 @@ class RedisSink:
         if self._closed:
             return
         self.flush(timeout)
-        self._counts["dropped"] += len(self._outbox)
+        self._counts.dropped += len(self._outbox)
         self._outbox.clear()
         self._closed = True
         self._client.close()
@@ -171,7 +177,7 @@ class RedisSink:
         self._outbox.append(entry)
         while len(self._outbox) > self.cfg.buffer_records:
             self._outbox.popleft()
-            self._counts["dropped"] += 1
+            self._counts.dropped += 1
 
     def _try_drain(self) -> None:
         if time.monotonic() >= self._retry_at:
@@ -188,8 +194,8 @@ class RedisSink:
             try:
                 results = pipe.execute(raise_on_error=False)
             except redis.RedisError as e:   # connection lost, timeout, server still LOADING
-                self._counts["errors"] += 1
-                self._counts["last_error"] = _reason(e, self.url)
+                self._counts.errors += 1
+                self._counts.last_error = _reason(e, self.url)
                 self._retry_at = time.monotonic() + self.cfg.retry_s
                 return
             for (key, _, _), result in zip(batch, results):
@@ -198,16 +204,19 @@ class RedisSink:
 
     def _account(self, key: str, result: Any) -> None:
         if not isinstance(result, Exception):
-            self._counts["events" if key == self.events_key else "published"] += 1
+            if key == self.events_key:
+                self._counts.events += 1
+            else:
+                self._counts.published += 1
         elif _ALREADY_WRITTEN in str(result):
-            self._counts["duplicates"] += 1
+            self._counts.duplicates += 1
         else:
             # Refused for another reason (wrong key type, out of memory): later entries of
             # the same pipeline may already be in, so retrying this one could not keep
             # the order — count it as dropped and say why.
-            self._counts["errors"] += 1
-            self._counts["dropped"] += 1
-            self._counts["last_error"] = _reason(result, self.url)
+            self._counts.errors += 1
+            self._counts.dropped += 1
+            self._counts.last_error = _reason(result, self.url)
 
 
 def _reason(error: Exception, url: str) -> str:

@@ -4,16 +4,17 @@ import threading
 import redis
 
 from streamer.config import RedisConfig
+from streamer.data.events import EventKind
 from streamer.data.sinks.redis_sink import RedisSink
 from streamer.data.tail import prefix_for, tail
 
 
 def _publish(url, records, final=True, stream_id="cam1", prefix="facestream"):
     sink = RedisSink(RedisConfig(key_prefix=prefix), stream_id, url)
-    sink.event("started")
+    sink.event(EventKind.STARTED)
     sink.write(records)
     if final:
-        sink.event("ended", frames=records[-1].frame_index + 1)
+        sink.event(EventKind.ENDED, frames=records[-1].frame_index + 1)
     sink.close()
 
 
@@ -35,7 +36,7 @@ def test_tail_resumes_where_it_left_off_without_duplicates(redis_url, make_recor
     assert n == 250
     sink = RedisSink(RedisConfig(), "cam1", redis_url)
     sink.write(records[250:])
-    sink.event("ended")
+    sink.event(EventKind.ENDED)
     sink.close()
     second = []
     assert tail(redis_url, "cam1", second.append, block_ms=100) == 150

@@ -11,18 +11,21 @@ import pytest
 import redis
 
 from streamer.data.dataset import read_dataset, read_records
-from streamer.data.schema import EMOTION_ABSTAIN, EMOTION_CLASSES, decode_event, decode_redis, events_key, stream_key
+from streamer.data.events import decode_event
+from streamer.data.redis_codec import decode_redis, events_key, stream_key
 from streamer.data.sinks import ParquetSink
 from streamer.pipeline.analyze import analyze
+from streamer.pipeline.status import StreamProgress
 from streamer.sources.frames import NotAVideo, SourceNotFound
 from workers import face_model
 from workers.checkpoint import CheckpointError
+from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES
 
 
 def test_analyze_writes_records_summary_and_reports_progress(face_video, ray_runtime, redis_url,
                                                             pipeline_config, assert_records_equal):
     pipeline_config.redis.url = redis_url
-    seen: list[dict] = []
+    seen: list[StreamProgress] = []
     summary = analyze(face_video.path, pipeline_config, stream_id="obama", on_progress=seen.append)
 
     out = Path(pipeline_config.parquet.out)
@@ -53,8 +56,9 @@ def test_analyze_writes_records_summary_and_reports_progress(face_video, ray_run
     assert {r.emotion for r in records} <= set(EMOTION_CLASSES + EMOTION_ABSTAIN)
     assert np.abs(np.diff(smooth, axis=0)).sum() <= np.abs(np.diff(raw, axis=0)).sum()
 
-    frames = [p["frames"] for p in seen]
-    assert frames == sorted(frames) and frames[-1] == 40 and seen[-1]["faces"] == 40
+    assert all(isinstance(p, StreamProgress) for p in seen)   # the session's own, not its JSON
+    frames = [p.frames for p in seen]
+    assert frames == sorted(frames) and frames[-1] == 40 and seen[-1].faces == 40
 
 
 def test_rerun_replaces_the_streams_records_with_embedded_redis(face_video, ray_runtime, pipeline_config,

@@ -16,10 +16,12 @@ import ray
 import redis
 
 from streamer.data.dataset import read_records
-from streamer.data.schema import decode_event, decode_redis
+from streamer.data.events import decode_event
+from streamer.data.redis_codec import decode_redis
 from streamer.data.sinks.parquet_sink import ParquetSink
 from streamer.data.sinks.redis_sink import RedisSink
 from streamer.pipeline.session import launch
+from streamer.pipeline.status import StreamProgress
 
 LONG_FRAMES = 150
 
@@ -45,11 +47,11 @@ def _sinks(cfg, stream_id, url):
     return [partial(RedisSink, cfg.redis, stream_id, url), partial(ParquetSink, cfg.parquet, stream_id)]
 
 
-def _wait_frames(session, at_least: int, timeout_s: float = 120) -> dict:
+def _wait_frames(session, at_least: int, timeout_s: float = 120) -> StreamProgress:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         p = ray.get(session.progress.remote())
-        if p["frames"] >= at_least:
+        if p.frames >= at_least:
             return p
         time.sleep(0.05)
     raise AssertionError(f"fewer than {at_least} frames in {timeout_s} s")
@@ -85,10 +87,10 @@ def test_a_killed_session_is_restarted_and_resumes_after_its_last_committed_fram
     before = _wait_frames(session, 50)
     ray.kill(session, no_restart=False)            # the process dies; Ray restarts the actor
     summary = ray.get(run, timeout=180)            # ... and sends run() again
-    assert summary["state"] == "ended"
-    resumed = summary["resumed_after_frame"]
+    assert summary.state == "ended"
+    resumed = summary.resumed_after_frame
     assert resumed is not None and 20 <= resumed < LONG_FRAMES
-    assert summary["frames"] == LONG_FRAMES - resumed - 1    # only what was left was processed
+    assert summary.frames == LONG_FRAMES - resumed - 1    # only what was left was processed
     kinds = [e["kind"] for e in _events(redis_url, "crash")]
     assert kinds.count("started") == 2 and "resumed" in kinds and kinds[-1] == "ended"
     _assert_every_frame_once(redis_url, out, "crash", LONG_FRAMES)
@@ -96,9 +98,9 @@ def test_a_killed_session_is_restarted_and_resumes_after_its_last_committed_fram
     parquet = read_records(out, "crash")
     first = {r.track_id for r in parquet if r.frame_index <= resumed}
     later = {r.track_id for r in parquet if r.frame_index > resumed}
-    assert not first & later and before["frames"] >= 50
-    print(f"\nFIGURE session killed at frame ~{before['frames']}: restarted, resumed after frame {resumed}, "
-          f"{summary['frames']} frames re-run; Redis {len(_redis_records(redis_url, 'crash')[0])} entries, "
+    assert not first & later and before.frames >= 50
+    print(f"\nFIGURE session killed at frame ~{before.frames}: restarted, resumed after frame {resumed}, "
+          f"{summary.frames} frames re-run; Redis {len(_redis_records(redis_url, 'crash')[0])} entries, "
           f"Parquet {len(parquet)} rows for {LONG_FRAMES} frames")
     ray.kill(session)
 
@@ -117,10 +119,10 @@ def test_a_killed_regressor_replica_is_restarted_and_no_frame_is_lost(ray_runtim
         ray.kill(replicas.regressors[0], no_restart=False)
         ray.kill(replicas.detectors[0], no_restart=False)
         summary = ray.get(run, timeout=180)
-        assert summary["state"] == "ended" and summary["frames"] == LONG_FRAMES
-        assert summary["resumed_after_frame"] is None
-        print(f"\nFIGURE regressor + detector killed mid-stream: {summary['frames']}/{LONG_FRAMES} frames, "
-              f"Redis {summary['sinks']['RedisSink']['published']} records published once")
+        assert summary.state == "ended" and summary.frames == LONG_FRAMES
+        assert summary.resumed_after_frame is None
+        print(f"\nFIGURE regressor + detector killed mid-stream: {summary.frames}/{LONG_FRAMES} frames, "
+              f"Redis {summary.sinks['RedisSink']['published']} records published once")
         _assert_every_frame_once(redis_url, fault_config.parquet.out, "replica-crash", LONG_FRAMES)
         ray.kill(session)
     finally:
@@ -146,8 +148,8 @@ def test_redis_restarted_five_times_mid_stream_loses_and_doubles_nothing(
     summary = ray.get(run, timeout=180)
     t.join(60)
     assert len(restarts) == 5
-    assert summary["state"] == "ended" and summary["frames"] == LONG_FRAMES
-    redis_stats = summary["sinks"]["RedisSink"]
+    assert summary.state == "ended" and summary.frames == LONG_FRAMES
+    redis_stats = summary.sinks["RedisSink"]
     assert redis_stats["dropped"] == 0 and redis_stats["buffered"] == 0
     _assert_every_frame_once(redis_url, fault_config.parquet.out, "outages", LONG_FRAMES)
     ids, records = _redis_records(redis_url, "outages")

@@ -76,10 +76,10 @@ def _run(video: str, ckpt: str, out: str) -> dict:
             redis_records = redis.Redis.from_url(server.url).xlen("facestream:stream:multi")
         return {
             "nodes": {n["NodeID"]: sorted(k for k in n["Resources"] if k.endswith("_node")) for n in ray.nodes()},
-            "regressor_node": ray.get(replicas.info())["node_id"],
+            "regressor_node": ray.get(replicas.info()).node_id,
             "detector_node": ray.get(replicas.detectors[0].stats.remote())["node_id"],
-            "session_node": progress["node_id"],
-            "summary": {k: summary[k] for k in ("frames", "faces")},
+            "session_node": progress.node_id,
+            "summary": {k: getattr(summary, k) for k in ("frames", "faces")},
             "redis_records": redis_records,
             "parquet_records": len(read_records(out, "multi")),
         }

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import ray
 
-from streamer.config import DetectorConfig, SourceConfig
+from streamer.config import DetectorConfig, MirrorAveraging, Priority, SourceConfig
 from streamer.pipeline.batching import Batcher
 from streamer.pipeline.replicas import (
     DetectorReplica,
+    ModelInfo,
+    Reading,
     RegressorReplica,
     Replicas,
     crop_batcher,
@@ -228,6 +230,12 @@ def test_unknown_priority_is_refused():
         crop_batcher(crop_model([]), 8, 0.0, priority="camera_first")
 
 
+def test_a_priority_given_as_its_word_is_the_member_it_names():
+    batcher = crop_batcher(crop_model([]), 8, 0.0, priority="fifo")   # a plain word, as YAML has it
+    assert batcher.priority is Priority.FIFO and batcher.priority == "fifo"
+    assert [str(p) for p in Priority] == ["live_first", "fifo"]
+
+
 def test_slice_prediction():
     pred = fake_model([])(np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((5, 4, 4, 3), np.uint8))
     part = slice_prediction(pred, 1, 3)
@@ -248,8 +256,12 @@ def test_regressor_replica_batches_callers_and_matches_the_model(ray_runtime, ti
     replica = ray.remote(RegressorReplica).options(num_cpus=0).remote(str(tiny_checkpoint), "cpu", 32, 200.0)
     try:
         info = ray.get(replica.info.remote())
-        assert info["version"] == regressor.version and info["meta"]["crop"]["size"] == 64
-        assert info["readings"] == {"file": "mirror_average", "live": "one_view"}   # model.mirror_average: files
+        assert isinstance(info, ModelInfo)
+        assert info.version == regressor.version and info.meta["crop"]["size"] == 64
+        # model.mirror_average: files
+        assert (info.file_reading, info.live_reading) == (Reading.MIRROR_AVERAGE, Reading.ONE_VIEW)
+        assert info.device == "cpu" and info.node_id == ray.get_runtime_context().get_node_id()
+        assert info.presence_threshold is None   # the test checkpoint has no presence probe beside it
         got = ray.get([replica.predict.remote(c) for c in crops])  # sent together: one batch
         live = ray.get(replica.predict.remote(crops[0], True))      # a camera's crops: one view
         stats = ray.get(replica.stats.remote())
@@ -272,7 +284,18 @@ def test_regressor_replica_batches_callers_and_matches_the_model(ray_runtime, ti
     ("always", False, False, "one_view"),     # a checkpoint that does not ask is read once
 ])
 def test_a_streams_reading_follows_the_policy_and_the_checkpoint(policy, averages, live, want):
-    assert reading(policy, averages, live) == want
+    got = reading(MirrorAveraging(policy), averages, live)
+    assert got is Reading(want) and str(got) == want   # the word events and Parquet metadata write
+
+
+def test_model_info_says_how_each_kind_of_stream_is_read():
+    info = ModelInfo(version="v1", meta={}, presence_threshold=0.5, file_reading=Reading.MIRROR_AVERAGE,
+                     live_reading=Reading.ONE_VIEW, device="cpu", node_id="n")
+    assert info.reading_for(live=False) is Reading.MIRROR_AVERAGE
+    assert info.reading_for(live=True) is Reading.ONE_VIEW
+    assert pickle.loads(pickle.dumps(info)) == info   # it travels from the replica's process
+    with pytest.raises(AttributeError):
+        info.version = "v2"   # frozen: what the replica said stays said
 
 
 def test_detector_replica_matches_the_detector(shared_replicas, face_frames):

@@ -16,9 +16,13 @@ import ray
 import redis
 
 from streamer.data.dataset import read_records
-from streamer.data.schema import decode_event, decode_redis, events_key, stream_key
+from streamer.data.events import decode_event
+from streamer.data.redis_codec import decode_redis, events_key, stream_key
 from streamer.data.sinks import ParquetSink, RedisSink
-from streamer.pipeline.session import RecordBuilder, launch, pose_in_image
+from streamer.data.sinks.base import SinkStats
+from streamer.pipeline.records import RecordBuilder, pose_in_image
+from streamer.pipeline.session import launch
+from streamer.pipeline.status import StreamProgress, StreamState, StreamSummary
 from streamer.sources.files import open_source
 from workers import face_model
 from workers.crops import CropRule, crop_faces, crop_to_image, to_tensor
@@ -80,11 +84,14 @@ def test_every_frame_once_in_order_with_exact_pts(one_face_run, face_video):
 def test_redis_equals_parquet_equals_session_count(one_face_run, face_video, assert_records_equal):
     summary = one_face_run["summary"]
     assert_records_equal(one_face_run["redis"], one_face_run["parquet"])
-    assert summary["faces"] == len(one_face_run["parquet"]) == face_video.frames
-    assert summary["frames"] == face_video.frames
-    assert (summary["tracks"], summary["published"], summary["dropped"], summary["decode_errors"]) == (1, 40, 0, 0)
-    assert summary["sinks"]["ParquetSink"]["rows_written"] == 40 and summary["fps"] > 0
-    assert one_face_run["progress"]["state"] == "ended" and one_face_run["progress"]["frames"] == 40
+    assert isinstance(summary, StreamSummary)   # through Ray as itself, not as JSON
+    assert summary.faces == len(one_face_run["parquet"]) == face_video.frames
+    assert summary.frames == face_video.frames
+    assert (summary.tracks, summary.published, summary.dropped_frames, summary.decode_errors) == (1, 40, 0, 0)
+    assert summary.sinks["ParquetSink"]["rows_written"] == 40 and summary.fps > 0
+    progress = one_face_run["progress"]
+    assert isinstance(progress, StreamProgress)
+    assert progress.state == StreamState.ENDED and progress.frames == 40
 
 
 def test_events_started_progress_ended(one_face_run):
@@ -158,7 +165,7 @@ def test_two_faces_keep_their_ids(two_face_video, shared_replicas, redis_url, pi
     summary, _ = run(two_face_video, pipeline_config, shared_replicas, redis_url, stream_id="two")
     records = read_records(pipeline_config.parquet.out, "two")
     assert_records_equal(redis_records(redis_url, pipeline_config, "two"), records)
-    assert (summary["frames"], summary["faces"], summary["tracks"]) == (40, 80, 2)
+    assert (summary.frames, summary.faces, summary.tracks) == (40, 80, 2)
     by_frame: dict[int, list] = {}
     for r in records:
         by_frame.setdefault(r.frame_index, []).append(r)
@@ -180,13 +187,13 @@ def test_every_kth_frame(face_video, shared_replicas, redis_url, pipeline_config
     records = read_records(pipeline_config.parquet.out, "k3")
     assert [r.frame_index for r in records] == list(range(0, 40, 3))
     assert [r.pts for r in records] == [i / 25 for i in range(0, 40, 3)]
-    assert (summary["frames"], summary["faces"], summary["tracks"]) == (14, 14, 1)
+    assert (summary.frames, summary.faces, summary.tracks) == (14, 14, 1)
 
 
 class ExplodingSink:
     """Takes events, refuses records: the session must fail and say so everywhere."""
 
-    stats: dict = {}
+    stats = SinkStats()
 
     def write(self, records):
         raise RuntimeError("disk on fire")
@@ -252,7 +259,7 @@ def test_pipe_bounds_work_in_flight_not_just_queue_length():
     from streamer.pipeline.pipes import Pipe
 
     async def go():
-        pipe, produced = Pipe(2), []
+        pipe, produced = Pipe[int](2), []
 
         async def producer():
             for i in range(5):
@@ -291,10 +298,10 @@ def test_a_live_stream_ends_after_max_duration(face_video, shared_replicas, redi
         session = launch("limited", server.url, pipeline_config, shared_replicas, sinks)
         t0 = time.monotonic()
         summary = ray.get(session.run.remote(), timeout=60)
-    assert summary["state"] == "ended" and 2.0 <= summary["seconds"] < 4.0
+    assert summary.state == StreamState.ENDED and 2.0 <= summary.seconds < 4.0
     # two seconds of frames, plus what the source had buffered (queue_frames) when it started
     bound = 2.0 * face_video.fps + pipeline_config.source.queue_frames + 5
-    assert 0 < summary["frames"] <= bound and time.monotonic() - t0 < 30
+    assert 0 < summary.frames <= bound and time.monotonic() - t0 < 30
     ray.kill(session)
 
 

@@ -13,7 +13,8 @@ from conftest import write_video
 
 from streamer.config import DetectorConfig
 from streamer.data.dataset import read_records
-from streamer.data.schema import decode_event, events_key
+from streamer.data.events import decode_event
+from streamer.data.redis_codec import events_key
 from streamer.data.sinks import ParquetSink, RedisSink
 from streamer.pipeline.session import launch
 from workers.detector import FaceDetector
@@ -66,11 +67,11 @@ def test_a_cut_is_an_event_and_ends_the_track(tmp_path, shared_replicas, redis_u
     assert [r.frame_index for r in records] == list(range(FRAMES))
     assert {r.track_id for r in records if r.frame_index < CUT} == {1}
     assert {r.track_id for r in records if r.frame_index >= CUT} == {2}
-    assert summary["tracks"] == 2
+    assert summary.tracks == 2
     # the same face after the cut: a new track, the same person (its identity, not its place)
     persons = [e for e in events if e["kind"] == "person"]
     assert [(e["frame_index"], e["track_id"], e["person_id"], e["reason"]) for e in persons] == [
         (0, 1, 1, "new"), (CUT, 2, 1, "linked")]
     assert persons[1]["distance"] < 0.2
     assert {r.person_id for r in records} == {1}
-    assert summary["persons"] == 1
+    assert summary.persons == 1

@@ -14,7 +14,8 @@ import redis
 from conftest import write_video
 
 from streamer.data.dataset import read_records
-from streamer.data.schema import decode_event, decode_redis, events_key, stream_key
+from streamer.data.events import decode_event
+from streamer.data.redis_codec import decode_redis, events_key, stream_key
 from streamer.data.sinks import ParquetSink, RedisSink
 from streamer.pipeline.session import launch
 
@@ -70,7 +71,7 @@ def test_tracks_of_one_face_share_a_person(tmp_path, shared_replicas, redis_url,
         ray.kill(session)
     records = read_records(cfg.parquet.out, "people")
     shot = {r.track_id: r.frame_index // SHOT for r in records}
-    assert sorted(set(shot.values())) == [0, 1, 2, 3] and summary["tracks"] == 5   # every cut ends every track
+    assert sorted(set(shot.values())) == [0, 1, 2, 3] and summary.tracks == 5   # every cut ends every track
 
     def person(shot_index: int, side: str = "any") -> set[int | None]:
         return {r.person_id for r in records if r.frame_index // SHOT == shot_index
@@ -80,7 +81,7 @@ def test_tracks_of_one_face_share_a_person(tmp_path, shared_replicas, redis_url,
     assert len(a) == 1 and len(b) == 1 and a != b
     assert person(2) == a                              # A again after B: A's person
     assert person(3, "left") == a and person(3, "right") == b   # both at once: each their own
-    assert summary["persons"] == 2
+    assert summary.persons == 2
     client = redis.Redis.from_url(redis_url)
     try:
         entries = client.xrange(stream_key(cfg.redis.key_prefix, "people"))
@@ -142,7 +143,7 @@ def test_a_live_stream_gets_its_persons_without_waiting_for_them(tmp_path, share
         events = [decode_event(f) for _, f in client.xrange(events_key(cfg.redis.key_prefix))]
     finally:
         client.close()
-    assert summary["frames"] > 0 and all(r.person_id is not None for r in records)
+    assert summary.frames > 0 and all(r.person_id is not None for r in records)
     people = [e for e in events if e["kind"] == "person" and e["stream_id"] == "live"]
     tracks = {r.track_id for r in records}
     assert {e["track_id"] for e in people} <= tracks and len(people) >= len(tracks)   # every track announced

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from streamer.config import SmoothingConfig
-from streamer.pipeline.smoothing import OneEuroFilter, RotationFilter, SmootherBank, TrackSmoother
+from streamer.pipeline.smoothing import OneEuroFilter, RotationFilter, Smoothed, SmootherBank, TrackSmoother
 from workers.pose import matrix_from_euler, quaternion_from_matrix
 
 FPS = 30.0
@@ -50,7 +50,7 @@ def test_expression_noise_halved_with_bounded_lag():
     """
     t, truth, raw = sine_case(0)
     smoother = TrackSmoother(SmoothingConfig())
-    out = np.array([smoother.update(ti, x, IDENTITY, [0, 0, 1], np.zeros(99))["expression"]
+    out = np.array([smoother.update(ti, x, IDENTITY, [0, 0, 1], np.zeros(99)).expression
                     for ti, x in zip(t, raw)])
     settled = slice(int(FPS), None)
     assert rms(out[settled] - truth[settled]) <= 0.5 * rms(raw[settled] - truth[settled])
@@ -68,7 +68,7 @@ def test_translation_noise_halved_and_resolution_independent():
 
     def run(x):
         s = TrackSmoother()
-        return np.array([s.update(ti, np.zeros(29), IDENTITY, xi, np.zeros(99))["translation"]
+        return np.array([s.update(ti, np.zeros(29), IDENTITY, xi, np.zeros(99)).translation
                          for ti, xi in zip(t, x)])
 
     out = run(raw_px)
@@ -106,10 +106,10 @@ def test_first_sample_and_constant_input_pass_exactly():
     smoother = TrackSmoother()
     for i in range(100):
         out = smoother.update(i / FPS, exp, q, trans, shape)
-        np.testing.assert_array_equal(out["expression"], exp)
-        np.testing.assert_array_equal(out["translation"], trans)
-        np.testing.assert_array_equal(out["shape"], shape)
-        np.testing.assert_allclose(out["quaternion"], q, atol=1e-12)
+        np.testing.assert_array_equal(out.expression, exp)
+        np.testing.assert_array_equal(out.translation, trans)
+        np.testing.assert_array_equal(out.shape, shape)
+        np.testing.assert_allclose(out.quaternion, q, atol=1e-12)
 
 
 def yaw_sweep(seed, speed=60.0):
@@ -163,9 +163,9 @@ def test_shape_is_running_mean_and_bank_keeps_tracks_apart():
     for i, s in enumerate(shapes):
         one = bank.update(1, i / FPS, np.zeros(29), IDENTITY, [0, 0, 1], s)
         two = bank.update(2, i / FPS, np.ones(29), IDENTITY, [0, 0, 1], -s)
-    np.testing.assert_allclose(one["shape"], shapes.mean(0), atol=1e-12)
-    np.testing.assert_allclose(two["shape"], -shapes.mean(0), atol=1e-12)
-    np.testing.assert_array_equal(two["expression"], np.ones(29))
+    np.testing.assert_allclose(one.shape, shapes.mean(0), atol=1e-12)
+    np.testing.assert_allclose(two.shape, -shapes.mean(0), atol=1e-12)
+    np.testing.assert_array_equal(two.expression, np.ones(29))
     assert len(bank) == 2 and 1 in bank
     bank.drop(1)
     bank.drop(1)
@@ -189,3 +189,14 @@ def test_probability_filter_keeps_a_distribution_and_passes_nan():
     assert np.isnan(f(2 / 30, [np.nan, np.nan])).all()
     after = f(3 / 30, b)                      # the NaN frame left the state alone
     assert out[0] > after[0] > b[0]
+
+
+def test_smoothed_holds_emotion_probs_only_when_given():
+    smoother = TrackSmoother()
+    without = smoother.update(0.0, np.zeros(29), IDENTITY, [10.0, 20.0, 5.0], np.ones(99))
+    assert isinstance(without, Smoothed) and without.emotion_probs is None
+    np.testing.assert_array_equal(without.translation, [10.0, 20.0, 5.0])
+    probs = np.array([0.1, 0.2, 0.7])
+    given = TrackSmoother().update(0.0, np.zeros(29), IDENTITY, [10.0, 20.0, 5.0], np.ones(99), probs)
+    np.testing.assert_allclose(given.emotion_probs, probs)
+    np.testing.assert_array_equal(given.shape, np.ones(99))

@@ -43,3 +43,14 @@ def test_summary_keeps_the_event_spelling_and_finishes_progress():
     done = StreamProgress(state=StreamState.RUNNING, lag_s=0.3).finished(s)
     assert (done.state, done.frames, done.dropped_frames, done.processed_fps, done.lag_s) == \
         (StreamState.ENDED, 40, 2, 12.5, 0.3)
+
+
+def test_progress_and_summary_travel_between_processes_as_themselves():
+    """Ray pickles what a session answers: the objects arrive whole, their JSON unchanged."""
+    import pickle
+
+    p = StreamProgress(state=StreamState.RUNNING, frames=7, lag_s=0.1, node_id="n1")
+    s = StreamSummary(stream_id="cam", state=StreamState.STOPPED, frames=7, dropped_frames=1)
+    p2, s2 = pickle.loads(pickle.dumps(p)), pickle.loads(pickle.dumps(s))
+    assert (p2, s2) == (p, s) and p2.state is StreamState.RUNNING and s2.state is StreamState.STOPPED
+    assert json.dumps(s2.to_json()) == json.dumps(s.to_json()) and s2.to_json()["dropped"] == 1

@@ -143,7 +143,7 @@ def test_version_1_data_reports_without_emotion(tmp_path, make_records):
 
 
 def test_expression_curves_follow_the_datasets_blendshape_names():
-    from streamer.data.schema import BLENDSHAPE_NAMES
+    from streamer.data.record import BLENDSHAPE_NAMES
     from streamer.report.html import _curve_indices
 
     assert dict(_curve_indices(BLENDSHAPE_NAMES))["jawOpen"] == [26]

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from streamer.data.dataset import read_records
-from streamer.data.schema import decode_event
+from streamer.data.events import decode_event
 from streamer.data.tail import tail
 
 

@@ -19,7 +19,8 @@ import ray
 import redis
 
 from streamer.data.dataset import read_records
-from streamer.data.schema import decode_event, decode_redis, events_key, stream_key
+from streamer.data.events import decode_event
+from streamer.data.redis_codec import decode_redis, events_key, stream_key
 from streamer.data.sinks import ParquetSink, RedisSink
 from streamer.data.sinks.base import SinkError
 from streamer.pipeline.ray_errors import root_cause
@@ -84,7 +85,7 @@ def test_streams_of_one_host_fail_alone(ray_runtime, shared_replicas, pipeline_c
         }
         for ok, video in (("one", face_video), ("two", two_face_video)):
             summary = ray.get(runs[ok], timeout=180)
-            assert summary["state"] == "ended" and summary["frames"] == video.frames
+            assert summary.state == "ended" and summary.frames == video.frames
             records = _records(redis_url, cfg, ok)
             assert len(records) == video.frames * video.faces
             assert sorted({r.frame_index for r in records}) == list(range(video.frames))
@@ -116,7 +117,7 @@ def _wait_frames(host, stream_ids, at_least: int, timeout_s: float = 120) -> Non
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         done = [ray.get(host.progress.remote(s)) for s in stream_ids]
-        if all(p is not None and p["frames"] >= at_least for p in done):
+        if all(p is not None and p.frames >= at_least for p in done):
             return
         time.sleep(0.05)
     raise AssertionError(f"fewer than {at_least} frames in {timeout_s} s")
@@ -140,10 +141,10 @@ def test_a_killed_host_is_restarted_and_each_of_its_streams_resumes(
         os.kill(pid, signal.SIGKILL)             # the process dies; Ray restarts the host
         for stream_id, run in runs.items():
             summary = ray.get(run, timeout=240)  # ... and sends each stream's run() again
-            assert summary["state"] == "ended"
-            resumed = summary["resumed_after_frame"]
+            assert summary.state == "ended"
+            resumed = summary.resumed_after_frame
             assert resumed is not None and resumed < LONG_FRAMES
-            assert summary["frames"] == LONG_FRAMES - resumed - 1
+            assert summary.frames == LONG_FRAMES - resumed - 1
             kinds = [e["kind"] for e in _events(redis_url, cfg, stream_id)]
             assert kinds.count("started") == 2 and "resumed" in kinds and kinds[-1] == "ended"
             records = _records(redis_url, cfg, stream_id)

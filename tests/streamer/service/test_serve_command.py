@@ -83,6 +83,6 @@ def test_the_flag_that_says_it_is_meant_lets_an_open_api_listen_beyond_loopback(
     assert open_api_refusal(cfg, "127.0.0.1", False, None) is None             # loopback: fine
     cfg.service.insecure_open_api = True                                       # --insecure-open-api
     assert open_api_refusal(cfg, "0.0.0.0", True, None) is None
-    from streamer.cli import build_parser
+    from streamer.cli.parser import build_parser
 
     assert build_parser().parse_args(["serve", "--host", "0.0.0.0", "--insecure-open-api"]).insecure_open_api

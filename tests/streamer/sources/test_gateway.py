@@ -1,4 +1,5 @@
-"""streamer.sources.gateway through LiveSource, against real servers on loopback: connections go
+"""streamer.sources.gateway, with the HTTP fetcher (streamer.sources.http) and the RTSP relay
+(streamer.sources.rtsp), through LiveSource, against real servers on loopback: connections go
 to the address that was checked (never looked up again), on every reconnect; HTTP
 redirects, HLS playlists and segments, and RTSP replies obey the policy.
 
@@ -25,8 +26,9 @@ import pytest
 
 from streamer.config import SourceConfig
 from streamer.sources.frames import SourceError
+from streamer.sources.gateway import Gateway, Route
 from streamer.sources.live import LiveSource
-from streamer.sources.netpolicy import NetworkRefused
+from streamer.sources.netpolicy import NetworkPolicy, NetworkRefused
 from streamer.sources.urls import SourceRefused, check_source
 from streamer.testbed import HttpTsServer, RtspServer
 from testsupport.bar_clip import N, bar_index, write_bar_clip
@@ -385,3 +387,19 @@ def test_rtsp_over_udp_is_refused_unless_allowed(clip):
         with LiveSource(check_source(url, None), config(rtsp_udp=True), transport="udp", resolve=names) as src:
             frames = take(src, 5)
     assert all(0 <= bar_index(f.image) < N for f in frames) and names.calls == ["camera.test"]
+
+
+def test_an_attempt_forgets_the_last_refusal_and_one_made_after_close_is_ended():
+    gateway = Gateway(NetworkPolicy.from_config(config()), Names())
+    refusal = gateway.refuse(SourceRefused("first"))
+    assert gateway.refuse(SourceRefused("second")) is not refusal and gateway.refusal is refusal
+    gateway.failed("unreachable")
+    closed: list[str] = []
+    route = gateway.attempt(lambda: Route("rtsp://a.test/", close=lambda: closed.append("first")))
+    assert route.url == "rtsp://a.test/" and gateway.refusal is None and gateway.error is None
+    gateway.check()   # nothing refused in this attempt: no raise
+    gateway.close()
+    assert closed == ["first"]
+    with pytest.raises(OSError, match="^the source is closed$"):
+        gateway.attempt(lambda: Route("rtsp://b.test/", close=lambda: closed.append("second")))
+    assert closed == ["first", "second"]

@@ -17,7 +17,7 @@ from streamer.config import SourceConfig
 from streamer.sources.files import FileSource, open_source
 from streamer.sources.frames import SourceError
 from streamer.sources.live import LiveSource
-from streamer.sources.urls import SourceRefused, check_source
+from streamer.sources.urls import SourceRefused, Transport, check_source
 from streamer.testbed import HttpTsServer, RtspServer
 from testsupport.bar_clip import FPS, H, N, W, bar_index, write_bar_clip
 
@@ -359,7 +359,7 @@ def test_open_source_picks_the_source_by_url(clip, tmp_path):
             open_source(server.url, config(), media_root=None, transport="udp")
         with open_source(server.url, config(rtsp_udp=True), media_root=None, on_event=events,
                          transport="udp") as src:
-            assert isinstance(src, LiveSource) and src.transport == "udp"
+            assert isinstance(src, LiveSource) and src.transport is Transport.UDP   # the word, as its member
             assert 0 <= bar_index(next(iter(src)).image) < N
     with pytest.raises(SourceRefused):
         open_source(str(clip), config(), media_root=None)
@@ -367,7 +367,7 @@ def test_open_source_picks_the_source_by_url(clip, tmp_path):
         open_source(str(clip), config(), media_root=str(tmp_path))
     with pytest.raises(SourceRefused):
         open_source("concat:a.mp4|b.mp4", config())
-    with pytest.raises(ValueError, match="transport"):
+    with pytest.raises(ValueError, match="^transport must be 'tcp' or 'udp', got 'http'$"):
         open_source("rtsp://127.0.0.1:1/x", config(), transport="http")
 
 

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from streamer.sources.frames import SourceError
-from streamer.sources.urls import MEDIA_ROOT_ENV, SourceRefused, check_source, media_root_from, redact
+from streamer.sources.urls import (
+    MEDIA_ROOT_ENV,
+    SourceKind,
+    SourceRefused,
+    Transport,
+    check_source,
+    media_root_from,
+    redact,
+)
 
 SECRET = "hunter2"
 
@@ -137,6 +145,13 @@ def test_credentials_are_never_echoed(media):
 def test_network_sources_are_accepted_as_given(url, kind, protocols):
     spec = check_source(url, None)  # no media root needed for network sources
     assert (spec.kind, spec.target, spec.av_options) == (kind, url, {"protocol_whitelist": protocols})
+
+
+def test_a_specs_kind_is_its_member_and_writes_as_its_word(media):
+    kinds = [check_source(u, str(media)).kind for u in ("rtsps://cam/s", "https://cdn/live.m3u8", "a.mp4")]
+    assert kinds == [SourceKind.RTSP, SourceKind.HTTP, SourceKind.FILE]
+    assert all(type(k) is SourceKind for k in kinds) and [str(k) for k in kinds] == ["rtsp", "http", "file"]
+    assert [str(t) for t in Transport] == ["tcp", "udp"]   # the API's and the CLI's words for it
 
 
 def test_files_inside_the_root(media):

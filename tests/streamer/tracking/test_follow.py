@@ -3,12 +3,13 @@ landmark → box rule, and the Follower that joins them (no models: boxes and la
 are made here)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from streamer.config import TrackerConfig
 from streamer.sources.frames import Frame
-from streamer.tracking.follow import Follower
+from streamer.tracking.follow import Follower, FramePlan
 from streamer.tracking.placement import BOX_SIDES, CENTRE_OFFSET, box_from_landmarks
 from streamer.tracking.schedule import DetectionSchedule
 from streamer.tracking.tracker import Tracker
@@ -100,7 +101,8 @@ def test_follower_places_tracks_from_landmarks_and_a_low_presence_asks_for_the_d
     affine = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])   # crop pixels = image pixels
     plans = []
     for f in range(6):
-        cut, detect = fol.plan(frame(f))
+        plan = fol.plan(frame(f))
+        cut, detect = plan.cut, plan.detect
         plans.append(detect)
         if detect:
             tracks = fol.track(frame(f), cut, box_at(100, 100)[None], np.array([0.95]))
@@ -113,7 +115,8 @@ def test_follower_places_tracks_from_landmarks_and_a_low_presence_asks_for_the_d
     assert tracks[0].box[0] > box_at(100, 100)[0] + 10   # followed the landmarks, not the detection
     # presence falls: the next frame is detected, and the track ends unless confirmed
     fol.observe(5, [1], landmarks_for(box_at(130, 100))[None], affine, np.array([0.1]))
-    cut, detect = fol.plan(frame(6))
+    plan = fol.plan(frame(6))
+    cut, detect = plan.cut, plan.detect
     assert detect
     assert fol.track(frame(6), cut, np.zeros((0, 4)), np.zeros(0)) == []
     assert fol.tracker.ended_ids == [1]
@@ -124,7 +127,8 @@ def test_without_a_presence_probe_only_the_schedule_runs_the_detector():
     affine = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])
     detected = []
     for f in range(9):
-        cut, detect = fol.plan(frame(f))
+        plan = fol.plan(frame(f))
+        cut, detect = plan.cut, plan.detect
         if detect:
             detected.append(f)
             fol.track(frame(f), cut, box_at(100, 100)[None], np.array([0.95]))
@@ -143,7 +147,8 @@ def test_a_still_face_keeps_a_still_box_though_its_landmark_box_sits_off_the_det
     det, off = box_at(100, 100), box_at(106, 100, w=105.0)
     boxes = []
     for f in range(30):
-        cut, detect = fol.plan(frame(f))
+        plan = fol.plan(frame(f))
+        cut, detect = plan.cut, plan.detect
         tracks = fol.track(frame(f), cut, det[None], np.array([0.95])) if detect else fol.track(frame(f), cut)
         boxes.append(tracks[0].box)
         fol.observe(f, [1], landmarks_for(off)[None], affine, np.array([0.9]))
@@ -157,3 +162,15 @@ def test_box_relation_round_trips():
     np.testing.assert_allclose(apply_relation(box_relation(a, b), b), a, atol=1e-9)
     moved = apply_relation(box_relation(a, b), c)       # the same relation on a box twice b's size
     np.testing.assert_allclose((moved[2] - moved[0]) / (c[2] - c[0]), (a[2] - a[0]) / (b[2] - b[0]))
+
+
+def test_a_plan_says_cut_and_detect_and_a_cut_is_detected_at_once():
+    """Still frames are followed between scheduled detector runs; the first frame of a new
+    shot is a cut and goes to the detector though the schedule is not due."""
+    rng = np.random.default_rng(0)
+    shots = [cv2.resize(rng.integers(0, 255, (18, 32, 3), dtype=np.uint8), (320, 180),
+                        interpolation=cv2.INTER_NEAREST) for _ in range(2)]
+    fol = Follower(TrackerConfig(appearance=False), every_frames=10, presence_threshold=0.5)
+    plans = [fol.plan(Frame(i, i / 30, shots[i >= 6])) for i in range(8)]
+    assert plans == ([FramePlan(cut=False, detect=True)] + [FramePlan(cut=False, detect=False)] * 5
+                     + [FramePlan(cut=True, detect=True), FramePlan(cut=False, detect=False)])

@@ -13,6 +13,7 @@ import pytest
 
 from streamer.config import ParquetConfig
 from streamer.data.dataset import read_dataset, read_records
+from streamer.data.events import EventKind
 from streamer.data.sinks import ParquetSink, SinkError
 from streamer.data.sinks.parquet_sink import partition_name
 
@@ -29,7 +30,7 @@ def test_rows_roll_into_parts_and_read_back_exactly(tmp_path, make_records, asse
     sink = ParquetSink(ParquetConfig(out=str(tmp_path), rows_per_file=100), "cam1", META)
     for i in range(0, len(records), 7):
         sink.write(records[i:i + 7])
-    assert sink.stats["files"] == 2 and sink.stats["buffered"] == 50
+    assert sink.stats.files == 2 and sink.stats.buffered == 50 and sink.stats.published == 200
     sink.close()
     assert _files(tmp_path) == [
         "records/stream=cam1/part-00000.parquet",
@@ -37,7 +38,10 @@ def test_rows_roll_into_parts_and_read_back_exactly(tmp_path, make_records, asse
         "records/stream=cam1/part-00002.parquet",
     ]
     assert [pq.read_metadata(tmp_path / f).num_rows for f in _files(tmp_path)] == [100, 100, 50]
-    assert sink.stats["rows_written"] == 250
+    assert sink.stats.published == 250
+    assert sink.stats.to_json() == {"rows_written": 250, "files": 3, "skipped": 0, "buffered": 0,
+                                    "last_file": str(tmp_path / "records/stream=cam1/part-00002.parquet")}
+    assert list(sink.stats.to_json()) == ["rows_written", "files", "last_file", "skipped", "buffered"]
     assert_records_equal(read_records(tmp_path, "cam1"), records)
 
 
@@ -56,10 +60,10 @@ def test_files_carry_schema_metadata_and_zstd(tmp_path, make_records):
     assert read_dataset(tmp_path).schema.metadata[b"facestream.checkpoint"] == b"ckpt-a"
 
 
-def test_the_started_events_reading_goes_into_the_metadata(tmp_path, make_records):
-    sink = ParquetSink(ParquetConfig(out=str(tmp_path)), "cam1", META)
-    sink.event("progress", frames=0)
-    sink.event("started", reading="one_view", fps=30.0)
+def test_the_metadata_is_what_the_sink_was_made_with_whatever_the_events_say(tmp_path, make_records):
+    sink = ParquetSink(ParquetConfig(out=str(tmp_path)), "cam1", {**META, "facestream.reading": "one_view"})
+    sink.event(EventKind.PROGRESS, frames=0)
+    sink.event(EventKind.STARTED, reading="mirror_average", fps=30.0)   # events are not stored
     sink.write(make_records(3))
     sink.close()
     meta = read_dataset(tmp_path).schema.metadata
@@ -206,7 +210,7 @@ def test_crash_mid_write_leaves_only_a_hidden_temp_file(tmp_path):
     assert len(pd.read_parquet(tmp_path / "records")) == 200
     # a later sink for the stream continues after the complete parts
     sink = ParquetSink(ParquetConfig(out=str(tmp_path)), "cam1", {})
-    assert sink.stats["files"] == 0
+    assert (sink.stats.files, sink.stats.published) == (0, 0)
     sink.close()
 
 

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from streamer.config import RedisConfig
-from streamer.data.schema import decode_event, decode_redis, events_key, stream_key
+from streamer.data.events import EventKind, decode_event
+from streamer.data.redis_codec import decode_redis, events_key, stream_key
 from streamer.data.sinks import RedisSink, SinkError
 from streamer.sources.urls import redact
 
@@ -43,7 +44,11 @@ def test_records_in_equal_entries_out(redis_url, make_records, assert_records_eq
     ids = _ids(entries)
     assert ids[:4] == [(1, 0), (1, 1), (1, 2), (2, 0)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
-    assert sink.stats["published"] == 300 and sink.stats["buffered"] == 0 and sink.stats["dropped"] == 0
+    assert sink.stats.published == 300 and sink.stats.buffered == 0 and sink.stats.dropped == 0
+    assert sink.stats.to_json() == {"published": 300, "events": 0, "duplicates": 0, "dropped": 0, "errors": 0,
+                                    "last_error": None, "buffered": 0}
+    assert list(sink.stats.to_json()) == ["published", "events", "duplicates", "dropped", "errors", "last_error",
+                                          "buffered"]
 
 
 def test_records_are_ordered_by_track_within_a_frame(redis_url, make_records):
@@ -71,7 +76,7 @@ def test_rewriting_the_same_records_is_idempotent(redis_url, make_records):
     replay.write(records)
     replay.close()
     assert len(_entries(redis_url, stream_key("t", "cam1"))) == 60
-    assert replay.stats["duplicates"] == 40 and replay.stats["published"] == 20
+    assert replay.stats.duplicates == 40 and replay.stats.published == 20
 
 
 def test_maxlen_trims_approximately(redis_url, make_records):
@@ -85,14 +90,14 @@ def test_maxlen_trims_approximately(redis_url, make_records):
 
 def test_events_stream(redis_url, make_records):
     sink = RedisSink(RedisConfig(key_prefix="t"), "cam1", redis_url)
-    sink.event("started", source="video.mp4")
+    sink.event(EventKind.STARTED, source="video.mp4")
     sink.write(make_records(3))
-    sink.event("ended", frames=3)
+    sink.event(EventKind.ENDED, frames=3)
     sink.close()
     events = [decode_event(f) for _, f in _entries(redis_url, events_key("t"))]
     assert [(e["kind"], e["stream_id"]) for e in events] == [("started", "cam1"), ("ended", "cam1")]
     assert events[0]["source"] == "video.mp4" and events[1]["frames"] == 3
-    assert sink.stats["events"] == 2
+    assert (sink.stats.events, sink.stats.published) == (2, 6)   # events are not records
     # the started event names the numbers of the records that follow; ended does not repeat them
     assert events[0]["pose_fields"] == ["yaw", "pitch", "roll", "tx", "ty", "scale"]
     assert len(events[0]["blendshape_names"]) == 53 and events[0]["blendshape_names"][26] == "jawOpen"
@@ -138,8 +143,8 @@ def test_redis_restarted_twice_mid_write_keeps_every_record_once_in_order(
     sink.close()
 
     stats = sink.stats
-    assert stats["errors"] >= 2, stats            # both outages were seen...
-    assert stats["dropped"] == 0, stats           # ...and nothing was lost
+    assert stats.errors >= 2, stats               # both outages were seen...
+    assert stats.dropped == 0, stats              # ...and nothing was lost
     assert slowest < 2.5                          # the caller was never held long
     entries = _entries(redis_url, stream_key("t", "cam1"))
     ids = _ids(entries)
@@ -154,10 +159,11 @@ def test_buffer_bound_drops_oldest_while_redis_is_away(make_records):
     sink.write(make_records(20, faces=1))
     assert time.monotonic() - t0 < 2.5
     stats = sink.stats
-    assert stats["buffered"] == 10 and stats["dropped"] == 10 and stats["errors"] >= 1
-    assert "refused" in stats["last_error"].lower() or "connect" in stats["last_error"].lower()
+    assert stats.buffered == 10 and stats.dropped == 10 and stats.errors >= 1 and stats.published == 0
+    assert stats.last_error is not None
+    assert "refused" in stats.last_error.lower() or "connect" in stats.last_error.lower()
     sink.close(timeout=0.1)
-    assert sink.stats["dropped"] == 20
+    assert sink.stats.dropped == 20
 
 
 def test_unreachable_url_fails_fast_with_sink_error():

@@ -1,0 +1,60 @@
+"""``analyze`` (a video file through the whole pipeline into Parquet and Redis) and
+``report`` (the HTML report of such an output directory).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamer.cli.errors import UserError
+from streamer.cli.progress import FrameBar, ProgressBar
+
+
+def analyze_command(args) -> int:
+    from streamer.config import load_config
+    from streamer.pipeline.analyze import analyze
+
+    overrides: dict = {}
+    if args.out:
+        overrides.setdefault("parquet", {})["out"] = args.out
+    if args.redis_url:
+        overrides.setdefault("redis", {})["url"] = args.redis_url
+    if args.checkpoint:
+        overrides.setdefault("model", {})["checkpoint"] = args.checkpoint
+    if args.fps is not None:
+        overrides.setdefault("source", {})["fps"] = args.fps
+    if args.every is not None:
+        overrides.setdefault("source", {})["every"] = args.every
+    cfg = load_config(args.config, overrides)
+    bar, annotate_bar = ProgressBar(), FrameBar("annotate")
+    def annotate(video: str, out: Path, stream_id: str) -> Path:
+        from streamer.data.dataset import read_records
+        from streamer.report.annotate import annotate_video
+        return annotate_video(video, read_records(out, stream_id), Path(args.annotate), cfg, annotate_bar)
+    try:
+        summary = analyze(args.video, cfg, address=args.address, stream_id=args.stream_id,
+                          annotate=annotate if args.annotate else None, on_progress=bar)
+    finally:
+        bar.close()
+        annotate_bar.close()
+    where = Path(summary["out"]) / "summary.json"
+    if summary["faces"] == 0:
+        raise UserError(f"no face found in {args.video} ({summary['frames']} frames analysed); "
+                        f"summary: {where}", 7)
+    persons = f" of {summary['persons']} persons" if summary.get("persons") else ""
+    print(f"{summary['frames']} frames, {summary['faces']} faces in {summary['tracks']} tracks{persons} "
+          f"at {summary['fps']:.1f} frames/s -> {summary['out']} (summary: {where})")
+    if "annotated" in summary:
+        print(f"annotated video: {summary['annotated']}")
+    return 0
+
+
+def report_command(args) -> int:
+    out = Path(args.out_dir)
+    if not out.is_dir():
+        raise UserError(f"{out}: no such output directory", 3)
+    if not (out / "records").is_dir():
+        raise UserError(f"{out}: not a facestream output directory (no records/ inside)", 3)
+    from streamer.report.html import write_report
+
+    print(write_report(out))
+    return 0
