@@ -16,7 +16,7 @@ EXIT_CODES = """exit status:
   5  no usable trained checkpoint
   6  Redis unreachable
   7  no face found in the whole input (outputs and summary are still written)
-  8  the Ray cluster given by --address cannot be joined
+  8  the Ray cluster given by --address cannot be joined, or has no room for the replicas
   9  the service: cannot listen, cannot be reached, or refused the request
   130 interrupted"""
 
@@ -38,6 +38,7 @@ _USER_ERRORS = (
     ("streamer.data.sinks.base", "SinkError", 6),
     ("streamer.pipeline.redis_server", "RedisServerError", 6),
     ("streamer.pipeline.runtime", "RuntimeStartError", 8),
+    ("streamer.pipeline.replicas", "NoRoomForReplicas", 8),
     ("streamer.service.server", "OpenApiRefused", 2),
     ("streamer.service.server", "ServeError", 9),
     ("streamer.service.client", "ApiClientError", 9),

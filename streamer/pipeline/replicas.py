@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Callable
@@ -214,6 +215,39 @@ class IdentityReplica:
 _NAMESPACE = "facestream"
 
 
+class NoRoomForReplicas(RuntimeError):
+    """The Ray cluster has not the CPUs (or GPUs) free that the replicas reserve: Ray would
+    keep them pending, and the run would wait for ever without saying why."""
+
+
+def replica_needs(cfg: Config) -> dict[str, float]:
+    """The resources the replicas of ``cfg`` reserve (the identity replica reserves none)."""
+    m = cfg.model
+    return {"CPU": (m.detector_replicas + m.regressor_replicas) * m.num_cpus_per_replica,
+            "GPU": m.regressor_replicas * m.num_gpus_per_replica}
+
+
+def wait_for_room(cfg: Config, patience_s: float = 15.0, poll_s: float = 0.25) -> None:
+    """Return once the cluster has room for the replicas of ``cfg``; raise
+    :class:`NoRoomForReplicas` if it has none after ``patience_s`` (actors stopped a moment
+    ago give their CPUs back within a second or two, so a short wait is enough)."""
+    needs = {k: v for k, v in replica_needs(cfg).items() if v > 0}
+    deadline = time.monotonic() + patience_s
+    while True:
+        free = ray.available_resources()
+        short = {k: (free.get(k, 0.0), v) for k, v in needs.items() if free.get(k, 0.0) + 1e-9 < v}
+        if not short:
+            return
+        if time.monotonic() >= deadline:
+            total = ray.cluster_resources()
+            said = "; ".join(f"{k}: {need:g} needed, {have:g} of {total.get(k, 0.0):g} free"
+                             for k, (have, need) in short.items())
+            raise NoRoomForReplicas(
+                f"the Ray cluster has no room for the model replicas ({said}): free the cluster, "
+                "or lower model.num_cpus_per_replica / model.*_replicas in the config")
+        time.sleep(poll_s)
+
+
 class Replicas:
     """Handles to the running replicas; picklable, so sessions receive it as an argument.
 
@@ -240,6 +274,7 @@ class Replicas:
     def start(cls, cfg: Config, checkpoint_path: str) -> "Replicas":
         """Create ``cfg.model`` many replicas of each model (they load asynchronously)."""
         m = cfg.model
+        wait_for_room(cfg)
         # A replica that dies is restarted and the calls it held are sent again: model
         # calls have no side effects, so a retry is safe and a file loses no frame.
         common = {"max_restarts": m.max_restarts, "max_task_retries": m.max_restarts,

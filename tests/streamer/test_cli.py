@@ -107,9 +107,11 @@ def test_user_errors_have_their_exit_code_and_one_line(user_error_runs, case, co
 
 
 def test_analyze_end_to_end_with_annotation_then_report(tmp_path, face_video, tiny_checkpoint, ray_runtime, redis_url):
-    out = tmp_path / "out"
+    out, cfg = tmp_path / "out", tmp_path / "half.yaml"
+    # half-CPU replicas: the session's shared replicas may hold half of the 2-CPU test cluster
+    cfg.write_text("model:\n  num_cpus_per_replica: 0.5\n")
     result = facestream("analyze", face_video.path, "--out", out, "--checkpoint", tiny_checkpoint,
-                        "--address", ray_runtime.address, "--redis-url", redis_url,
+                        "--address", ray_runtime.address, "--redis-url", redis_url, "--config", cfg,
                         "--stream-id", "cli-cam", "--every", 2, "--annotate", out / "annotated.mp4")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr

@@ -15,12 +15,15 @@ from streamer.pipeline.batching import Batcher
 from streamer.pipeline.replicas import (
     DetectorReplica,
     ModelInfo,
+    NoRoomForReplicas,
     Reading,
     RegressorReplica,
     Replicas,
     crop_batcher,
     reading,
+    replica_needs,
     slice_prediction,
+    wait_for_room,
 )
 from streamer.sources.files import open_source
 from workers.crops import CropRule, crop_faces, to_tensor
@@ -328,3 +331,15 @@ def test_replicas_travel_by_pickle(shared_replicas, face_frames):
     assert [len(d) for d in ray.get(clone.detect(face_frames[:2]))] == [1, 1]
     with pytest.raises(ValueError):
         Replicas([], shared_replicas.regressors)
+
+
+def test_replicas_that_cannot_fit_fail_with_what_is_free_instead_of_pending(ray_runtime):
+    from streamer.config import load_config
+
+    cfg = load_config(overrides={"model": {"num_cpus_per_replica": 8}})
+    assert replica_needs(cfg) == {"CPU": 16, "GPU": 0}
+    t0 = time.monotonic()
+    with pytest.raises(NoRoomForReplicas, match=r"CPU: 16 needed, [\d.]+ of 2 free"):
+        wait_for_room(cfg, patience_s=0.5)
+    assert time.monotonic() - t0 < 10
+    wait_for_room(load_config(overrides={"model": {"num_cpus_per_replica": 0}}), patience_s=0)
