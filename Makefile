@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-runtime
 DEV   := $(VENV)/.installed-dev
 TRAIN := $(VENV)/.installed-train
 
-.PHONY: demo test train-deps weights freeze
+.PHONY: demo test train-deps weights freeze browser
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,8 +27,18 @@ demo: $(STAMP)
 	$(VENV)/bin/facestream analyze samples/obama.mp4 --out out/demo --annotate out/demo/annotated.mp4
 	$(VENV)/bin/facestream report out/demo
 
+# Headless Chromium and its driver from the OS packages, for the live view's browser test
+# (tests/streamer/view/test_browser.py, which skips saying why when there is none): installed
+# when missing and we may (root, apt-get); a no-op when they are there.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }; } || \
+	  echo "make browser: no chromium and cannot install it (not root or no apt-get): the browser test will skip"; }
+
 # Lint (ruff), type check (mypy) and the tests; settings in pyproject.toml.
-test: $(DEV)
+test: $(DEV) browser
 	$(PY) -m ruff check streamer workers training bench tests
 	$(PY) -m mypy
 	$(PY) -m pytest -q

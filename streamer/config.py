@@ -195,6 +195,12 @@ class RedisConfig:
     buffer_records: int = checked(100_000, ge=0)  # records held while Redis is away
     retry_s: float = checked(0.5, gt=0)
     connect_timeout_s: float = checked(2.0, gt=0)
+    # `serve`'s embedded Redis (no url) keeps its data across restarts in an append-only
+    # file under data_dir (None: <parquet.out>/redis): records not yet read, events, and the
+    # service's streams, which a restarted service resumes. false: gone with the process,
+    # as `analyze`'s always is.
+    persist: bool = True
+    data_dir: str | None = None
 
 
 @dataclass
@@ -253,9 +259,30 @@ class ServiceConfig:
     api_token_file: str | None = None  # bearer token required when set (or FACESTREAM_API_TOKEN)
     max_body_bytes: int = checked(65536, ge=1)  # larger request bodies are refused with 413
     stop_timeout_s: float = checked(30.0, gt=0)  # DELETE waits this long for a session to flush
+    # an ended, stopped or failed stream leaves the list (and frees its name) this long
+    # after it finished; 0: never (DELETE removes it)
+    finished_ttl_s: float = checked(3600.0, ge=0)
     # Listening beyond loopback without an API token lets anyone who reaches the port
     # submit streams: refused unless this says so (`facestream serve --insecure-open-api`).
     insecure_open_api: bool = False
+
+
+@dataclass
+class ViewConfig:
+    """The live view (streamer/view/): a web page beside the API, behind its token, that
+    shows each stream's annotated frames and the last minutes of its curves.
+
+    Frames are taken only while someone watches a stream: the page's server marks the
+    stream watched in Redis, and its session, which looks for that mark at most twice a
+    second, then leaves a small JPEG of a frame and its records there ``fps`` times a second.
+    """
+
+    port: int | None = checked(None, ge=0, le=65535)  # None: service.port + 1; 0: no live view
+    fps: float = checked(4.0, gt=0, le=30)            # frames a second of a watched stream
+    max_side: int = checked(640, ge=64, le=4096)      # the frames' longest side, in pixels
+    jpeg_quality: int = checked(80, ge=10, le=95)
+    watch_ttl_s: float = checked(5.0, gt=0)           # a stream stops sending this long after its last viewer
+    history_s: float = checked(60.0, gt=0, le=3600)   # how far back the curves go
 
 
 @dataclass
@@ -283,6 +310,7 @@ class Config:
     session: SessionConfig = field(default_factory=SessionConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    view: ViewConfig = field(default_factory=ViewConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:

@@ -7,8 +7,14 @@ and predicts, per anchor, box offsets, a face probability and 5 landmark offsets
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Protocol
+
+# ONNX Runtime's Linux builds send usage telemetry to Microsoft unless told not to (since
+# 1.29, read when the library starts): a detector replica looks nothing up and connects
+# nowhere but where it is told. Before the import, so that it is there when ORT reads it.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import cv2
 import numpy as np

@@ -3,7 +3,7 @@
 Subcommands: ``analyze`` (a video through the whole pipeline), ``predict`` (images,
 in-process, no Ray), ``report`` (HTML plots of an output dir), ``face-model`` (build the
 derived face model); the service: ``serve``, and its clients ``submit``, ``streams``,
-``stop``, ``tail``; ``publish`` (a file as a live RTSP/HTTP stream, to try things on). This is the only
+``stop``, ``tail``, ``events``; ``publish`` (a file as a live RTSP/HTTP stream, to try things on). This is the only
 place that prints; library code reports through return values, exceptions and injected callbacks.
 
 A user's mistake ends with one line on stderr and a distinct exit status, never a
@@ -14,7 +14,7 @@ The package by role: :mod:`~streamer.cli.parser` (every command, flag and help t
 :mod:`~streamer.cli.progress` (the bars on stderr), and one module per group of commands:
 :mod:`~streamer.cli.analyze` (``analyze``, ``report``), :mod:`~streamer.cli.predict`,
 :mod:`~streamer.cli.face_model`, :mod:`~streamer.cli.serve`, :mod:`~streamer.cli.clients`
-(``submit``, ``streams``, ``stop``, ``tail``), :mod:`~streamer.cli.publish`. Each imports
+(``submit``, ``streams``, ``stop``, ``tail``, ``events``), :mod:`~streamer.cli.publish`. Each imports
 only the standard library at its top, the rest where it is used, so a mistyped command
 answers before Ray, torch or FFmpeg are loaded.
 """
@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 
 from streamer.cli.analyze import analyze_command, report_command
-from streamer.cli.clients import stop_command, streams_command, submit_command, tail_command
+from streamer.cli.clients import events_command, stop_command, streams_command, submit_command, tail_command
 from streamer.cli.errors import exit_code
 from streamer.cli.face_model import face_model_command
 from streamer.cli.parser import build_parser
@@ -53,7 +53,7 @@ def _plugin(args) -> int:
 _COMMANDS = {"analyze": analyze_command, "predict": predict_command, "report": report_command,
              "face-model": face_model_command, "train": _plugin, "evaluate": _plugin, "serve": serve_command,
              "submit": submit_command, "streams": streams_command, "stop": stop_command, "tail": tail_command,
-             "publish": publish_command}
+             "events": events_command, "publish": publish_command}
 
 
 def _log_internal_error(error: BaseException) -> Path:

@@ -3,10 +3,11 @@
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from streamer.cli.errors import UserError
-from streamer.cli.progress import FrameBar, ProgressBar
+from streamer.cli.progress import FrameBar, ProgressBar, SourceAttempts
 
 
 def analyze_command(args) -> int:
@@ -25,14 +26,19 @@ def analyze_command(args) -> int:
     if args.every is not None:
         overrides.setdefault("source", {})["every"] = args.every
     cfg = load_config(args.config, overrides)
-    bar, annotate_bar = ProgressBar(), FrameBar("annotate")
+    live = _live_label(args.video)
+    if live is not None:
+        print(f"facestream: connecting to {live} (giving up after {cfg.source.give_up_s:g} s without a frame)",
+              file=sys.stderr)
+    bar, annotate_bar = ProgressBar(live or "source"), FrameBar("annotate")
     def annotate(video: str, out: Path, stream_id: str) -> Path:
         from streamer.data.dataset import read_records
         from streamer.report.annotate import annotate_video
         return annotate_video(video, read_records(out, stream_id), Path(args.annotate), cfg, annotate_bar)
     try:
         summary = analyze(args.video, cfg, address=args.address, stream_id=args.stream_id,
-                          annotate=annotate if args.annotate else None, on_progress=bar)
+                          annotate=annotate if args.annotate else None, on_progress=bar,
+                          on_source_event=SourceAttempts(live) if live is not None else None)
     finally:
         bar.close()
         annotate_bar.close()
@@ -46,6 +52,19 @@ def analyze_command(args) -> int:
     if "annotated" in summary:
         print(f"annotated video: {summary['annotated']}")
     return 0
+
+
+def _live_label(video: str) -> str | None:
+    """The URL as it may be shown (credentials masked) when ``video`` is a live source,
+    else None; a URL the policy refuses is left for analyze to refuse, with its reason."""
+    from streamer.sources.frames import SourceError
+    from streamer.sources.urls import SourceKind, check_source, redact
+
+    try:
+        live = check_source(video, "/").kind != SourceKind.FILE
+    except SourceError:
+        return None
+    return redact(video) if live else None
 
 
 def report_command(args) -> int:

@@ -18,6 +18,8 @@ EXIT_CODES = """exit status:
   7  no face found in the whole input (outputs and summary are still written)
   8  the Ray cluster given by --address cannot be joined, or has no room for the replicas
   9  the service: cannot listen, cannot be reached, or refused the request
+  10 a live source is unreachable (no frame within source.give_up_s) or refuses the stream (401, 403, 404)
+  11 the stream failed (tail: the reason is printed)
   130 interrupted"""
 
 
@@ -33,6 +35,7 @@ class UserError(Exception):
 _USER_ERRORS = (
     ("streamer.config", "ConfigError", 2),
     ("streamer.sources.frames", "SourceNotFound", 3),
+    ("streamer.sources.frames", "SourceUnreachable", 10),
     ("streamer.sources.frames", "SourceError", 4),
     ("workers.checkpoint", "CheckpointError", 5),
     ("streamer.data.sinks.base", "SinkError", 6),

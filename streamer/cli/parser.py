@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from streamer.cli.errors import EXIT_CODES, UserError
 
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sv.add_argument("--host", help="listen address (default: service.host, 127.0.0.1)")
     sv.add_argument("--port", type=int, help="listen port (default: service.port, 8000)")
+    sv.add_argument("--view-port", type=int, metavar="PORT",
+                    help="the live view's port in the browser (default: view.port, the API's port + 1; 0: none)")
     sv.add_argument("--address", help="join this Ray cluster (default: a private local one)")
     sv.add_argument("--config", help="YAML config (default: ./ray_config.yaml if present)")
     sv.add_argument("--redis-url", help="publish to this Redis (default: an embedded server)")
@@ -77,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "can submit streams (refused otherwise)")
 
     def client_args(p):
-        p.add_argument("--server", help="service URL (default: $FACESTREAM_SERVER or http://127.0.0.1:8000)")
+        p.add_argument("--server", help="service URL, or HOST:PORT for http://HOST:PORT "
+                                        "(default: $FACESTREAM_SERVER or http://127.0.0.1:8000)")
 
     sb = sub.add_parser("submit", help="start analysing a stream URL or a file under the media root")
     sb.add_argument("url")
@@ -91,15 +95,38 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stop", help="stop a stream (its outputs are flushed and closed)")
     st.add_argument("stream_id", metavar="ID")
     client_args(st)
-    tl = sub.add_parser("tail", help="print a stream's records from Redis as they arrive")
+    tl = sub.add_parser("tail", help="print a stream's records from Redis, from its start, as they arrive",
+                        description=textwrap.fill(
+                            "Print a stream's records from its start, then as they arrive, until the stream "
+                            "ends (exit 0) or fails (its reason on stderr, exit 11). Every run reads every "
+                            "record; with --group, Redis remembers what the group was given: a re-run "
+                            "resumes after it, and the group's consumers share the records out.", 88),
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     tl.add_argument("stream_id", metavar="ID")
     tl.add_argument("--json", action="store_true", help="one JSON object per record")
     tl.add_argument("--out", metavar="FILE.jsonl", help="append JSON lines to this file instead of printing")
     tl.add_argument("--follow", "-f", action="store_true", help="keep waiting after the stream has ended")
-    tl.add_argument("--group", default=None, help="consumer group (default facestream-tail)")
-    tl.add_argument("--consumer", default=None, help="consumer name (default tail-HOSTNAME)")
+    tl.add_argument("--group", default=None, metavar="NAME",
+                    help="read as a member of this consumer group (records are acknowledged once printed)")
+    tl.add_argument("--consumer", default=None, metavar="NAME",
+                    help="consumer name in the group (default tail-HOSTNAME; alone it implies "
+                         "--group facestream-tail)")
     tl.add_argument("--redis-url", help="Redis to read (default: the one the server reports)")
     client_args(tl)
+    ev = sub.add_parser("events", help="print the streams' events (started, reconnecting, failed ...) from Redis",
+                        description=textwrap.fill(
+                            "Print the events on PREFIX:events (every stream's lifecycle: started, cut, "
+                            "person, reconnecting, reconnected, ended, stopped, failed ...), one line each: "
+                            "time (UTC), stream, kind, details. Prints what is there and exits; --follow "
+                            "keeps waiting for new ones until Ctrl-C.", 88),
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("--stream", metavar="ID", help="only this stream's events")
+    ev.add_argument("--follow", "-f", action="store_true", help="keep waiting for new events")
+    ev.add_argument("--json", action="store_true", help="one JSON object per event")
+    ev.add_argument("--progress", action="store_true",
+                    help="include the progress events (one per stream every session.progress_every_s)")
+    ev.add_argument("--redis-url", help="Redis to read (default: the one the server reports)")
+    client_args(ev)
 
     pb = sub.add_parser("publish", help="serve a video file as a live RTSP (or HTTP) stream, looping")
     pb.add_argument("video")

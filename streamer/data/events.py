@@ -27,6 +27,8 @@ class EventKind(StrEnum):
 
     STARTED = "started"            # frames are about to flow; names the numbers (redis_codec.stream_info)
     RESUMED = "resumed"            # a restarted session carries on after what every sink holds
+                                   # (cause: service_restart when the service had gone down)
+    RESTARTED = "restarted"        # a stopped or failed stream started again on request (a new run)
     PROGRESS = "progress"          # counters so far, every session.progress_every_s
     CUT = "cut"                    # a hard shot cut at frame_index / pts ended every track
     PERSON = "person"              # a track was given its person: new, linked to an earlier

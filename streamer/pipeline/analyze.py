@@ -36,6 +36,7 @@ from streamer.sources.files import open_source
 from streamer.sources.urls import SourceKind, check_source, redact
 
 ProgressCallback = Callable[[StreamProgress], None]
+SourceEventCallback = Callable[[str, dict], None]   # a live source's ("reconnecting"|"reconnected", info)
 
 
 class Annotator(Protocol):
@@ -48,10 +49,12 @@ _POLL_S = 0.25
 
 def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None,
             stream_id: str | None = None, annotate: Annotator | None = None,
-            on_progress: ProgressCallback | None = None) -> dict:
+            on_progress: ProgressCallback | None = None, on_source_event: SourceEventCallback | None = None) -> dict:
     """Analyse ``video`` into ``cfg.parquet.out``; returns the summary also written there.
 
-    ``on_progress`` gets the session's :class:`StreamProgress` while it runs; ``annotate``
+    ``on_progress`` gets the session's :class:`StreamProgress` while it runs, and
+    ``on_source_event`` a live source's attempts while the input is checked (its first
+    connection, which may take up to ``source.give_up_s``); ``annotate``
     (the CLI's ``--annotate``, from the report layer above) runs after the stream, and its
     video is in the summary.
 
@@ -61,7 +64,7 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
     says ``failed``.
     """
     stream_id = stream_id or Path(video).stem
-    ckpt_path, meta = check_inputs(str(video), cfg)
+    ckpt_path, meta = check_inputs(str(video), cfg, on_source_event)
     if address:
         runtime.check_address(address)
     # actors may run in another working directory: give them an absolute path
@@ -107,9 +110,10 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
     return summary
 
 
-def check_inputs(video: str, cfg: Config) -> tuple[Path, dict]:
+def check_inputs(video: str, cfg: Config,
+                 on_source_event: SourceEventCallback | None = None) -> tuple[Path, dict]:
     """Fail fast on bad input; returns the checkpoint path and its metadata."""
-    with open_source(video, cfg.source):
+    with open_source(video, cfg.source, on_event=on_source_event):
         pass  # opening decodes the first frame: the file is a video we can read
     from streamer.pipeline.backend import check_services
 

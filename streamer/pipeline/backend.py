@@ -85,12 +85,13 @@ class Backend:
                 self.redis_server.stop()
 
 
-def start(cfg: Config, ckpt_path: Path, meta: dict) -> Backend:
-    """Start Redis (embedded unless ``cfg.redis.url``) and the replicas, and wait until
-    every replica has loaded; whatever was started is stopped again if one fails."""
+def start(cfg: Config, ckpt_path: Path, meta: dict, redis_dir: Path | None = None) -> Backend:
+    """Start Redis (embedded unless ``cfg.redis.url``; keeping its data in ``redis_dir``
+    when given, see :class:`EmbeddedRedis`) and the replicas, and wait until every
+    replica has loaded; whatever was started is stopped again if one fails."""
     server = None
     if not cfg.redis.url:
-        server = EmbeddedRedis()
+        server = EmbeddedRedis(data_dir=redis_dir)
         server.start()
     try:
         replicas = Replicas.start(cfg, str(ckpt_path))

@@ -87,8 +87,9 @@ class Batcher(Generic[In, Out]):
         self.latency = Histogram(LATENCY_BUCKETS_S)   # request arrival to result
 
     def snapshot(self) -> dict:
-        """Counters, the items waiting now (queue depth) and the histograms, as plain data."""
-        return {**self.stats, "queued": self._pending_items,
+        """Counters, the items waiting now (queue depth) against the most one batch takes,
+        and the histograms, as plain data."""
+        return {**self.stats, "queued": self._pending_items, "max_batch_size": self.max_batch_size,
                 "batch_size": self.batch_sizes.snapshot(), "latency_s": self.latency.snapshot()}
 
     async def submit(self, items: In, live: bool = False, behind: bool = False) -> Out:

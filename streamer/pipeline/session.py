@@ -54,10 +54,11 @@ from streamer.pipeline.ray_errors import root_cause
 from streamer.pipeline.records import RecordBuilder
 from streamer.pipeline.replicas import ModelInfo, Replicas
 from streamer.pipeline.smoothing import SmootherBank
-from streamer.pipeline.status import StreamProgress, StreamState, StreamSummary
+from streamer.pipeline.status import RunCause, StreamProgress, StreamState, StreamSummary, sink_label
+from streamer.pipeline.view_tap import ViewTap
 from streamer.sources.files import open_source
 from streamer.sources.frames import Frame, Source, SourceError
-from streamer.sources.urls import Transport, redact
+from streamer.sources.urls import SourceKind, Transport, check_source, redact
 from streamer.tracking.follow import Follower, FramePlan
 from workers import face_model
 from workers.crops import CropRule, crop_faces
@@ -114,8 +115,9 @@ class StreamSession:
 
     def __init__(self, stream_id: str, url: str, cfg: Config, replicas: Replicas,
                  sinks: list[SinkFactory], media_root: str | None = "/", transport: Transport = Transport.TCP,
-                 gallery_url: str | None = None):
+                 gallery_url: str | None = None, cause: RunCause = RunCause.SUBMITTED):
         self.stream_id = stream_id
+        self._cause = cause   # which event opens the run (see run)
         self.url = url
         self.cfg = cfg
         self.replicas = replicas
@@ -134,6 +136,7 @@ class StreamSession:
         # one thread each, so decoding never waits for a slow sink and vice versa
         self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
         self._sink_pool = ThreadPoolExecutor(1, thread_name_prefix="sinks")
+        self._view = ViewTap(cfg, stream_id, gallery_url, self._sink_pool)   # frames for the live view, if watched
 
     async def progress(self) -> StreamProgress:
         """Counters so far; cheap, callable at any time while ``run`` is going."""
@@ -159,6 +162,7 @@ class StreamSession:
             dropped_frames=stats.get("dropped", 0), reconnects=stats.get("reconnects", 0),
             last_error=stats.get("last_error"),
             node_id=ray.get_runtime_context().get_node_id(),
+            published={sink_label(type(s).__name__): s.stats.published for s in self._sinks},
         )
 
     def _behind(self) -> bool:
@@ -171,6 +175,14 @@ class StreamSession:
         dropped = src.stats.get("dropped", 0)
         grew, self._dropped_seen = dropped > self._dropped_seen, dropped
         return grew or src.backlog >= max(2, self.cfg.source.queue_frames // 4)
+
+    def _live_url(self) -> bool:
+        """Whether the URL names a live source, known before it is opened (a refused one
+        counts as a file: opening it fails anyway)."""
+        try:
+            return check_source(self.url, self._media_root).kind != SourceKind.FILE
+        except SourceError:
+            return False
 
     def _is_live(self) -> bool:
         assert self._source is not None  # the stages start once the source is open
@@ -206,10 +218,15 @@ class StreamSession:
                                     face_model.load().blendshapes_from_eta, self.cfg.emotion)
             for make in self._sink_factories:  # one by one: a failure is told to those made
                 self._sinks.append(make())
-            resume = _resume_point(self._sinks)
-            if resume is not None:
-                self._resume = resume
-                await self._emit(EventKind.RESUMED, after_frame=resume.frame_index, pts=resume.pts)
+            resume = _resume_point(self._sinks, self._live_url())
+            self._resume = resume
+            after = {"after_frame": resume.frame_index if resume else None, "pts": resume.pts if resume else None}
+            if self._cause == RunCause.RESTARTED:
+                await self._emit(EventKind.RESTARTED, **after)
+            elif self._cause == RunCause.SERVICE_RESTART:   # said even when nothing was held yet
+                await self._emit(EventKind.RESUMED, **after, cause=self._cause.value)
+            elif resume is not None:
+                await self._emit(EventKind.RESUMED, **after)
             # Sinks first, so that a live source's reconnect attempts while it connects,
             # and a failure to connect at all, reach the events stream.
             src = await loop.run_in_executor(
@@ -328,6 +345,7 @@ class StreamSession:
             found: list[Detections] = await item.detections if item.detections is not None else []
             detections = iter(zip(item.scales, found))
             for frame, plan in zip(item.frames, item.plans):
+                self._view.offer(frame)
                 if plan.detect:
                     scale, det = next(detections)
                     tracks = follower.track(frame, plan.cut, det.boxes / scale, det.scores)
@@ -382,6 +400,7 @@ class StreamSession:
                     persons.ended(frame.ended_ids)
                 row += len(frame.tracks)
             await self._write(records[written:])
+            self._view.published([frame.index for frame in work], records)
             if persons is not None:
                 await self._emit_persons(await persons.arrived(wait=False))
             c.frames += len(work)
@@ -487,20 +506,29 @@ class StreamSession:
             startup_seconds=self._startup(),
             fps=c.frames / seconds if seconds > 0 else 0.0,
             resumed_after_frame=self._resume.frame_index if self._resume is not None else None,
+            source_fps=self._source.fps if self._source is not None and self._source.fps else None,
+            lag_s=c.lag_s, latency_p50_s=c.recent_latency.percentile(50),
+            latency_p99_s=c.recent_latency.percentile(99),
+            latency_s=c.latency.snapshot() if c.latency.count else None,
             sinks={name: s.to_json() for name, s in sink_stats.items()},
         )
 
 
-def _resume_point(sinks: list[Sink]) -> Committed | None:
-    """Where a restarted session carries on: after the last frame that every sink holds
-    (a sink ahead of it skips or refuses what it has), above every track id used. None
-    unless every sink holds something — a fresh stream, or a rerun whose outputs were
-    cleared, starts from the beginning."""
+def _resume_point(sinks: list[Sink], live: bool = False) -> Committed | None:
+    """Where a restarted session carries on, above every track id used.
+
+    A file: after the last frame that every sink holds (a sink ahead of it skips or
+    refuses what it has); None unless every sink holds something — a fresh stream, or a
+    rerun whose outputs were cleared, starts from the beginning. A live stream cannot go
+    back, so its new frames are numbered after the last frame that any sink holds: a sink
+    behind (Parquet's buffer lost in a crash) keeps its gap, and none refuses a new frame
+    as one it has (Redis would, for ids at or below its top entry)."""
     points = [s.committed() for s in sinks]
     held = [p for p in points if p is not None]
-    if not points or len(held) < len(points):
+    if not held or (not live and len(held) < len(points)):
         return None
-    first = min(held, key=lambda p: p.frame_index)
+    pick = max if live else min
+    first = pick(held, key=lambda p: p.frame_index)
     return Committed(first.frame_index, first.pts, max(p.max_track_id for p in held))
 
 

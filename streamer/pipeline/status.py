@@ -27,6 +27,15 @@ class StreamState(StrEnum):
         return self in ACTIVE
 
 
+class RunCause(StrEnum):
+    """Why a session's run starts: it tells the run which event opens it. Whatever the
+    cause, a run carries on after what its sinks hold (``session._resume_point``)."""
+
+    SUBMITTED = "submitted"       # a new stream (or Ray re-sent the run of a crashed host: resumed)
+    RESTARTED = "restarted"       # a finished stream started again on request: a `restarted` event
+    SERVICE_RESTART = "service_restart"   # it was running when the service went down: `resumed`
+
+
 # What a service's stream can be in, in the order /metrics lists them (the manager lists a
 # stream from the moment it launches the session, so never as "created").
 SERVICE_STATES = (StreamState.CONNECTING, StreamState.RUNNING, StreamState.STOPPING,
@@ -65,6 +74,8 @@ class StreamProgress:
     reconnects: int = 0
     last_error: str | None = None
     node_id: str | None = None
+    # records each sink wrote so far, by sink_label ("redis", "parquet"): /metrics
+    published: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -79,10 +90,34 @@ class StreamProgress:
 
     def finished(self, summary: StreamSummary) -> StreamProgress:
         """These counters brought up to a finished run's summary (``processed_fps``
-        becomes the run's average)."""
+        becomes the run's average). The rates and latencies come from the summary too: a
+        short stream may end before anyone asked for its progress, and the last answer
+        asked for missed the frames after it."""
         return replace(self, state=summary.state, frames=summary.frames, faces=summary.faces,
                        tracks=summary.tracks, persons=summary.persons, dropped_frames=summary.dropped_frames,
-                       reconnects=summary.reconnects, processed_fps=summary.fps)
+                       reconnects=summary.reconnects, processed_fps=summary.fps,
+                       source_fps=_known(summary.source_fps, self.source_fps), lag_s=_known(summary.lag_s, self.lag_s),
+                       latency_s=_known(summary.latency_s, self.latency_s),
+                       latency_p50_s=_known(summary.latency_p50_s, self.latency_p50_s),
+                       latency_p99_s=_known(summary.latency_p99_s, self.latency_p99_s),
+                       published=_published(summary.sinks) or self.published)
+
+
+def _known(value: Any, before: Any) -> Any:
+    """``value``, or what was known ``before`` when a summary does not say (None)."""
+    return before if value is None else value
+
+
+def sink_label(sink_class: str) -> str:
+    """A sink's short name where counts are labelled by sink: ``RedisSink`` → ``redis``."""
+    return sink_class.removesuffix("Sink").lower()
+
+
+def _published(sinks: dict[str, dict]) -> dict[str, int]:
+    """Records each sink wrote, from a summary's ``sinks`` (class name → its
+    ``SinkStats.to_json()``, in which Parquet's ``published`` is spelt ``rows_written``)."""
+    return {sink_label(name): int(stats.get("published", stats.get("rows_written", 0)))
+            for name, stats in sinks.items()}
 
 
 @dataclass
@@ -109,6 +144,12 @@ class StreamSummary:
     startup_seconds: float = 0.0
     fps: float = 0.0
     resumed_after_frame: int | None = None
+    # as in StreamProgress, over the whole run (None: not known, e.g. no frame came)
+    source_fps: float | None = None
+    lag_s: float | None = None
+    latency_p50_s: float | None = None
+    latency_p99_s: float | None = None
+    latency_s: dict | None = None         # histogram snapshot (streamer.pipeline.counters), every frame
     sinks: dict[str, dict] = field(default_factory=dict)   # per sink type, its SinkStats.to_json()
 
     # this field's name in the events and summary.json

@@ -164,6 +164,14 @@ def _text(image: np.ndarray, text: str, org: tuple[int, int], scale: float, colo
     cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
 
+def draw_records(image: np.ndarray, records: list[FaceRecord], cfg: AnnotateConfig | None = None) -> np.ndarray:
+    """Draw ``records`` (in ``image``'s pixels) onto the RGB ``image`` in place, as the
+    annotated video does; returns it. The live view (streamer/view/) draws its frames so."""
+    for rec in records:
+        _draw_record(image, rec, cfg or AnnotateConfig())
+    return image
+
+
 def _draw_record(image: np.ndarray, rec: FaceRecord, cfg: AnnotateConfig) -> None:
     box = np.asarray(rec.box, dtype=np.float64)
     pose = np.asarray(rec.pose, dtype=np.float64)

@@ -3,14 +3,21 @@
     POST   /streams        {url, name?, fps?, options?}  -> 201 {id, ...status}
     GET    /streams                                      -> 200 [status, ...]
     GET    /streams/{id}                                 -> 200 status
-    DELETE /streams/{id}   stop, flush sinks, final event -> 200 status
+    DELETE /streams/{id}   an active stream: stop, flush sinks, final event -> 200 {...status, removed: false};
+                           a finished one (ended, stopped, failed): out of the list, its
+                           name free, its records kept until the name is used again
+                                                         -> 200 {...status, removed: true}
+    POST   /streams/{id}/restart   a stopped or failed stream again: same id and options, a new
+                           run after the records it has, a `restarted` event -> 200 status
+                           (409 not_restartable while it is active or once it ended)
     GET    /healthz                                      -> 200 {status: ok, ...} (no token needed;
                                                             paths and addresses only with it)
-    GET    /metrics        Prometheus text
+    GET    /metrics        Prometheus text (streamer.service.metrics)
+    GET    /docs           Swagger UI, served without a CDN; GET /openapi.json (streamer.service.docs)
 
 Every error is JSON, ``{"error": {"code", "message"}}``, with a 4xx status for what the
 client got wrong (400 bad request, 401 no or wrong token, 404 unknown id or route, 405,
-409 name taken, 413 body too large, 429 stream limit) and 503 when a dependency is down.
+409 name taken or not restartable, 413 body too large, 429 stream limit) and 503 when a dependency is down.
 Bodies are validated strictly: an unknown field is an error, not ignored, because a
 misspelt option silently ignored is a wrong result the user never hears about.
 
@@ -34,10 +41,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamer.config import load_config
 from streamer.pipeline.ray_errors import root_cause
+from streamer.pipeline.runtime import keep_serve_replicas_on_loopback
 from streamer.service import manager as manager_mod
 from streamer.service.auth import TOKEN_ENV, api_token, open_api_refusal, token_ok  # noqa: F401 (TOKEN_ENV re-exported)
+from streamer.service.docs import OPENAPI_PATH, add_docs, asks_for_basic
 from streamer.service.errors import ApiError
-from streamer.service.metrics import render
+from streamer.service.metrics import CONTENT_TYPE, render
 from streamer.sources.netpolicy import beyond_loopback
 from streamer.sources.urls import Transport
 
@@ -58,7 +67,10 @@ class StreamRequest(BaseModel):
     options: StreamOptions | None = None
 
 
-api = FastAPI(title="facestream", docs_url=None, redoc_url=None, openapi_url=None)
+keep_serve_replicas_on_loopback()   # this module is what a replica imports first: a private cluster stays on loopback
+
+# FastAPI's own /docs and /redoc load their scripts from a CDN: streamer.service.docs serves /docs instead
+api = FastAPI(title="facestream", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=OPENAPI_PATH)
 
 
 @api.exception_handler(ApiError)
@@ -68,12 +80,29 @@ async def _api_error(request: Request, e: ApiError) -> JSONResponse:
 
 @api.exception_handler(RequestValidationError)
 async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+    """A body that is not JSON is said so, with the parser's words and where it stopped
+    (FastAPI's own message is the offset alone: "19: JSON decode error"); a JSON body
+    that does not fit the request names each field and what is wrong with it."""
+    for err in e.errors():
+        if err.get("type") == "json_invalid":
+            return JSONResponse(ApiError(400, "bad_json", _not_json(err, e.body)).body(), status_code=400)
     problems = []
     for err in e.errors()[:5]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         problems.append(f"{where}: {err.get('msg', 'invalid')}")
-    code = "bad_json" if any(err.get("type") == "json_invalid" for err in e.errors()) else "bad_request"
-    return JSONResponse(ApiError(400, code, "; ".join(problems)).body(), status_code=400)
+    return JSONResponse(ApiError(400, "bad_request", "; ".join(problems)).body(), status_code=400)
+
+
+def _not_json(err: dict, doc: Any) -> str:
+    """"the body is not valid JSON: Expecting ',' delimiter at line 1 column 20"."""
+    reason = str((err.get("ctx") or {}).get("error") or "it does not parse")
+    pos = next((p for p in err.get("loc", ()) if isinstance(p, int)), None)
+    if isinstance(doc, (bytes, bytearray)):
+        doc = bytes(doc).decode("utf-8", "replace")
+    if pos is None or not isinstance(doc, str):
+        return f"the body is not valid JSON: {reason}"
+    where = json.JSONDecodeError(reason, doc, min(pos, len(doc)))
+    return f"the body is not valid JSON: {reason} at line {where.lineno} column {where.colno}"
 
 
 @api.exception_handler(StarletteHTTPException)
@@ -83,6 +112,7 @@ async def _http_error(request: Request, e: StarletteHTTPException) -> JSONRespon
 
 
 _OPEN_PATHS = ("/healthz",)
+add_docs(api, _OPEN_PATHS)
 
 
 class _Guard:
@@ -103,7 +133,10 @@ class _Guard:
         state = scope["app"].state
         token = getattr(state, "token", None)
         if token is not None and scope["path"] not in _OPEN_PATHS and not token_ok(headers, token):
-            return await _send_error(send, ApiError(401, "unauthorized", "missing or wrong bearer token"))
+            # a browser opening /docs gets its login prompt (the token as the password)
+            challenge = 'Basic realm="facestream"' if asks_for_basic(scope["path"]) else 'Bearer realm="facestream"'
+            return await _send_error(send, ApiError(401, "unauthorized", "missing or wrong bearer token"),
+                                     [(b"www-authenticate", challenge.encode())])
         limit = getattr(state, "max_body_bytes", 65536)
         too_large = ApiError(413, "body_too_large", f"request bodies are limited to {limit} bytes")
         length = headers.get("content-length")
@@ -130,10 +163,11 @@ class _Guard:
         return await self.app(scope, replay, send)
 
 
-async def _send_error(send, e: ApiError) -> None:
+async def _send_error(send, e: ApiError, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps(e.body()).encode()
     await send({"type": "http.response.start", "status": e.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -183,6 +217,7 @@ class FacestreamAPI:
         api.state.max_body_bytes = cfg.service.max_body_bytes
         self.manager = manager_mod.get_or_start(cfg, exposed)
         ray.get(self.manager.health.remote())  # a manager that cannot start fails the deploy
+        ray.get(self.manager.restore.remote())  # the streams a previous service left (once per manager)
 
     @api.post("/streams", status_code=201)
     async def create(self, body: StreamRequest) -> dict:
@@ -200,7 +235,17 @@ class FacestreamAPI:
 
     @api.delete("/streams/{stream_id}")
     async def delete(self, stream_id: str) -> dict:
-        return (await _call(self.manager.stop.remote(stream_id))).to_json()
+        """Stop an active stream (it stays listed, `removed: false`); remove a finished one
+        from the list, freeing its name (`removed: true`; its records stay until the name is
+        used again)."""
+        deleted = await _call(self.manager.delete.remote(stream_id))
+        return {**deleted.status.to_json(), "removed": deleted.removed}
+
+    @api.post("/streams/{stream_id}/restart")
+    async def restart(self, stream_id: str) -> dict:
+        """Start a stopped or failed stream again: same id and options, a new run that
+        carries on after its records (409 while it is active or once it ended)."""
+        return (await _call(self.manager.restart.remote(stream_id))).to_json()
 
     @api.get("/healthz")
     async def healthz(self, request: Request) -> dict:
@@ -215,7 +260,7 @@ class FacestreamAPI:
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self) -> PlainTextResponse:
         text = render(await _call(self.manager.metrics.remote()))
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
 
 def build_app(args: dict | None = None) -> serve.Application:

@@ -8,6 +8,8 @@ beyond loopback without a token is refused unless ``service.insecure_open_api`` 
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import os
 from pathlib import Path
@@ -34,10 +36,30 @@ def api_token(cfg: Config) -> str | None:
 
 
 def token_ok(headers: dict, token: str) -> bool:
-    """Whether lower-cased ``headers`` carry ``Authorization: Bearer <token>``."""
+    """Whether lower-cased ``headers`` carry ``Authorization: Bearer <token>``, or HTTP
+    Basic credentials whose password is the token (any user name): what a browser sends
+    after its login prompt, the one way a page it opens (``/docs``) can carry the token."""
     scheme, _, value = headers.get("authorization", "").partition(" ")
+    scheme = scheme.lower()
+    if scheme == "basic":
+        password = _basic_password(value.strip())
+        if password is None:
+            return False
+        value = password
+    elif scheme != "bearer":
+        return False
     # compare_digest: the time taken must not tell how much of a guess was right
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+    return hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def _basic_password(credentials: str) -> str | None:
+    """The password of Basic ``credentials`` (base64 of ``user:password``), None if malformed."""
+    try:
+        user_pass = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    user, colon, password = user_pass.partition(":")
+    return password if colon else None
 
 
 def open_api_refusal(cfg: Config, listen_host: str, exposed: bool, token: str | None) -> str | None:

@@ -50,7 +50,12 @@ class ApiClient:
         return self._request("GET", f"/streams/{urllib.parse.quote(stream_id, safe='')}")
 
     def stop(self, stream_id: str) -> dict:
+        """DELETE: stops an active stream; removes a finished one (``removed`` says which)."""
         return self._request("DELETE", f"/streams/{urllib.parse.quote(stream_id, safe='')}")
+
+    def restart(self, stream_id: str) -> dict:
+        """Start a stopped or failed stream again (same id and options)."""
+        return self._request("POST", f"/streams/{urllib.parse.quote(stream_id, safe='')}/restart")
 
     def health(self) -> dict:
         return self._request("GET", "/healthz")

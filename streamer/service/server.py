@@ -77,18 +77,50 @@ def serve_forever(cfg: Config, *, config_path: str | None = None, overrides: dic
             ray.kill(manager)
             return final
         finally:
-            serve.shutdown()
+            _stop_serve()
     finally:
         rt.stop()
         restore()
 
 
+def _stop_serve(timeout_s: float = 60.0) -> None:
+    """Shut Serve down before Ray, and quietly.
+
+    ``serve.shutdown()`` waits on a controller call that by design only ends when the
+    controller kills itself, which Ray reports as a failed task on this process's stderr
+    ("ServeController.graceful_shutdown failed ... infinite retries remaining"). So the
+    controller is told to shut down without that wait (it still stops the application,
+    its replicas and the HTTP proxy first), its name is watched until it is gone, and
+    ``serve.shutdown()`` then only forgets the dead controller.
+    """
+    import ray
+    from ray import serve
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE  # private: no public name
+
+    try:
+        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        ray.get(controller.graceful_shutdown.remote(wait=False), timeout=timeout_s)
+    except (ValueError, ray.exceptions.RayError):   # no controller, or it is gone already
+        pass
+    else:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+            except ValueError:
+                break
+            time.sleep(0.1)
+    serve.shutdown()
+
+
 def check_exposure(cfg: Config) -> None:
     """Refuse (:class:`OpenApiRefused`) to listen beyond loopback without an API token
-    unless ``service.insecure_open_api``; check the network policy's lists (ConfigError)."""
+    unless ``service.insecure_open_api``; check the network policy's lists and that the
+    media root is a directory (ConfigError: not every file refused later)."""
     from streamer.service.auth import api_token, open_api_refusal
     from streamer.service.errors import ApiError
     from streamer.sources.netpolicy import NetworkPolicy, beyond_loopback
+    from streamer.sources.urls import check_media_root
 
     exposed = beyond_loopback(cfg.service.host)
     try:
@@ -98,6 +130,7 @@ def check_exposure(cfg: Config) -> None:
     if refusal is not None:
         raise OpenApiRefused(refusal)
     NetworkPolicy.from_config(cfg.source, exposed=exposed)
+    check_media_root(cfg.media_root)
 
 
 def _client_host(host: str) -> str:

@@ -32,6 +32,23 @@ class NotAVideo(SourceError):
     """The file opens as no container, has no video stream, or decodes to no frame."""
 
 
+class SourceUnreachable(SourceError):
+    """A live source gave no frame for ``source.give_up_s``: nothing answered, or what
+    answered never delivered video. Its own class (and exit status), because waiting and
+    trying again later may help, where a file that is not a video never will."""
+
+
+class SourceRejected(SourceUnreachable):
+    """The server answered that it will not serve this stream (HTTP or RTSP 401, 403, 404,
+    410: see :data:`FINAL_STATUSES`). The same answer would come back on every retry, so
+    a live source fails with it at once instead of retrying until ``give_up_s``."""
+
+
+# Answers a server gives again on every try: a wrong path or credentials, a stream gone.
+# Anything else (connection refused, a timeout, 5xx) may pass, and is retried.
+FINAL_STATUSES = frozenset({401, 403, 404, 410})
+
+
 class SourceTooLarge(SourceError):
     """The source exceeds a configured limit: ``source.max_width`` / ``max_height``
     (declared or first decoded frame) or ``source.max_duration_s`` (declared duration)."""

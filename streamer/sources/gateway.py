@@ -18,7 +18,9 @@ Certificates are not verified, as FFmpeg does not verify them by default: the po
 about *where* a source connects. A refusal (:class:`~streamer.sources.urls.SourceRefused`) is
 kept in :attr:`Gateway.refusal` for the source to fail with, since FFmpeg reports a
 refused fetch only as an I/O error (and skips a refused HLS segment); the last failed
-onward connection is kept in :attr:`Gateway.error` in words, for the same reason.
+onward connection is kept in :attr:`Gateway.error` in words, for the same reason, and a
+server's answer that would come back on every retry (a 404 for the stream, wrong
+credentials) in :attr:`Gateway.rejection`, so that the source fails at once with it.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from streamer.sources.frames import FINAL_STATUSES
 from streamer.sources.netpolicy import Address, NetworkPolicy, Resolver, connect, system_resolver
 from streamer.sources.urls import SourceRefused, redact
 
@@ -57,6 +60,7 @@ class Gateway:
         self._lock = threading.Lock()
         self._refusal: SourceRefused | None = None
         self._error: str | None = None
+        self._rejection: str | None = None
         self._active: Route | None = None
         self._closed = False
 
@@ -70,6 +74,19 @@ class Gateway:
         """Why the last onward connection of the current attempt failed, in words."""
         return self._error
 
+    @property
+    def rejection(self) -> str | None:
+        """The server's last answer for the stream itself in this attempt ("404 Not Found"),
+        when it is one that every retry would get (:data:`~streamer.sources.frames.FINAL_STATUSES`)."""
+        return self._rejection
+
+    def answered(self, status: int, reason: str) -> None:
+        """Note the server's answer for the stream itself: a final one is kept, any other
+        forgets it (an RTSP 401 before the credentials went along, then a 200)."""
+        shown = "".join(c for c in reason if c.isprintable())[:100]   # the server's words, in a message
+        with self._lock:
+            self._rejection = f"{status} {shown}".strip() if status in FINAL_STATUSES else None
+
     def check(self) -> None:
         """Raise the attempt's refusal, if any (FFmpeg only saw an I/O error)."""
         if self._refusal is not None:
@@ -81,7 +98,7 @@ class Gateway:
         :func:`~streamer.sources.rtsp.rtsp_route`; RTSP connects there already, so a refused
         or unreachable camera raises). It is kept so that :meth:`close` can end it."""
         with self._lock:
-            self._refusal, self._error = None, None
+            self._refusal, self._error, self._rejection = None, None, None
         route = open_route()
         with self._lock:
             closed, self._active = self._closed, route

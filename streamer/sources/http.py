@@ -97,6 +97,9 @@ class HttpFetcher:
             why = f"server returned {e.code} {e.reason}"
             e.close()
             self.gateway.failed(why)
+            if _without_userinfo(url) == _without_userinfo(self.main_url):
+                # the stream's own answer (a segment's 404 is a live playlist moving on)
+                self.gateway.answered(e.code, str(e.reason))
             raise OSError(why) from None
         except urllib.error.URLError as e:
             reason = e.reason

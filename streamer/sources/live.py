@@ -11,8 +11,12 @@ about as much as its decoding) and the reader keeps up with the camera.
 
 Live sources also come and go. When the connection ends, fails or falls silent the
 reader reconnects with exponential backoff and jitter (``reconnect_s`` doubling up to
-``reconnect_max_s``), reporting each attempt through ``on_event``; only after
-``give_up_s`` without a frame does the iterator raise :class:`SourceError`. A stream
+``reconnect_max_s``), reporting each attempt through ``on_event`` and counting it in
+``stats["reconnects"]``; only after ``give_up_s`` without a frame does the iterator raise
+:class:`~streamer.sources.frames.SourceUnreachable`. A server's answer that every retry
+would get again (RTSP or HTTP 401, 403, 404, 410 for the stream itself) fails the source
+at once with :class:`~streamer.sources.frames.SourceRejected` ("rtsp://cam/x answered
+404 Not Found"): a wrong path or wrong credentials should not look like a network blip. A stream
 whose frames are larger than ``max_width`` x ``max_height`` fails at once, without
 retrying (:class:`~streamer.sources.frames.SourceTooLarge`); a later frame above the limit is
 counted as a decode error and dropped. (``max_duration_s`` is the session's to enforce.) Across
@@ -38,12 +42,22 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Callable, Iterator
 
 import av
 
 from streamer.config import SourceConfig
-from streamer.sources.frames import Frame, Sampler, SourceError, SourceStats, SourceTooLarge, ffmpeg_reason
+from streamer.sources.frames import (
+    Frame,
+    Sampler,
+    SourceError,
+    SourceRejected,
+    SourceStats,
+    SourceTooLarge,
+    SourceUnreachable,
+    ffmpeg_reason,
+)
 from streamer.sources.gateway import Gateway, Route
 from streamer.sources.http import http_route
 from streamer.sources.netpolicy import NetworkPolicy, Resolver, system_resolver
@@ -236,12 +250,8 @@ class LiveSource:
             except SourceTooLarge as e:  # another attempt would bring the same frames
                 self._fail(SourceTooLarge(f"{self.label}: {e}"))
                 return
-            except SourceRefused as e:   # the policy's answer would be the same next time
-                if self._closed.is_set():
-                    return
-                with self._cond:
-                    self.stats["last_error"] = str(e)
-                self._fail(type(e)(f"{self.label}: {e}"))
+            except (SourceRefused, SourceRejected) as e:   # the same answer would come next time
+                self._refused(e)
                 return
             except (av.error.FFmpegError, OSError, SourceError) as e:
                 reason = ffmpeg_reason(e)
@@ -253,11 +263,13 @@ class LiveSource:
                 self.stats["last_error"] = reason
             down = time.monotonic() - down_since
             if down >= self.cfg.give_up_s:
-                self._fail(SourceError(f"{self.label}: unreachable for {down:.0f} s: {reason}"))
+                self._fail(SourceUnreachable(f"{self.label}: unreachable for {down:.0f} s: {reason}"))
                 return
             attempt += 1
             delay = min(self.cfg.reconnect_s * 2 ** (attempt - 1), self.cfg.reconnect_max_s)
             delay = min(delay * random.uniform(1 - _JITTER, 1), self.cfg.give_up_s - down)
+            with self._cond:
+                self.stats["reconnects"] += 1   # each attempt, as the events count them
             self._emit("reconnecting", {"attempt": attempt, "delay_s": round(delay, 3), "error": reason})
             if self._closed.wait(delay):
                 return
@@ -276,10 +288,13 @@ class LiveSource:
         route = self._gateway.attempt(lambda: self._route(open_timeout, read_timeout))
         try:
             yield from self._demux(route, options, opening, open_timeout, read_timeout)
-        except (av.error.FFmpegError, OSError):
-            # FFmpeg saw an I/O error; the gateway knows what was refused, or why the
-            # onward connection failed, in words
+        except (av.error.FFmpegError, OSError) as e:
+            # FFmpeg saw an I/O error; the gateway knows what was refused, what the server
+            # answered, or why the onward connection failed, in words
             self._gateway.check()
+            rejection = self._gateway.rejection or _final_answer(e)
+            if rejection is not None:
+                raise SourceRejected(f"answered {rejection}") from None
             if self._gateway.error is not None:
                 raise SourceError(self._gateway.error) from None
             raise
@@ -400,9 +415,17 @@ class LiveSource:
                 self._ready = True
             self._cond.notify_all()
 
-    def _recovered(self, attempt: int, down_s: float) -> None:
+    def _refused(self, e: SourceRefused | SourceRejected) -> None:
+        """Fail with an answer every retry would get again: the policy's refusal, or the
+        server's final answer ("rtsp://cam/x answered 404 Not Found")."""
+        if self._closed.is_set():
+            return
+        named = f"{self.label} {e}" if isinstance(e, SourceRejected) else f"{self.label}: {e}"
         with self._cond:
-            self.stats["reconnects"] += 1
+            self.stats["last_error"] = named if isinstance(e, SourceRejected) else str(e)
+        self._fail(type(e)(named))
+
+    def _recovered(self, attempt: int, down_s: float) -> None:
         self._emit("reconnected", {"attempt": attempt, "down_s": round(down_s, 3)})
 
     def _fail(self, error: SourceError) -> None:
@@ -417,6 +440,17 @@ class LiveSource:
             self._on_event(name, data)
         except Exception:  # a broken listener must not stop the stream
             log.exception("%s: on_event(%r) failed", self.label, name)
+
+
+def _final_answer(e: Exception) -> str | None:
+    """The final answer in an error of FFmpeg's own RTSP client (over UDP, where no relay
+    reads the replies): FFmpeg names 401, 403 and 404 only, and 410 not at all."""
+    for kind, status in ((av.error.HTTPUnauthorizedError, HTTPStatus.UNAUTHORIZED),
+                         (av.error.HTTPForbiddenError, HTTPStatus.FORBIDDEN),
+                         (av.error.HTTPNotFoundError, HTTPStatus.NOT_FOUND)):
+        if isinstance(e, kind):
+            return f"{status.value} {status.phrase}"
+    return None
 
 
 class _Timeline:

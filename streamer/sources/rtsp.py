@@ -4,7 +4,8 @@ FFmpeg's RTSP client makes its own connection and cannot be handed a socket, so 
 gateway connects to a checked address first and FFmpeg is pointed at a one-connection
 relay on loopback (:class:`RtspRelay`) that forwards to it. The relay reads the server's
 replies: a redirect (3xx) is refused, since FFmpeg would follow it with a connection of
-its own. RTP comes interleaved on the checked connection (TCP). ``rtsps://`` is TLS from
+its own, and each status is told to the gateway (a 404 or a 401 that FFmpeg gives up
+on fails the source at once). RTP comes interleaved on the checked connection (TCP). ``rtsps://`` is TLS from
 the relay to the camera (name as SNI). RTSP over UDP is refused unless
 ``source.rtsp_udp`` is set, because the server names the endpoints RTP comes from and
 RTCP goes to; when it is set FFmpeg connects to the checked address itself (an IP
@@ -26,7 +27,7 @@ from streamer.sources.netpolicy import DEFAULT_PORTS, Address, NetworkRefused
 from streamer.sources.urls import SourceRefused, SourceSpec, Transport
 
 _MAX_RTSP_HEAD = 65536
-_RTSP_STATUS = re.compile(rb"^RTSP/\d\.\d (\d{3})")
+_RTSP_STATUS = re.compile(rb"^RTSP/\d\.\d (\d{3}) ?([^\r\n]*)")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
@@ -115,6 +116,8 @@ class _RtspReplies:
                 if len(buf) < size:
                     break
                 status = _RTSP_STATUS.match(head)
+                if status:   # noted before FFmpeg reads it: a 404 it fails on is known by then
+                    self.gateway.answered(int(status.group(1)), status.group(2).decode("latin-1"))
                 if status and status.group(1)[:1] == b"3":
                     where = re.search(rb"(?im)^location:\s*(\S+)", head)
                     target = shown_url(where.group(1).decode("latin-1")) if where else "another address"

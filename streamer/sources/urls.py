@@ -12,6 +12,9 @@ allowed only when it is plainly one of the few kinds of source the service reads
 - Local files, as bare paths or ``file:`` URLs, only inside a media root: the fully
   resolved path (symlinks followed, ``..`` collapsed) must lie under the resolved root.
   No root means no local files. ``"/"`` allows every file (``facestream analyze``).
+  A symlink that leads out is refused as what it is, with where it points (the operator
+  who made it can tell a link to fix from a path to refuse); a root that is not a
+  directory is a configuration error at start (:func:`check_media_root`).
 
 Refusals say why. They never repeat credentials: a URL is shown by :func:`redact`, which
 masks the user-info and query values, and a refused scheme is named without the rest.
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
+from streamer.config import ConfigError
 from streamer.sources.frames import SourceError
 
 MEDIA_ROOT_ENV = "FACESTREAM_MEDIA_ROOT"
@@ -128,6 +132,20 @@ def media_root_from(config_value: str | None) -> str | None:
     return os.environ.get(MEDIA_ROOT_ENV) or config_value
 
 
+def check_media_root(config_value: str | None) -> str | None:
+    """The media root in force (:func:`media_root_from`), checked when the service starts:
+    one that does not exist, or is not a directory, is a configuration mistake
+    (:class:`~streamer.config.ConfigError`), not a refusal of every file submitted later."""
+    root = media_root_from(config_value)
+    if root is None:
+        return None
+    if not os.path.isdir(root):
+        named = f"${MEDIA_ROOT_ENV}" if os.environ.get(MEDIA_ROOT_ENV) else "media_root"
+        what = "is not a directory" if os.path.exists(root) else "does not exist"
+        raise ConfigError(f"{named}: {root} {what}")
+    return root
+
+
 def redact(url: str) -> str:
     """``url`` fit to show: everything before the last '@' of the address (user-info,
     even when a password holds an unencoded '/') becomes ``***``, query values become
@@ -187,6 +205,19 @@ def _file_url(url: str, media_root: str | None) -> SourceSpec:
     return _local_file(path, path, media_root)
 
 
+def _link_out(base: str, path: str, root: str) -> tuple[str, str] | None:
+    """The first symlink on ``path`` (from ``base``) that leads out of ``root``: the path
+    as written up to it, and what the link says; None when no link does."""
+    absolute = os.path.isabs(path)
+    here = os.sep if absolute else base
+    parts = [p for p in os.path.normpath(path).split(os.sep) if p]
+    for i, part in enumerate(parts):
+        here = os.path.join(here, part)
+        if os.path.islink(here) and os.path.commonpath([root, os.path.realpath(here)]) != root:
+            return here if absolute else os.path.join(*parts[:i + 1]), os.readlink(here)
+    return None
+
+
 def _local_file(path: str, shown: str, media_root: str | None) -> SourceSpec:
     if media_root is None:
         raise SourceRefused(f"{shown}: local files are not accepted here "
@@ -199,6 +230,9 @@ def _local_file(path: str, shown: str, media_root: str | None) -> SourceSpec:
     base = os.getcwd() if root == os.sep else root
     real = os.path.realpath(os.path.join(base, path))
     if os.path.commonpath([root, real]) != root:
-        # The resolved path is not shown: it would tell where a symlink points.
+        link = _link_out(base, path, root)
+        if link is not None:
+            name, target = link
+            raise SourceRefused(f"{shown}: {name} is a symbolic link to {target}, outside the media root")
         raise SourceRefused(f"{shown}: outside the media root")
     return SourceSpec(SourceKind.FILE, real, shown, {"protocol_whitelist": _PROTOCOLS[SourceKind.FILE]})

@@ -26,13 +26,15 @@ class HttpTsServer(ThreadedServer):
     def _serve(self, conn: socket.socket, peer) -> None:
         reader = conn.makefile("rb")
         line = reader.readline(MAX_LINE).decode("latin-1").split()
-        read_headers(reader)
+        headers = read_headers(reader)
         if len(line) != 3 or not line[2].startswith("HTTP/"):
             return self._respond(conn, 400)
         if line[0] not in ("GET", "HEAD"):
             return self._respond(conn, 405)
         if line[1].split("?")[0] != self.path:
             return self._respond(conn, 404)
+        if not self._authorized(headers):
+            return self._respond(conn, 401)
         self._respond(conn, 200)
         if line[0] == "HEAD":
             return
@@ -43,9 +45,12 @@ class HttpTsServer(ThreadedServer):
             self._publisher.unsubscribe(sub)
 
     def _respond(self, conn: socket.socket, code: int) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[code]
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+                  405: "Method Not Allowed"}[code]
         head = [f"HTTP/1.1 {code} {reason}", "Server: facestream", "Connection: close",
                 "Cache-Control: no-cache, no-store"]
+        if code == 401:
+            head.append('WWW-Authenticate: Basic realm="facestream"')
         head.append("Content-Type: video/mp2t" if code == 200 else "Content-Length: 0")
         conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
 

@@ -26,7 +26,7 @@ _FU_A = 28
 
 
 _RTSP_METHODS = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
-_REASONS = {200: "OK", 404: "Not Found", 454: "Session Not Found",
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 454: "Session Not Found",
             455: "Method Not Valid in This State", 459: "Aggregate Operation Not Allowed",
             461: "Unsupported Transport", 501: "Not Implemented"}
 
@@ -92,6 +92,8 @@ class RtspServer(ThreadedServer):
                     code = 200
                 except _RtspError as e:
                     headers, body, code = {}, b"", e.code
+                    if code == 401:
+                        headers["WWW-Authenticate"] = 'Basic realm="facestream"'
                 head = [f"RTSP/1.0 {code} {_REASONS[code]}", f"CSeq: {cseq}", "Server: facestream"]
                 if session.send is not None and request.method != "OPTIONS":
                     head.append(f"Session: {session.id};timeout=60")
@@ -107,8 +109,7 @@ class RtspServer(ThreadedServer):
         method = request.method
         if method == "OPTIONS":
             return {"Public": _RTSP_METHODS}, b""
-        if method not in _RTSP_METHODS.split(", "):
-            raise _RtspError(501)
+        self._check_request(request)
         path = _url_path(request.url)
         if method == "DESCRIBE":
             if path.rstrip("/") != self.path:
@@ -130,6 +131,13 @@ class RtspServer(ThreadedServer):
                 session.sender.join(timeout=2)
             session.send = None  # a new SETUP may follow on this connection
         return {}, b""
+
+    def _check_request(self, request: _Request) -> None:
+        """A method this server knows (501), from a client with the credentials, if any (401)."""
+        if request.method not in _RTSP_METHODS.split(", "):
+            raise _RtspError(501)
+        if not self._authorized(request.headers):
+            raise _RtspError(401)
 
     def _play(self, session: _RtspSession, conn: socket.socket) -> dict[str, str]:
         if session.subscription is None:

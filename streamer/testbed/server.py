@@ -4,9 +4,12 @@ Threads, not asyncio: each client costs a thread, which is fine for the handful 
 clients a test or a demo has. :meth:`ThreadedServer.stop` closes every socket at once, so
 clients see the connection drop, and the port can be bound again straight away
 (``SO_REUSEADDR``): tests restart a server on the same port to exercise reconnects.
+Given ``credentials``, both protocols ask for them (Basic) and answer 401 to a request
+without them or with wrong ones, as a camera with a password does.
 """
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import socket
@@ -31,9 +34,11 @@ class ThreadedServer:
     scheme = "tcp"
 
     def __init__(self, video_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 fps: float | None = None, loop: bool = True, replay: bool = False) -> None:
+                 fps: float | None = None, loop: bool = True, replay: bool = False,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.host = host
         self.port = port
+        self.credentials = credentials
         self._publisher = Publisher(video_path, fps, loop, replay)
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
@@ -132,6 +137,13 @@ class ThreadedServer:
 
     def _serve(self, conn: socket.socket, peer) -> None:
         raise NotImplementedError
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        """Whether a request's headers carry the credentials (always, when none are set)."""
+        if self.credentials is None:
+            return True
+        expected = base64.b64encode(":".join(self.credentials).encode()).decode()
+        return headers.get("authorization", "") == f"Basic {expected}"
 
 
 def read_headers(reader) -> dict[str, str]:

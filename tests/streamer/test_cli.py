@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,25 @@ def user_error_runs(bad_inputs, face_video, tiny_checkpoint):
 def test_user_errors_have_their_exit_code_and_one_line(user_error_runs, case, code, words):
     line = assert_one_line_error(user_error_runs[case], code)
     assert words in line
+
+
+def test_analyze_on_a_live_url_prints_its_attempts_and_unreachable_exits_10(tmp_path):
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("source:\n  give_up_s: 1.5\n  reconnect_s: 0.2\n  reconnect_max_s: 0.4\n")
+    url = f"rtsp://user:secret@127.0.0.1:{port}/cam"
+    result = facestream("analyze", url, "--config", cfg, timeout=60)
+    assert result.returncode == 10, result.stderr
+    lines = result.stderr.strip().splitlines()
+    shown = f"rtsp://***@127.0.0.1:{port}/cam"   # credentials masked
+    assert lines[0] == f"facestream: connecting to {shown} (giving up after 1.5 s without a frame)"
+    attempts = [line for line in lines if " failed: " in line]
+    assert len(attempts) >= 2 and attempts[0].startswith(f"facestream: {shown}: attempt 1 failed: ")
+    assert [int(a.split("attempt ")[1].split()[0]) for a in attempts] == list(range(1, len(attempts) + 1))
+    assert lines[-1].startswith("facestream: error: ") and "unreachable" in lines[-1]
+    assert "secret" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_analyze_end_to_end_with_annotation_then_report(tmp_path, face_video, tiny_checkpoint, ray_runtime, redis_url):

@@ -34,7 +34,7 @@ def test_a_subclass_comes_before_its_base_class():
 def test_every_status_in_the_table_is_one_the_help_lists():
     listed = {int(line.split()[0]) for line in EXIT_CODES.splitlines()[1:]}
     assert {code for _, _, code in _USER_ERRORS} <= listed
-    assert listed == {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 130}
+    assert listed == {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130}
 
 
 @pytest.mark.parametrize("error, code", [
@@ -47,9 +47,10 @@ def test_exit_code_of_user_errors_and_internal_ones(error, code):
 
 def test_exit_code_follows_the_table_and_prefers_the_subclass():
     from streamer.config import ConfigError
-    from streamer.sources.frames import SourceError, SourceNotFound
+    from streamer.sources.frames import SourceError, SourceNotFound, SourceUnreachable
 
-    assert issubclass(SourceNotFound, SourceError)
+    assert issubclass(SourceNotFound, SourceError) and issubclass(SourceUnreachable, SourceError)
     assert exit_code(SourceNotFound("x.mp4: does not exist")) == 3
+    assert exit_code(SourceUnreachable("rtsp://cam/x: unreachable for 60 s")) == 10
     assert exit_code(SourceError("x.mp4: not a readable video")) == 4
     assert exit_code(ConfigError("detector.treshold: no such key")) == 2

@@ -5,7 +5,10 @@ The directory is ``stream=`` rather than ``stream_id=`` because the files keep t
 ``stream_id`` column, and Hive readers reject a column that is both in the files and in
 the path. A part appears only complete: it is written to ``.part-NNNNN.parquet.tmp``
 (a leading dot, which pyarrow, pandas, polars and DuckDB skip) and renamed into place, so
-a crash leaves at most a hidden temp file, never a truncated part.
+a crash leaves at most a hidden temp file, never a truncated part. The partition's
+directory is made with its first part: a stream that wrote no row (it failed to open,
+or saw no face) leaves no empty ``stream=`` folder behind (``records/`` itself is made
+at once, the dataset readers look for it).
 """
 from __future__ import annotations
 
@@ -99,9 +102,10 @@ class ParquetSink:
         self.stream_id = stream_id
         self.metadata = dict(metadata or {})
         self.dir = Path(cfg.out) / "records" / f"stream={partition_name(stream_id)}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._next_part = _next_part_number(self.dir)
-        self._committed = _committed(self.dir)
+        self.dir.parent.mkdir(parents=True, exist_ok=True)   # the dataset's root, which readers expect
+        held = self.dir.is_dir()
+        self._next_part = _next_part_number(self.dir) if held else 0
+        self._committed = _committed(self.dir) if held else None
         self._buffer: list[FaceRecord] = []
         self._closed = False
         self._last_part_at = time.monotonic()
@@ -151,6 +155,9 @@ class ParquetSink:
         name = f"part-{self._next_part:05d}.parquet"
         final, tmp = self.dir / name, self.dir / f".{name}.tmp"
         table = records_to_table(records, self.metadata)
+        if not self.dir.is_dir():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            _fsync(self.dir.parent)   # the new directory's entry, as the rename below
         try:
             pq.write_table(table, tmp, compression=self.cfg.compression)
             _fsync(tmp)

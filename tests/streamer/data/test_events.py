@@ -9,7 +9,7 @@ from streamer.data.events import FINAL_EVENTS, EventKind, StreamEvent, decode_ev
 
 
 def test_event_kinds_are_the_strings_consumers_read():
-    assert [k.value for k in EventKind] == ["started", "resumed", "progress", "cut", "person", "ended",
+    assert [k.value for k in EventKind] == ["started", "resumed", "restarted", "progress", "cut", "person", "ended",
                                             "stopped", "failed", "reconnecting", "reconnected"]
     assert EventKind.CUT == "cut" and json.dumps({"kind": EventKind.CUT}) == '{"kind": "cut"}'
     assert FINAL_EVENTS == {"ended", "stopped", "failed"}

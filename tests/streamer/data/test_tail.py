@@ -1,4 +1,5 @@
-"""``tail`` against a real Redis: every record once, in order, resumable."""
+"""``tail`` against a real Redis: every record once, in order; from the start on every run by
+default, resumable with a consumer group."""
 import threading
 
 import redis
@@ -6,7 +7,7 @@ import redis
 from streamer.config import RedisConfig
 from streamer.data.events import EventKind
 from streamer.data.sinks.redis_sink import RedisSink
-from streamer.data.tail import prefix_for, tail
+from streamer.data.tail import DEFAULT_GROUP, final_event, prefix_for, stream_end, tail
 
 
 def _publish(url, records, final=True, stream_id="cam1", prefix="facestream"):
@@ -27,23 +28,36 @@ def test_tail_reads_every_record_in_order_then_stops_at_the_final_event(redis_ur
     assert_records_equal(got, records)
 
 
-def test_tail_resumes_where_it_left_off_without_duplicates(redis_url, make_records, assert_records_equal):
+def test_every_run_reads_from_the_start_and_leaves_nothing_in_redis(redis_url, make_records,
+                                                                    assert_records_equal):
+    records = make_records(120, faces=1)
+    _publish(redis_url, records)
+    runs = [[], [], []]
+    assert [tail(redis_url, "cam1", got.append, block_ms=100) for got in runs] == [120, 120, 120]
+    for got in runs:   # a re-run, or a second reader on the same host, sees every record again
+        assert_records_equal(got, records)
+    assert redis.Redis.from_url(redis_url).xinfo_groups("facestream:stream:cam1") == []
+
+
+def test_a_group_resumes_where_it_left_off_without_duplicates(redis_url, make_records, assert_records_equal):
     records = make_records(400, faces=1)
     _publish(redis_url, records[:250], final=False)
     first = []
     # an unfinished stream: the first tail stops on request once it has read what is there
-    n = tail(redis_url, "cam1", first.append, block_ms=100, should_stop=lambda: len(first) >= 250)
+    n = tail(redis_url, "cam1", first.append, group=DEFAULT_GROUP, block_ms=100,
+             should_stop=lambda: len(first) >= 250)
     assert n == 250
     sink = RedisSink(RedisConfig(), "cam1", redis_url)
     sink.write(records[250:])
     sink.event(EventKind.ENDED)
     sink.close()
     second = []
-    assert tail(redis_url, "cam1", second.append, block_ms=100) == 150
+    assert tail(redis_url, "cam1", second.append, group=DEFAULT_GROUP, block_ms=100) == 150
     assert_records_equal(first + second, records)
-    # a different group starts from the beginning
+    # a different group starts from the beginning; two consumers of one group share the records
     third = []
     assert tail(redis_url, "cam1", third.append, group="analysis", block_ms=100) == 400
+    assert tail(redis_url, "cam1", third.append, group="analysis", consumer="other", block_ms=100) == 0
 
 
 def test_records_delivered_but_not_taken_are_delivered_again(redis_url, make_records, assert_records_equal):
@@ -57,13 +71,13 @@ def test_records_delivered_but_not_taken_are_delivered_again(redis_url, make_rec
         seen.append(rec)
 
     try:
-        tail(redis_url, "cam1", crash_at_20, block_ms=100)
+        tail(redis_url, "cam1", crash_at_20, group=DEFAULT_GROUP, block_ms=100)
     except RuntimeError:
         pass
     pending = redis.Redis.from_url(redis_url).xpending("facestream:stream:cam1", "facestream-tail")
     assert pending["pending"] == 50   # read as one batch, none acknowledged
     again = []
-    assert tail(redis_url, "cam1", again.append, block_ms=100) == 50
+    assert tail(redis_url, "cam1", again.append, group=DEFAULT_GROUP, block_ms=100) == 50
     assert_records_equal(again, records)
 
 
@@ -118,3 +132,27 @@ def test_lines_and_json_carry_the_emotion(make_records):
     # the person beside the track, where there is one
     assert "track 1 person 4  yaw" in record_line(dataclasses.replace(rec, person_id=4))
     assert json.loads(json.dumps(record_json(dataclasses.replace(rec, person_id=4))))["person_id"] == 4
+
+
+def test_the_end_of_a_stream_is_its_latest_final_event_and_says_why_it_failed(redis_url, make_records):
+    records = make_records(10, faces=1)
+    sink = RedisSink(RedisConfig(), "cam1", redis_url)
+    sink.event(EventKind.STARTED)
+    sink.write(records)
+    sink.event(EventKind.FAILED, error="SourceUnreachable: rtsp://cam/x: unreachable for 60 s")
+    sink.close()
+    _publish(redis_url, make_records(3, faces=1, stream_id="cam2"), stream_id="cam2")   # another stream's end
+    got = []
+    assert tail(redis_url, "cam1", got.append, block_ms=100) == 10
+    end = stream_end(redis_url, "facestream", "cam1")
+    assert end is not None and end["kind"] == "failed" and end["error"].startswith("SourceUnreachable: ")
+    # restarted under the same id: its old end is not this run's
+    sink = RedisSink(RedisConfig(), "cam1", redis_url)
+    sink.event(EventKind.STARTED)
+    sink.close()
+    client = redis.Redis.from_url(redis_url)
+    assert final_event(client, "facestream", "cam1") is None
+    assert final_event(client, "facestream", "cam2")["kind"] == "ended"
+    assert final_event(client, "facestream", "nobody") is None
+    # a stream whose final event never came ends when the caller's judge says so
+    assert tail(redis_url, "cam1", got.append, block_ms=100, ended=lambda: True) == 10

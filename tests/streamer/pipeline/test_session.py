@@ -89,6 +89,16 @@ def test_redis_equals_parquet_equals_session_count(one_face_run, face_video, ass
     assert summary.frames == face_video.frames
     assert (summary.tracks, summary.published, summary.dropped_frames, summary.decode_errors) == (1, 40, 0, 0)
     assert summary.sinks["ParquetSink"]["rows_written"] == 40 and summary.fps > 0
+    # the run's figures cover every frame, whenever (or whether) its progress was asked for
+    assert summary.latency_s is not None and summary.latency_s["count"] == face_video.frames
+    assert summary.latency_s["buckets"][-1] == [None, face_video.frames]
+    assert summary.source_fps == face_video.fps and summary.lag_s is not None and summary.lag_s > 0
+    assert 0 < summary.latency_p50_s <= summary.latency_p99_s
+    finished = StreamProgress(state=StreamState.RUNNING).finished(summary)   # never asked while running
+    assert (finished.source_fps, finished.lag_s, finished.latency_p99_s) == \
+        (summary.source_fps, summary.lag_s, summary.latency_p99_s)
+    assert finished.latency_s is not None and finished.latency_s["count"] == face_video.frames
+    assert one_face_run["events"][-1]["latency_s"]["count"] == face_video.frames    # the ended event says so too
     progress = one_face_run["progress"]
     assert isinstance(progress, StreamProgress)
     assert progress.state == StreamState.ENDED and progress.frames == 40

@@ -10,6 +10,9 @@ would mean the policy failed.
 """
 from __future__ import annotations
 
+import ipaddress
+import socket
+import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
@@ -31,13 +34,72 @@ NAMES = ["http://localhost:6379/", "rtsp://metadata.test/stream", "http://metada
          f"http://admin:{SECRET}@mixed.test/", "rtsps://metadata.test:443/stream"]
 
 
+class DnsTrap:
+    """A name server on 127.0.0.1:53 that answers nothing and writes down every name asked
+    for; the namespace's /etc/resolv.conf names it (bound over the real one, in this
+    private mount namespace), so a lookup that /etc/hosts does not answer lands here."""
+
+    def __init__(self, resolv: Path) -> None:
+        resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        subprocess.run(["mount", "--bind", str(resolv), "/etc/resolv.conf"], check=True, timeout=30)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 53))
+        self.queries: list[str] = []
+        threading.Thread(target=self._listen, daemon=True).start()
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                packet, _ = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            labels, i = [], 12                   # the question's name follows the 12-byte header
+            while i < len(packet) and packet[i]:
+                labels.append(packet[i + 1:i + 1 + packet[i]].decode("latin-1"))
+                i += 1 + packet[i]
+            self.queries.append(".".join(labels))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 @pytest.fixture(scope="session")
-def traps():
-    """Bound before Ray and the service start, on every address of the namespace."""
+def dns(tmp_path_factory):
+    trap = DnsTrap(tmp_path_factory.mktemp("dns") / "resolv.conf")
+    yield trap
+    trap.close()
+
+
+@pytest.fixture(scope="session")
+def traps(dns):
+    """Bound before Ray and the service start, on every address of the namespace (and the
+    name server: Ray starts after both)."""
     made = [Trap("::", port) for port in TRAP_PORTS]
     yield made
     for trap in made:
         trap.close()
+
+
+def listening() -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]:
+    """(address, port) of every TCP socket listening in this network namespace, from the
+    kernel's own tables (whoever holds them: here, this pytest and what it started)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state != "0A":        # TCP_LISTEN
+                continue
+            hexaddr, hexport = local.split(":")
+            raw = bytes.fromhex(hexaddr)
+            # the kernel prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append((ipaddress.ip_address(raw), int(hexport, 16)))
+    return found
+
+
+def on_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +251,24 @@ def test_healthz_tells_probes_nothing_to_aim_at(exposed_service):
     assert code == 200 and full["redis"].startswith("redis://127.0.0.1:") and full["local_networks"] == "deny"
     wrong = exposed_service.request("GET", "/healthz", token="nope")[1]
     assert set(wrong) == set(open_view)
+
+
+def test_the_private_ray_listens_on_loopback_and_asks_nothing_beyond_it(exposed_service, traps, dns):
+    """Runs last, when every process of the service has started (sessions, replicas, Serve
+    and its replicas, the embedded Redis): nothing listens beyond loopback but the API and
+    the traps, and Ray neither asked the metadata address which cloud it runs on nor
+    looked up metadata.google.internal."""
+    from urllib.parse import urlsplit
+
+    # the API (on 0.0.0.0 as configured), the traps, and the cameras and traps of the tests
+    # above (a listener closed while its thread waits in accept() stays until it returns)
+    allowed = {urlsplit(exposed_service.base).port, *TRAP_PORTS, 18080, 18554, 18555}
+    sockets = listening()
+    beyond = sorted(f"{a}:{p}" for a, p in sockets if not on_loopback(a) and p not in allowed)
+    assert len(sockets) >= 10 and beyond == [], beyond        # GCS, raylet, workers, agents, Serve
+    assert [t.ray_probes for t in traps] == [0] * len(traps), [t.ray_probes for t in traps]
+    assert [t.hits for t in traps] == [0] * len(traps), [t.seen for t in traps]
+    assert dns.queries == [], dns.queries
+    print(f"FIGURE private ray | listening sockets {len(sockets)}, beyond loopback: {len(beyond)} "
+          f"(besides the API and the traps) | cloud probes {sum(t.ray_probes for t in traps)} | "
+          f"DNS queries {len(dns.queries)}")

@@ -95,11 +95,32 @@ def test_a_file_stream_runs_to_the_end_and_every_record_arrives(service, face_vi
     assert len(read_records(service.out, "file-1")) == done["faces"]
     kinds = [e["kind"] for e in _events(service, "file-1")]
     assert kinds[0] == "started" and kinds[-1] == "ended"
-    # the name is now taken, also after the stream ended
+    # the name is taken while the ended stream is listed; an ended stream is not restarted
     code, body = service.request("POST", "/streams", {"url": face_video.path.name, "name": "file-1"})
-    assert code == 409 and body["error"]["code"] == "name_taken"
+    assert code == 409 and body["error"]["code"] == "name_taken" and "DELETE" in body["error"]["message"]
     code, listed = service.request("GET", "/streams")
     assert code == 200 and "file-1" in [s["id"] for s in listed]
+    code, body = service.request("POST", "/streams/file-1/restart")
+    assert code == 409 and body["error"]["code"] == "not_restartable", body
+    # DELETE on the ended stream removes it and frees the name; its records stay ...
+    code, deleted = service.request("DELETE", "/streams/file-1")
+    assert code == 200 and deleted["removed"] is True and deleted["state"] == "ended", deleted
+    assert service.request("GET", "/streams/file-1")[0] == 404
+    assert "file-1" not in [s["id"] for s in service.request("GET", "/streams")[1]]
+    assert redis.Redis.from_url(service.health["redis"]).xlen("facestream:stream:file-1") == done["faces"]
+    # ... until a new stream takes the name: it replaces them (the old Parquet moved aside)
+    code, again = service.request("POST", "/streams", {"url": face_video.path.name, "name": "file-1"})
+    assert code == 201 and again["id"] == "file-1", again
+    second = service.wait("file-1", lambda s: s["state"] not in ("connecting", "running"), what="the end")
+    assert second["state"] == "ended" and second["frames"] == face_video.frames, second
+    got = []
+    assert tail(service.health["redis"], "file-1", got.append, block_ms=200) == done["faces"]
+    assert [r.frame_index for r in got] == list(range(face_video.frames))
+    assert len(read_records(service.out, "file-1")) == done["faces"]
+    (aside,) = (service.out / "replaced").glob("file-1-*")
+    assert len(read_records(aside, "file-1")) == done["faces"]
+    kinds = [e["kind"] for e in _events(service, "file-1")]
+    assert kinds.count("started") == 2 and "resumed" not in kinds and kinds[-1] == "ended"
 
 
 def test_rtsp_stream_survives_a_server_restart_and_stops_cleanly(service, face_video, port):
@@ -113,13 +134,16 @@ def test_rtsp_stream_survives_a_server_restart_and_stops_cleanly(service, face_v
         assert before["state"] == "running" and before["source_fps"] == pytest.approx(face_video.fps, rel=0.05)
         server.stop()
         server = RtspServer(face_video.path, port=port).start()
+        # reconnects counts attempts: wait for the event that says the camera is back
+        service.wait("cam-restart", lambda s: "reconnected" in [e["kind"] for e in _events(service, "cam-restart")],
+                     timeout_s=60, what="a reconnected event")
         after = service.wait("cam-restart", lambda s: s["reconnects"] >= 1 and s["frames"] >= before["frames"] + 15,
                              timeout_s=60, what="a reconnect and 15 more frames")
         assert after["state"] == "running" and after["lag_s"] is not None and after["lag_s"] < 5
         code, stopped = service.request("DELETE", "/streams/cam-restart")
     finally:
         server.stop()
-    assert code == 200 and stopped["state"] == "stopped", stopped
+    assert code == 200 and stopped["state"] == "stopped" and stopped["removed"] is False, stopped
     events = _events(service, "cam-restart")
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "stopped"
@@ -137,6 +161,26 @@ def test_rtsp_stream_survives_a_server_restart_and_stops_cleanly(service, face_v
     assert frames == sorted(set(frames))            # one face: one record per frame, in order
     got = []
     assert tail(service.health["redis"], "cam-restart", got.append, block_ms=200) == len(records)
+    # a stopped stream restarts: same id, a new run numbering its frames after the first's
+    with RtspServer(face_video.path, port=port) as server:
+        code, again = service.request("POST", "/streams/cam-restart/restart")
+        assert code == 200 and again["id"] == "cam-restart" and again["state"] in ("connecting", "running"), again
+        code, body = service.request("POST", "/streams/cam-restart/restart")
+        assert code == 409 and body["error"]["code"] == "not_restartable", body
+        service.wait("cam-restart", lambda s: s["frames"] >= 10, timeout_s=60, what="10 frames of the new run")
+        code, second = service.request("DELETE", "/streams/cam-restart")
+    assert code == 200 and second["state"] == "stopped" and second["removed"] is False, second
+    code, removed = service.request("DELETE", "/streams/cam-restart")   # now it leaves the list
+    assert code == 200 and removed["removed"] is True and service.request("GET", "/streams/cam-restart")[0] == 404
+    events = _events(service, "cam-restart")
+    restarted = [e for e in events if e["kind"] == "restarted"]
+    assert len(restarted) == 1 and restarted[0]["after_frame"] == frames[-1], restarted
+    assert [e["kind"] for e in events][-1] == "stopped"
+    both = [r.frame_index for r in read_records(service.out, "cam-restart")]
+    assert both == sorted(set(both)) and len(both) == len(records) + second["faces"]
+    got = []
+    assert tail(service.health["redis"], "cam-restart", got.append, block_ms=200) == len(both)
+    assert service.request("POST", "/streams/cam-restart/restart")[1]["error"]["code"] == "unknown_stream"
 
 
 def test_concurrent_streams_share_replica_batches_and_the_limit_is_enforced(service, two_face_video):
@@ -165,7 +209,7 @@ def test_concurrent_streams_share_replica_batches_and_the_limit_is_enforced(serv
             assert service.request("DELETE", f"/streams/{sid}")[1]["state"] == "stopped"
     # every live request brings one frame's two crops: batches above 2 crops merged streams
     total = _metric(text, 'facestream_regressor_batch_size_count{replica="0"}')
-    up_to_2 = _metric(text, 'facestream_regressor_batch_size_bucket{replica="0",le="2"}')
+    up_to_2 = _metric(text, 'facestream_regressor_batch_size_bucket{le="2",replica="0"}')
     assert total > 0 and up_to_2 < total, (up_to_2, total)
     assert _metric(text, f'facestream_stream_frames_total{{stream="{ids[0]}"}}') >= 40
     assert 'facestream_stream_latency_seconds_bucket' in text

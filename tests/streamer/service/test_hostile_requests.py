@@ -334,6 +334,26 @@ def test_a_path_that_is_not_there_is_refused_at_once(hostile_service, url):
     assert status == 400 and json.loads(body)["error"]["code"] == "no_such_file", (status, body)
 
 
+def test_refusals_say_what_is_wrong_in_words(hostile_service, tmp_path_factory):
+    """A body that is not JSON names the parser's complaint and where; a symlink out of the
+    media root is named as a link, with where it points."""
+    service, _ = hostile_service
+    code, body = service.request("POST", "/streams", raw=b'{"url": "a.mp4" "name": "x"}')
+    assert code == 400 and body["error"] == {
+        "code": "bad_json", "message": "the body is not valid JSON: Expecting ',' delimiter at line 1 column 17"}
+    code, body = service.request("POST", "/streams", raw=b'{\n  "url": "a.mp4",\n}')
+    assert code == 400 and body["error"]["message"] == \
+        "the body is not valid JSON: Expecting property name enclosed in double quotes at line 3 column 1"
+    outside = (service.media_root / "escape.mp4").readlink()
+    for url, message in (("escape.mp4", f"escape.mp4: escape.mp4 is a symbolic link to {outside}, outside the "
+                                        "media root"),
+                         ("escape-dir/etc/passwd", "escape-dir/etc/passwd: escape-dir is a symbolic link to /, "
+                                                   "outside the media root"),
+                         ("../../etc/passwd", "../../etc/passwd: outside the media root")):
+        code, body = service.request("POST", "/streams", {"url": url})
+        assert code == 400 and body["error"] == {"code": "url_refused", "message": message}, body
+
+
 def test_the_service_is_healthy_and_created_nothing(hostile_service):
     """Runs after the tables (same module, later in file order)."""
     service, seen = hostile_service
@@ -344,6 +364,35 @@ def test_the_service_is_healthy_and_created_nothing(hostile_service):
     new = {s["id"] for s in after} - seen["before"]
     assert not new, [s for s in after if s["id"] in new]
     assert not os.path.exists(service.out / "records" / "stream=escape")
+
+
+
+def test_a_camera_that_will_not_serve_fails_at_once_and_a_short_file_reports_its_figures(hostile_service, face_video):
+    """After the check that nothing was created: a 404 from the camera ends the stream
+    `failed` with the answer and no retry (give_up_s is 20 s), leaving no empty Parquet
+    folder; a 40-frame file that ends before anyone asked for its progress still reports
+    its source rate, lag and latencies, over every frame."""
+    from streamer.testbed import RtspServer
+
+    service, _ = hostile_service
+    with RtspServer(face_video.path) as camera:
+        url = camera.url.removesuffix(camera.path) + "/wrong-path"
+        code, created = service.request("POST", "/streams", {"url": url, "name": "cam-404"})
+        assert code == 201, created
+        done = service.wait("cam-404", lambda s: s["state"] not in ("connecting", "running"), timeout_s=60,
+                            what="the end")
+    assert done["state"] == "failed" and done["reconnects"] == 0, done
+    assert done["last_error"] == f"SourceRejected: {url} answered 404 Not Found", done
+    assert not (service.out / "records" / "stream=cam-404").exists()
+    code, created = service.request("POST", "/streams", {"url": VALID, "name": "short"})
+    assert code == 201, created
+    ended = service.wait("short", lambda s: s["state"] == "ended", what="ended")
+    assert ended["frames"] == face_video.frames and ended["source_fps"] == face_video.fps, ended
+    assert ended["lag_s"] > 0 and 0 < ended["latency_p50_s"] <= ended["latency_p99_s"], ended
+    code, text = service.request("GET", "/metrics")
+    counts = [line for line in text.splitlines() if line.startswith("facestream_stream_latency_seconds_count")
+              and 'stream="short"' in line]
+    assert len(counts) == 1 and float(counts[0].split()[-1]) == face_video.frames, counts
 
 
 if __name__ == "__main__":  # the case counts per group, for docs/reliability.md

@@ -2,7 +2,9 @@
 alone (tests/testsupport/netns.py): every refused form of the issue's addresses is a 400
 before anything is opened, an allowed camera streams, a redirect, an HLS segment and a
 name that resolves (or is rebound) to a refused address are refused, and traps on the
-refused addresses see no connection.
+refused addresses see no connection; and the service's private Ray listens on loopback
+alone, asks no cloud metadata server and looks no name up (a name server trap on
+127.0.0.1:53 is the namespace's resolver).
 
 The checks themselves are tests/streamer/service/netns_policy_checks.py, which this runs
 in its own pytest inside the namespace (it refuses to run anywhere else); its FIGURE

@@ -11,12 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
 
 from streamer.data.dataset import read_records
 from streamer.service.client import ApiClient
+
+from .conftest import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -31,14 +34,19 @@ def test_sigterm_stops_streams_flushes_parquet_and_exits_0(tmp_path, tiny_checkp
     }))
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    view_port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "serve", "--config", str(config), "--port", str(port),
-         "--out", str(out), "--media-root", str(tmp_path)],
+         "--out", str(out), "--media-root", str(tmp_path), "--view-port", str(view_port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     try:
         line = proc.stdout.readline()          # blocks until ready (or the process ends)
         assert line.startswith(f"facestream serving on http://127.0.0.1:{port}"), (line, proc.stderr.read()
                                                                                   if proc.poll() is not None else "")
+        # the live view beside it: open without a token on loopback, its page from the package
+        assert proc.stdout.readline().strip() == f"live view at http://127.0.0.1:{view_port}/"
+        with urllib.request.urlopen(f"http://127.0.0.1:{view_port}/", timeout=10) as page:
+            assert page.status == 200 and "/static/streams.js" in page.read().decode()
         client = ApiClient(f"http://127.0.0.1:{port}")
         with RtspServer(face_video.path) as rtsp:
             sid = client.submit(rtsp.url, name="cam")["id"]
@@ -54,6 +62,8 @@ def test_sigterm_stops_streams_flushes_parquet_and_exits_0(tmp_path, tiny_checkp
             proc.kill()
     assert proc.returncode == 0, stderr[-2000:]
     assert "cam stopped" in stdout and "Traceback" not in stderr
+    # a clean shutdown is silent: Serve goes down before Ray, nothing retried or failed
+    assert "failed" not in stderr and "retr" not in stderr and "(raylet)" not in stderr, stderr[-2000:]
     records = read_records(out, "cam")
     assert len(records) >= 20
     frames = [r.frame_index for r in records]
@@ -70,6 +80,18 @@ def test_listening_beyond_loopback_without_a_token_is_refused_before_anything_st
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "refusing to listen on 0.0.0.0 without an API token" in proc.stderr
     assert "--insecure-open-api" in proc.stderr
+    assert "starting Ray" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_media_root_that_does_not_exist_is_a_config_error_before_anything_starts(tmp_path, port):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "FACESTREAM_MEDIA_ROOT"}
+    missing = tmp_path / "no-such-media"
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "serve", "--port", str(port), "--media-root",
+                           str(missing), "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"media_root: {missing} does not exist" in proc.stderr
     assert "starting Ray" not in proc.stderr and not (tmp_path / "out").exists()
 
 

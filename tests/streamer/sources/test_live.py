@@ -15,7 +15,7 @@ import pytest
 
 from streamer.config import SourceConfig
 from streamer.sources.files import FileSource, open_source
-from streamer.sources.frames import SourceError
+from streamer.sources.frames import SourceError, SourceRejected
 from streamer.sources.live import LiveSource
 from streamer.sources.urls import SourceRefused, Transport, check_source
 from streamer.testbed import HttpTsServer, RtspServer
@@ -181,7 +181,7 @@ def test_reconnects_when_the_server_comes_back_on_the_same_port(clip, server_cla
     assert events.named("reconnected")[0]["attempt"] == len(attempts)
     assert 0.8 <= events.named("reconnected")[0]["down_s"] <= received - stopped + 0.2
     assert SECRET not in repr(events) and SECRET not in repr(stats)
-    assert stats["reconnects"] == 1 and stats["last_error"]
+    assert stats["reconnects"] == len(attempts) and stats["last_error"]   # what the events count
     # One stream to the consumer: indices keep counting, pts keeps increasing, and the
     # outage shows as a gap in pts.
     assert all(a.index + 1 == b.index for a, b in zip(seen, seen[1:]))
@@ -210,6 +210,32 @@ def test_gives_up_when_the_server_never_comes_back(clip):
     assert len(delays) >= 3 and not events.named("reconnected")
     assert SECRET not in repr(events) and SECRET not in repr(stats)
     assert stats["last_error"] == "Connection refused"
+
+
+@pytest.mark.parametrize("server_class", [RtspServer, HttpTsServer], ids=["rtsp", "http"])
+def test_an_answer_that_will_not_change_fails_at_once_and_right_credentials_stream(clip, server_class):
+    """A 404 for the path and a 401 for wrong or missing credentials come back on every
+    try: the source fails with the answer, without one retry (give_up_s is far away)."""
+    with server_class(clip, credentials=("admin", SECRET)) as server:
+        base = server.url.removesuffix(server.path)
+        label = base.replace("://", "://***@", 1)
+        cases = {f"{base.replace('://', f'://admin:{SECRET}@', 1)}/nothing-here": f"{label}/nothing-here "
+                                                                                  "answered 404 Not Found",
+                 f"{base.replace('://', '://admin:wrong@', 1)}{server.path}": f"{label}{server.path} "
+                                                                             "answered 401 Unauthorized",
+                 f"{base}{server.path}": f"{base}{server.path} answered 401 Unauthorized"}
+        for url, message in cases.items():
+            events = Events()
+            src = LiveSource(check_source(url, None), config(give_up_s=60.0), on_event=events, wait=False)
+            with pytest.raises(SourceRejected) as info:
+                src.wait_ready()
+            assert str(info.value) == message
+            assert src.stats["reconnects"] == 0 and src.stats["last_error"] == message and events == []
+            assert SECRET not in str(info.value) and "wrong" not in str(info.value)
+            src.close()
+        # the right credentials: a 401 first (RTSP asks before FFmpeg sends them), then frames
+        with LiveSource(check_source(with_credentials(server.url), None), config()) as src:
+            assert len(take(iter(src), 5)) == 5 and src.stats["reconnects"] == 0
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap_and_open_fails_after_give_up():

@@ -175,12 +175,32 @@ def test_symlink_escape_is_refused(media, tmp_path):
     (media / "link.mp4").symlink_to(tmp_path / "secret.mp4")
     (media / "linkdir").symlink_to(tmp_path)
     (media / "inside.mp4").symlink_to(media / "sub" / "b.mp4")
-    for url in ["link.mp4", str(media / "link.mp4"), "linkdir/secret.mp4", (media / "linkdir").as_uri()]:
+    # refused as what it is, with where it points: the operator who made the link can fix it
+    cases = {"link.mp4": f"link.mp4 is a symbolic link to {tmp_path / 'secret.mp4'}",
+             str(media / "link.mp4"): f"{media / 'link.mp4'} is a symbolic link to {tmp_path / 'secret.mp4'}",
+             "linkdir/secret.mp4": f"linkdir is a symbolic link to {tmp_path}",
+             (media / "linkdir").as_uri(): f"{media / 'linkdir'} is a symbolic link to {tmp_path}"}
+    for url, link in cases.items():
         with pytest.raises(SourceRefused) as info:
             check_source(url, str(media))
-        assert str(info.value).endswith("outside the media root")
-        assert str(tmp_path / "secret.mp4") not in str(info.value)  # where it points stays private
+        assert str(info.value).endswith(f": {link}, outside the media root"), str(info.value)
     assert check_source("inside.mp4", str(media)).target == str(media / "sub" / "b.mp4")
+
+
+def test_a_media_root_that_is_not_a_directory_is_a_config_error(tmp_path, monkeypatch):
+    from streamer.config import ConfigError
+    from streamer.sources.urls import MEDIA_ROOT_ENV, check_media_root
+
+    monkeypatch.delenv(MEDIA_ROOT_ENV, raising=False)
+    (tmp_path / "file").write_text("x")
+    assert check_media_root(str(tmp_path)) == str(tmp_path) and check_media_root(None) is None
+    with pytest.raises(ConfigError, match=f"^media_root: {tmp_path / 'nope'} does not exist$"):
+        check_media_root(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match=f"^media_root: {tmp_path / 'file'} is not a directory$"):
+        check_media_root(str(tmp_path / "file"))
+    monkeypatch.setenv(MEDIA_ROOT_ENV, str(tmp_path / "gone"))     # the variable wins, and is named
+    with pytest.raises(ConfigError, match=f"^\\${MEDIA_ROOT_ENV}: {tmp_path / 'gone'} does not exist$"):
+        check_media_root(str(tmp_path))
 
 
 def test_root_given_through_a_symlink(media, tmp_path):

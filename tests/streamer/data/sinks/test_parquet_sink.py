@@ -227,3 +227,20 @@ def test_no_temp_files_after_close(tmp_path, make_records):
 def test_read_dataset_without_records_dir_says_where_it_looked(tmp_path):
     with pytest.raises(FileNotFoundError, match="records"):
         read_dataset(tmp_path)
+
+
+def test_a_stream_that_writes_no_row_leaves_no_partition_folder(tmp_path, make_records):
+    """A failed stream (or one that saw no face) leaves the dataset as it was; the first
+    row makes the folder."""
+    sink = ParquetSink(ParquetConfig(out=str(tmp_path)), "failed-cam", META)
+    sink.event(EventKind.FAILED, error="SourceRejected: rtsp://cam/x answered 404 Not Found")
+    sink.write([])
+    sink.flush()
+    sink.close()
+    assert (tmp_path / "records").is_dir() and list((tmp_path / "records").iterdir()) == []
+    assert read_records(tmp_path) == []
+    sink = ParquetSink(ParquetConfig(out=str(tmp_path)), "cam1", META)
+    assert not (tmp_path / "records" / "stream=cam1").exists()
+    sink.write(make_records(3, stream_id="cam1"))
+    sink.close()
+    assert _files(tmp_path) == ["records/stream=cam1/part-00000.parquet"]
