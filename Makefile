@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-runtime
 DEV   := $(VENV)/.installed-dev
 TRAIN := $(VENV)/.installed-train
 
-.PHONY: demo test train-deps weights freeze browser
+.PHONY: demo test train-deps weights freeze browser promtool
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/facestream report out/demo
 
 # Headless Chromium and its driver from the OS packages, for the live view's browser test
-# (tests/streamer/view/test_browser.py, which skips saying why when there is none): installed
+# (tests/streamer/service/test_live_view.py and test_docs.py, which skip saying why when there is none): installed
 # when missing and we may (root, apt-get); a no-op when they are there.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -37,8 +37,17 @@ browser:
 	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }; } || \
 	  echo "make browser: no chromium and cannot install it (not root or no apt-get): the browser test will skip"; }
 
+# promtool, to check and unit-test deploy/prometheus-alerts.yaml (tests/streamer/service/
+# test_metrics.py skips without it): taken out of Debian's prometheus package into .venv/bin,
+# without installing the package (that would start a Prometheus server).
+promtool: $(STAMP)
+	@test -x $(VENV)/bin/promtool || { d=$$(mktemp -d); \
+	  { (cd $$d && apt-get download -q prometheus && dpkg -x prometheus_*.deb x) >/dev/null 2>&1 && \
+	    cp $$d/x/usr/bin/promtool $(VENV)/bin/promtool; } || \
+	  echo "make promtool: cannot fetch Debian's prometheus package: the alert-rule test will skip"; rm -rf $$d; }
+
 # Lint (ruff), type check (mypy) and the tests; settings in pyproject.toml.
-test: $(DEV) browser
+test: $(DEV) browser promtool
 	$(PY) -m ruff check streamer workers training bench tests
 	$(PY) -m mypy
 	$(PY) -m pytest -q

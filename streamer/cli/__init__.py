@@ -3,8 +3,9 @@
 Subcommands: ``analyze`` (a video through the whole pipeline), ``predict`` (images,
 in-process, no Ray), ``report`` (HTML plots of an output dir), ``face-model`` (build the
 derived face model); the service: ``serve``, and its clients ``submit``, ``streams``,
-``stop``, ``tail``, ``events``; ``publish`` (a file as a live RTSP/HTTP stream, to try things on). This is the only
-place that prints; library code reports through return values, exceptions and injected callbacks.
+``stop``, ``restart``, ``tail``, ``events``; ``publish`` (a file as a live RTSP/HTTP
+stream, to try things on). This is the only place that prints; library code reports
+through return values, exceptions and injected callbacks.
 
 A user's mistake ends with one line on stderr and a distinct exit status, never a
 traceback; an internal error prints one line naming a log file that holds the traceback.
@@ -29,7 +30,14 @@ import traceback
 from pathlib import Path
 
 from streamer.cli.analyze import analyze_command, report_command
-from streamer.cli.clients import events_command, stop_command, streams_command, submit_command, tail_command
+from streamer.cli.clients import (
+    events_command,
+    restart_command,
+    stop_command,
+    streams_command,
+    submit_command,
+    tail_command,
+)
 from streamer.cli.errors import exit_code
 from streamer.cli.face_model import face_model_command
 from streamer.cli.parser import build_parser
@@ -52,8 +60,8 @@ def _plugin(args) -> int:
 
 _COMMANDS = {"analyze": analyze_command, "predict": predict_command, "report": report_command,
              "face-model": face_model_command, "train": _plugin, "evaluate": _plugin, "serve": serve_command,
-             "submit": submit_command, "streams": streams_command, "stop": stop_command, "tail": tail_command,
-             "events": events_command, "publish": publish_command}
+             "submit": submit_command, "streams": streams_command, "stop": stop_command, "restart": restart_command,
+             "tail": tail_command, "events": events_command, "publish": publish_command}
 
 
 def _log_internal_error(error: BaseException) -> Path:

@@ -1,4 +1,4 @@
-"""The service's clients: ``submit``, ``streams``, ``stop`` over its REST API, and ``tail``
+"""The service's clients: ``submit``, ``streams``, ``stop``, ``restart`` over its REST API, and ``tail``
 and ``events``, which read a stream's records and the streams' events from the Redis the
 service reports.
 """
@@ -87,7 +87,17 @@ def streams_command(args) -> int:
 
 
 def stop_command(args) -> int:
-    print(_table([_client(args).stop(args.stream_id)]))
+    status = _client(args).stop(args.stream_id)
+    print(_table([status]))
+    if status.get("removed"):
+        print(f"{args.stream_id} was over: removed from the list, its name is free again "
+              "(its records stay until a new stream takes the name)")
+    return 0
+
+
+def restart_command(args) -> int:
+    """A stopped or failed stream again: same id, URL and options, after its last record."""
+    print(_table([_client(args).restart(args.stream_id)]))
     return 0
 
 

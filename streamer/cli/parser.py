@@ -92,9 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("streams", help="list the service's streams")
     ls.add_argument("--json", action="store_true")
     client_args(ls)
-    st = sub.add_parser("stop", help="stop a stream (its outputs are flushed and closed)")
+    st = sub.add_parser("stop", help="stop a stream (its outputs are flushed and closed); "
+                                     "a stream that is over is removed from the list")
     st.add_argument("stream_id", metavar="ID")
     client_args(st)
+    rs = sub.add_parser("restart", help="start a stopped or failed stream again (same id and options, "
+                                        "after its last record)")
+    rs.add_argument("stream_id", metavar="ID")
+    client_args(rs)
     tl = sub.add_parser("tail", help="print a stream's records from Redis, from its start, as they arrive",
                         description=textwrap.fill(
                             "Print a stream's records from its start, then as they arrive, until the stream "

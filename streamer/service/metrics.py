@@ -59,7 +59,7 @@ STREAM_FAMILIES = (
            "Live frames dropped to keep up."),
     Family("facestream_stream_decode_errors_total", Kind.COUNTER, "decode_errors",
            "Frames the decoder could not read."),
-    Family("facestream_stream_reconnects_total", Kind.COUNTER, "reconnects", "Reconnects to the source."),
+    Family("facestream_stream_reconnects_total", Kind.COUNTER, "reconnects", "Attempts to reconnect to the source."),
     Family("facestream_stream_processed_fps", Kind.GAUGE, "processed_fps", "Frames processed per second, recent."),
     Family("facestream_stream_source_fps", Kind.GAUGE, "source_fps", "Frame rate of the source."),
     Family("facestream_stream_lag_seconds", Kind.GAUGE, "lag_s", "Capture to publish delay of the latest frame."),

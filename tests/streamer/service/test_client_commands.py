@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,12 +57,15 @@ def test_submit_streams_tail_stop(service, token, face_video, tmp_path):
     kinds = [json.loads(line)["kind"] for line in with_progress.stdout.splitlines()]
     assert kinds[0] == "started" and kinds[-1] == "ended" and "progress" in kinds
 
-    stop = _facestream(service, token, "stop", "cli-file")   # stopping an ended stream is harmless
+    stop = _facestream(service, token, "stop", "cli-file")   # an ended stream: removed, its name free
     assert stop.returncode == 0 and stop.stdout.split()[:2] == ["ID", "STATE"]
     assert stop.stdout.splitlines()[1].split()[:2] == ["cli-file", "ended"]
+    assert stop.stdout.splitlines()[2].startswith("cli-file was over: removed from the list")
+    listed = _facestream(service, token, "streams", "--json")
+    assert "cli-file" not in {s["id"] for s in json.loads(listed.stdout)}
 
 
-def test_a_failed_stream_tail_says_why_and_events_show_it(service, token):
+def test_a_failed_stream_tail_says_why_events_show_it_and_it_can_be_restarted(service, token, face_video):
     (service.media_root / "cli-broken.mp4").write_text("this is not a video\n")
     sub = _facestream(service, token, "submit", "cli-broken.mp4", "--name", "cli-broken")
     assert sub.returncode == 0, sub.stderr
@@ -82,6 +86,17 @@ def test_a_failed_stream_tail_says_why_and_events_show_it(service, token):
     assert "progress" not in {e["kind"] for e in seen}
     mine = [e for e in seen if e["stream_id"] == "cli-broken"]
     assert mine[-1]["kind"] == "failed" and "cli-broken.mp4" in mine[-1]["error"]
+
+    # the file mended, the failed stream restarted: same id, and this time it ends with its records
+    shutil.copy(face_video.path, service.media_root / "cli-broken.mp4")
+    again = _facestream(service, token, "restart", "cli-broken")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1].split()[0] == "cli-broken"
+    ended = service.wait("cli-broken", lambda s: s["state"] == "ended", what="ended")
+    assert ended["frames"] == face_video.frames
+    tail = _facestream(service, token, "tail", "cli-broken", "--json")
+    assert tail.returncode == 0, tail.stderr
+    assert [json.loads(line)["frame_index"] for line in tail.stdout.splitlines()] == list(range(face_video.frames))
 
 
 def test_client_errors_are_one_line_with_exit_status_9(service, token):

@@ -6,11 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import urllib.error
 import urllib.request
 
-import pytest
+from testsupport.browser import headless_chromium
 
 
 def _basic(password: str, user: str = "me") -> dict:
@@ -66,30 +65,16 @@ def test_docs_and_openapi_are_behind_the_token_and_fetch_nothing_from_elsewhere(
     assert "StreamRequest" in spec["components"]["schemas"]
 
 
-CHROMIUM = next(filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))), None)
-DRIVER = shutil.which("chromedriver")
-
-
 def test_docs_in_a_browser_render_the_api_from_the_service_alone_and_try_it_out_works(service, token):
     """Headless Chromium (`make browser`) opens /docs with the token as Basic credentials,
     as a user answering the login prompt does: every request the page makes goes to the
     service, the operations are listed, and "Try it out" on GET /streams answers 200."""
-    if CHROMIUM is None or DRIVER is None:
-        pytest.skip("no chromium/chromedriver on this machine: `make browser` installs them (Debian, as root)")
-    webdriver = pytest.importorskip("selenium.webdriver")
+    driver = headless_chromium(window=(1400, 1000), log_network=True)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
     try:
-        driver.set_page_load_timeout(30)
         host = service.base.split("://", 1)[1]
         # what the login prompt leaves: the credentials in the browser's cache for the service,
         # not in the page's address (a fetch from a page whose URL holds them is refused)

@@ -14,7 +14,6 @@ import http.client
 import io
 import json
 import os
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -23,13 +22,13 @@ import numpy as np
 import pytest
 import redis
 
+from testsupport.browser import headless_chromium
+
 from .conftest import TOKEN
 
 # tests/conftest.py's one-face clip: 320x240, a 110 px face patch centred vertically
 # (rows 65-175) and moving left to right; the detector's box is about two thirds of it.
 FACE_ROWS = (65, 175)
-CHROMIUM = next(filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))), None)
-DRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +47,7 @@ def view(service, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None or DRIVER is None:
-        pytest.skip("no chromium/chromedriver on this machine: `make browser` installs them (Debian, as root)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,900", "--no-first-run", "--disable-extensions"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
-    driver.set_page_load_timeout(30)
+    driver = headless_chromium()
     yield driver
     driver.quit()
 
