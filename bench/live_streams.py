@@ -413,7 +413,7 @@ def conclusion(results: list[dict], target: float) -> tuple[int, str]:
 # ----------------------------------------------------------------------------- main
 
 def _parse_args() -> argparse.Namespace:
-    from streamer.config import Priority
+    from streamer.config import DetectionPhasing, Priority
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", default=str(DEFAULT_VIDEO),
@@ -433,6 +433,9 @@ def _parse_args() -> argparse.Namespace:
                         help="model.priority: whose waiting calls the replicas serve first (default: the config's)")
     parser.add_argument("--every-frames", type=int, default=None,
                         help="detector.every_frames (default: the config's)")
+    parser.add_argument("--detector-phase", choices=[str(p) for p in DetectionPhasing], default=None,
+                        help="detector.phase: auto spreads the streams' scheduled detector runs over the "
+                             "frames, off lets each count from its own last run (default: the config's)")
     parser.add_argument("--detector-replicas", type=int, default=None)
     parser.add_argument("--regressor-replicas", type=int, default=None)
     parser.add_argument("--num-gpus-per-replica", type=float, default=None,
@@ -453,6 +456,16 @@ def _parse_args() -> argparse.Namespace:
     args.config = str(Path(args.config).resolve()) if args.config else None
     args.file_beside = str(Path(args.file_beside).resolve()) if args.file_beside else None
     return args
+
+
+def _detector_overrides(args: argparse.Namespace) -> dict:
+    """The ``detector`` section the flags set (every_frames, phase)."""
+    detector: dict = {}
+    if args.every_frames:
+        detector["every_frames"] = args.every_frames
+    if args.detector_phase:
+        detector["phase"] = args.detector_phase
+    return detector
 
 
 def _model_overrides(args: argparse.Namespace, info: dict) -> dict:
@@ -510,7 +523,7 @@ def main() -> int:
             "service": {"port": port, "api_token_file": str(token_file),
                         "max_streams": max(16, args.max_streams)},
             **({"model": model} if model else {}),
-            **({"detector": {"every_frames": args.every_frames}} if args.every_frames else {}),
+            **({"detector": _detector_overrides(args)} if _detector_overrides(args) else {}),
             **({"media_root": str(Path(args.file_beside).resolve().parent)} if args.file_beside else {}),
         }
         try:
@@ -524,7 +537,8 @@ def main() -> int:
                   f"(model {health.get('model_version')}; detector replicas {service.cfg.model.detector_replicas}, "
                   f"regressor replicas {service.cfg.model.regressor_replicas}, max_batch_size "
                   f"{service.cfg.model.max_batch_size}, queue_frames {service.cfg.source.queue_frames}, "
-                  f"staleness_s {service.cfg.source.staleness_s})")
+                  f"staleness_s {service.cfg.source.staleness_s}, detector every_frames "
+                  f"{service.cfg.detector.every_frames} phase {service.cfg.detector.phase})")
             client = MetricsClient(health["url"], token=token, timeout_s=120.0)
             bench = Bench(args, client, CpuMeter())
             print(f"video {args.video}, RTSP servers: {args.servers}, Ray worker niceness {args.worker_niceness}"

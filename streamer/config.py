@@ -47,6 +47,14 @@ class Priority(StrEnum):
     FIFO = "fifo"               # in order of arrival
 
 
+class DetectionPhasing(StrEnum):
+    """Where the service's streams run their scheduled detections (``detector.phase``;
+    :mod:`streamer.tracking.schedule`)."""
+
+    AUTO = "auto"   # each stream on the slot of every_frames least used by the others
+    OFF = "off"     # each counts from its own last run: cameras in step detect together
+
+
 class MirrorAveraging(StrEnum):
     """Which streams' crops a checkpoint that asks for mirror averaging reads averaged with
     their mirror image (``model.mirror_average``; :func:`streamer.pipeline.replicas.reading`)."""
@@ -54,6 +62,15 @@ class MirrorAveraging(StrEnum):
     FILES = "files"      # files' crops; a camera's read one view, at half the network's work
     ALWAYS = "always"
     NEVER = "never"
+
+
+class TileMode(StrEnum):
+    """Whether the detector also sees tiles of a large frame at a higher resolution
+    (``detector.tiles``; :mod:`streamer.tracking.tiles`)."""
+
+    AUTO = "auto"   # frames whose longer side is more than twice detector.max_side (1080p at 640)
+    ON = "on"       # every frame larger than detector.max_side
+    OFF = "off"
 
 
 def checked(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
@@ -107,13 +124,23 @@ class SourceConfig:
 class DetectorConfig:
     score_threshold: float = checked(0.75, ge=0, le=1)
     nms_threshold: float = checked(0.4, ge=0, le=1)
-    min_face_px: int = checked(20, ge=0)  # smaller boxes (shorter side) are ignored
+    min_face_px: int = checked(20, ge=0)  # smaller boxes (shorter side, source pixels) are ignored
     max_side: int = checked(640, ge=1)  # frames are downscaled so the longer side is at most this
     batch_size: int = checked(8, ge=1)  # frames per network call (a replica batches across streams)
     # Track-driven detection (streamer/tracking/follow.py): the detector runs every this many source
     # frames (the new-face check), at a hard cut and at once when a track's presence falls;
     # between runs faces are placed from the regressor's landmarks. 1: every frame.
     every_frames: int = checked(10, ge=1)
+    # Small faces in large frames (streamer/tracking/tiles.py): each run also sees, in rotation,
+    # one tile of the frame as a tile_max_side detector would, tile_side pixels square to the
+    # detector (224 at 960: a 1080p frame in 15 tiles, about a fifth more pixels a run).
+    tiles: TileMode = TileMode.AUTO
+    tile_max_side: int = checked(960, ge=1)
+    tile_side: int = checked(224, ge=32)
+    # The service spreads its streams' scheduled runs over those frames (auto) so that cameras
+    # in step do not all reach the shared detector on the same frame; off: each counts from
+    # its own last run. `analyze` and single sessions count from their last run either way.
+    phase: DetectionPhasing = DetectionPhasing.AUTO
 
 
 @dataclass
@@ -416,6 +443,8 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
 
 def _member(value: Any, vocabulary: type[StrEnum], where: str) -> StrEnum:
     """``value`` (a string) as the member of ``vocabulary`` it names; the error lists them all."""
+    if isinstance(value, bool) and ("on" if value else "off") in {m.value for m in vocabulary}:
+        value = "on" if value else "off"   # YAML 1.1 reads a bare on / off as a boolean
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     try:

@@ -70,11 +70,21 @@ class FaceDetector:
         self._input = self._session.get_inputs()[0].name
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
-        """Detect faces in RGB uint8 images, ``cfg.batch_size`` images per network call."""
-        out: list[Detections] = []
-        for start in range(0, len(images), self.cfg.batch_size):
-            out.extend(self._detect_batch(images[start:start + self.cfg.batch_size]))
-        return out
+        """Detect faces in RGB uint8 images, ``cfg.batch_size`` images per network call.
+
+        Images of different sizes (whole frames and the small tiles of large ones,
+        :mod:`streamer.tracking.tiles`) go in separate calls, one per input size: padded into
+        one batch, a tile would cost as much as the frame beside it."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault(_input_size(img.shape, self.cfg.max_side), []).append(i)
+        out: list[Detections | None] = [None] * len(images)
+        for rows in groups.values():
+            for start in range(0, len(rows), self.cfg.batch_size):
+                part = rows[start:start + self.cfg.batch_size]
+                for i, det in zip(part, self._detect_batch([images[i] for i in part])):
+                    out[i] = det
+        return [d for d in out if d is not None]
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         batch, scales = _preprocess(images, self.cfg.max_side)
@@ -100,6 +110,17 @@ class FaceDetector:
         big = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= cfg.min_face_px
         return Detections(boxes[big].astype(np.float32), score[big].astype(np.float32),
                           points[big].astype(np.float32))
+
+
+def _input_size(shape: tuple[int, ...], max_side: int) -> tuple[int, int]:
+    """(height, width) of the network input an image of ``shape`` is padded to alone."""
+    if len(shape) < 2:
+        return 0, 0   # not an image: _preprocess says so
+    h, w = shape[:2]
+    s = min(1.0, max_side / max(h, w, 1))
+    if s < 1.0:
+        h, w = max(1, round(h * s)), max(1, round(w * s))
+    return -(-h // _PAD_TO) * _PAD_TO, -(-w // _PAD_TO) * _PAD_TO
 
 
 def _preprocess(images: list[np.ndarray], max_side: int) -> tuple[np.ndarray, list[float]]:

@@ -3,8 +3,9 @@
 A shared replica (detector or regressor) receives one call per stream and frame batch;
 run one by one, a CPU or GPU replica wastes most of its throughput on small inputs. A
 :class:`Batcher` merges the calls waiting at the replica into batches of up to
-``max_batch_size`` items (crops, frames), waiting at most ``max_wait_s`` for a batch to
-fill — the rule of Ray Serve's ``@serve.batch``, counted in items rather than calls —
+``max_batch_size`` items (crops, frames), waiting at most ``max_wait_s`` after the first of
+them arrived for a batch to fill — the rule of Ray Serve's ``@serve.batch``, counted in
+items rather than calls —
 and runs the model on the merged input in a worker thread, so the event loop keeps
 accepting requests while a batch computes. One batch runs at a time: on one device,
 concurrent batches only contend.
@@ -115,9 +116,9 @@ class Batcher(Generic[In, Out]):
                     await asyncio.wait_for(self._arrived.wait(), self._until_files_go())
                 except asyncio.TimeoutError:
                     pass
-            deadline = loop.time() + self.max_wait_s
+            deadline = self._fill_deadline()
             while self._pending_items < self.max_batch_size:
-                remaining = deadline - loop.time()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._arrived.clear()
@@ -140,6 +141,15 @@ class Batcher(Generic[In, Out]):
                 if not r.future.done():  # a cancelled caller simply gets nothing
                     r.future.set_result(self._split(out, start, start + r.size))
                 start += r.size
+
+    def _fill_deadline(self) -> float:
+        """Until when (monotonic) the next batch may wait to fill: ``max_wait_s`` after its
+        oldest request arrived. A request that came while a batch was computing has waited
+        that long already; counting the wait from the end of that batch would hold it (and
+        leave the replica idle) for another ``max_wait_s`` each time the replica is busy."""
+        queue = self._queue()
+        assert queue is not None  # called while requests wait
+        return queue[0].arrived + self.max_wait_s
 
     def _files_go_at(self) -> float:
         """When file requests may go (monotonic): the hold's end, or the next trickle."""

@@ -95,12 +95,11 @@ class FrameWork:
 @dataclass
 class Detecting:
     """The read stage's item: decoded frames, each one's plan, and the detector's answer
-    for the detected ones (at ``scales`` of their source size)."""
+    for the detected ones (one per region of each one's ``plan.regions``, in order)."""
 
     frames: list[Frame]
     plans: list[FramePlan]   # one per frame
-    scales: list[float]      # one per detected frame
-    detections: Awaitable[list[Detections]] | None   # one per detected frame; None: none is
+    detections: Awaitable[list[Detections]] | None   # None: no frame is detected
 
 
 @dataclass

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Callable
 
@@ -160,7 +160,11 @@ class RegressorReplica:
 class DetectorReplica:
     """RetinaFace shared by all sessions (run as an async actor): each call brings one
     session's frames; calls waiting together run as one batch of up to ``cfg.batch_size``
-    frames (several streams' frames in one network call)."""
+    frames (several streams' frames in one network call). The images are the regions the
+    session cut (:mod:`streamer.tracking.tiles`: a frame shrunk, a tile of it), of several
+    sizes: each size is its own network call. Every face found comes back, however small
+    in the image: ``cfg.min_face_px`` counts frame pixels, which only the session knows
+    (:meth:`streamer.tracking.tiles.DetectionPlan.merge` applies it)."""
 
     def __init__(self, cfg: DetectorConfig, max_wait_ms: float = 0.0, priority: Priority = Priority.LIVE_FIRST):
         import torch
@@ -168,7 +172,7 @@ class DetectorReplica:
         from workers.detector import FaceDetector
 
         torch.set_num_threads(1)
-        self._detector = FaceDetector(cfg, threads=1)
+        self._detector = FaceDetector(replace(cfg, min_face_px=0), threads=1)
         self._batching = (cfg.batch_size, max_wait_ms / 1000.0, priority)
         self._batcher: Batcher | None = None  # needs the actor's event loop
 

@@ -7,7 +7,8 @@ The session is an async actor running three stages joined by bounded queues:
 
 1. *read*: decode a batch of frames (in a thread), decide which of them the detector
    sees (a hard cut, the schedule, a presence request: :class:`~streamer.tracking.follow.Follower`),
-   shrink those to the detector's input size and send them to a detector replica; at
+   shrink those to the detector's input size (and cut a tile of a large frame:
+   :mod:`streamer.tracking.tiles`) and send them to a detector replica; at
    most ``_DETECT_AHEAD`` batches are decoded ahead of tracking.
 2. *track*: in frame order, track the detections of detected frames and follow the
    tracks through the others, cut the crops with the checkpoint's crop rule and send
@@ -37,7 +38,6 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable, Iterator
 
-import cv2
 import numpy as np
 import ray
 
@@ -60,6 +60,8 @@ from streamer.sources.files import open_source
 from streamer.sources.frames import Frame, Source, SourceError
 from streamer.sources.urls import SourceKind, Transport, check_source, redact
 from streamer.tracking.follow import Follower, FramePlan
+from streamer.tracking.schedule import DetectionPhase
+from streamer.tracking.tiles import Region, TileRotation
 from workers import face_model
 from workers.crops import CropRule, crop_faces
 from workers.identity import FaceIdentity, IdentityCropRule
@@ -82,12 +84,8 @@ def detector_input(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]
     through Ray (a 1080p frame is 6.2 MB, at 640 px 0.7 MB). Boxes found in the small
     frame are divided by the factor to return to source pixels.
     """
-    h, w = image.shape[:2]
-    if max(h, w) <= max_side:
-        return image, 1.0
-    s = max_side / max(h, w)
-    small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return small, small.shape[1] / w
+    whole = Region.whole(image.shape[1], image.shape[0], max_side)
+    return whole.cut(image), whole.scale
 
 
 @dataclass
@@ -115,8 +113,10 @@ class StreamSession:
 
     def __init__(self, stream_id: str, url: str, cfg: Config, replicas: Replicas,
                  sinks: list[SinkFactory], media_root: str | None = "/", transport: Transport = Transport.TCP,
-                 gallery_url: str | None = None, cause: RunCause = RunCause.SUBMITTED):
+                 gallery_url: str | None = None, cause: RunCause = RunCause.SUBMITTED,
+                 detection_slot: int | None = None):
         self.stream_id = stream_id
+        self.detection_slot = detection_slot   # the service's spread of detector runs (tracking.schedule)
         self._cause = cause   # which event opens the run (see run)
         self.url = url
         self.cfg = cfg
@@ -256,7 +256,9 @@ class StreamSession:
             # notice a crop that lost it: a network shipped without one is detected every frame.
             threshold = info.presence_threshold
             every = self.cfg.detector.every_frames if threshold is not None else 1
-            follower = Follower(self.cfg.tracker, every, threshold, first_id=first_id)
+            phase = DetectionPhase.for_stream(self.detection_slot, src.fps if src.is_live else None)
+            follower = Follower(self.cfg.tracker, every, threshold, first_id=first_id, phase=phase,
+                                regions=TileRotation(self.cfg.detector))
             book = (PersonBook(self.cfg.identity, FaceIdentity.distance, follower.tracker.new_id, self._person_ids())
                     if self.replicas.identities else None)
             unseen = Unseen()
@@ -293,7 +295,6 @@ class StreamSession:
         # detected frame or none.
         live = self._is_live()
         size = 1 if live or follower.schedule.every_frames > 1 else self.cfg.detector.batch_size
-        max_side = self.cfg.detector.max_side
         # a file's duration limit is the source's to enforce (it knows pts); a live
         # stream's is this session's: it ends as a file would, after that long running
         limit = self.cfg.source.max_duration_s if self._is_live() else None
@@ -304,10 +305,9 @@ class StreamSession:
             batch = await loop.run_in_executor(self._decode_pool, _take, frames, size)
             if not batch:
                 break
-            plans, shrunk = await loop.run_in_executor(self._decode_pool, _plan, batch, follower, max_side)
-            scales = [scale for _, scale in shrunk]
-            detections = self.replicas.detect([image for image, _ in shrunk], live, self._behind()) if shrunk else None
-            out.put(Detecting(batch, plans, scales, detections))
+            plans, images = await loop.run_in_executor(self._decode_pool, _plan, batch, follower)
+            detections = self.replicas.detect(images, live, self._behind()) if images else None
+            out.put(Detecting(batch, plans, detections))
         out.close()
 
     def _frames(self, src) -> Iterator[Frame]:
@@ -324,7 +324,7 @@ class StreamSession:
 
     async def _track(self, inp: Pipe[Detecting], out: Pipe[Regressing], rule: CropRule, follower: Follower,
                      unseen: Unseen, book: PersonBook | None) -> None:
-        live = self._is_live()
+        live, cfg = self._is_live(), self.cfg.detector
         work: list[FrameWork] = []
         crops: list[np.ndarray] = []
         patches: list[np.ndarray] = []
@@ -343,12 +343,13 @@ class StreamSession:
 
         while (item := await inp.get()) is not None:
             found: list[Detections] = await item.detections if item.detections is not None else []
-            detections = iter(zip(item.scales, found))
+            detections = iter(found)
             for frame, plan in zip(item.frames, item.plans):
                 self._view.offer(frame)
                 if plan.detect:
-                    scale, det = next(detections)
-                    tracks = follower.track(frame, plan.cut, det.boxes / scale, det.scores)
+                    det = plan.regions.merge([next(detections) for _ in plan.regions.regions], cfg.nms_threshold,
+                                             cfg.min_face_px)
+                    tracks = follower.track(frame, plan.cut, det.boxes, det.scores, plan.regions)
                 else:
                     if follower.tracker.following():   # placed from the regressor: not too late
                         if work:
@@ -532,12 +533,11 @@ def _resume_point(sinks: list[Sink], live: bool = False) -> Committed | None:
     return Committed(first.frame_index, first.pts, max(p.max_track_id for p in held))
 
 
-def _plan(batch: list[Frame], follower: Follower,
-          max_side: int) -> tuple[list[FramePlan], list[tuple[np.ndarray, float]]]:
-    """Each frame's plan, and the detected frames at the detector's size with their scale
-    (only those are shrunk: the others are followed)."""
+def _plan(batch: list[Frame], follower: Follower) -> tuple[list[FramePlan], list[np.ndarray]]:
+    """Each frame's plan, and the detector's images of the detected frames (each shrunk
+    whole, then any tile of it: streamer.tracking.tiles); the others are followed."""
     plans = [follower.plan(frame) for frame in batch]
-    return plans, [detector_input(f.image, max_side) for f, plan in zip(batch, plans) if plan.detect]
+    return plans, [image for f, plan in zip(batch, plans) for image in plan.regions.inputs(f.image)]
 
 
 def _observe(follower: Follower, work: list[FrameWork], pred: Prediction | None) -> None:

@@ -24,7 +24,11 @@ Crash isolation is what it was:
 :class:`HostPool` is the manager's side: it places streams on hosts (filling the fullest
 host that has room, so that streams share processes; a new host when none has),
 gives each placement a :class:`HostedStream` handle, and ends a host once its last
-stream is gone. ``streams_per_host: 1`` is one process per stream, as before.
+stream is gone. ``streams_per_host: 1`` is one process per stream, as before. It also
+gives each stream its detection slot (``detector.phase`` auto): the one of
+``every_frames`` least used by the streams running, on any host (they share the
+detector replicas), so that cameras in step do not detect on the same frame
+(:func:`least_used_slot`; :mod:`streamer.tracking.schedule` keeps to it).
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from typing import Any
 
 import ray
 
-from streamer.config import Config
+from streamer.config import Config, DetectionPhasing
 from streamer.pipeline.replicas import Replicas
 from streamer.pipeline.session import SinkFactory, StreamSession
 from streamer.pipeline.status import StreamProgress, StreamSummary
@@ -48,6 +52,26 @@ def _rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def least_used_slot(used: list[int], every_frames: int) -> int:
+    """The slot for one more stream, given the slots of those running: one used by the
+    fewest streams, of those the farthest (around the period) from the others', so that
+    a run's neighbours on the shared detector are as far away as they can be; the lowest
+    on a tie. Four streams at every 10: 0, 5, 2, 7."""
+    if every_frames < 1:
+        raise ValueError(f"every_frames must be >= 1, got {every_frames}")
+    counts = [0] * every_frames
+    for slot in used:
+        counts[slot % every_frames] += 1
+    fewest = min(counts)
+
+    def gap(slot: int) -> int:   # to the nearest slot in use more often than the fewest
+        taken = [s for s in range(every_frames) if counts[s] > fewest]
+        return min((min(abs(slot - s), every_frames - abs(slot - s)) for s in taken), default=every_frames)
+
+    candidates = [s for s in range(every_frames) if counts[s] == fewest]
+    return max(candidates, key=lambda s: (gap(s), -s))
 
 
 class StreamHost:
@@ -106,9 +130,11 @@ class StreamHost:
         return True
 
     def info(self) -> dict:
-        """The process (pid, resident bytes, node) and the streams it runs now."""
+        """The process (pid, resident bytes, node), the streams it runs now and their
+        detection slots."""
         return {"pid": os.getpid(), "rss_bytes": _rss_bytes(), "streams": sorted(self._sessions),
-                "streams_run": self._ran, "node_id": ray.get_runtime_context().get_node_id()}
+                "streams_run": self._ran, "node_id": ray.get_runtime_context().get_node_id(),
+                "detection_slots": {sid: s.detection_slot for sid, s in self._sessions.items()}}
 
 
 def launch_host(cfg: Config) -> Any:
@@ -132,14 +158,18 @@ class _Host:
 class HostedStream:
     """One stream placed on a host: the calls the manager makes of a session actor."""
 
-    def __init__(self, pool: "HostPool", host: _Host, stream_id: str):
+    def __init__(self, pool: "HostPool", host: _Host, stream_id: str, slot: int | None = None):
         self._pool, self._host, self.stream_id = pool, host, stream_id
+        self.slot = slot   # its detection slot (None: detector.phase off)
 
     @property
     def host(self) -> Any:
         return self._host.handle
 
     def run(self, url: str, cfg: Config, replicas: Replicas, sinks: list[SinkFactory], **options: Any) -> Any:
+        """Start the stream's run (``options``: the session's; its detection slot is added)."""
+        if self.slot is not None:
+            options = {**options, "detection_slot": self.slot}
         return self._host.handle.run.remote(self.stream_id, url, cfg, replicas, sinks, options)
 
     def progress(self) -> Any:
@@ -164,6 +194,7 @@ class HostPool:
         self.cfg = cfg
         self.per_host = cfg.service.streams_per_host
         self.hosts: list[_Host] = []
+        self.slots: dict[str, int] = {}   # stream id -> detection slot, while placed
 
     def place(self, stream_id: str) -> HostedStream:
         """A slot for ``stream_id`` on the fullest host with room, or on a new host."""
@@ -174,13 +205,22 @@ class HostPool:
             host = _Host(launch_host(self.cfg))
             self.hosts.append(host)
         host.streams.add(stream_id)
-        return HostedStream(self, host, stream_id)
+        return HostedStream(self, host, stream_id, self._slot(stream_id))
+
+    def _slot(self, stream_id: str) -> int | None:
+        """A detection slot for a new stream: the least used by those placed."""
+        if self.cfg.detector.phase == DetectionPhasing.OFF:
+            return None
+        used = [slot for sid, slot in self.slots.items() if sid != stream_id]
+        self.slots[stream_id] = least_used_slot(used, self.cfg.detector.every_frames)
+        return self.slots[stream_id]
 
     def release(self, hosted: HostedStream, abort: bool = False) -> None:
         host = hosted._host
         if hosted.stream_id not in host.streams:
             return
         host.streams.discard(hosted.stream_id)
+        self.slots.pop(hosted.stream_id, None)
         if not host.streams:   # its last stream: the process goes, as a session actor did
             self.hosts.remove(host)
             ray.kill(host.handle)
@@ -191,6 +231,7 @@ class HostPool:
         for host in self.hosts:
             ray.kill(host.handle)
         self.hosts = []
+        self.slots = {}
 
     def snapshot(self) -> list[dict]:
         """Each host's streams (the manager's view; ``StreamHost.info`` has the process's)."""

@@ -28,7 +28,8 @@ from streamer.config import TrackerConfig
 from streamer.sources.frames import Frame
 from streamer.tracking.cuts import CutDetector
 from streamer.tracking.placement import apply_relation, box_relation, boxes_in_image
-from streamer.tracking.schedule import DetectionSchedule
+from streamer.tracking.schedule import DetectionPhase, DetectionSchedule
+from streamer.tracking.tiles import DetectionPlan, TileRotation
 from streamer.tracking.tracker import Track, Tracker
 
 
@@ -39,13 +40,18 @@ class FramePlan:
 
     cut: bool      # a hard shot cut starts at this frame: every track ends
     detect: bool   # the frame goes to the detector (else its tracks are followed)
+    # what the detector sees of it (the whole frame, a tile: streamer.tracking.tiles);
+    # empty when it is not detected or the follower was given no TileRotation
+    regions: DetectionPlan = DetectionPlan()
 
 
 class Follower:
     def __init__(self, cfg: TrackerConfig, every_frames: int, presence_threshold: float | None,
-                 first_id: int = 1) -> None:
+                 first_id: int = 1, phase: DetectionPhase | None = None,
+                 regions: TileRotation | None = None) -> None:
         self.tracker = Tracker(cfg, first_id=first_id)
-        self.schedule = DetectionSchedule(every_frames)
+        self.regions = regions
+        self.schedule = DetectionSchedule(every_frames, phase)
         self._cuts = CutDetector(cfg) if cfg.cuts else None
         self._threshold = presence_threshold
         self._seen: dict[int, tuple[int, np.ndarray]] = {}   # track id -> (frame, box) newest
@@ -58,12 +64,17 @@ class Follower:
         """Whether the next frame read is a cut and goes to the detector; called once per
         frame, in order."""
         cut = self._cuts is not None and self._cuts.update(frame.image)
-        return FramePlan(cut, self.schedule.due(frame.index, cut))
+        detect = self.schedule.due(frame.index, cut, frame.captured)
+        if not detect or self.regions is None:
+            return FramePlan(cut, detect)
+        h, w = frame.image.shape[:2]
+        return FramePlan(cut, detect, self.regions.plan(w, h))
 
     def track(self, frame: Frame, cut: bool, boxes: np.ndarray | None = None,
-              scores: np.ndarray | None = None) -> list[Track]:
+              scores: np.ndarray | None = None, regions: DetectionPlan | None = None) -> list[Track]:
         """The frame's tracked faces: from its detections (``boxes``, ``scores`` in frame
-        pixels), or, when it was not detected (``boxes`` None), followed. Afterwards
+        pixels; ``regions``: what the detector saw, when only a tile at full resolution), or,
+        when it was not detected (``boxes`` None), followed. Afterwards
         ``tracker.ended_ids`` says which tracks ended here."""
         if boxes is None:
             tracks = self.tracker.follow(frame.index, self._seen)
@@ -71,7 +82,8 @@ class Follower:
             if scores is None:
                 raise ValueError("detected boxes need their scores")
             tracks = self.tracker.update(boxes, scores, frame.index, image=frame.image, cut=cut,
-                                         confirm=frozenset(self._doubted))
+                                         confirm=frozenset(self._doubted),
+                                         sees=regions.sees if regions is not None and regions.tiled else None)
             self._doubted.clear()
             self._last_detected = frame.index
             self._detected[frame.index] = {t.track_id: t.box for t in tracks if t.source == "detector"}

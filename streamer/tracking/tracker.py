@@ -22,8 +22,10 @@ moves the followed tracks on with boxes placed from the regressor's landmarks. T
 back a few frames late (the models run asynchronously): a box measured at frame f - k is
 moved on by the track's velocity over k frames before it updates the filter, and each
 is used once. A track the detector did not see at its last run is not followed (it is
-lost, and waits for the detector as before); one whose presence fell must be confirmed
-by the next detector run or it ends (``confirm`` of :meth:`Tracker.update`).
+lost, and waits for the detector as before), unless that run could not have seen it (a
+small face outside the run's tile, :mod:`streamer.tracking.tiles`: ``sees`` of
+:meth:`Tracker.update`); one whose presence fell must be confirmed by the next detector
+run or it ends (``confirm`` of :meth:`Tracker.update`).
 """
 from __future__ import annotations
 
@@ -142,6 +144,15 @@ class _Tracklet:
         self.embedding = e / n if n > 1e-9 else e
 
 
+def _unseen(unmatched: list[_Tracklet], sees: Callable[[np.ndarray], np.ndarray] | None) -> list[_Tracklet]:
+    """The followed tracks among ``unmatched`` that the detector run could not have found."""
+    followed = [t for t in unmatched if not t.lost and t.track_id is not None]
+    if sees is None or not followed:
+        return []
+    seen = sees(np.stack([t.kf.box() for t in followed]))
+    return [t for t, s in zip(followed, seen) if not s]
+
+
 def _candidates(tracks: list[_Tracklet]) -> Candidates:
     """The tracks' predicted boxes, with embeddings only if every track has one."""
     boxes = np.stack([t.kf.box() for t in tracks]) if tracks else np.zeros((0, 4))
@@ -241,11 +252,16 @@ class Tracker:
         return out
 
     def update(self, boxes: ArrayLike, scores: ArrayLike, frame_index: int, image: np.ndarray | None = None,
-               cut: bool = False, confirm: frozenset[int] = frozenset()) -> list[Track]:
+               cut: bool = False, confirm: frozenset[int] = frozenset(),
+               sees: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Track]:
         """Track one frame's detections. ``image`` (the frame, RGB, in the boxes' pixels)
         gives the appearance cue; without it matching is by motion alone. ``cut``: the
         frame starts a new shot, so every track ends and these boxes start new ones.
-        ``confirm``: ids of tracks that end unless a box here continues them."""
+        ``confirm``: ids of tracks that end unless a box here continues them. ``sees``:
+        which of (N, 4) boxes this detector run could have found (it saw only part of the
+        frame at a resolution that finds them, :mod:`streamer.tracking.tiles`); a followed
+        track it could not have found is not lost for being missed: it is reported as
+        followed (``source`` "tracking", its filter's box) and goes on being followed."""
         cfg = self.cfg
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -296,9 +312,13 @@ class Tracker:
         doubted = [t for t in unmatched if t.track_id in confirm]
         ended += [t.track_id for t in doubted if t.track_id is not None]   # all: confirm names ids
         confirmed = [t for t in confirmed if t not in doubted]
+        unseen = _unseen([t for t in unmatched if t not in doubted], sees)
         for t in unmatched:
-            t.lost = True
-            t.kf.hold_size()
+            if t in unseen:
+                t.last_seen = frame_index
+            else:
+                t.lost = True
+                t.kf.hold_size()
 
         born = [(_Tracklet(boxes[d], frame_index, None if embeddings is None else embeddings[d],
                            float(scores[d])), d)
@@ -316,4 +336,6 @@ class Tracker:
 
         out = [Track(t.track_id, boxes[d].copy(), float(scores[d]), d)
                for t, d in assigned if t.track_id is not None]
+        out += [Track(t.track_id, t.kf.box(), t.score, -1, "tracking") for t in unseen
+                if t.track_id is not None]
         return sorted(out, key=lambda tr: tr.det_index)

@@ -17,6 +17,7 @@ from streamer.config import (
     ConfigError,
     MirrorAveraging,
     Priority,
+    TileMode,
     check,
     checked,
     load_config,
@@ -89,6 +90,14 @@ def test_a_vocabulary_field_holds_the_member_its_word_names(tmp_path):
     assert cfg.model.priority is Priority.FIFO and cfg.model.mirror_average is MirrorAveraging.NEVER
     assert cfg.model.priority == "fifo"     # and is still the word wherever it is written
     assert (Config().model.priority, Config().model.mirror_average) == (Priority.LIVE_FIRST, MirrorAveraging.FILES)
+
+
+def test_a_bare_on_or_off_names_the_member_though_yaml_reads_a_boolean(tmp_path):
+    assert _load(tmp_path, "detector:\n  tiles: off\n").detector.tiles is TileMode.OFF
+    assert _load(tmp_path, "detector:\n  tiles: on\n").detector.tiles is TileMode.ON
+    assert Config().detector.tiles is TileMode.AUTO
+    with pytest.raises(ConfigError, match="c.yaml: model.priority: expected a string, got False$"):
+        _load(tmp_path, "model:\n  priority: off\n")     # a vocabulary without the word
 
 
 def test_unknown_keys_and_non_mappings_are_errors(tmp_path):

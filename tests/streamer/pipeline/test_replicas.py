@@ -116,6 +116,33 @@ def test_a_lone_request_waits_at_most_max_wait():
     assert 0.04 <= time.monotonic() - t0 < 1.0 and calls == [1]
 
 
+def test_a_request_that_waited_through_a_busy_batch_goes_when_that_batch_ends():
+    """``max_wait_s`` counts from the request's arrival: one that came while a batch was
+    computing, longer ago than ``max_wait_s``, is not held another ``max_wait_s`` after it."""
+    calls: list[int] = []
+    model = crop_model(calls)
+    done: dict[str, float] = {}
+
+    def slow_first(batch):
+        if not calls:
+            time.sleep(1.0)   # the first batch computes while the second request waits
+        return model(batch)
+
+    batcher = crop_batcher(slow_first, max_batch_size=32, max_wait_s=0.5)
+
+    async def go():
+        async def one(name: str, marker: int) -> None:
+            await batcher.submit(request_of(marker, 1))
+            done[name] = time.monotonic()
+        first = asyncio.ensure_future(one("first", 0))
+        await asyncio.sleep(0.6)   # the first batch is computing now
+        await asyncio.gather(first, one("second", 1))
+
+    asyncio.run(go())
+    assert calls == [1, 1]
+    assert done["second"] - done["first"] < 0.3   # it had waited 0.9 s; held again, it would go 0.5 s later
+
+
 def test_a_failing_batch_fails_its_callers_and_the_batcher_carries_on():
     calls: list[int] = []
     model = fake_model(calls)

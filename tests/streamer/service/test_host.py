@@ -137,7 +137,10 @@ def test_a_killed_host_is_restarted_and_each_of_its_streams_resumes(
             for s, h in streams.items()}
     try:
         _wait_frames(host, list(streams), 30)
-        pid = ray.get(host.info.remote())["pid"]
+        info = ray.get(host.info.remote())
+        pid = info["pid"]
+        assert info["detection_slots"] == {s: h.slot for s, h in streams.items()}   # the pool's reach the sessions
+        assert None not in info["detection_slots"].values()
         os.kill(pid, signal.SIGKILL)             # the process dies; Ray restarts the host
         for stream_id, run in runs.items():
             summary = ray.get(run, timeout=240)  # ... and sends each stream's run() again
@@ -180,3 +183,21 @@ def test_the_pool_fills_the_fullest_host_with_room_and_ends_a_host_with_its_last
     assert pool.place("f").host == "h2"          # nothing more on a lost host
     one = HostPool(load_config(overrides={"service": {"streams_per_host": 1}}))
     assert len({one.place(s).host for s in "xyz"}) == 3     # a process per stream, as before
+
+
+def test_the_pool_gives_each_stream_the_detection_slot_least_used_by_the_others(monkeypatch):
+    from streamer.config import load_config
+    from streamer.service import host as host_module
+    from streamer.service.host import least_used_slot
+
+    monkeypatch.setattr(host_module, "launch_host", lambda cfg: "h0")
+    monkeypatch.setattr(host_module.ray, "kill", lambda handle: None)
+    pool = HostPool(load_config(overrides={"service": {"streams_per_host": 8}, "detector": {"every_frames": 10}}))
+    placed = {s: pool.place(s) for s in "abcd"}
+    assert {h.host for h in placed.values()} == {"h0"}                   # four streams on one host ...
+    assert [placed[s].slot for s in "abcd"] == [0, 5, 2, 7]              # ... on four slots, spread apart
+    placed["b"].release()
+    assert pool.place("e").slot == 4                # two frames from 2 and 7 (as 5 would be): the lower
+    assert [least_used_slot(list(range(10)) + [0], 10), least_used_slot([0, 0], 1)] == [5, 0]
+    off = HostPool(load_config(overrides={"detector": {"phase": "off"}}))
+    assert off.place("x").slot is None

@@ -96,10 +96,11 @@ def test_the_view_is_behind_the_token_and_answers_errors_as_json(view):
 
 
 def _wait(driver, script: str, what: str, timeout_s: float = 90.0):
-    """Run ``script`` (JS returning a value) until it returns something truthy."""
+    """Run ``script`` (JS returning a value) until it returns something truthy; a script
+    that throws (the next page is not there yet) counts as not yet."""
     deadline, value = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
-        value = driver.execute_script(script)
+        value = driver.execute_script(f"try {{ {script} }} catch (e) {{ return null; }}")
         if value:
             return value
         time.sleep(0.3)
@@ -143,7 +144,11 @@ def test_the_page_shows_the_stream_its_annotated_frames_and_moving_curves(view, 
         driver.get(view.url)
         assert driver.current_url.startswith(view.url + "login")
         driver.find_element(By.ID, "token").send_keys("not-the-token\n")
-        assert "not the service's token" in driver.find_element(By.ID, "message").text
+        # the form posts and a new page loads: wait for it rather than read the old one
+        refusal = _wait(driver, """const m = document.getElementById('message');
+                                   return m && m.innerText.trim()""", "the login's refusal")
+        assert "not the service's token" in refusal
+        _wait(driver, "return document.getElementById('token') !== null", "the token field again")
         driver.find_element(By.ID, "token").send_keys(TOKEN + "\n")
         _wait(driver, "return document.querySelector('#streams') !== null", "the streams table")
 
