@@ -4,19 +4,15 @@ reported on every frame, mostly from tracking, close to where every-frame detect
 puts it; a face that walks out of the picture ends its track within a few frames."""
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from conftest import _face_patches, _textured_background, write_video
 
 from streamer.config import load_config
-from streamer.data.dataset import read_records
-from streamer.data.sinks import ParquetSink
 from streamer.pipeline.replicas import Replicas
-from streamer.pipeline.session import launch
+from testsupport.sessions import records_of_a_run
 from workers import checkpoint
 
 W, H, FPS = 320, 240, 25
@@ -34,12 +30,7 @@ def shipped_replicas(ray_runtime):
 def analyse(path: Path, every_frames: int, replicas, out: Path) -> list:
     cfg = load_config(overrides={"parquet": {"out": str(out)}, "detector": {"every_frames": every_frames},
                                  "session": {"progress_every_s": 0.0}})
-    session = launch("cam", str(path), cfg, replicas, [partial(ParquetSink, cfg.parquet, "cam")])
-    try:
-        ray.get(session.run.remote())
-    finally:
-        ray.kill(session)
-    return read_records(out, "cam")
+    return records_of_a_run(path, cfg, replicas)
 
 
 def leaving_clip(path: Path, frames: int = 50, gone_from: int = 30) -> Path:

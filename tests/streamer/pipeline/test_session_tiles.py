@@ -3,17 +3,13 @@ whole frame is found by the runs whose tile holds it, in frame pixels, and by no
 without tiles."""
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
-import ray
 from conftest import _face_patches, _textured_background, write_video
 
 from streamer.config import DetectorConfig, load_config
-from streamer.data.dataset import read_records
-from streamer.data.sinks import ParquetSink
-from streamer.pipeline.session import launch
+from testsupport.sessions import records_of_a_run
 from workers.detector import FaceDetector
 
 X, Y, SIDE = 120, 90, 66   # the face's patch in a 320x240 frame: its box about 44 px
@@ -33,12 +29,7 @@ def analyse(path: Path, tiles: str, replicas, out: Path) -> list:
     cfg = load_config(overrides={
         "parquet": {"out": str(out)}, "session": {"progress_every_s": 0.0},
         "detector": {"every_frames": 1, "max_side": 80, "tiles": tiles, "tile_max_side": 320, "tile_side": 160}})
-    session = launch("cam", str(path), cfg, replicas, [partial(ParquetSink, cfg.parquet, "cam")])
-    try:
-        ray.get(session.run.remote())
-    finally:
-        ray.kill(session)
-    return read_records(out, "cam")
+    return records_of_a_run(path, cfg, replicas)
 
 
 def test_a_small_face_is_found_by_the_runs_whose_tile_holds_it(shared_replicas, tmp_path):
