@@ -94,7 +94,7 @@ def analyze(video: str | os.PathLike, cfg: Config, *, address: str | None = None
             shutil.rmtree(out / "records" / f"stream={partition_name(stream_id)}", ignore_errors=True)
             live = check_source(video, "/").kind != SourceKind.FILE   # as open_source reads it
             session = launch(stream_id, video, cfg, shared.replicas, shared.sinks(cfg, stream_id, video, live=live),
-                             gallery_url=shared.redis_url)
+                             redis_url=shared.redis_url)
             stack.callback(_kill, session)
             result = _wait(session, on_progress)
         summary = {**base, "status": "ok", "model_version": version, **result.to_json(),

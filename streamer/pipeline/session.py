@@ -113,7 +113,7 @@ class StreamSession:
 
     def __init__(self, stream_id: str, url: str, cfg: Config, replicas: Replicas,
                  sinks: list[SinkFactory], media_root: str | None = "/", transport: Transport = Transport.TCP,
-                 gallery_url: str | None = None, cause: RunCause = RunCause.SUBMITTED,
+                 redis_url: str | None = None, cause: RunCause = RunCause.SUBMITTED,
                  detection_slot: int | None = None):
         self.stream_id = stream_id
         self.detection_slot = detection_slot   # the service's spread of detector runs (tracking.schedule)
@@ -124,7 +124,7 @@ class StreamSession:
         self._media_root = media_root
         self._transport = transport
         self._sink_factories = sinks
-        self._gallery_url = gallery_url   # the Redis of identity.gallery (None: persons stay the stream's)
+        self._redis_url = redis_url   # the run's Redis: live-view frames, identity.gallery's persons
         self._sinks: list[Sink] = []
         self._source: Source | None = None
         self._state = StreamState.CREATED
@@ -136,7 +136,7 @@ class StreamSession:
         # one thread each, so decoding never waits for a slow sink and vice versa
         self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
         self._sink_pool = ThreadPoolExecutor(1, thread_name_prefix="sinks")
-        self._view = ViewTap(cfg, stream_id, gallery_url, self._sink_pool)   # frames for the live view, if watched
+        self._view = ViewTap(cfg, stream_id, redis_url, self._sink_pool)   # frames for the live view, if watched
 
     async def progress(self) -> StreamProgress:
         """Counters so far; cheap, callable at any time while ``run`` is going."""
@@ -427,9 +427,9 @@ class StreamSession:
 
     def _person_ids(self) -> PersonIds | None:
         """The deployment's gallery when ``identity.gallery`` is on and Redis is known."""
-        if not (self.cfg.identity.gallery and self._gallery_url):
+        if not (self.cfg.identity.gallery and self._redis_url):
             return None
-        return RedisGallery(self.cfg.identity, self.cfg.redis, self._gallery_url, self.stream_id)
+        return RedisGallery(self.cfg.identity, self.cfg.redis, self._redis_url, self.stream_id)
 
     # ---- sinks and events ----------------------------------------------------------------
 

@@ -351,7 +351,7 @@ class StreamManager:
         stream.run = stream.session.run(d.url if live else spec.target, cfg, self.replicas, sinks,
                                         media_root=self.media_root,
                                         transport=Transport(d.options.get("transport", Transport.TCP)),
-                                        gallery_url=self.backend.redis_url, cause=cause)
+                                        redis_url=self.backend.redis_url, cause=cause)
         asyncio.get_running_loop().create_task(self._watch(stream, stream.run))
 
     async def _save(self, stream: _Stream) -> None:

@@ -96,7 +96,7 @@ def test_tracks_of_one_face_share_a_person(tmp_path, shared_replicas, redis_url,
 
 def _run(name: str, video: Path, cfg, replicas, redis_url: str) -> list:
     sinks = [partial(ParquetSink, cfg.parquet, name, {"facestream.checkpoint": "test-tiny"})]
-    session = launch(name, str(video), cfg, replicas, sinks, gallery_url=redis_url)
+    session = launch(name, str(video), cfg, replicas, sinks, redis_url=redis_url)
     try:
         ray.get(session.run.remote())
     finally:
