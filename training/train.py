@@ -41,7 +41,7 @@ from workers import checkpoint, face_model
 from workers.crops import CropRule
 from workers.emotion_labels import EMOTION_CLASSES
 from workers.mirror import MIRROR68, blend_mirror
-from workers.networks import INPUT_SIZE, FaceRegressor, init_from_3ddfa
+from workers.networks import INPUT_SIZE, FaceRegressor, ShapeInput, init_from_3ddfa
 from workers.pose import matrix_from_6d
 from workers.regressor import SCALE_REF
 
@@ -147,7 +147,9 @@ def new_model(args: argparse.Namespace) -> FaceRegressor:
         init, _ = checkpoint.load(args.init)
         if init.arch != args.arch:
             raise SystemExit(f"--init {args.init} is a {init.arch}, not --arch {args.arch}")
-        model.load_state_dict(init.state_dict())
+        # every head trains end to end from the embedding; an identity-shape head fitted
+        # afterwards (training/identity_shape.py) is refitted after this training too
+        model.load_state_dict(init.state_dict(), strict=init.shape_input is ShapeInput.EMBEDDING)
     elif args.pretrained == "3ddfa_v2":
         init_from_3ddfa(model)
     return model

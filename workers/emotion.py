@@ -14,7 +14,9 @@ does for the network) or for other network weights.
 
 Labels: one of CLASSES, or an abstention (ABSTAIN): ``uncertain`` when the most likely
 class is below a minimum probability, ``too_small`` / ``too_turned`` when the face is too
-small or too far from frontal for eta (and so the label) to be trusted.
+small or too far from frontal for eta (and so the label) to be trusted, ``too_dark`` /
+``too_blurred`` when its pixels are too dim or too smooth to carry an expression
+(workers/face_quality.py).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES, EmotionConf
 FORMAT = "facestream-emotion/1"
 CLASSES = EMOTION_CLASSES         # FER2013's seven, in the order of every probability vector
 ABSTAIN = EMOTION_ABSTAIN
-UNCERTAIN, TOO_SMALL, TOO_TURNED = ABSTAIN
+UNCERTAIN, TOO_SMALL, TOO_TURNED, TOO_DARK, TOO_BLURRED = ABSTAIN
 LABELS = CLASSES + ABSTAIN
 
 

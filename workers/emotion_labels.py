@@ -1,7 +1,7 @@
 """The emotion labels: the classes the classifier names and when a face gets none.
 
-FER2013's seven classes, in the order of every probability vector; the three ways of
-giving no label; and the thresholds that decide between them (ray_config.yaml's
+FER2013's seven classes, in the order of every probability vector; the ways of giving no
+label; and the thresholds that decide between them (ray_config.yaml's
 ``emotion`` section, applied by :func:`label`). Imports numpy and nothing else, so that
 the record schema, the configuration and the sessions can use it without loading model
 code (the classifier that computes the probabilities is :mod:`workers.emotion`).
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-EMOTION_ABSTAIN = ("uncertain", "too_small", "too_turned")
+# appended only: data files name them in their metadata (streamer.data.arrow)
+EMOTION_ABSTAIN = ("uncertain", "too_small", "too_turned", "too_dark", "too_blurred")
 
 
 @dataclass
@@ -23,26 +24,46 @@ class EmotionConfig:
     Each field's limits are in its metadata, the convention by which
     :mod:`streamer.config` checks every section when ray_config.yaml is read.
     """
-    min_prob: float = field(default=0.4, metadata={"ge": 0})  # most likely class below this: "uncertain"
+    # most likely class below this: "uncertain". 0.32 labels 86% of held-out FER2013 faces,
+    # 0.59 of them right (0.4: 67%, 0.66; the curve is in docs/accuracy.md)
+    min_prob: float = field(default=0.32, metadata={"ge": 0})
     min_face_px: float = field(default=24.0, metadata={"ge": 0})  # box shorter side below this (source px): "too_small"
     max_yaw: float = field(default=60.0, metadata={"ge": 0})  # |yaw| beyond this (degrees): "too_turned"
     max_pitch: float = field(default=45.0, metadata={"ge": 0})  # |pitch| beyond this (degrees): "too_turned"
+    # the face box's light (workers.face_quality, grey levels 0-255): darker on average, or
+    # with less spread of grey than this, and a face says "too_dark". Held-out FER2013
+    # faces darkened to a spread of 5 read 0.42 right, to 3 only 0.30 and mostly "angry";
+    # at 8.5 still 0.47, and real dim faces (a film's, spread 19-21) read well
+    # (docs/accuracy.md, "Faces that show no expression")
+    min_luminance: float = field(default=10.0, metadata={"ge": 0, "le": 255})
+    min_contrast: float = field(default=6.0, metadata={"ge": 0, "le": 128})
+    # the face box's detail relative to its contrast (workers.face_quality; 0.3-1.4 on the
+    # real faces measured, 0.5-1 on FER2013's): below this, defocus, motion or compression
+    # has smoothed the mouth and brows away and the face says "too_blurred" (FER2013 faces
+    # blurred to 0.14 read 0.16 right, 87% of them "angry"; at 0.33 still 0.51)
+    min_sharpness: float = field(default=0.2, metadata={"ge": 0})
     # a track's smoothed label changes only to a class this much more probable than the
     # one it holds (no flicker)
     switch_margin: float = field(default=0.05, metadata={"ge": 0})
 
 
-def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw: np.ndarray | float | None = None,
-          pitch: np.ndarray | float | None = None, rule: EmotionConfig | None = None,
-          held: list[str] | None = None) -> list[str]:
+Values = np.ndarray | float | None
+
+
+def label(probs: np.ndarray, face_px: Values = None, yaw: Values = None, pitch: Values = None,
+          rule: EmotionConfig | None = None, held: list[str] | None = None, *,
+          luminance: Values = None, contrast: Values = None, sharpness: Values = None) -> list[str]:
     """One label per row of ``probs``: the most likely class, or why there is none
-    (``rule``'s thresholds; ray_config.yaml's ``emotion`` section). Size and pose are
-    checked first: a tiny or profile face's confident guess is still a guess.
+    (``rule``'s thresholds; ray_config.yaml's ``emotion`` section). Size, light,
+    sharpness and pose are checked first, in that order: a tiny, dark, blurred or profile
+    face's confident guess is still a guess. ``luminance``, ``contrast`` and ``sharpness``
+    are a Prediction's (workers.face_quality); None or NaN (not measured) passes, as for
+    size and pose.
 
     ``held``: each face's previous label (a track's), kept while its class stays within
     ``rule.switch_margin`` of the most likely one and above the minimum probability, so
     that two nearly tied classes do not make the label flicker."""
-    uncertain, too_small, too_turned = EMOTION_ABSTAIN
+    uncertain, too_small, too_turned, too_dark, too_blurred = EMOTION_ABSTAIN
     rule = rule or EmotionConfig()
     probs = np.asarray(probs, np.float64).reshape(-1, len(EMOTION_CLASSES))
     n = len(probs)
@@ -51,10 +72,15 @@ def label(probs: np.ndarray, face_px: np.ndarray | float | None = None, yaw: np.
         return np.broadcast_to(np.nan if v is None else np.asarray(v, np.float64), (n,))
 
     px, y, p = bc(face_px), bc(yaw), bc(pitch)
+    lum, con, sharp = bc(luminance), bc(contrast), bc(sharpness)
     out = []
     for i in range(n):
         if px[i] < rule.min_face_px:
             out.append(too_small)
+        elif lum[i] < rule.min_luminance or con[i] < rule.min_contrast:
+            out.append(too_dark)
+        elif sharp[i] < rule.min_sharpness:
+            out.append(too_blurred)
         elif abs(y[i]) > rule.max_yaw or abs(p[i]) > rule.max_pitch:
             out.append(too_turned)
         elif not np.isfinite(probs[i]).all() or probs[i].max() < rule.min_prob:

@@ -12,12 +12,16 @@ Head outputs (all per face):
   expression (29)  eta of the face model
   rot6d (6)        first two columns of R (continuous; Zhou et al. 2019)
   trans (3)        u, v of the face centre in crop coordinates ([-1, 1]) and log scale
-  shape (99)       identity alpha
+  shape (99)       identity alpha; read from the embedding, or (``ShapeInput.TRUNK_2X2``,
+                   the shipped weights) from the trunk's features pooled to 2×2 cells, where
+                   the layout of the face that identity lives in is not yet averaged away
+                   (docs/accuracy.md, "Identity shape"; training/identity_shape.py)
   landmarks (136)  68 points in crop coordinates, an auxiliary task (the seed's
                    multi-task idea: geometry supervision regularises the trunk)
 """
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import cast
 
@@ -27,6 +31,13 @@ from torch import nn
 from workers.mobilenet import BLOCKS, MobileNetV1, load_3ddfa
 
 HEADS = {"expression": 29, "rot6d": 6, "trans": 3, "shape": 99, "landmarks": 136}
+
+
+class ShapeInput(StrEnum):
+    """What the identity-shape head reads (a checkpoint's ``shape_input``)."""
+
+    EMBEDDING = "embedding"   # the 512-D embedding every head reads (as trained end to end)
+    TRUNK_2X2 = "trunk_2x2"   # the trunk's last features average-pooled to 2×2 cells, flattened
 
 
 def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
@@ -97,11 +108,12 @@ def _mobilenet_trunk() -> tuple[nn.Sequential, nn.Sequential, int]:
 class FaceRegressor(nn.Module):
     """A trunk (ResNet or MobileNet) + one linear head per task, fed by global average pooling."""
 
-    def __init__(self, arch: str = "resnet18h"):
+    def __init__(self, arch: str = "resnet18h", shape_input: ShapeInput = ShapeInput.EMBEDDING):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
         self.arch = arch
+        self.shape_input = ShapeInput(shape_input)
         self.stem: nn.Sequential
         self.trunk: nn.Sequential
         spec = ARCHS[arch]
@@ -132,7 +144,10 @@ class FaceRegressor(nn.Module):
 
     def _init_heads(self, features: int) -> None:
         self.embed = nn.Sequential(nn.Linear(features, 512), nn.ReLU(inplace=True))
-        self.heads = nn.ModuleDict({k: nn.Linear(512, n) for k, n in HEADS.items()})
+        if self.shape_input is ShapeInput.TRUNK_2X2:
+            self.shape_head = nn.Linear(4 * features, HEADS["shape"])
+        self.heads = nn.ModuleDict({k: nn.Linear(512, n) for k, n in HEADS.items()
+                                    if k != "shape" or self.shape_input is ShapeInput.EMBEDDING})
         rot6d = cast(nn.Linear, self.heads["rot6d"])
         with torch.no_grad():  # start at the frontal pose, not a random rotation
             rot6d.weight.mul_(0.01)
@@ -145,8 +160,12 @@ class FaceRegressor(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each head's output, and the ``embedding`` they all read (for probes such as
         workers.presence that are fitted on a trained network)."""
-        f = self.embed(self.pooled(x))
-        return {"embedding": f, **{k: h(f) for k, h in self.heads.items()}}
+        maps = self.trunk(self.stem(x))
+        f = self.embed(torch.flatten(nn.functional.adaptive_avg_pool2d(maps, 1), 1))
+        out = {"embedding": f, **{k: h(f) for k, h in self.heads.items()}}
+        if self.shape_input is ShapeInput.TRUNK_2X2:
+            out["shape"] = self.shape_head(torch.flatten(nn.functional.adaptive_avg_pool2d(maps, 2), 1))
+        return out
 
 
 def init_from_3ddfa(model: FaceRegressor, source: Path | str | None = None) -> FaceRegressor:

@@ -34,12 +34,19 @@ class Prediction:
     emotion_probs: np.ndarray = None  # type: ignore[assignment]
     # (N,) probability that each crop frames a face (workers.presence); NaN without a probe
     presence: np.ndarray = None  # type: ignore[assignment]
+    # (N,) whether the crop's pixels can carry an expression (workers.face_quality, read by
+    # workers.emotion_labels.label): the face box's mean grey level and its standard
+    # deviation (0-255), and its detail relative to that contrast; NaN where not measured
+    luminance: np.ndarray = None  # type: ignore[assignment]
+    contrast: np.ndarray = None  # type: ignore[assignment]
+    sharpness: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.emotion_probs is None:
             self.emotion_probs = np.full((len(self.expression), 7), np.nan, np.float32)
-        if self.presence is None:
-            self.presence = np.full(len(self.expression), np.nan, np.float32)
+        for name in ("presence", "luminance", "contrast", "sharpness"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.full(len(self.expression), np.nan, np.float32))
 
     def __len__(self) -> int:
         return len(self.expression)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from workers import checkpoint
+from workers import checkpoint, face_quality
+from workers.crops import CropRule
 from workers.mirror import MirrorAveraged, for_inference
 from workers.pose import eulers_from_matrices, matrix_from_6d, quaternions_from_matrices
 from workers.prediction import Prediction  # defined torch-free, so that sessions need no torch
@@ -72,6 +73,7 @@ class Regressor:
         self.device = torch.device(device)
         self.meta = meta
         self.size = int(meta["crop"]["size"])
+        self.rule = CropRule.from_meta(meta)
         self.half = self.device.type == "cuda"
         model = model.to(self.device).eval()
         # a CPU runs batches of more than 32 crops slower per crop (workers/mirror.py)
@@ -114,4 +116,7 @@ class Regressor:
             pred.emotion_probs = self.emotion.probs(pred.expression)
         if self.presence is not None:    # one dot product per face
             pred.presence = self.presence.probs(out["embedding"].float().cpu().numpy())
+        # light and sharpness of each face box, for the emotion label's too_dark / too_blurred
+        # (a pooling and a 3x3 convolution on the crops already here)
+        pred.luminance, pred.contrast, pred.sharpness = face_quality.measure(x, self.rule)
         return pred

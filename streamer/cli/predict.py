@@ -77,7 +77,8 @@ def predict_command(args) -> int:
         blends = fm.blendshapes_from_eta(pred.expression)  # one batched solve per image
         face_px = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         labels = emotion.label(pred.emotion_probs, face_px=face_px, yaw=poses[:, 0], pitch=poses[:, 1],
-                               rule=cfg.emotion)
+                               rule=cfg.emotion, luminance=pred.luminance, contrast=pred.contrast,
+                               sharpness=pred.sharpness)
         for i in range(len(boxes)):
             face = _face_dict(path, boxes[i], scores[i], pred, poses[i], i)
             face["blendshapes"] = dict(zip(fm.blend_names, (round(float(w), 3) for w in blends[i])))

@@ -63,7 +63,8 @@ class FaceRecord:
     output in the ``*_raw`` fields.
 
     emotion is one of EMOTION_CLASSES or an abstention (EMOTION_ABSTAIN: uncertain,
-    too_small, too_turned), or "" where none was computed (schema version 1);
+    too_small, too_turned, too_dark, too_blurred), or "" where none was computed (schema
+    version 1);
     emotion_probs are the classes' probabilities in EMOTION_CLASSES order (NaN without
     a classifier). The smoothed label is the label of the smoothed probabilities.
 

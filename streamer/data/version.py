@@ -18,6 +18,9 @@ History:
    runs) and presence (track-driven detection); data without them reads "detector" and NaN.
 4. person_id (streamer/persons/book.py): the tracks of one face share it; null where no
    identity was computed (data written before version 4, or with identity.enabled false).
+   Later in 4, without a new number: the emotion label may also read ``too_dark`` or
+   ``too_blurred``. The label is a plain string and every file names the abstentions its
+   writer knew (metadata ``facestream.emotion_abstain``), so no layout changed.
 """
 from __future__ import annotations
 

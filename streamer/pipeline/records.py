@@ -77,10 +77,13 @@ class RecordBuilder:
         assert s.emotion_probs is not None   # the probabilities were given
         euler = euler_from_matrix(matrix_from_quaternion(s.quaternion))
         side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))
-        raw_label = emotion_label(pred.emotion_probs[i], side, raw_pose[0], raw_pose[1], self._emotion)[0]
+        # this frame's light and sharpness decide both labels: a face gone dark or blurred
+        # abstains at once, whatever its smoothed probabilities
+        seen = {"luminance": pred.luminance[i], "contrast": pred.contrast[i], "sharpness": pred.sharpness[i]}
+        raw_label = emotion_label(pred.emotion_probs[i], side, raw_pose[0], raw_pose[1], self._emotion, **seen)[0]
         held = self._held.get(track.track_id)
         smooth_label = emotion_label(s.emotion_probs, side, euler[0], euler[1], self._emotion,
-                                     held=None if held is None else [held])[0]
+                                     held=None if held is None else [held], **seen)[0]
         self._held[track.track_id] = smooth_label
         track_id, person_id = persons.who(track.track_id) if persons is not None else (track.track_id, None)
         return FaceRecord(

@@ -24,7 +24,10 @@ from workers.emotion_labels import EMOTION_ABSTAIN
 # colours by class name (any other name gets a colour from the tab10 cycle)
 CLASS_COLORS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#ffbf00",
                 "neutral": "#7f9fbf", "sad": "#1f77b4", "surprise": "#2ca02c"}
-ABSTAIN_COLORS = {"uncertain": "#d9d9d9", "too_small": "#a6a6a6", "too_turned": "#737373", "": "#ffffff"}
+# greys, light to dark, for the abstentions; too_dark and too_blurred (the pixels carry no
+# expression) in two tinted greys so that they read apart from the size and pose ones
+ABSTAIN_COLORS = {"uncertain": "#d9d9d9", "too_small": "#a6a6a6", "too_turned": "#737373",
+                  "too_dark": "#404050", "too_blurred": "#b3a38c", "": "#ffffff"}
 
 
 def _color(name: str, k: int) -> str:

@@ -6,7 +6,7 @@ import torch
 
 from workers import checkpoint, face_model
 from workers.crops import CropRule
-from workers.networks import FaceRegressor
+from workers.networks import FaceRegressor, ShapeInput
 from workers.regressor import Regressor
 
 
@@ -77,3 +77,19 @@ def test_older_checkpoints_load_and_migrate(tmp_path):
         checkpoint.load(path)
     with pytest.raises(checkpoint.CheckpointError, match="only retrained"):
         checkpoint.migrate(path)
+
+
+def test_identity_shape_checkpoint_round_trips_and_older_ones_read_alpha_from_the_embedding(tmp_path):
+    torch.manual_seed(0)
+    m = FaceRegressor("tiny", ShapeInput.TRUNK_2X2).eval()
+    path = checkpoint.save(m, _meta(), tmp_path / "c")
+    m2, meta = checkpoint.load(path)
+    assert meta["shape_input"] == "trunk_2x2" and m2.shape_input is ShapeInput.TRUNK_2X2
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(m(x)["shape"], m2(x)["shape"])
+    old = checkpoint.save(FaceRegressor("tiny"), _meta(), tmp_path / "old")
+    js = json.loads(old.with_suffix(".json").read_text())
+    del js["shape_input"]                       # written before the key existed
+    old.with_suffix(".json").write_text(json.dumps(js))
+    assert checkpoint.load(old)[0].shape_input is ShapeInput.EMBEDDING

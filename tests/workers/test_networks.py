@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from workers.mobilenet import load_3ddfa, weights_path
-from workers.networks import HEADS, INPUT_SIZE, FaceRegressor, init_from_3ddfa
+from workers.networks import HEADS, INPUT_SIZE, FaceRegressor, ShapeInput, init_from_3ddfa
 
 
 @pytest.mark.parametrize("arch", ["tiny", "mb05"])
@@ -31,3 +31,22 @@ def test_mb05_starts_from_3ddfa_trunk_seeing_rgb_as_it_saw_bgr():
         assert not torch.allclose(fresh.pooled(rgb), theirs, atol=1e-2)
     with pytest.raises(ValueError, match="mb05"):
         init_from_3ddfa(FaceRegressor("tiny"))
+
+
+def test_identity_shape_head_reads_the_trunk_in_two_by_two_cells():
+    """ShapeInput.TRUNK_2X2 swaps the embedding's shape head for one on the trunk's 2×2
+    cells: alpha follows where features sit in the face, every other output is unchanged."""
+    torch.manual_seed(0)
+    base = FaceRegressor("tiny").eval()
+    net = FaceRegressor("tiny", ShapeInput.TRUNK_2X2).eval()
+    missing, unexpected = net.load_state_dict(base.state_dict(), strict=False)
+    assert set(missing) == {"shape_head.weight", "shape_head.bias"}
+    assert set(unexpected) == {"heads.shape.weight", "heads.shape.bias"}
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = base(x), net(x)
+        maps = net.trunk(net.stem(x))
+        cells = torch.nn.functional.adaptive_avg_pool2d(maps, 2).flatten(1)
+    assert b["shape"].shape == (2, HEADS["shape"])
+    assert torch.allclose(b["shape"], net.shape_head(cells))
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "shape")

@@ -23,3 +23,22 @@ def test_folded_network_computes_what_the_checkpoint_does():
     assert want.keys() == got.keys()
     for key in want:
         np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=2e-5, rtol=1e-4, err_msg=key)
+
+
+def test_each_prediction_carries_its_crops_light_and_sharpness():
+    from workers import face_quality
+    from workers.crops import CropRule, to_tensor
+    from workers.prediction import slice_prediction
+
+    regressor = Regressor(*checkpoint.load(checkpoint.default_path()), device="cpu")
+    rule = CropRule.from_meta(regressor.meta)
+    crops = np.random.default_rng(1).integers(0, 256, (3, rule.size, rule.size, 3), dtype=np.uint8)
+    crops[1] //= 10                                   # a dark one
+    x = to_tensor(crops, rule)
+    pred = regressor(x)
+    want = face_quality.measure(x, rule)
+    for got, w in zip((pred.luminance, pred.contrast, pred.sharpness), want):
+        assert got.shape == (3,) and got.dtype == np.float32
+        np.testing.assert_allclose(got, w, rtol=1e-5)
+    assert pred.luminance[1] < 0.15 * pred.luminance[0]
+    assert slice_prediction(pred, 1, 2).luminance[0] == pred.luminance[1]   # they slice like the rest

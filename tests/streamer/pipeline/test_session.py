@@ -315,8 +315,9 @@ def test_a_live_stream_ends_after_max_duration(face_video, shared_replicas, redi
     ray.kill(session)
 
 
-def _still_face_frames(probs_per_frame, box=(100.0, 50.0, 220.0, 190.0), yaw=0.0):
-    """(frame work, prediction) per frame: one track, a still face, given emotion probs."""
+def _still_face_frames(probs_per_frame, box=(100.0, 50.0, 220.0, 190.0), yaw=0.0, light=None):
+    """(frame work, prediction) per frame: one track, a still face, given emotion probs;
+    ``light``: per frame the crop's (luminance, contrast, sharpness), else not measured."""
     from streamer.pipeline.pipes import FrameWork
     from streamer.tracking.tracker import Track
     from workers.pose import matrix_from_euler, quaternion_from_matrix
@@ -329,6 +330,8 @@ def _still_face_frames(probs_per_frame, box=(100.0, 50.0, 220.0, 190.0), yaw=0.0
                           quaternion=quaternion_from_matrix(R)[None], centre=np.array([[32.0, 32.0]]),
                           scale=np.array([4.0]), shape=np.zeros((1, 99)), landmarks=np.zeros((1, 68, 2)),
                           emotion_probs=np.asarray(probs, np.float32)[None])
+        if light is not None:
+            pred.luminance, pred.contrast, pred.sharpness = (np.array([v], np.float32) for v in light[k])
         work = FrameWork(index=k, pts=k / 30.0, captured=0.0, tracks=[Track(3, np.array(box), 0.9, 0)],
                           affines=affines, ended_ids=[])
         yield work, pred
@@ -371,3 +374,18 @@ def test_emotion_abstains_for_small_and_turned_faces_and_without_a_classifier():
     assert labels(box=(100.0, 50.0, 130.0, 190.0)) == [("too_small", "too_small")] * 3
     assert labels(yaw=70.0) == [("too_turned", "too_turned")] * 3
     assert labels(probs=[np.full(7, np.nan)] * 3) == [("uncertain", "uncertain")] * 3
+
+
+def test_a_face_gone_dark_or_blurred_abstains_in_that_frame_and_reads_again_after():
+    """Light and sharpness are this frame's (not smoothed): both labels abstain at once,
+    and the held class comes back with the light."""
+    from streamer.config import EmotionConfig
+    from streamer.pipeline.smoothing import SmootherBank
+
+    happy = [np.array([0.02, 0.02, 0.02, 0.88, 0.02, 0.02, 0.02])] * 4
+    rule = EmotionConfig()
+    lit, dark, blurred = (120.0, 50.0, 0.8), (rule.min_luminance - 5, 6.0, 0.8), (120.0, 50.0, rule.min_sharpness / 2)
+    b = RecordBuilder("s", "v", SmootherBank(), face_model.load().blendshapes_from_eta, rule)
+    got = [(r.emotion, r.emotion_raw) for w, p in _still_face_frames(happy, light=[lit, dark, blurred, lit])
+           for r in b.frame(w, p, 0)]
+    assert got == [("happy", "happy"), ("too_dark", "too_dark"), ("too_blurred", "too_blurred"), ("happy", "happy")]
