@@ -26,7 +26,7 @@ on patches cut around RetinaFace boxes) beside the shipped network's 99-D shape 
   and by verification.
 * the cost per face (cut, and embed at batch 1 and 8), one thread.
 
-    .venv/bin/python bench/identity_accuracy.py [--frames 10] [--json OUT]
+    .venv/bin/python bench/identity_accuracy.py [--frames 10] [--json OUT] [--baseline CKPT] [--plot PNG]
 """
 from __future__ import annotations
 
@@ -314,6 +314,58 @@ def cost(model: FaceIdentity, faces: Faces, rule: IdentityCropRule) -> dict:
 
 # -------------------------------------------------------------------------------------- main
 
+def representation_table(reps: dict, ph: Faces, cl: Faces, pi: np.ndarray, ps: np.ndarray,
+                         out: dict) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Print (and store in ``out``) each representation's verification and 1-NN numbers;
+    return what ``plot_distances`` draws: same- and different-person clip distances."""
+    print("\n| representation | photos AUC | photos 1-NN | clips AUC | clips 1-NN | same within clip p50/p95/max "
+          "| same across clips p50/max | different min/p1/p5/p50 |")
+    print("|---|---|---|---|---|---|---|---|")
+    out["representations"] = {}
+    drawn: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    for name, (a_ph, a_cl, dist) in reps.items():
+        Dp = dist(a_ph, a_ph)
+        Dc = dist(a_cl, a_cl)
+        within, across, diff, _ = pair_split(Dc, cl.labels, cl.groups)
+        if "box as rect" not in name:
+            drawn[name] = (np.concatenate([within, across]), diff, auc(np.concatenate([within, across]), diff))
+        row = {"photos_auc": auc(Dp[pi[:, 0], pi[:, 1]][ps], Dp[pi[:, 0], pi[:, 1]][~ps]),
+               "photos_1nn": one_nn(Dp, ph.labels),
+               "clips_auc": auc(np.concatenate([within, across]), diff), "clips_1nn": one_nn(Dc, cl.labels),
+               "same_within": pct(within, [50, 95, 100]), "same_across": pct(across, [50, 100]),
+               "different": pct(diff, [0, 1, 5, 50])}
+        out["representations"][name] = row
+        print(f"| {name} | {row['photos_auc']:.3f} | {row['photos_1nn']:.3f} | {row['clips_auc']:.4f} | "
+              f"{row['clips_1nn']:.3f} | {'/'.join(map(str, row['same_within']))} | "
+              f"{'/'.join(map(str, row['same_across']))} | {'/'.join(map(str, row['different']))} |", flush=True)
+
+    return drawn
+
+
+def plot_distances(drawn: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path) -> None:
+    """One panel per representation: how far apart the clips' faces of one person are, and
+    faces of different people (each panel on its own distance scale)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(drawn), figsize=(4.2 * len(drawn), 3.2), squeeze=False)
+    for ax, (name, (same, diff, a)) in zip(axes[0], drawn.items()):
+        bins = np.linspace(0, max(np.percentile(diff, 99.5), same.max()), 60)
+        ax.hist(diff, bins, density=True, alpha=0.55, color="#c44e52", label="different people")
+        ax.hist(same, bins, density=True, alpha=0.55, color="#4c72b0", label="same person")
+        ax.set_title(f"{name}\nverification AUC {a:.3f}", fontsize=9)
+        ax.set_xlabel("distance", fontsize=8)
+        ax.set_yticks([])
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("faces of the held-out clips: how far apart", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=10, help="frames per clip, spread over it")
@@ -322,6 +374,9 @@ def main(argv=None) -> int:
                     help="face sizes for the size sweep (shorter box side, px)")
     ap.add_argument("--checkpoint", type=Path, default=checkpoint.default_path())
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--baseline", type=Path, help="another checkpoint whose alpha is measured beside the shipped one's")
+    ap.add_argument("--baseline-name", default="baseline", help="what to call the baseline in tables and plots")
+    ap.add_argument("--plot", type=Path, help="draw same- and different-person distances on the clips here (PNG)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -360,26 +415,15 @@ def main(argv=None) -> int:
         out.setdefault("eye_error", {})[name] = pct(err, [50, 90, 99])
     e_ph, e_cl, _ = reps["dlib embedding, shipped rect"]
     reps["alpha (99-D), cosine"] = (alpha_ph, alpha_cl, cosine)
+    if args.baseline is not None:
+        base = Regressor.load(str(args.baseline), device="cpu")
+        reps[f"alpha (99-D), {args.baseline_name}, cosine"] = (regress(base, ph)[0], regress(base, cl)[0], cosine)
     print("\nalignment: predictor eye centres vs RetinaFace's, error / inter-ocular (median, p90, p99): " +
           "; ".join(f"{k} {v}" for k, v in out["eye_error"].items()))
 
-    print("\n| representation | photos AUC | photos 1-NN | clips AUC | clips 1-NN | same within clip p50/p95/max "
-          "| same across clips p50/max | different min/p1/p5/p50 |")
-    print("|---|---|---|---|---|---|---|---|")
-    out["representations"] = {}
-    for name, (a_ph, a_cl, dist) in reps.items():
-        Dp = dist(a_ph, a_ph)
-        Dc = dist(a_cl, a_cl)
-        within, across, diff, _ = pair_split(Dc, cl.labels, cl.groups)
-        row = {"photos_auc": auc(Dp[pi[:, 0], pi[:, 1]][ps], Dp[pi[:, 0], pi[:, 1]][~ps]),
-               "photos_1nn": one_nn(Dp, ph.labels),
-               "clips_auc": auc(np.concatenate([within, across]), diff), "clips_1nn": one_nn(Dc, cl.labels),
-               "same_within": pct(within, [50, 95, 100]), "same_across": pct(across, [50, 100]),
-               "different": pct(diff, [0, 1, 5, 50])}
-        out["representations"][name] = row
-        print(f"| {name} | {row['photos_auc']:.3f} | {row['photos_1nn']:.3f} | {row['clips_auc']:.4f} | "
-              f"{row['clips_1nn']:.3f} | {'/'.join(map(str, row['same_within']))} | "
-              f"{'/'.join(map(str, row['same_across']))} | {'/'.join(map(str, row['different']))} |", flush=True)
+    drawn = representation_table(reps, ph, cl, pi, ps, out)
+    if args.plot is not None:
+        plot_distances(drawn, args.plot)
 
     # --- the shipped embedding: photos, closest people, yaw, thresholds, size
     model = FaceIdentity(rule)
