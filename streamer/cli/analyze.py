@@ -46,8 +46,9 @@ def analyze_command(args) -> int:
     if summary["faces"] == 0:
         raise UserError(f"no face found in {args.video} ({summary['frames']} frames analysed); "
                         f"summary: {where}", 7)
-    persons = f" of {summary['persons']} persons" if summary.get("persons") else ""
-    print(f"{summary['frames']} frames, {summary['faces']} faces in {summary['tracks']} tracks{persons} "
+    persons = f" of {_count(summary['persons'], 'person')}" if summary.get("persons") else ""
+    print(f"{_count(summary['frames'], 'frame')}, {_count(summary['faces'], 'face')} in "
+          f"{_count(summary['tracks'], 'track')}{persons} "
           f"at {summary['fps']:.1f} frames/s -> {summary['out']} (summary: {where})")
     if "annotated" in summary:
         print(f"annotated video: {summary['annotated']}")
@@ -77,3 +78,8 @@ def report_command(args) -> int:
 
     print(write_report(out))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 track``, ``2 tracks``: the summary line reads as a sentence."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

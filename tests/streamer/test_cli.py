@@ -135,7 +135,7 @@ def test_analyze_end_to_end_with_annotation_then_report(tmp_path, face_video, ti
                         "--stream-id", "cli-cam", "--every", 2, "--annotate", out / "annotated.mp4")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    assert "20 frames, 20 faces in 1 tracks" in result.stdout
+    assert "20 frames, 20 faces in 1 track" in result.stdout and "1 tracks" not in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "ok" and (summary["frames"], summary["faces"]) == (20, 20)
     assert summary["annotated"] == str(out / "annotated.mp4") and (out / "annotated.mp4").stat().st_size > 0
