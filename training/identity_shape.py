@@ -1,5 +1,6 @@
 """Identity shape: refit the 99-D alpha head so that one person's faces agree and different
-people's differ (issue 25, "An α that means identity").
+people's differ, so that alpha can be compared between faces as users expect of an
+identity shape.
 
 Trained end to end with the rest of the network, alpha stayed "about the mean face": its
 only label is the exact shape of renders, and the renders' identities are few and
@@ -130,10 +131,6 @@ def teacher(cache: Path = TEACHER_CACHE, jobs: int = 2) -> dict:
 
 # ----------------------------------------------------------------------------- features
 
-def _maps(model: FaceRegressor, x: torch.Tensor) -> torch.Tensor:
-    return torch.flatten(torch.nn.functional.adaptive_avg_pool2d(model.trunk(model.stem(x)), 2), 1)
-
-
 @torch.no_grad()
 def aflw_features(model: FaceRegressor, meta: dict, table: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """2×2-pooled trunk features of each AFLW face's crop and of its mirror image."""
@@ -146,8 +143,8 @@ def aflw_features(model: FaceRegressor, meta: dict, table: dict) -> tuple[torch.
         crops = np.stack([crop_faces(canvas(rows["image"][i]), box[None], rule)[0][0]
                           for i, box in zip(table["index"][k:k + 256], table["box"][k:k + 256])])
         x = to_tensor(crops, rule)
-        f0.append(_maps(model, x))
-        f1.append(_maps(model, x.flip(3)))
+        f0.append(model.cells(x))
+        f1.append(model.cells(x.flip(3)))
     return torch.cat(f0), torch.cat(f1)
 
 
@@ -169,7 +166,7 @@ def render_features(model: FaceRegressor, meta: dict, pattern: str) -> tuple[tor
     for i in range(0, len(data["crop"]), 128):
         idx = np.arange(i, min(i + 128, len(data["crop"])))
         x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False)
-        feats.append(_maps(model, x))
+        feats.append(model.cells(x))
         alpha.append(lab["shape"].float())
     return torch.cat(feats), torch.cat(alpha)
 

@@ -155,17 +155,27 @@ class FaceRegressor(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's globally pooled features, (N, features): what every head reads."""
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.trunk(self.stem(x)), 1), 1)
+        return _pool(self.trunk(self.stem(x)), 1)
+
+    def cells(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's features pooled to 2×2 cells, (N, 4·features): what an identity-shape
+        head (``ShapeInput.TRUNK_2X2``) reads."""
+        return _pool(self.trunk(self.stem(x)), 2)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each head's output, and the ``embedding`` they all read (for probes such as
         workers.presence that are fitted on a trained network)."""
         maps = self.trunk(self.stem(x))
-        f = self.embed(torch.flatten(nn.functional.adaptive_avg_pool2d(maps, 1), 1))
+        f = self.embed(_pool(maps, 1))
         out = {"embedding": f, **{k: h(f) for k, h in self.heads.items()}}
         if self.shape_input is ShapeInput.TRUNK_2X2:
-            out["shape"] = self.shape_head(torch.flatten(nn.functional.adaptive_avg_pool2d(maps, 2), 1))
+            out["shape"] = self.shape_head(_pool(maps, 2))
         return out
+
+
+def _pool(maps: torch.Tensor, cells: int) -> torch.Tensor:
+    """Feature maps averaged over ``cells`` × ``cells`` cells and flattened, (N, C·cells²)."""
+    return torch.flatten(nn.functional.adaptive_avg_pool2d(maps, cells), 1)
 
 
 def init_from_3ddfa(model: FaceRegressor, source: Path | str | None = None) -> FaceRegressor:
