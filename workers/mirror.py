@@ -23,6 +23,13 @@ Mirroring about the crop's vertical centre line maps:
 
 Identity alpha has no mirror map in coefficients; the original view's is kept, as is its
 ``embedding`` (what the presence probe reads), so a probe fitted without averaging holds.
+
+Two views that disagree on the rotation by more than ``BLEND_LIMIT_DEG`` are not averaged:
+a turned, small or blurred face is sometimes read as its mirror image in one of them
+(yaw -50° in one, +50° in the other), and their average (yaw near 0°, with landmarks
+between the two) is a face neither view saw. Such a crop keeps its original view's
+reading, the one a live camera's one-view reading gives, and the smoother's outlier gate
+(streamer.pipeline.outliers) deals with it over time.
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ import torch
 from torch import nn
 
 from workers import face_model
+
+BLEND_LIMIT_DEG = 45.0
 
 # iBUG-68 mirror permutation (subject's right <-> left)
 MIRROR68 = np.array(
@@ -82,6 +91,15 @@ def _columns(d6: torch.Tensor) -> torch.Tensor:
     return torch.cat([b1, b2], -1)
 
 
+def rotation_gap_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Geodesic angle (degrees) between rotations given by their first two orthonormal
+    columns (N, 6): trace(Ra^T Rb) from the three columns, the third c1 x c2."""
+    a3 = torch.linalg.cross(a[:, 0:3], a[:, 3:6], dim=-1)
+    b3 = torch.linalg.cross(b[:, 0:3], b[:, 3:6], dim=-1)
+    trace = (a[:, 0:3] * b[:, 0:3]).sum(-1) + (a[:, 3:6] * b[:, 3:6]).sum(-1) + (a3 * b3).sum(-1)
+    return torch.rad2deg(torch.arccos(((trace - 1) / 2).clamp(-1.0, 1.0)))
+
+
 class MirrorAveraged(nn.Module):
     """Wraps a network: the crops and their mirror images in one pass, readings averaged.
 
@@ -117,15 +135,17 @@ class MirrorAveraged(nn.Module):
         a = {k: out[k][rows] for k in keys}
         b = {k: both[k][n:] for k in keys}
         m = len(rows)
-        a["rot6d"] = (_columns(a["rot6d"]) + _columns(b["rot6d"]) * self.rot_signs) / 2
+        rot_a, rot_b = _columns(a["rot6d"]), _columns(b["rot6d"]) * self.rot_signs
+        a["rot6d"] = (rot_a + rot_b) / 2
         a["expression"] = (a["expression"] + b["expression"] @ self.eta_mirror_t.to(b["expression"].dtype)) / 2
         trans = b["trans"].clone()
         trans[:, 0] = -trans[:, 0]
         a["trans"] = (a["trans"] + trans) / 2
         lm = b["landmarks"].reshape(m, 68, 2)[:, self.lm_perm]
         a["landmarks"] = (a["landmarks"] + torch.stack([-lm[..., 0], lm[..., 1]], -1).reshape(m, -1)) / 2
+        blend = rotation_gap_deg(rot_a.float(), rot_b.float()) <= BLEND_LIMIT_DEG   # else: the original view
         for key in keys:
-            out[key][rows] = a[key].to(out[key].dtype)
+            out[key][rows[blend]] = a[key][blend].to(out[key].dtype)
         return out
 
     def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -37,11 +37,16 @@ class RecordBuilder:
 
     ``blendshapes`` reads a smoothed eta as the 53 named blendshapes (the face model's
     map); it is injected so that the builder does not load the face model itself.
+    ``presence_threshold`` (the checkpoint's probe, None without one): a followed crop
+    whose presence is below it is a doubted reading, which the smoothers do not follow
+    (:mod:`streamer.pipeline.outliers`).
     """
 
     def __init__(self, stream_id: str, model_version: str, smoothers: SmootherBank,
-                 blendshapes: Callable[[np.ndarray], np.ndarray], emotion: EmotionConfig | None = None):
+                 blendshapes: Callable[[np.ndarray], np.ndarray], emotion: EmotionConfig | None = None,
+                 presence_threshold: float | None = None):
         self.stream_id = stream_id
+        self._presence_threshold = presence_threshold
         self.model_version = model_version
         self._smoothers = smoothers
         self._blendshapes = blendshapes
@@ -70,10 +75,17 @@ class RecordBuilder:
         self._smoothers.drop(track_id)
         self._held.pop(track_id, None)
 
+    def _trusted(self, track: Track, presence: float) -> bool:
+        """Whether the crop framed the face: the detector placed it, or the probe does not
+        doubt it (a NaN presence, no probe, is not a doubt)."""
+        t = self._presence_threshold
+        return track.source == BoxSource.DETECTOR or t is None or not presence < t
+
     def _record(self, frame: FrameWork, track: Track, pred: Prediction, i: int,
                 raw_pose: np.ndarray, now: float, persons: PersonBook | None) -> FaceRecord:
-        s = self._smoothers.update(track.track_id, frame.pts, pred.expression[i],
-                                   pred.quaternion[i], raw_pose[3:], pred.shape[i], pred.emotion_probs[i])
+        s = self._smoothers.update(track.track_id, frame.pts, pred.expression[i], pred.quaternion[i],
+                                   raw_pose[3:], pred.shape[i], pred.emotion_probs[i],
+                                   trusted=self._trusted(track, float(pred.presence[i])))
         assert s.emotion_probs is not None   # the probabilities were given
         euler = euler_from_matrix(matrix_from_quaternion(s.quaternion))
         side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))

@@ -10,12 +10,13 @@ sampled frames (gaps) are handled by the maths instead of by assuming a frame ra
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from streamer.config import SmoothingConfig
+from streamer.pipeline.outliers import AcceptAll, Gate, OutlierGate, Verdict
 
 
 def _alpha(cutoff: ArrayLike, dt: float) -> np.ndarray | float:
@@ -137,6 +138,11 @@ class RotationFilter:
         self._t = float(t)
         return self._out()
 
+    @property
+    def state(self) -> tuple[np.ndarray | None, float]:
+        """The smoothed rotation (None before the first sample) and the pts it moved at."""
+        return self._q, self._t
+
     def _out(self) -> np.ndarray:
         assert self._q is not None  # called after the first sample
         return self._q.copy() if self._q[0] >= 0 else -self._q
@@ -187,21 +193,40 @@ class TrackSmoother:
     Identity does not change within a track, so shape is the running mean of every
     sample the track has seen: its noise keeps shrinking instead of settling at a
     filter's floor.
+
+    ``gate`` (:mod:`streamer.pipeline.outliers`) decides which readings are followed: one
+    it holds out (a mirror-flipped pose) changes none of the smoothed values, not even the
+    shape's mean, since the whole reading came from a crop the network misread; on its
+    first trusted reading after doubted ones the smoothing starts again from that reading.
     """
 
-    def __init__(self, cfg: SmoothingConfig | None = None) -> None:
-        cfg = self._cfg = cfg or SmoothingConfig()
+    def __init__(self, cfg: SmoothingConfig | None = None, gate: Gate | None = None) -> None:
+        self._cfg = cfg or SmoothingConfig()
+        self.gate: Gate = gate or AcceptAll()
+        self._start()
+
+    def _start(self) -> None:
+        """Filters with nothing seen."""
+        cfg = self._cfg
         self._expression = OneEuroFilter(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
         self._rotation = RotationFilter(cfg.rotation_min_cutoff, cfg.rotation_beta, cfg.d_cutoff)
         self._translation: OneEuroFilter | None = None  # its unit is the first scale seen
         self._shape: np.ndarray | None = None
         self._shape_n = 0
         self._emotion = ProbabilityFilter(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
+        self._last: Smoothed | None = None
 
     def update(self, t: float, expression: ArrayLike, quaternion: ArrayLike, translation: ArrayLike,
-               shape: ArrayLike, emotion_probs: ArrayLike | None = None) -> Smoothed:
+               shape: ArrayLike, emotion_probs: ArrayLike | None = None, trusted: bool = True) -> Smoothed:
         """Feed one frame's raw values at pts ``t`` (seconds); returns the smoothed ones
-        (``emotion_probs`` only when given)."""
+        (``emotion_probs`` only when given). ``trusted``: the crop framed the face (see
+        :mod:`streamer.pipeline.outliers`)."""
+        q = np.asarray(quaternion, dtype=np.float64)
+        verdict = self.gate.check(float(t), q, trusted, *self._rotation.state)
+        if verdict is Verdict.HOLD and self._last is not None:
+            return replace(self._last, emotion_probs=None if emotion_probs is None else self._last.emotion_probs)
+        if verdict is Verdict.RESTART:
+            self._start()
         if self._translation is None:
             c = self._cfg
             unit = abs(float(np.asarray(translation)[2])) or 1.0
@@ -212,13 +237,22 @@ class TrackSmoother:
             self._shape = sample
         else:
             self._shape += (sample - self._shape) / self._shape_n
-        return Smoothed(
+        self._last = Smoothed(
             expression=self._expression(t, expression),
-            quaternion=self._rotation(t, quaternion),
+            quaternion=self._rotation(t, q),
             translation=self._translation(t, translation),
             shape=self._shape.copy(),
             emotion_probs=None if emotion_probs is None else self._emotion(t, emotion_probs),
         )
+        return self._last
+
+
+def gate_for(cfg: SmoothingConfig) -> Gate:
+    """The outlier gate the config asks for (:class:`AcceptAll` when it asks for none)."""
+    jump = cfg.rotation_jump_deg or None
+    if jump is None and not cfg.hold_doubted:
+        return AcceptAll()
+    return OutlierGate(jump, cfg.rotation_max_speed_deg_s, cfg.outlier_confirm, cfg.hold_doubted)
 
 
 class SmootherBank:
@@ -233,11 +267,12 @@ class SmootherBank:
         self._smoothers: dict[int, TrackSmoother] = {}
 
     def update(self, track_id: int, t: float, expression: ArrayLike, quaternion: ArrayLike,
-               translation: ArrayLike, shape: ArrayLike, emotion_probs: ArrayLike | None = None) -> Smoothed:
+               translation: ArrayLike, shape: ArrayLike, emotion_probs: ArrayLike | None = None,
+               trusted: bool = True) -> Smoothed:
         smoother = self._smoothers.get(track_id)
         if smoother is None:
-            smoother = self._smoothers[track_id] = TrackSmoother(self.cfg)
-        return smoother.update(t, expression, quaternion, translation, shape, emotion_probs)
+            smoother = self._smoothers[track_id] = TrackSmoother(self.cfg, gate_for(self.cfg))
+        return smoother.update(t, expression, quaternion, translation, shape, emotion_probs, trusted)
 
     def drop(self, track_id: int) -> None:
         self._smoothers.pop(track_id, None)

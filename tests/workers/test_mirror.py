@@ -5,6 +5,7 @@ blendshapes' left/right swap."""
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from workers import checkpoint, face_model
@@ -93,3 +94,33 @@ def test_some_crops_averaged_others_one_view_and_chunks_change_nothing():
         np.testing.assert_allclose(some[key][~mask].numpy(), one[key][~mask].numpy(), atol=1e-5, err_msg=key)
         np.testing.assert_allclose(chunked[key].numpy(), some[key].numpy(), atol=1e-5, err_msg=key)
     np.testing.assert_allclose(some["shape"].numpy(), one["shape"].numpy(), atol=1e-5)  # alpha: the crop's own
+
+
+class _YawFromCorner(torch.nn.Module):
+    """Reads yaw 50° times the crop's top-left value: a crop and its mirror image can be
+    made to agree or to read opposite ways."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        from workers.pose import matrix_from_euler
+        n = len(x)
+        rot = torch.stack([torch.from_numpy(matrix_from_euler(50.0 * float(v), 0.0, 0.0)).float()
+                           for v in x[:, 0, 0, 0]])
+        return {"rot6d": torch.cat([rot[:, :, 0], rot[:, :, 1]], -1), "expression": torch.zeros(n, 29),
+                "trans": torch.zeros(n, 3), "landmarks": torch.zeros(n, 136)}
+
+
+def test_two_views_that_read_opposite_ways_are_not_blended():
+    from workers.mirror import rotation_gap_deg
+    from workers.pose import euler_from_matrix, matrix_from_6d
+    x = torch.zeros(2, 3, 8, 8)
+    x[:, 0, 0, 0] = 1.0          # the crop reads yaw +50
+    x[0, 0, 0, -1] = -1.0        # crop 0's mirror image reads -50: +50 brought back, they agree
+    x[1, 0, 0, -1] = 1.0         # crop 1's reads +50: -50 brought back, its mirror reading
+    with torch.inference_mode():
+        out = MirrorAveraged(_YawFromCorner())(x)
+    yaws = [euler_from_matrix(matrix_from_6d(r).numpy())[0] for r in out["rot6d"]]
+    assert yaws[0] == pytest.approx(50.0, abs=1e-3)
+    assert yaws[1] == pytest.approx(50.0, abs=1e-3)    # the original view, not their blend (0)
+    a = torch.tensor([[1.0, 0, 0, 0, 1, 0]])
+    b = torch.tensor([[0.0, 1, 0, -1, 0, 0]])          # 90 degrees about z
+    assert float(rotation_gap_deg(a, b)[0]) == pytest.approx(90.0, abs=1e-3)

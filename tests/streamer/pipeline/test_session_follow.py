@@ -80,3 +80,19 @@ def test_a_face_that_leaves_ends_its_track_within_a_few_frames(shipped_replicas,
     # the detector ran because presence fell, not only on its schedule
     detected = [r.frame_index for r in tracked if r.box_source == "detector"]
     assert set(detected) - {0, 10, 20, 30, 40}, detected
+
+
+def test_a_crop_that_lost_its_face_does_not_move_the_published_values(shipped_replicas, tmp_path):
+    # the face walks out: the last followed crops frame background, which the probe doubts
+    # (presence below its threshold); their readings are published raw, and the smoothed
+    # values stay where the last trusted reading left them
+    threshold = 0.5
+    tracked = analyse(leaving_clip(tmp_path / "leaving.mp4"), 10, shipped_replicas, tmp_path / "tracked")
+    doubted = [k for k, r in enumerate(tracked)
+               if k > 0 and r.box_source == "tracking" and r.presence < threshold]
+    assert doubted, [round(r.presence, 2) for r in tracked]
+    for k in doubted:
+        before, r = tracked[k - 1], tracked[k]
+        for field in ("pose", "quaternion", "expression", "shape", "emotion_probs"):
+            np.testing.assert_array_equal(getattr(r, field), getattr(before, field), err_msg=f"{field} at {k}")
+        assert not np.array_equal(r.pose_raw, before.pose_raw)
