@@ -19,13 +19,16 @@ as distance functions (:mod:`streamer.tracking.association`).
 
 Between detector runs (track-driven detection, :mod:`streamer.tracking.follow`) :meth:`Tracker.follow`
 moves the followed tracks on with boxes placed from the regressor's landmarks. Those come
-back a few frames late (the models run asynchronously): a box measured at frame f - k is
-moved on by the track's velocity over k frames before it updates the filter, and each
-is used once. A track the detector did not see at its last run is not followed (it is
-lost, and waits for the detector as before), unless that run could not have seen it (a
-small face outside the run's tile, :mod:`streamer.tracking.tiles`: ``sees`` of
-:meth:`Tracker.update`); one whose presence fell must be confirmed by the next detector
-run or it ends (``confirm`` of :meth:`Tracker.update`).
+back a few frames late (the models run asynchronously): a box measured at frame f - k
+updates the filter as of frame f - k (the filter kept its state at its newest
+measurement) and the result is predicted on over the k frames, and each is used once; a
+followed track the detector finds away from its box (taken back by appearance) learns
+its velocity anew from that displacement (``_Kalman.relearn``). A track the detector
+did not see at its last run is not followed (it is lost, and waits for the detector as
+before), unless that run could not have seen it (a small face outside the run's tile,
+:mod:`streamer.tracking.tiles`: ``sees`` of :meth:`Tracker.update`); one whose presence
+fell must be confirmed by the next detector run or it ends (``confirm`` of
+:meth:`Tracker.update`).
 """
 from __future__ import annotations
 
@@ -46,6 +49,11 @@ Embedder = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (image, boxes (N, 
 # and jitters more pixels than a small one.
 _STD_POS = 1.0 / 20.0
 _STD_VEL = 1.0 / 160.0
+# A new track's velocity is unknown: its spread, in box sides per frame. DeepSORT's 10 ×
+# _STD_VEL (1/16) took a face walking 0.4 of its box a frame (crowd_1080p: 40 px a frame)
+# for a 6-sigma outlier, so the filter learnt that speed over many measurements while the
+# followed crop slid off the face; this wide prior lets the first two measurements set it.
+_INIT_STD_VEL = 0.5
 
 
 @dataclass
@@ -90,8 +98,12 @@ class _Kalman:
         z = _to_xywh(box)
         self.x = np.concatenate([z, np.zeros(4)])
         s = self._size()
-        std = np.concatenate([2 * _STD_POS * s, 10 * _STD_VEL * s])
+        std = np.concatenate([2 * _STD_POS * s, _INIT_STD_VEL * s])
         self.P = np.diag(std**2)
+        # the state as of the newest measurement, and the frames predicted since then:
+        # a late measurement is applied there (see update)
+        self._measured = (self.x.copy(), self.P.copy())
+        self._since = 0
 
     def _size(self) -> np.ndarray:
         w, h = np.maximum(self.x[2:4], 1.0)
@@ -104,24 +116,67 @@ class _Kalman:
         Q = np.diag(np.concatenate([_STD_POS * s, _STD_VEL * s]) ** 2) * dt
         self.x = F @ self.x
         self.P = F @ self.P @ F.T + Q
+        self._since += dt
 
     def advanced(self, box: np.ndarray, ahead: int) -> np.ndarray:
         """``box``, seen ``ahead`` frames ago, moved on by the current velocity."""
         return _to_box(_to_xywh(box) + ahead * self.x[4:])
 
     def update(self, box: np.ndarray, ahead: int = 0) -> None:
-        """Measure ``box``; ``ahead``: it was seen that many frames ago, so it is first
-        moved on by the current velocity."""
+        """Measure ``box``, seen ``ahead`` frames ago.
+
+        A late box is applied where it was seen: the filter goes back to its state at its
+        newest measurement, is predicted to the frame of ``box``, measures it there, and is
+        predicted on by ``ahead`` frames. So the displacement between two measurements,
+        over the frames really between them, is what the velocity learns from. (Before,
+        the box was moved on by the velocity the filter had and measured as if seen now:
+        with a velocity still near zero, a face's displacement barely reached it, and a
+        face walking 40 px a frame slipped out of its crop between detector runs.)
+        ``ahead`` beyond the frames since the newest measurement (a box older than what
+        the filter has) is measured now, moved on by the velocity, as before."""
+        if 0 < ahead <= self._since:
+            self.x, self.P = self._measured[0].copy(), self._measured[1].copy()
+            since, self._since = self._since - ahead, 0
+            if since:
+                self.predict(since)
+            self._measure(_to_xywh(box))
+            self.predict(ahead)
+        else:
+            self._measure(_to_xywh(box) + ahead * self.x[4:])
+
+    def relearn(self, box: np.ndarray) -> None:
+        """Measure ``box`` with the velocity learnt anew from the newest measurement.
+
+        A followed face the detector finds away from where the filter put it (no box
+        overlap: :class:`Tracker` took it back by appearance) moved faster than the
+        filter knew, so its crops slid off the face and said nothing since. Reset to a
+        still box there, as before, the track would be followed standing still again and
+        lost again by the next run; instead the filter goes back to its newest
+        measurement, forgets its velocity (the wide prior of a new track) and measures
+        ``box`` over the frames really between them: the displacement sets the velocity."""
+        x, P = self._measured[0].copy(), self._measured[1].copy()
+        P[4:, :] = P[:, 4:] = 0.0
+        P[4:, 4:] = np.diag((_INIT_STD_VEL * self._size()) ** 2)
+        x[4:] = 0.0
+        self.x, self.P = x, P
+        since, self._since = self._since, 0
+        if since:
+            self.predict(since)
+        self._measure(_to_xywh(box))
+
+    def _measure(self, z: np.ndarray) -> None:
         R = np.diag((_STD_POS * self._size()) ** 2)
         S = self.P[:4, :4] + R
         K = np.linalg.solve(S, self.P[:4, :]).T     # P Hᵀ S⁻¹ with H = [I 0]
-        z = _to_xywh(box) + ahead * self.x[4:]
         self.x = self.x + K @ (z - self.x[:4])
         self.P = self.P - K @ self.P[:4, :]
+        self._measured = (self.x.copy(), self.P.copy())
+        self._since = 0
 
     def hold_size(self) -> None:
         """Stop size drift while the face is unseen (ByteTrack zeroes it likewise)."""
         self.x[6:8] = 0.0
+        self._measured[0][6:8] = 0.0
 
     def box(self) -> np.ndarray:
         return _to_box(self.x[:4])
@@ -241,9 +296,10 @@ class Tracker:
                 box, ahead = np.asarray(measured[1], np.float64), frame_index - measured[0]
                 if _close(t.kf.advanced(box, ahead), t.kf.box(), self.cfg.follow_deadband):
                     # where the filter has it already, within the regressor's own wobble:
-                    # measure the filter's box (no innovation), so a still face keeps a
-                    # still crop instead of walking with its landmarks from crop to crop
-                    box, ahead = t.kf.box(), 0
+                    # measure the filter's own box of that frame (no innovation), so a
+                    # still face keeps a still crop instead of walking with its landmarks
+                    # from crop to crop
+                    box = t.kf.advanced(t.kf.box(), -ahead)
                 t.kf.update(box, ahead=ahead)
                 t.measured = measured[0]
             t.last_seen = frame_index
@@ -300,8 +356,11 @@ class Tracker:
 
         for t, d in pairs + pairs2 + pairs3:
             t.kf.update(boxes[d])
-        for t, d in back:   # it is elsewhere: its motion so far says nothing of where next
-            t.kf = _Kalman(boxes[d])
+        for t, d in back:
+            if t.lost:   # it is elsewhere: its motion so far says nothing of where next
+                t.kf = _Kalman(boxes[d])
+            else:        # followed until now, but faster than its filter knew
+                t.kf.relearn(boxes[d])
         for t, d in pairs + pairs2 + back + pairs3:
             t.hits += 1
             t.last_seen = t.measured = frame_index

@@ -79,6 +79,53 @@ def test_follow_moves_tracks_with_late_measurements_each_used_once():
     np.testing.assert_allclose(a.box, box_at(100 + v * 25, 100), atol=3.5)   # not pulled to x=1000
 
 
+@pytest.mark.parametrize("v", [0.0, 40.0])
+def test_a_new_fast_face_is_caught_by_its_first_late_measurement_and_a_still_one_stays(v):
+    """A face walking 40 px a frame (crowd_1080p), 90 px wide, detected once at frame 0;
+    the regressor's boxes (true to 1 px) come back 3 frames late. Nothing is known of its
+    speed before the first of them (frame 1's, at frame 4), so frames 1-3 stay where it was
+    detected; from frame 4 on the box is on the face (before: 121 px behind at frame 4 and
+    58 px at frame 7, off its crop). A still face with the same wobble keeps a still box."""
+    tracker = Tracker(NO_CUTS)
+    tracker.update(box_at(200, 300, w=90.0)[None], [0.9], 0)
+    rng = np.random.default_rng(0)
+    for f in range(1, 20):
+        seen = {} if f < 4 else {1: (f - 3, box_at(200 + v * (f - 3) + rng.normal(0, 1), 300, w=90.0))}
+        (t,) = tracker.follow(f, seen)
+        cx = (t.box[0] + t.box[2]) / 2
+        if v == 0:
+            assert cx == pytest.approx(200, abs=0.5)
+        elif f < 4:
+            assert cx == pytest.approx(200)
+        else:
+            assert cx == pytest.approx(200 + v * f, abs=9.0)   # a tenth of the side
+
+
+def test_a_followed_face_the_detector_finds_away_from_its_box_moves_on_at_that_speed():
+    """Followed without a usable measurement (its crops slid off), a face 40 px a frame is
+    found 160 px on at the next detector run, with no box overlap: taken back by
+    appearance, its velocity comes from that displacement and it is followed on with it
+    (before: reset standing still, 40 px behind a frame, off its crop again by the third)."""
+    alike = lambda image, boxes: np.tile([1.0, 0.0], (len(boxes), 1))   # every face alike
+    image = np.zeros((8, 8, 3), np.uint8)
+    tracker = Tracker(TrackerConfig(cuts=False), embed=alike)
+    tracker.update(box_at(300, 300, w=90.0)[None], [0.9], 0, image=image)
+    for f in (1, 2, 3):
+        tracker.follow(f, {})
+    (t,) = tracker.update(box_at(460, 300, w=90.0)[None], [0.9], 4, image=image)
+    assert (t.track_id, t.source) == (1, "detector")
+    for f in range(5, 10):
+        (t,) = tracker.follow(f, {})
+        assert (t.box[0] + t.box[2]) / 2 == pytest.approx(300 + 40 * f, abs=4.5)
+    # lost instead (the detector missed it at a run): taken back standing still, as before
+    tracker = Tracker(TrackerConfig(cuts=False), embed=alike)
+    tracker.update(box_at(300, 300, w=90.0)[None], [0.9], 0, image=image)
+    tracker.update(np.zeros((0, 4)), [], 1, image=image)
+    tracker.update(box_at(460, 300, w=90.0)[None], [0.9], 4, image=image)
+    (t,) = tracker.follow(5, {})
+    assert (t.box[0] + t.box[2]) / 2 == pytest.approx(460)
+
+
 def test_a_track_the_detector_missed_is_not_followed_and_a_doubted_one_ends():
     tracker = Tracker(NO_CUTS)
     tracker.update(np.stack([box_at(100, 100), box_at(400, 100)]), [0.9, 0.9], 0)
