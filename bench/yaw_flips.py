@@ -13,8 +13,8 @@ Printed per clip: pairs of consecutive readings, raw flips, published flips with
 without the gate, readings held out, and how far the published yaw moved (mean and
 largest |Δ| between gate and no gate, degrees; 0 on a clip with nothing held).
 
-    .venv/bin/python bench/yaw_flips.py [CLIP ...]   (default: the multi-face real clips
-                                                      and three talking heads)
+    .venv/bin/python bench/yaw_flips.py [--keep DIR] [CLIP ...]   (default: the multi-face
+                                                      real clips and three talking heads)
 """
 from __future__ import annotations
 
@@ -124,6 +124,7 @@ def measure(clip: Path, tmp: Path) -> ClipFlips:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("clips", nargs="*", help=f"videos (default: {', '.join(CLIPS)} under {REAL})")
+    ap.add_argument("--keep", type=Path, help="write analyze's outputs here (default: a temporary folder)")
     args = ap.parse_args()
     clips = [Path(c) for c in args.clips] or [REAL / c for c in CLIPS]
     print(machine())
@@ -132,7 +133,7 @@ def main() -> None:
     total = np.zeros(5, int)
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
-            c = measure(clip, Path(tmp))
+            c = measure(clip, args.keep or Path(tmp))
             total += (c.pairs, c.raw, c.published, c.ungated, c.held)
             print(f"{c.clip:28s} {c.tracks:6d} {c.pairs:6d} {c.raw:4d} {c.published:9d} {c.ungated:7d} "
                   f"{c.held:5d} {c.replay_error:7.3f} {c.moved_mean:7.2f}/{c.moved_max:6.1f}", flush=True)
