@@ -49,11 +49,10 @@ def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 class Gate(Protocol):
     held: int   # readings held out so far
 
-    def check(self, t: float, quaternion: np.ndarray, trusted: bool,
-              state: np.ndarray | None, state_t: float) -> Verdict:
+    def check(self, t: float, quaternion: np.ndarray, trusted: bool, state: np.ndarray | None) -> Verdict:
         """The verdict on a reading at pts ``t`` (``trusted``: its crop frames the face, as
         far as the probe or the detector can tell) given the smoothed rotation ``state``
-        (None before the first reading), which last moved at pts ``state_t``."""
+        (None before the first reading)."""
         ...
 
 
@@ -62,17 +61,21 @@ class AcceptAll:
 
     held = 0
 
-    def check(self, t: float, quaternion: np.ndarray, trusted: bool,
-              state: np.ndarray | None, state_t: float) -> Verdict:
+    def check(self, t: float, quaternion: np.ndarray, trusted: bool, state: np.ndarray | None) -> Verdict:
         return Verdict.ACCEPT
 
 
 class OutlierGate:
     """Holds out doubted readings (``hold_doubted``) and rotations further from the
     smoothed one than ``jump_deg`` (None: no such rule), or than ``max_speed_deg_s``
-    allows over the time since the smoothed rotation last moved, whichever is larger
-    (sparse readings, ``--every 10`` or a stalled camera, may change more). ``confirm``
-    jumps in a row, each within ``jump_deg`` of the one before, are filtered in."""
+    allows over the time since the reading before, whichever is larger (sparse readings,
+    ``--every 10`` or a stalled camera, may change more). ``confirm`` jumps in a row, each
+    within ``jump_deg`` of the one before, are filtered in.
+
+    The allowance counts from the reading before, not from when the smoothed rotation last
+    moved: readings held out meanwhile (a crop that had lost the face) are no evidence
+    that the head turned, and counting their time would let a flip through after them
+    (ten doubted frames at 25 frames/s would allow 240°)."""
 
     def __init__(self, jump_deg: float | None = 45.0, max_speed_deg_s: float = 600.0, confirm: int = 3,
                  hold_doubted: bool = True) -> None:
@@ -84,10 +87,11 @@ class OutlierGate:
         self.hold_doubted = hold_doubted
         self._trusted_seen = False
         self._pending: list[np.ndarray] = []   # the jumps in a row so far
+        self._last_t: float | None = None      # pts of the reading before
         self.held = 0
 
-    def check(self, t: float, quaternion: np.ndarray, trusted: bool,
-              state: np.ndarray | None, state_t: float) -> Verdict:
+    def check(self, t: float, quaternion: np.ndarray, trusted: bool, state: np.ndarray | None) -> Verdict:
+        before, self._last_t = self._last_t, t
         if self.hold_doubted:
             if not trusted:
                 if not self._trusted_seen:
@@ -97,9 +101,9 @@ class OutlierGate:
             if not self._trusted_seen:
                 self._trusted_seen = True
                 return Verdict.ACCEPT if state is None else Verdict.RESTART
-        if state is None or self.jump_deg is None:
+        if state is None or before is None or self.jump_deg is None:
             return Verdict.ACCEPT
-        allowed = max(self.jump_deg, self.max_speed_deg_s * max(0.0, t - state_t))
+        allowed = max(self.jump_deg, self.max_speed_deg_s * max(0.0, t - before))
         if rotation_angle_deg(state, quaternion) <= allowed:
             self._pending.clear()
             return Verdict.ACCEPT

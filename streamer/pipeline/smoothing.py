@@ -139,9 +139,9 @@ class RotationFilter:
         return self._out()
 
     @property
-    def state(self) -> tuple[np.ndarray | None, float]:
-        """The smoothed rotation (None before the first sample) and the pts it moved at."""
-        return self._q, self._t
+    def state(self) -> np.ndarray | None:
+        """The smoothed rotation (None before the first sample)."""
+        return self._q
 
     def _out(self) -> np.ndarray:
         assert self._q is not None  # called after the first sample
@@ -222,7 +222,7 @@ class TrackSmoother:
         (``emotion_probs`` only when given). ``trusted``: the crop framed the face (see
         :mod:`streamer.pipeline.outliers`)."""
         q = np.asarray(quaternion, dtype=np.float64)
-        verdict = self.gate.check(float(t), q, trusted, *self._rotation.state)
+        verdict = self.gate.check(float(t), q, trusted, self._rotation.state)
         if verdict is Verdict.HOLD and self._last is not None:
             return replace(self._last, emotion_probs=None if emotion_probs is None else self._last.emotion_probs)
         if verdict is Verdict.RESTART:
