@@ -191,7 +191,7 @@ class SmoothingConfig:
     # Outliers (streamer/pipeline/outliers.py) change no smoothed value: with hold_doubted, the
     # reading of a followed crop the presence probe doubts (below its threshold); a reading
     # whose rotation is further than rotation_jump_deg from the smoothed one (0: no such
-    # rule), or than rotation_max_speed_deg_s allows since it last moved, unless
+    # rule), or than rotation_max_speed_deg_s allows since the reading before, unless
     # outlier_confirm in a row agree with each other: a mirror-flipped yaw is not motion.
     hold_doubted: bool = True
     rotation_jump_deg: float = checked(45.0, ge=0, le=180)
