@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from workers import face_model
+from workers.pose import matrix_from_6d
 
 BLEND_LIMIT_DEG = 45.0
 
@@ -92,11 +93,9 @@ def _columns(d6: torch.Tensor) -> torch.Tensor:
 
 
 def rotation_gap_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Geodesic angle (degrees) between rotations given by their first two orthonormal
-    columns (N, 6): trace(Ra^T Rb) from the three columns, the third c1 x c2."""
-    a3 = torch.linalg.cross(a[:, 0:3], a[:, 3:6], dim=-1)
-    b3 = torch.linalg.cross(b[:, 0:3], b[:, 3:6], dim=-1)
-    trace = (a[:, 0:3] * b[:, 0:3]).sum(-1) + (a[:, 3:6] * b[:, 3:6]).sum(-1) + (a3 * b3).sum(-1)
+    """Geodesic angle (degrees) between rotations given by their 6-D outputs (N, 6), from
+    trace(Ra^T Rb)."""
+    trace = (matrix_from_6d(a) * matrix_from_6d(b)).sum((-2, -1))
     return torch.rad2deg(torch.arccos(((trace - 1) / 2).clamp(-1.0, 1.0)))
 
 

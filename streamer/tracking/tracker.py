@@ -135,11 +135,8 @@ class _Kalman:
         ``ahead`` beyond the frames since the newest measurement (a box older than what
         the filter has) is measured now, moved on by the velocity, as before."""
         if 0 < ahead <= self._since:
-            self.x, self.P = self._measured[0].copy(), self._measured[1].copy()
-            since, self._since = self._since - ahead, 0
-            if since:
-                self.predict(since)
-            self._measure(_to_xywh(box))
+            x, P = self._measured
+            self._measure_after(x.copy(), P.copy(), self._since - ahead, _to_xywh(box))
             self.predict(ahead)
         else:
             self._measure(_to_xywh(box) + ahead * self.x[4:])
@@ -158,11 +155,14 @@ class _Kalman:
         P[4:, :] = P[:, 4:] = 0.0
         P[4:, 4:] = np.diag((_INIT_STD_VEL * self._size()) ** 2)
         x[4:] = 0.0
-        self.x, self.P = x, P
-        since, self._since = self._since, 0
-        if since:
-            self.predict(since)
-        self._measure(_to_xywh(box))
+        self._measure_after(x, P, self._since, _to_xywh(box))
+
+    def _measure_after(self, x: np.ndarray, P: np.ndarray, frames: int, z: np.ndarray) -> None:
+        """From state (``x``, ``P``), predict ``frames`` on and measure ``z`` there."""
+        self.x, self.P, self._since = x, P, 0
+        if frames:
+            self.predict(frames)
+        self._measure(z)
 
     def _measure(self, z: np.ndarray) -> None:
         R = np.diag((_STD_POS * self._size()) ** 2)
