@@ -61,7 +61,7 @@ freeze:
 
 # The whole recipe behind workers/weights (docs/training.md): teacher labels for video
 # frames and in-the-wild faces, renders, training, evaluation, then the emotion classifier
-# fitted on the new network's eta (docs/accuracy.md). About 4 hours on a 2-core
+# fitted on the new network's eta and the emotion branch beside it (docs/accuracy.md). About 4 hours on a 2-core
 # CPU (the training step uses a GPU when there is one); each step skips work already done.
 # A reproduction beside the shipped weights:
 #   make weights RUNS=runs/repro WEIGHTS=runs/repro/facestream-mb05 REPORT=runs/repro
@@ -105,6 +105,8 @@ weights: $(TRAIN)
 	    --synth 'data/synth/train-000[0-3].npz' --val 'data/synth/val-0000.npz'
 	$(PY) -m training.emotion --checkpoint $(WEIGHTS) --out $(REPORT)/emotion.json \
 	    --confusion $(REPORT)/img/emotion_confusion.png
+	$(PY) -m training.emotion_branch --run $(RUNS)/emotion-branch --checkpoint $(WEIGHTS) \
+	    --split 6 --epochs 12 --lr 1e-3 --export
 	$(PY) -m training.presence --checkpoint $(WEIGHTS) --out $(REPORT)/presence.json
 	$(VENV)/bin/facestream evaluate --checkpoint $(WEIGHTS) --teacher-on-renders --into-checkpoint \
 	    --out $(REPORT)/accuracy.json --plot lp_d11.mp4 $(REPORT)/img/heldout_lp_d11.png

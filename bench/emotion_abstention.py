@@ -42,13 +42,19 @@ from training.emotion_eval import abstention_curve  # noqa: E402
 from training.wild_data import FER  # noqa: E402
 from training.wild_labels import heldout  # noqa: E402
 from training.wild_teach import prior_box  # noqa: E402
-from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES, EmotionConfig, label  # noqa: E402
+from workers.emotion_labels import (  # noqa: E402
+    EMOTION_ABSTAIN,
+    EMOTION_CLASSES,
+    EmotionConfig,
+    EmotionSource,
+    label,
+)
 
 VIDEO = REPO.parent / "shared" / "data" / "real" / "video"
 MEASURES = ("probs", "face_px", "yaw", "pitch", "luminance", "contrast", "sharpness")
 # FER2013 made dark (gain) and blurred (Gaussian sigma, frame px) to see where labels fail
 DEGRADE = {"dark": (0.25, 0.12, 0.07, 0.04), "blur": (1.5, 2.5, 4.0)}
-CURVE = (0.0, 0.2, 0.25, 0.28, 0.3, 0.32, 0.34, 0.36, 0.38, 0.4, 0.5, 0.6, 0.7)
+CURVE = (0.0, 0.2, 0.25, 0.28, 0.3, 0.32, 0.34, 0.36, 0.37, 0.38, 0.4, 0.42, 0.44, 0.46, 0.5, 0.6, 0.7)
 
 
 def _faces(faces_list: list, poses_of) -> dict:
@@ -128,7 +134,7 @@ def measure_all(args, have: dict[str, dict]) -> dict[str, dict]:
     from workers.regressor import Regressor
 
     torch.set_num_threads(args.threads)
-    regressor = Regressor.load(args.checkpoint, "cpu")
+    regressor = Regressor.load(args.checkpoint, "cpu", EmotionSource(args.emotion))
     rule = CropRule.from_meta(regressor.meta)
     detector = FaceDetector(DetectorConfig(max_side=args.max_side), threads=args.threads)
     sources = dict(have)
@@ -178,6 +184,18 @@ def source_table(sources: dict[str, dict], rule: EmotionConfig) -> str:
         labelled = np.isin(lab, EMOTION_CLASSES).mean()
         rows.append(f"| {name} | {n} | " + " | ".join(cells) + f" | {labelled:.0%} | {said} |")
     return "\n".join(rows)
+
+
+def accuracy_line(fer: dict) -> str:
+    """FER2013 held out: top-1 with its standard error, macro-F1 and F1 per class."""
+    from training.evaluate_wild import macro_f1
+
+    pred, n = fer["probs"].argmax(1), len(fer["y"])
+    acc = float((pred == fer["y"]).mean())
+    f1, per = macro_f1(np.asarray(EMOTION_CLASSES)[fer["y"]], np.asarray(EMOTION_CLASSES)[pred])
+    classes = ", ".join(f"{c} {v:.2f}" for c, v in per.items())
+    se = np.sqrt(acc * (1 - acc) / n)
+    return f"FER2013 held out: top-1 {acc:.3f} ± {se:.3f} ({n} faces), macro-F1 {f1:.3f}; F1 {classes}"
 
 
 def removal_table(fer: dict, rule: EmotionConfig) -> str:
@@ -254,7 +272,7 @@ def plot(curve: list[dict], chosen: float, path: Path) -> None:
     acc = [r["accuracy"] for r in curve]
     ax.plot(cov, acc, "o-", ms=3)
     for r, c, a in zip(curve, cov, acc):
-        if r["min_prob"] in (0.0, 0.3, chosen, 0.4, 0.5, 0.7):
+        if r["min_prob"] in (0.0, 0.3, chosen, 0.5, 0.7):
             ax.annotate(f"{r['min_prob']:g}", (c, a), textcoords="offset points", xytext=(4, 4), fontsize=7,
                         fontweight="bold" if r["min_prob"] == chosen else "normal")
     ax.axvline(85, color="grey", lw=0.8, ls="--")
@@ -275,6 +293,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checkpoint", default=str(checkpoint.default_path()))
     ap.add_argument("--config", help="a ray_config.yaml whose emotion section to measure")
+    ap.add_argument("--emotion", choices=[e.value for e in EmotionSource], default=EmotionSource.BRANCH.value,
+                    help="what reads emotion (model.emotion): the shipped branch, or the classifier over eta")
     ap.add_argument("--degrade-every", type=int, default=4, help="degrade every k-th held-out FER2013 face")
     ap.add_argument("--coverage", type=float, default=0.85, help="the share of faces that must get a class")
     ap.add_argument("--cache", type=Path, help="per-face measurements: read if there, else written")
@@ -294,7 +314,8 @@ def main(argv=None) -> int:
     fer = sources["FER2013 held out"]
     degraded = {n: d for n, d in sources.items() if n.split(" ")[0] in DEGRADE}
     sources = {n: d for n, d in sources.items() if n not in degraded}
-    print(f"{machine()['cpu']}; thresholds: {rule}\n")
+    print(f"{machine()['cpu']}; emotion from {args.emotion}; thresholds: {rule}\n")
+    print(accuracy_line(fer) + "\n")
     print("Faces per source and the abstention each gets (labelled: a class)\n")
     print(source_table(sources, rule) + "\n")
     print(removal_table(fer, rule) + "\n")
@@ -315,7 +336,7 @@ def main(argv=None) -> int:
             print(name, *(f"{k} " + "/".join(f"{v:.2f}" for v in np.nanpercentile(d[k], (1, 5, 25, 50)))
                          for k in ("luminance", "contrast", "sharpness")))
     if args.plot:
-        plot(curve, chosen, args.plot)
+        plot(curve, rule.min_prob, args.plot)
     return 0
 
 

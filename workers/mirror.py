@@ -145,6 +145,8 @@ class MirrorAveraged(nn.Module):
         blend = rotation_gap_deg(rot_a.float(), rot_b.float()) <= BLEND_LIMIT_DEG   # else: the original view
         for key in keys:
             out[key][rows[blend]] = a[key][blend].to(out[key].dtype)
+        if "emotion" in out:   # an emotion branch's logits: a mirrored face shows the same emotion
+            out["emotion"][rows] = (out["emotion"][rows] + both["emotion"][n:]) / 2
         return out
 
     def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -114,6 +114,7 @@ class FaceRegressor(nn.Module):
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
         self.arch = arch
         self.shape_input = ShapeInput(shape_input)
+        self.emotion_branch: nn.Module | None = None
         self.stem: nn.Sequential
         self.trunk: nn.Sequential
         spec = ARCHS[arch]
@@ -162,12 +163,26 @@ class FaceRegressor(nn.Module):
         head (``ShapeInput.TRUNK_2X2``) reads."""
         return _pool(self.trunk(self.stem(x)), 2)
 
+    def attach_emotion_branch(self, branch: nn.Module | None) -> None:
+        """Run ``branch`` (workers.emotion_branch.EmotionBranch) on the trunk's features
+        after its ``split`` blocks: ``forward`` then also gives ``emotion`` logits. The
+        other outputs do not change (the branch only reads)."""
+        self.emotion_branch = branch
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each head's output, and the ``embedding`` they all read (for probes such as
-        workers.presence that are fitted on a trained network)."""
-        maps = self.trunk(self.stem(x))
+        workers.presence that are fitted on a trained network); ``emotion`` logits too
+        when an emotion branch is attached."""
+        maps = self.stem(x)
+        emotion = None
+        for i, block in enumerate(self.trunk):
+            if self.emotion_branch is not None and i == self.emotion_branch.split:
+                emotion = self.emotion_branch(maps)
+            maps = block(maps)
         f = self.embed(_pool(maps, 1))
         out = {"embedding": f, **{k: h(f) for k, h in self.heads.items()}}
+        if emotion is not None:
+            out["emotion"] = emotion
         if self.shape_input is ShapeInput.TRUNK_2X2:
             out["shape"] = self.shape_head(_pool(maps, 2))
         return out

@@ -28,8 +28,8 @@ class Prediction:
     scale: np.ndarray        # (N,) crop pixels per cm
     shape: np.ndarray        # (N, 99)
     landmarks: np.ndarray    # (N, 68, 2) crop pixels
-    # (N, 7) calibrated probabilities of workers.emotion.CLASSES, read from expression by
-    # the classifier shipped beside the checkpoint; NaN where there is none
+    # (N, 7) calibrated probabilities of workers.emotion.CLASSES, read by the emotion branch
+    # or the classifier over expression shipped beside the checkpoint; NaN where neither is
     # (None when constructed without them: __post_init__ fills in the NaN arrays)
     emotion_probs: np.ndarray = None  # type: ignore[assignment]
     # (N,) probability that each crop frames a face (workers.presence); NaN without a probe

@@ -16,6 +16,7 @@ import torch
 
 from workers import checkpoint, face_quality
 from workers.crops import CropRule
+from workers.emotion_labels import EmotionSource
 from workers.mirror import MirrorAveraged, for_inference
 from workers.pose import eulers_from_matrices, matrix_from_6d, quaternions_from_matrices
 from workers.prediction import Prediction  # defined torch-free, so that sessions need no torch
@@ -82,12 +83,19 @@ class Regressor:
         self.model = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @classmethod
-    def load(cls, path: str | None = None, device: str = "auto") -> "Regressor":
-        from workers import emotion, presence
+    def load(cls, path: str | None = None, device: str = "auto",
+             emotion_source: EmotionSource = EmotionSource.BRANCH) -> "Regressor":
+        """The checkpoint at ``path`` (the shipped one by default) with what ships beside
+        it; ``emotion_source`` says whether its emotion branch, when it has one, runs."""
+        from workers import emotion, emotion_branch, presence
 
         where = path or checkpoint.default_path()
         model, meta = checkpoint.load(where)
-        return cls(model, meta, device, emotion.load(where, required=False), presence.load(where))
+        branch = emotion_branch.load(where, model.trunk) if emotion_source is EmotionSource.BRANCH else None
+        model.attach_emotion_branch(branch)
+        # with a branch, the emotion comes from it; the classifier over eta is not needed
+        classifier = None if branch is not None else emotion.load(where, required=False)
+        return cls(model, meta, device, classifier, presence.load(where))
 
     @property
     def version(self) -> str:
@@ -112,7 +120,9 @@ class Regressor:
         else:
             out = self.model(*args)
         pred = decode(out, self.size)
-        if self.emotion is not None:     # a few small matrix products: no measurable cost
+        if "emotion" in out:             # the emotion branch's logits, calibrated as they come
+            pred.emotion_probs = torch.softmax(out["emotion"].float(), 1).cpu().numpy()
+        elif self.emotion is not None:   # a few small matrix products: no measurable cost
             pred.emotion_probs = self.emotion.probs(pred.expression)
         if self.presence is not None:    # one dot product per face
             pred.presence = self.presence.probs(out["embedding"].float().cpu().numpy())

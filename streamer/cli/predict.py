@@ -49,7 +49,7 @@ def predict_command(args) -> int:
 
     fm = face_model.load()
     ckpt, _ = check_checkpoint(cfg)
-    regressor = Regressor.load(str(ckpt), cfg.model.device)
+    regressor = Regressor.load(str(ckpt), cfg.model.device, cfg.model.emotion)
     rule = CropRule.from_meta(regressor.meta)
     detector = None
     if not args.no_detect:

@@ -37,6 +37,7 @@ from streamer.config import Config, DetectorConfig, MirrorAveraging, Priority
 from streamer.pipeline.batching import Batcher
 from streamer.pipeline.ray_errors import root_cause
 from workers.crops import CropRule
+from workers.emotion_labels import EmotionSource
 from workers.prediction import Detections, Prediction, slice_prediction
 
 # torch, onnxruntime and the networks are imported inside the replica classes, not here:
@@ -111,13 +112,14 @@ class RegressorReplica:
     """Expression / pose / shape regressor shared by all sessions (run as an async actor)."""
 
     def __init__(self, checkpoint_path: str, device: str, max_batch_size: int, max_wait_ms: float,
-                 priority: Priority = Priority.LIVE_FIRST, mirror_average: MirrorAveraging = MirrorAveraging.FILES):
+                 priority: Priority = Priority.LIVE_FIRST, mirror_average: MirrorAveraging = MirrorAveraging.FILES,
+                 emotion: EmotionSource = EmotionSource.BRANCH):
         import torch
 
         from workers.regressor import Regressor
 
         torch.set_num_threads(1)  # one replica, one core: the other cores decode and detect
-        self._regressor = Regressor.load(checkpoint_path, device)
+        self._regressor = Regressor.load(checkpoint_path, device, emotion)
         self._rule = CropRule.from_meta(self._regressor.meta)
         self._batching = (max_batch_size, max_wait_ms / 1000.0, priority)
         # model.mirror_average (files, always or never) and the checkpoint decide it per kind of stream
@@ -296,7 +298,8 @@ class Replicas:
             [detector.options(name=n, **common).remote(cfg.detector, m.max_wait_ms, m.priority)
              for n in names["detectors"]],
             [regressor.options(name=n, num_gpus=m.num_gpus_per_replica, **common).remote(
-                str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms, m.priority, m.mirror_average)
+                str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms, m.priority, m.mirror_average,
+                m.emotion)
              for n in names["regressors"]],
             names,
             [identity.options(name=n, **light).remote() for n in names["identities"]],

@@ -192,11 +192,23 @@ def test_predict_prints_one_json_line_per_face(tiny_checkpoint):
     assert 560 < faces[2]["box"][0] < 620
 
 
-def test_predict_json_with_the_shipped_weights_reads_emotion_from_eta():
-    """The default checkpoint and the classifier shipped beside it, on a face photo."""
+def test_predict_json_with_the_shipped_weights_reads_emotion_from_the_branch():
+    """The default checkpoint and its emotion branch, on a photo of a man smiling broadly."""
+    result = facestream("predict", REAL / "obama-720p.jpg", "--json")
+    assert result.returncode == 0, result.stderr
+    face = json.loads(result.stdout)
+    probs = face["emotion_probs"]
+    assert abs(sum(probs.values()) - 1) < 1e-4
+    assert face["emotion"] == "happy" and probs["happy"] > 0.8
+
+
+def test_predict_json_reads_emotion_from_eta_when_configured(tmp_path):
+    """``model.emotion: eta``: the classifier shipped beside the network reads the face's eta."""
     from workers import checkpoint, emotion
 
-    result = facestream("predict", REAL / "obama-720p.jpg", "--json")
+    cfg = tmp_path / "eta.yaml"
+    cfg.write_text("model:\n  emotion: eta\n")
+    result = facestream("predict", REAL / "obama-720p.jpg", "--json", "--config", cfg)
     assert result.returncode == 0, result.stderr
     face = json.loads(result.stdout)
     clf = emotion.load(checkpoint.default_path())
