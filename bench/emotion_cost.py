@@ -20,10 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import machine  # noqa: E402
-from workers import checkpoint  # noqa: E402
-from workers.emotion_labels import EmotionSource  # noqa: E402
-from workers.regressor import Regressor  # noqa: E402
+from bench.machine import machine
+from workers import checkpoint
+from workers.emotion_labels import EmotionSource
+from workers.regressor import Regressor
 
 
 def main(argv=None) -> None:
