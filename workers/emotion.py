@@ -1,5 +1,9 @@
 """Emotion from the 29 expression coefficients: a tiny classifier shipped beside the network.
 
+The default reader is the emotion branch (workers/emotion_branch.py), which reads more
+than eta and names more faces right; this classifier reads when ``model.emotion`` is
+``eta`` (no cost beyond the network) or when a network has no branch.
+
 It reads eta and nothing else. Pose, identity and framing are what the network factors out
 of eta, so a label read from eta alone is pose-invariant by construction (the seed's
 3D-aided expression recognition); the price is that it can only know what eta encodes.
