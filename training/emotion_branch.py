@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.emotion_fit import calibration_split
+from training.emotion_fit import calibration_split, fit_temperature
 from training.wild_data import FER
 from training.wild_labels import heldout
 from training.wild_teach import prior_box
@@ -112,13 +112,6 @@ def logits_of(shared: Shared, branch: EmotionBranch, images: torch.Tensor, rule:
     return torch.cat(out)
 
 
-def temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """The softmax temperature that minimises the negative log-likelihood (a grid, then fine)."""
-    grid = torch.linspace(0.5, 3.0, 251)
-    nll = torch.stack([nn.functional.cross_entropy(logits / t, y) for t in grid])
-    return float(grid[int(nll.argmin())])
-
-
 @dataclass
 class Faces:
     """FER2013's training split, its images and labels, and the three parts of it."""
@@ -184,7 +177,8 @@ def evaluate(shared: Shared, branch: EmotionBranch, faces: Faces, rule: CropRule
     """The temperature (calibration part, mirror-averaged as files are read) and top-1 on
     the held-out faces in both readings, with its standard error."""
     cal, held = (torch.from_numpy(np.flatnonzero(m)) for m in (faces.calib, faces.held))
-    report: dict = {"temperature": temperature(logits_of(shared, branch, faces.images[cal], rule, True), faces.y[cal])}
+    logits = logits_of(shared, branch, faces.images[cal], rule, True)
+    report: dict = {"temperature": fit_temperature(logits.numpy(), faces.y[cal].numpy())}
     for view, mirror in (("mirror_averaged", True), ("one_view", False)):
         acc = accuracy(logits_of(shared, branch, faces.images[held], rule, mirror), faces.y[held])
         report[view] = {"heldout_acc": acc, "heldout_se": math.sqrt(acc * (1 - acc) / len(held)), "faces": len(held)}

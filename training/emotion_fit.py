@@ -77,12 +77,16 @@ def nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
     return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]))
 
 
-def calibrate(clf: Classifier, X: np.ndarray, y: np.ndarray) -> float:
-    """Set and return the temperature minimising the (unweighted) negative log-likelihood
-    of labels ``y`` on faces ``X`` the classifier was not fitted on."""
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the (unweighted) negative log-likelihood of labels ``y``
+    under ``softmax(logits / T)``, on faces the logits' model was not fitted on."""
     from scipy.optimize import minimize_scalar
 
-    logits = clf.logits(X)
     res = minimize_scalar(lambda lt: nll(logits, y, float(np.exp(lt))), bounds=(-3.0, 3.0), method="bounded")
-    clf.temperature = float(np.exp(res.x))
+    return float(np.exp(res.x))
+
+
+def calibrate(clf: Classifier, X: np.ndarray, y: np.ndarray) -> float:
+    """Set and return the classifier's temperature (:func:`fit_temperature` on faces ``X``)."""
+    clf.temperature = fit_temperature(clf.logits(X), y)
     return clf.temperature
