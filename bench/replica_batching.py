@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/replica_batching.py [--arch resnet101] [--device auto|cpu|cuda]
                                                [--batches 1,2,4,8,16,32,64] [--callers 8,32]
-                                               [--compare CKPT|arch:NAME ...] [--json results.json]
+                                               [--runtime auto|onnxruntime|torch]
+                                               [--compare CKPT|arch:NAME|runtime:NAME ...] [--json results.json]
 
 Two measurements on the same real face crops (cut with the checkpoint's crop rule from the
 photos under ``../shared/data/real/``, or from ``samples/obama.mp4`` when they are absent):
@@ -40,6 +41,13 @@ the same load. Part 1 then measures the models round-robin within every round an
 size (the order reversed every other round), each on crops cut with its own crop rule,
 and prints each model's crops/s and its ratio to the first model per batch size. Part 2
 runs for each model in turn (not interleaved: its measurements are seconds long).
+
+**Runtimes.** On a CPU the regressor's network runs on ONNX Runtime (``model.runtime``
+auto; workers/onnx_network.py). ``--runtime`` picks the first model's; ``--compare
+runtime:torch`` adds the first checkpoint again under another runtime, so ONNX Runtime is
+judged against torch in one run::
+
+    .venv/bin/python bench/replica_batching.py --batches 1,4,32 --skip-replica --compare runtime:torch
 """
 from __future__ import annotations
 
@@ -58,6 +66,8 @@ sys.path.insert(0, str(REPO / "bench"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from machine import machine  # noqa: E402
+
+from workers.runtime import Runtime  # noqa: E402
 
 REAL_MEDIA = REPO.parent / "shared" / "data" / "real"
 SAMPLE_VIDEO = REPO / "samples" / "obama.mp4"
@@ -90,14 +100,22 @@ def _steps(meta: dict) -> str:
     return f", {meta['steps']} steps" if meta.get("steps") is not None else ""
 
 
-def prepare_spec(spec: str, tmp: Path) -> tuple[str, str]:
-    """A ``--compare`` entry: ``arch:NAME`` (untrained, at its input size) or a checkpoint path."""
+def prepare_spec(spec: str, tmp: Path, first: tuple[str, str]) -> tuple[str, str]:
+    """A ``--compare`` entry: ``arch:NAME`` (untrained, at its input size), ``runtime:NAME``
+    (the ``first`` model's checkpoint under that runtime) or a checkpoint path."""
     from workers import checkpoint
 
+    if spec.startswith("runtime:"):
+        return first[0], f"{first[1]}, runtime {spec_runtime(spec)}"
     if spec.startswith("arch:"):
         return untrained_checkpoint(spec[len("arch:"):], None, tmp)
     meta = checkpoint.load_meta(spec)
     return spec, f"{spec} ({meta['architecture']}, trained{_steps(meta)})"
+
+
+def spec_runtime(spec: str, default: str = "auto") -> Runtime:
+    """The runtime a ``--compare`` entry names (``runtime:NAME``), else ``default``."""
+    return Runtime(spec[len("runtime:"):] if spec.startswith("runtime:") else default)
 
 
 def untrained_checkpoint(arch: str, size: int | None, tmp: Path) -> tuple[str, str]:
@@ -169,7 +187,7 @@ def _time_calls(run, b: int, seconds: float) -> tuple[int, float]:
 
 
 def bench_models(ckpts: list[str], device: str, crops: list[np.ndarray], batches: list[int],
-                 seconds: float, repeats: int, warmup: int) -> list[list[dict]]:
+                 seconds: float, repeats: int, warmup: int, runtimes: list[Runtime]) -> list[list[dict]]:
     """Best-of-``repeats`` crops/s per model and batch size of to_tensor + network + decode.
 
     Models take turns inside every round and batch size, so a change in background load
@@ -178,8 +196,8 @@ def bench_models(ckpts: list[str], device: str, crops: list[np.ndarray], batches
     from workers.regressor import Regressor
 
     runners, bare = [], []
-    for ckpt, c in zip(ckpts, crops):
-        regressor = Regressor.load(ckpt, device)
+    for ckpt, c, rt in zip(ckpts, crops, runtimes):
+        regressor = Regressor.load(ckpt, device, runtime=rt)
         rule = CropRule.from_meta(regressor.meta)
         inputs = {b: batch_of(c, b) for b in batches}
 
@@ -242,7 +260,7 @@ def _bare_network(regressor, rule, inputs: dict[int, np.ndarray]):
 def bench_model(ckpt: str, device: str, crops: np.ndarray, batches: list[int],
                 seconds: float, repeats: int, warmup: int) -> list[dict]:
     """One model: best-of-``repeats`` crops/s per batch size (bench_models)."""
-    return bench_models([ckpt], device, [crops], batches, seconds, repeats, warmup)[0]
+    return bench_models([ckpt], device, [crops], batches, seconds, repeats, warmup, [Runtime.AUTO])[0]
 
 
 def model_ratios(rows: list[list[dict]]) -> list[dict[int, float]]:
@@ -314,7 +332,8 @@ async def _drive(actor, crops: np.ndarray, callers: int, warmup_s: float, second
 
 
 def bench_replica(ckpt: str, device: str, crops: np.ndarray, max_batch_sizes: list[int],
-                  max_wait_ms: float, callers: list[int], warmup_s: float, seconds: float) -> list[dict]:
+                  max_wait_ms: float, callers: list[int], warmup_s: float, seconds: float,
+                  runtime: Runtime = Runtime.AUTO) -> list[dict]:
     """One fresh replica per (callers, max_batch_size), all in one private local Ray."""
     import ray
 
@@ -327,7 +346,7 @@ def bench_replica(ckpt: str, device: str, crops: np.ndarray, max_batch_sizes: li
         for k in callers:
             for mbs in max_batch_sizes:
                 actor = ray.remote(RegressorReplica).options(num_cpus=1, num_gpus=gpus).remote(
-                    ckpt, device, mbs, max_wait_ms)
+                    ckpt, device, mbs, max_wait_ms, runtime=runtime)
                 info = ray.get(actor.info.remote())
                 result = asyncio.run(_drive(actor, crops, k, warmup_s, seconds))
                 ray.kill(actor)
@@ -424,6 +443,8 @@ def _parse_args() -> argparse.Namespace:
                         help="more models to time beside the first in the same run (round-robin), "
                              "each a checkpoint path or arch:NAME (untrained, at its input size)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--runtime", default="auto", choices=[r.value for r in Runtime],
+                        help="what runs the (first) network on a CPU (model.runtime)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads for part 1 (default 1, as in the replica)")
     parser.add_argument("--batches", type=_ints, default=[1, 2, 4, 8, 16, 32, 64], help="batch sizes for part 1")
@@ -454,7 +475,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="facestream-bench-") as tmp:
         from workers.crops import CropRule
 
-        models = [prepare_checkpoint(args, Path(tmp))] + [prepare_spec(s, Path(tmp)) for s in args.compare]
+        first = prepare_checkpoint(args, Path(tmp))
+        models = [first] + [prepare_spec(s, Path(tmp), first) for s in args.compare]
+        runtimes = [Runtime(args.runtime)] + [spec_runtime(s) for s in args.compare]
         rules = [CropRule.from_meta(json.loads(Path(c).with_suffix(".json").read_text())) for c, _ in models]
         cut = {}
         for rule in rules:  # one detector pass per distinct crop rule
@@ -468,7 +491,7 @@ def main() -> int:
         print(f"\n1. model alone: to_tensor + network + decode, best of {args.repeats} rounds "
               f"of >= {args.seconds:g} s per size{both}")
         all_rows = bench_models([c for c, _ in models], device, crops, args.batches, args.seconds,
-                                args.repeats, args.warmup)
+                                args.repeats, args.warmup, runtimes)
         model_rows = all_rows[0]
         agreement = None
         if device == "cuda":
@@ -493,7 +516,8 @@ def main() -> int:
                 if len(models) > 1:
                     print(f"   model {chr(65 + i)}: {d}")
                 replica_all[i] = bench_replica(c, device, crops[i], [1, args.replica_batch], args.max_wait_ms,
-                                               args.callers, args.replica_warmup, args.replica_seconds)
+                                               args.callers, args.replica_warmup, args.replica_seconds,
+                                               runtimes[i])
                 _print_replica_rows(replica_all[i], args.replica_batch)
         replica_rows = replica_all[0]
 

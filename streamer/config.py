@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from workers.emotion_labels import EmotionConfig, EmotionSource
+from workers.runtime import Runtime
 
 
 class ConfigError(ValueError):
@@ -223,6 +224,10 @@ class ModelConfig:
     # held-out FER2013 faces right against 0.55; the network costs about 1.4x the CPU), or
     # the classifier over eta (eta: no extra cost). A network without a branch reads eta.
     emotion: EmotionSource = EmotionSource.BRANCH
+    # what runs the regressor's network on a CPU: onnxruntime (auto: the network exported
+    # at load time, 1.3-3x faster than torch at the batches cameras bring; torch if the
+    # export fails) or torch (the reference). A GPU always runs torch.
+    runtime: Runtime = Runtime.AUTO
     # custom Ray resources each replica needs: places replicas on the nodes that have them
     resources: dict[str, float] = checked(default_factory=dict, ge=0)
 

@@ -4,8 +4,8 @@ Wraps a checkpoint's network with the post-processing that turns raw head output
 what users read: eta (29), AFLW yaw/pitch/roll and a quaternion, the face centre in crop
 pixels plus pixels-per-centimetre scale, identity alpha (99) and 68 landmarks; averaged
 over the crop and its mirror image when the checkpoint asks for it (workers/mirror.py). Runs in
-fp32 on CPU (batch norm folded into the convolutions, channels-last) and bf16 +
-channels_last on CUDA.
+fp32 on CPU (batch norm folded into the convolutions, then exported to ONNX Runtime:
+workers/onnx_network.py) and bf16 + channels_last on CUDA.
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from workers import checkpoint, face_quality
 from workers.crops import CropRule
 from workers.emotion_labels import EmotionSource
 from workers.mirror import MirrorAveraged, for_inference
+from workers.onnx_network import for_cpu
 from workers.pose import eulers_from_matrices, matrix_from_6d, quaternions_from_matrices
 from workers.prediction import Prediction  # defined torch-free, so that sessions need no torch
+from workers.runtime import Runtime
 
 if TYPE_CHECKING:
     from workers.emotion import Classifier
@@ -66,7 +68,8 @@ class Regressor:
     """A loaded checkpoint ready to run on batches of normalised crops."""
 
     def __init__(self, model: torch.nn.Module, meta: dict, device: str = "auto",
-                 emotion: Classifier | None = None, presence: Probe | None = None) -> None:
+                 emotion: Classifier | None = None, presence: Probe | None = None,
+                 runtime: Runtime = Runtime.AUTO) -> None:
         self.emotion = emotion
         self.presence = presence
         if device == "auto":
@@ -77,16 +80,19 @@ class Regressor:
         self.rule = CropRule.from_meta(meta)
         self.half = self.device.type == "cuda"
         model = model.to(self.device).eval()
+        if self.device.type == "cpu":
+            model = for_cpu(_folded(model), self.size, runtime)
         # a CPU runs batches of more than 32 crops slower per crop (workers/mirror.py)
-        network = for_inference(model if self.half else _folded(model), meta, chunk=None if self.half else 32)
+        network = for_inference(model, meta, chunk=None if self.half else 32)
         # Module.to takes memory_format (it converts the 4-D weights); torch's stubs omit it
         self.model = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @classmethod
     def load(cls, path: str | None = None, device: str = "auto",
-             emotion_source: EmotionSource = EmotionSource.BRANCH) -> "Regressor":
+             emotion_source: EmotionSource = EmotionSource.BRANCH, runtime: Runtime = Runtime.AUTO) -> "Regressor":
         """The checkpoint at ``path`` (the shipped one by default) with what ships beside
-        it; ``emotion_source`` says whether its emotion branch, when it has one, runs."""
+        it; ``emotion_source`` says whether its emotion branch, when it has one, runs;
+        ``runtime`` what runs the network on a CPU."""
         from workers import emotion, emotion_branch, presence
 
         where = path or checkpoint.default_path()
@@ -95,12 +101,18 @@ class Regressor:
         model.attach_emotion_branch(branch)
         # with a branch, the emotion comes from it; the classifier over eta is not needed
         classifier = None if branch is not None else emotion.load(where, required=False)
-        return cls(model, meta, device, classifier, presence.load(where))
+        return cls(model, meta, device, classifier, presence.load(where), runtime)
 
     @property
     def version(self) -> str:
         fm = self.meta.get("face_model", {})
         return f"{self.meta.get('name', 'unnamed')}@{fm.get('version', '?')}:{fm.get('sha256', '')[:12]}"
+
+    @property
+    def emotion_source(self) -> EmotionSource:
+        """What gives ``emotion_probs``: the emotion branch when one is attached, else the
+        classifier over eta (their labels' thresholds differ: EmotionSource.min_prob)."""
+        return EmotionSource.ETA if self.emotion is not None else EmotionSource.BRANCH
 
     @property
     def mirror_averaged(self) -> bool:

@@ -49,7 +49,7 @@ def predict_command(args) -> int:
 
     fm = face_model.load()
     ckpt, _ = check_checkpoint(cfg)
-    regressor = Regressor.load(str(ckpt), cfg.model.device, cfg.model.emotion)
+    regressor = Regressor.load(str(ckpt), cfg.model.device, cfg.model.emotion, cfg.model.runtime)
     rule = CropRule.from_meta(regressor.meta)
     detector = None
     if not args.no_detect:
@@ -77,8 +77,8 @@ def predict_command(args) -> int:
         blends = fm.blendshapes_from_eta(pred.expression)  # one batched solve per image
         face_px = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         labels = emotion.label(pred.emotion_probs, face_px=face_px, yaw=poses[:, 0], pitch=poses[:, 1],
-                               rule=cfg.emotion, luminance=pred.luminance, contrast=pred.contrast,
-                               sharpness=pred.sharpness)
+                               rule=cfg.emotion.for_reader(regressor.emotion_source), luminance=pred.luminance,
+                               contrast=pred.contrast, sharpness=pred.sharpness)
         for i in range(len(boxes)):
             face = _face_dict(path, boxes[i], scores[i], pred, poses[i], i)
             face["blendshapes"] = dict(zip(fm.blend_names, (round(float(w), 3) for w in blends[i])))

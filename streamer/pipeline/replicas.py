@@ -39,6 +39,7 @@ from streamer.pipeline.ray_errors import root_cause
 from workers.crops import CropRule
 from workers.emotion_labels import EmotionSource
 from workers.prediction import Detections, Prediction, slice_prediction
+from workers.runtime import Runtime
 
 # torch, onnxruntime and the networks are imported inside the replica classes, not here:
 # every process that hosts streams imports this module (to unpickle its Replicas) and
@@ -94,6 +95,9 @@ class ModelInfo:
     live_reading: Reading              # how a live stream's crops are read
     device: str                        # where the replica runs the model ("cpu", "cuda:0")
     node_id: str                       # the Ray node the replica runs on
+    # what reads emotion (the branch, or eta's classifier when the checkpoint has no branch
+    # or model.emotion asks for it): the label's default min_prob is that reader's
+    emotion: EmotionSource = EmotionSource.BRANCH
 
     def reading_for(self, live: bool) -> Reading:
         """How the crops of a live stream (or a file) are read."""
@@ -113,13 +117,13 @@ class RegressorReplica:
 
     def __init__(self, checkpoint_path: str, device: str, max_batch_size: int, max_wait_ms: float,
                  priority: Priority = Priority.LIVE_FIRST, mirror_average: MirrorAveraging = MirrorAveraging.FILES,
-                 emotion: EmotionSource = EmotionSource.BRANCH):
+                 emotion: EmotionSource = EmotionSource.BRANCH, runtime: Runtime = Runtime.AUTO):
         import torch
 
         from workers.regressor import Regressor
 
         torch.set_num_threads(1)  # one replica, one core: the other cores decode and detect
-        self._regressor = Regressor.load(checkpoint_path, device, emotion)
+        self._regressor = Regressor.load(checkpoint_path, device, emotion, runtime)
         self._rule = CropRule.from_meta(self._regressor.meta)
         self._batching = (max_batch_size, max_wait_ms / 1000.0, priority)
         # model.mirror_average (files, always or never) and the checkpoint decide it per kind of stream
@@ -134,7 +138,8 @@ class RegressorReplica:
         return ModelInfo(version=self._regressor.version, meta=self._regressor.meta,
                          presence_threshold=None if probe is None else float(probe.threshold),
                          file_reading=self._file_reading, live_reading=self._live_reading,
-                         device=str(self._regressor.device), node_id=ray.get_runtime_context().get_node_id())
+                         device=str(self._regressor.device), node_id=ray.get_runtime_context().get_node_id(),
+                         emotion=self._regressor.emotion_source)
 
     async def predict(self, crops: np.ndarray, live: bool = False, behind: bool = False) -> Prediction:
         """Predictions for uint8 crops (N, S, S, 3) cut with this checkpoint's crop rule;
@@ -299,7 +304,7 @@ class Replicas:
              for n in names["detectors"]],
             [regressor.options(name=n, num_gpus=m.num_gpus_per_replica, **common).remote(
                 str(checkpoint_path), m.device, m.max_batch_size, m.max_wait_ms, m.priority, m.mirror_average,
-                m.emotion)
+                m.emotion, m.runtime)
              for n in names["regressors"]],
             names,
             [identity.options(name=n, **light).remote() for n in names["identities"]],

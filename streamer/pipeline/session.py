@@ -215,7 +215,7 @@ class StreamSession:
             info: ModelInfo = await self.replicas.info()
             rule = CropRule.from_meta(info.meta)
             builder = RecordBuilder(self.stream_id, info.version, SmootherBank(self.cfg.smoothing),
-                                    face_model.load().blendshapes_from_eta, self.cfg.emotion,
+                                    face_model.load().blendshapes_from_eta, self.cfg.emotion.for_reader(info.emotion),
                                     presence_threshold=info.presence_threshold)
             for make in self._sink_factories:  # one by one: a failure is told to those made
                 self._sinks.append(make())

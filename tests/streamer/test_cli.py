@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import redis
 
-from streamer.config import EmotionConfig
 from streamer.data.dataset import read_records
 from streamer.data.redis_codec import decode_redis, stream_key
 from workers import face_model
 from workers.emotion import CLASSES, LABELS
+from workers.emotion_labels import EmotionSource
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO.parent / "shared" / "data" / "real"
@@ -216,7 +216,7 @@ def test_predict_json_reads_emotion_from_eta_when_configured(tmp_path):
     np.testing.assert_allclose(list(face["emotion_probs"].values()), want, atol=2e-3)
     conf = max(face["emotion_probs"].values())
     top = max(face["emotion_probs"], key=face["emotion_probs"].get)
-    assert face["emotion"] == (top if conf >= EmotionConfig().min_prob else "uncertain")
+    assert face["emotion"] == (top if conf >= EmotionSource.ETA.min_prob else "uncertain")
 
 
 def test_predict_text_names_the_emotion_and_abstains_as_configured(tiny_checkpoint, tmp_path):

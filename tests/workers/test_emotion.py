@@ -9,6 +9,7 @@ from streamer.config import EmotionConfig
 from workers import checkpoint, emotion, face_model
 from workers.crops import CropRule
 from workers.emotion import CLASSES, Classifier, EmotionError, label
+from workers.emotion_labels import EmotionSource
 from workers.networks import FaceRegressor
 
 
@@ -86,3 +87,19 @@ def test_labels_abstain_for_low_probability_small_and_turned_faces():
     assert got == ["happy", "uncertain", "too_small", "too_turned", "too_turned"]
     assert label(p[:1], rule=EmotionConfig(min_prob=0.8)) == ["uncertain"]
     assert label(np.full((1, 7), np.nan)) == ["uncertain"]
+
+
+def test_each_reader_abstains_at_its_own_threshold_unless_one_is_configured():
+    """The branch's probabilities are sharper than eta's classifier's: a face whose top
+    class has 0.35 is labelled by eta's reader (0.32) and doubted by the branch's (0.37)."""
+    p = np.full((1, 7), 0.65 / 6)
+    p[0, 3] = 0.35
+    default = EmotionConfig()
+    assert default.min_prob is None                       # the reader's own
+    assert default.for_reader(EmotionSource.BRANCH).min_prob == 0.37
+    assert default.for_reader(EmotionSource.ETA).min_prob == 0.32
+    assert label(p, rule=default.for_reader(EmotionSource.ETA)) == ["happy"]
+    assert label(p, rule=default.for_reader(EmotionSource.BRANCH)) == ["uncertain"]
+    assert label(p, rule=default) == ["uncertain"]        # unresolved: the default reader's
+    fixed = EmotionConfig(min_prob=0.3)                   # configured: for every reader
+    assert fixed.for_reader(EmotionSource.BRANCH) is fixed and fixed.for_reader(EmotionSource.ETA) is fixed

@@ -28,6 +28,7 @@ from streamer.pipeline.replicas import (
 from streamer.sources.files import open_source
 from workers.crops import CropRule, crop_faces, to_tensor
 from workers.detector import FaceDetector
+from workers.emotion_labels import EmotionSource
 from workers.regressor import Prediction, Regressor
 
 
@@ -292,6 +293,8 @@ def test_regressor_replica_batches_callers_and_matches_the_model(ray_runtime, ti
         assert (info.file_reading, info.live_reading) == (Reading.MIRROR_AVERAGE, Reading.ONE_VIEW)
         assert info.device == "cpu" and info.node_id == ray.get_runtime_context().get_node_id()
         assert info.presence_threshold is None   # the test checkpoint has no presence probe beside it
+        # no emotion branch beside it: eta's classifier reads, and sessions label at its threshold
+        assert info.emotion is EmotionSource.ETA
         got = ray.get([replica.predict.remote(c) for c in crops])  # sent together: one batch
         live = ray.get(replica.predict.remote(crops[0], True))      # a camera's crops: one view
         stats = ray.get(replica.stats.remote())
