@@ -300,7 +300,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, help="per-face measurements: read if there, else written")
     ap.add_argument("--plot", type=Path, help="the coverage / accuracy curve as a PNG")
     args = ap.parse_args(argv)
-    rule = load_config(args.config).emotion if args.config else EmotionConfig()
+    # min_prob, unless the config sets one, is the reader's own (0.37 branch, 0.32 eta)
+    configured = load_config(args.config).emotion if args.config else EmotionConfig()
+    rule = configured.for_reader(EmotionSource(args.emotion))
+    current = rule.min_prob
+    assert current is not None
     have: dict[str, dict] = {}
     if args.cache and args.cache.exists():
         z = np.load(args.cache)
@@ -326,7 +330,7 @@ def main(argv=None) -> int:
     ok = [r["min_prob"] for r in curve if r["labelled"] >= args.coverage]
     chosen = max(ok) if ok else 0.0
     print(f"min_prob with size, light, sharpness and pose rules applied ({len(fer['y'])} held-out FER2013 faces):\n")
-    print(curve_table(curve, rule.min_prob) + "\n")
+    print(curve_table(curve, current) + "\n")
     r = next(r for r in curve if r["min_prob"] == chosen)
     print(f"largest min_prob labelling at least {args.coverage:.0%}: {chosen:g} "
           f"({r['labelled']:.1%} labelled, accuracy {r['accuracy']:.3f})")
@@ -336,7 +340,7 @@ def main(argv=None) -> int:
             print(name, *(f"{k} " + "/".join(f"{v:.2f}" for v in np.nanpercentile(d[k], (1, 5, 25, 50)))
                          for k in ("luminance", "contrast", "sharpness")))
     if args.plot:
-        plot(curve, rule.min_prob, args.plot)
+        plot(curve, current, args.plot)
     return 0
 
 

@@ -39,7 +39,7 @@ from training.evaluate_wild import load, macro_f1, separability  # noqa: E402
 from training.metrics import predict_samples  # noqa: E402
 from workers import checkpoint, emotion  # noqa: E402
 from workers.crops import CropRule, crop_affines  # noqa: E402
-from workers.emotion_labels import EmotionConfig  # noqa: E402
+from workers.emotion_labels import EmotionSource  # noqa: E402
 from workers.mirror import for_inference  # noqa: E402
 from workers.pose import angle_error, plausible_euler  # noqa: E402
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     sizes: list[float | None] = [None] + [float(s) for s in args.sizes.split(",")]
-    min_prob = EmotionConfig().min_prob
+    min_prob = EmotionSource.ETA.min_prob   # the default threshold of the reader it measures
     network, meta = checkpoint.load(args.checkpoint)
     shipped = (for_inference(network, meta), int(meta["crop"]["size"]), emotion.load(args.checkpoint, required=False))
     aflw = Reader(*shipped, LABELS / "aflw_heldout.npz")
