@@ -11,7 +11,10 @@ each step as the service runs it, one thread, one intra-op thread per model:
   frames it drops);
 - shrink: ``session.detector_input`` to ``detector.max_side``;
 - detect: RetinaFace on the shrunk frame;
-- crop + regress: the crop rule and the shipped regressor on the frame's face (batch 1);
+- crop + regress: the crop rule and the shipped regressor on the frame's face (batch 1),
+  one view, as a camera's crops are read (``model.mirror_average: files``; a file's crops
+  cost about twice the network), on ``--runtime`` (``model.runtime``; default auto: ONNX
+  Runtime);
 - follow: ``Follower`` bookkeeping for a frame (plan, track, observe), detector boxes given;
 - identity: the patch cut and dlib's embedding of the face (every 5th frame measured), which
   a stream pays once per sample: ``identity.first_samples`` at a track's start, then one
@@ -21,7 +24,7 @@ Then the cost of a frame with ``every_frames`` N: decode + convert + follow +
 crop/regress + (shrink + detect) / N, and the frames/s it allows per core and on 2 cores (no decode,
 Ray, Redis or Parquet: an upper bound, the ratio between the settings is what to read).
 
-    .venv/bin/python bench/frame_cost.py [--video CLIP] [--frames 60] [--every 1 5 10]
+    .venv/bin/python bench/frame_cost.py [--video CLIP] [--frames 60] [--every 1 5 10] [--runtime torch]
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ from workers.crops import CropRule, crop_faces, to_tensor
 from workers.detector import FaceDetector
 from workers.identity import FaceIdentity, IdentityCropRule
 from workers.regressor import Regressor
+from workers.runtime import Runtime
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "video"
 
@@ -60,12 +64,15 @@ def main() -> None:
     ap.add_argument("--video", default=str(REAL / "lp_s18.mp4"))
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--every", type=int, nargs="+", default=[1, 5, 10])
+    ap.add_argument("--runtime", default=Runtime.AUTO.value, choices=[r.value for r in Runtime],
+                    help="what runs the regressor's network (model.runtime)")
     args = ap.parse_args()
     info = machine()
-    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), load average {info['loadavg']}, commit {info['commit']}")
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), load average {info['loadavg']}, commit {info['commit']}; "
+          f"regressor on {args.runtime}, one view")
     torch.set_num_threads(1)
     cfg = DetectorConfig()
-    detector, regressor = FaceDetector(cfg, threads=1), Regressor.load(device="cpu")
+    detector, regressor = FaceDetector(cfg, threads=1), Regressor.load(device="cpu", runtime=Runtime(args.runtime))
     rule = CropRule.from_meta(regressor.meta)
     follower = Follower(TrackerConfig(), 1, None)
     identity, patch_rule = FaceIdentity(), IdentityCropRule()
@@ -93,7 +100,8 @@ def main() -> None:
             boxes = np.stack([t.box for t in tracks]) if tracks else np.zeros((0, 4))
             t0 = time.thread_time()
             crops, affines = crop_faces(image, boxes, rule)
-            pred = regressor(to_tensor(crops, rule)) if len(crops) else None
+            one_view = np.zeros(len(crops), bool)   # a camera's crops are not mirror-averaged
+            pred = regressor(to_tensor(crops, rule), one_view) if len(crops) else None
             costs["crop + regress"].append(time.thread_time() - t0)
             t0 = time.thread_time()
             if pred is not None:
