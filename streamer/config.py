@@ -225,7 +225,7 @@ class ModelConfig:
     # the classifier over eta (eta: no extra cost). A network without a branch reads eta.
     emotion: EmotionSource = EmotionSource.BRANCH
     # what runs the regressor's network on a CPU: onnxruntime (auto: the network exported
-    # at load time, 1.3-3x faster than torch at the batches cameras bring; torch if the
+    # at load time, 1.4-1.8x torch's speed at the batches cameras bring; torch if the
     # export fails) or torch (the reference). A GPU always runs torch.
     runtime: Runtime = Runtime.AUTO
     # custom Ray resources each replica needs: places replicas on the nodes that have them

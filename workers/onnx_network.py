@@ -3,11 +3,13 @@
 Why: on a CPU at the batch sizes live cameras bring (1-8 crops), torch spends most of a
 call on per-operator overhead, and its depthwise convolutions (half of MobileNet's layers)
 are slow. ONNX Runtime, already here for the detector, runs the same graph at about the
-same cost per crop whatever the batch: on one core 1.5 ms a crop where torch takes 5.1 ms
-at batch 1, 2.7 at 4 and 2.0 at 32 (``bench/replica_batching.py --runtime``; numbers in
-docs/performance.md). The graph is exported from the loaded torch network in memory, at
-load time, so any checkpoint (a user's own included) runs so, and nothing is kept on disk
-that could fall out of step with the weights.
+same cost per crop whatever the batch: on one core the replica's whole call reads 1.77×
+torch's crops/s at batch 1, 1.44× at 4 and 1.14× at 32, and a camera frame's crop and
+regression takes 4-5 ms of CPU instead of 7-8 (``bench/replica_batching.py --compare
+runtime:torch``, ``bench/frame_cost.py``; docs/performance.md). The graph is exported
+from the loaded torch network in memory, at load time, so any checkpoint (a user's own
+included) runs so, and nothing is kept on disk that could fall out of step with the
+weights.
 
 The export traces the network once: the outputs are those of the torch network to about
 1e-6 (tested), and a network whose forward depends on its input's values, not only its
