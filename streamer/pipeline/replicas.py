@@ -23,20 +23,18 @@ replica with the checkpoint's own crop rule.
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import secrets
 import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import numpy as np
 import ray
 
 from streamer.config import Config, DetectorConfig, MirrorAveraging, Priority
 from streamer.pipeline.batching import Batcher
-from streamer.pipeline.call_groups import CropRequest, group_for
 from streamer.pipeline.ray_errors import root_cause
 from workers.crops import CropRule
 from workers.emotion_labels import EmotionSource
@@ -133,7 +131,6 @@ class RegressorReplica:
         self._file_reading = reading(mirror_average, averages, live=False)
         self._live_reading = reading(mirror_average, averages, live=True)
         self._batcher: Batcher | None = None  # needs the actor's event loop
-        self._group_calls = 0                  # predict_group calls: the Ray calls sessions made
 
     def info(self) -> ModelInfo:
         """What a session needs to use this model (:class:`ModelInfo`)."""
@@ -152,21 +149,12 @@ class RegressorReplica:
         mirror = (self._live_reading if live else self._file_reading) == Reading.MIRROR_AVERAGE
         return await self._batcher.submit((crops, mirror), live, behind)
 
-    async def predict_group(self, requests: list[CropRequest]) -> list[Prediction | BaseException]:
-        """Several sessions' requests sent as one call (:mod:`streamer.pipeline.call_groups`):
-        each is batched and put first or last as a call of its own would be, and fails alone."""
-        self._group_calls += 1
-        return list(await asyncio.gather(*(self.predict(r.crops, r.live, r.behind) for r in requests),
-                                         return_exceptions=True))
-
     def stats(self) -> dict:
-        """The batcher's snapshot, counted in crops (empty before the first call), and the
-        group calls that brought its requests (``calls``)."""
+        """The batcher's snapshot, counted in crops (empty before the first call)."""
         if self._batcher is None:
             return {}
         s = self._batcher.snapshot()
         s["crops"], s["queued_crops"] = s.pop("items"), s.pop("queued")
-        s["calls"] = self._group_calls
         return s
 
     def _run(self, batch: tuple[np.ndarray, np.ndarray]) -> Prediction:
@@ -274,10 +262,7 @@ def wait_for_room(cfg: Config, patience_s: float = 15.0, poll_s: float = 0.25) -
 class Replicas:
     """Handles to the running replicas; picklable, so sessions receive it as an argument.
 
-    Methods return Ray ObjectRefs (awaitable in an async actor, or ``ray.get``-able), but
-    :meth:`predict`, which returns a future of the running event loop: the regressor
-    requests of all the sessions of a process travel in shared calls
-    (:mod:`streamer.pipeline.call_groups`).
+    Methods return Ray ObjectRefs (awaitable in an async actor, or ``ray.get``-able).
     Replicas made by :meth:`start` are named actors and travel by name: an actor handle
     among a restartable actor's constructor arguments would keep those arguments in the
     object store (Ray warns that a restart could then fail), a name is a plain string
@@ -343,9 +328,8 @@ class Replicas:
     def detect(self, images: list[np.ndarray], live: bool = False, behind: bool = False) -> ray.ObjectRef:
         return self.detectors[next(self._next_detector)].detect.remote(images, live, behind)
 
-    def predict(self, crops: np.ndarray, live: bool = False, behind: bool = False) -> Awaitable[Prediction]:
-        """The crops' prediction (to await in the calling event loop)."""
-        return group_for(self.regressors[next(self._next_regressor)], live).submit(CropRequest(crops, live, behind))
+    def predict(self, crops: np.ndarray, live: bool = False, behind: bool = False) -> ray.ObjectRef:
+        return self.regressors[next(self._next_regressor)].predict.remote(crops, live, behind)
 
     def identify(self, patches: np.ndarray) -> ray.ObjectRef:
         """Identity embeddings of face patches (only when :attr:`identities` is not empty)."""

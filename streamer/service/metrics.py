@@ -72,10 +72,6 @@ STREAM_FAMILIES = (
 REGRESSOR_FAMILIES = (
     Family("facestream_regressor_crops_total", Kind.COUNTER, "crops", "Crops regressed by a replica.", default=0),
     Family("facestream_regressor_batches_total", Kind.COUNTER, "batches", "Batches run by a replica.", default=0),
-    Family("facestream_regressor_requests_total", Kind.COUNTER, "requests",
-           "Sessions' requests (one frame batch's crops each) a replica answered.", default=0),
-    Family("facestream_regressor_calls_total", Kind.COUNTER, "calls",
-           "Ray calls that brought them: a host's sessions share a call while one is out.", default=0),
     Family("facestream_regressor_queue_crops", Kind.GAUGE, "queued_crops", "Crops waiting at a replica now.",
            default=0),
     Family("facestream_regressor_max_batch_crops", Kind.GAUGE, "max_batch_size",
