@@ -3,6 +3,7 @@ HTTP, the manager's own embedded Redis, files under a media root, the tiny check
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import socket
 import threading
@@ -17,8 +18,37 @@ import pytest
 TOKEN = "test-token-5b1f"
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (Linux: 32768 unless set)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, and the next one too (the live view's, the API's + 1).
+
+    Chosen below the kernel's range for outgoing connections: Ray holds hundreds of loopback
+    connections, and a port from that range, free when a test picks it, can be a new
+    connection's local port by the time a restarted service binds it again."""
+    rng = random.SystemRandom()
+    high = _ephemeral_low() - 2
+    for _ in range(200):
+        port = rng.randrange(max(1024, high - 10000), high)
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    with socket.socket() as s:   # a crowded machine: whatever the kernel gives
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
