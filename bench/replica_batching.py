@@ -439,9 +439,10 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="checkpoint to time (default: the shipped one)")
     parser.add_argument("--arch", choices=sorted(ARCHS), help="time an untrained network of this architecture instead")
     parser.add_argument("--size", type=int, help="crop size for --arch (default: its input size, else 128)")
-    parser.add_argument("--compare", nargs="+", default=[], metavar="CKPT|arch:NAME",
+    parser.add_argument("--compare", nargs="+", default=[], metavar="CKPT|arch:NAME|runtime:NAME",
                         help="more models to time beside the first in the same run (round-robin), "
-                             "each a checkpoint path or arch:NAME (untrained, at its input size)")
+                             "each a checkpoint path, arch:NAME (untrained, at its input size) or "
+                             "runtime:NAME (the first checkpoint on that runtime)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--runtime", default="auto", choices=[r.value for r in Runtime],
                         help="what runs the (first) network on a CPU (model.runtime)")
