@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -11,6 +13,10 @@ import redis
 from streamer.data.record import BoxSource, FaceRecord
 from streamer.pipeline.redis_server import EmbeddedRedis
 from workers.emotion_labels import EMOTION_ABSTAIN, EMOTION_CLASSES
+
+# the regressor's exported ONNX graphs are cached under XDG_CACHE_HOME (workers/onnx_network.py):
+# the tests, and the processes they start, keep theirs out of the user's home
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="facestream-test-cache-")
 
 
 @pytest.fixture(scope="session")

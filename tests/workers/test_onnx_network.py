@@ -53,6 +53,43 @@ def test_onnx_runtime_reads_what_torch_does(both, n):
     assert got.emotion_probs.argmax(1).tolist() == want.emotion_probs.argmax(1).tolist()
 
 
+def test_a_second_load_reads_the_graph_the_first_exported(tmp_path, monkeypatch):
+    from workers import onnx_network
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    x = _real_crops(CropRule.from_meta(checkpoint.load_meta(checkpoint.default_path())), 2)
+    first = Regressor.load(device="cpu", runtime=Runtime.AUTO)
+    (graph,) = (tmp_path / "facestream" / "onnx").glob("*.onnx")
+
+    def no_export(*_):
+        raise AssertionError("exported again")
+    monkeypatch.setattr(onnx_network, "_export", no_export)
+    again = Regressor.load(device="cpu", runtime=Runtime.AUTO)
+    np.testing.assert_array_equal(again(x).expression, first(x).expression)
+
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    graph.write_bytes(b"not a graph")                     # damaged: exported again, and rewritten
+    healed = Regressor.load(device="cpu", runtime=Runtime.AUTO)
+    np.testing.assert_array_equal(healed(x).expression, first(x).expression)
+    assert graph.stat().st_size > 1_000_000
+
+
+def test_another_network_is_cached_under_another_name(tmp_path, monkeypatch):
+    from workers.onnx_network import _cache_path
+    from workers.regressor import _folded
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model, meta = checkpoint.load(checkpoint.default_path())
+    size = int(meta["crop"]["size"])
+    a = _cache_path(_folded(model.eval()), size)
+    with torch.no_grad():
+        model.heads["expression"].bias[0] += 1e-3         # one weight
+    b = _cache_path(_folded(model), size)
+    assert a is not None and b is not None and a != b and a.parent == b.parent == tmp_path / "facestream" / "onnx"
+    assert _cache_path(_NoOnnx(), 8) is None              # no traced code: never cached
+
+
 def test_it_uses_torchs_thread_count():
     model, meta = checkpoint.load(checkpoint.default_path())
     before = torch.get_num_threads()
