@@ -18,7 +18,7 @@ from workers import checkpoint, face_quality
 from workers.crops import CropRule
 from workers.emotion_labels import EmotionSource
 from workers.mirror import MirrorAveraged, for_inference
-from workers.onnx_network import for_cpu
+from workers.onnx_network import OnnxNetwork, for_cpu
 from workers.pose import eulers_from_matrices, matrix_from_6d, quaternions_from_matrices
 from workers.prediction import Prediction  # defined torch-free, so that sessions need no torch
 from workers.runtime import Runtime
@@ -82,10 +82,13 @@ class Regressor:
         model = model.to(self.device).eval()
         if self.device.type == "cpu":
             model = for_cpu(_folded(model), self.size, runtime)
+        # torch's convolutions run channels-last; ONNX Runtime takes plain NCHW arrays, so
+        # crops for it stay as they are (a conversion there and back would be two copies)
+        self._layout = torch.contiguous_format if isinstance(model, OnnxNetwork) else torch.channels_last
         # a CPU runs batches of more than 32 crops slower per crop (workers/mirror.py)
         network = for_inference(model, meta, chunk=None if self.half else 32)
         # Module.to takes memory_format (it converts the 4-D weights); torch's stubs omit it
-        self.model = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model = network.to(memory_format=self._layout)  # type: ignore[call-overload]
 
     @classmethod
     def load(cls, path: str | None = None, device: str = "auto",
@@ -124,7 +127,7 @@ class Regressor:
         """Predictions for normalised crops (N, 3, S, S). ``mirror`` (a bool per crop)
         picks the crops to average with their mirror images, when the checkpoint reads
         mirror-averaged; by default all of them."""
-        x = crops.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = crops.to(self.device, non_blocking=True).contiguous(memory_format=self._layout)
         args = (x,) if mirror is None or not self.mirror_averaged else (x, torch.from_numpy(np.asarray(mirror, bool)))
         if self.half:
             with torch.autocast("cuda", dtype=torch.bfloat16):
