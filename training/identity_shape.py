@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -148,9 +149,8 @@ def aflw_features(model: FaceRegressor, meta: dict, table: dict) -> tuple[torch.
     return torch.cat(f0), torch.cat(f1)
 
 
-@torch.no_grad()
-def render_features(model: FaceRegressor, meta: dict, pattern: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """2×2-pooled trunk features of renders (un-augmented inputs) and their exact alpha."""
+def render_inputs(meta: dict, pattern: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of renders as the network sees them (un-augmented) and their exact alpha."""
     from training.data import AugmentConfig, augment, sample_batch
     from training.train import load_synth
     from workers.mirror import blend_mirror
@@ -162,12 +162,19 @@ def render_features(model: FaceRegressor, meta: dict, pattern: str) -> tuple[tor
     perm, b2e = blend_mirror(fm.blend_names), torch.from_numpy(fm.blend_to_eta)
     rng = np.random.default_rng(0)
     size = int(meta["crop"]["size"])
-    feats, alpha = [], []
     for i in range(0, len(data["crop"]), 128):
         idx = np.arange(i, min(i + 128, len(data["crop"])))
         x, lab = augment(sample_batch(data, idx), size, rng, AugmentConfig(), perm, b2e, train=False)
+        yield x, lab["shape"].float()
+
+
+@torch.no_grad()
+def render_features(model: FaceRegressor, meta: dict, pattern: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """2×2-pooled trunk features of renders (un-augmented inputs) and their exact alpha."""
+    feats, alpha = [], []
+    for x, a in render_inputs(meta, pattern):
         feats.append(model.cells(x))
-        alpha.append(lab["shape"].float())
+        alpha.append(a)
     return torch.cat(feats), torch.cat(alpha)
 
 
@@ -263,7 +270,21 @@ def export(model: FaceRegressor, meta: dict, head: torch.nn.Linear, src: Path, o
     old_sha = checkpoint.weights_sha256(src)
     meta = {**meta, "identity_shape": {**report, "refitted_from_sha256": old_sha}}
     path = checkpoint.save(new.eval(), meta, out)
-    for kind in ("emotion", "presence"):
+    resign_sidecars(src, path)
+    return path
+
+
+SIGNED_SIDECARS = ("emotion", "presence", "emotion-branch")
+
+
+def resign_sidecars(src: Path, path: Path) -> None:
+    """Copy the sidecars fitted on ``src``'s unchanged outputs (the emotion classifier, the
+    presence probe, the emotion branch) beside ``path``, signed for its weights. The caller
+    has checked that every tensor they read kept its bits."""
+    import shutil
+
+    old_sha = checkpoint.weights_sha256(src)
+    for kind in SIGNED_SIDECARS:
         side = checkpoint.sidecar_path(src, kind)
         if not side.exists():
             continue
@@ -271,10 +292,12 @@ def export(model: FaceRegressor, meta: dict, head: torch.nn.Linear, src: Path, o
         if (d.get("network") or {}).get("weights_sha256") != old_sha:   # stale already: refit, as loading says
             print(f"{side} was not fitted on {src}: left as it is (refit it)")
             continue
+        tensors, new_side = side.with_suffix(".safetensors"), checkpoint.sidecar_path(path, kind)
+        if tensors.exists() and tensors != new_side.with_suffix(".safetensors"):
+            shutil.copyfile(tensors, new_side.with_suffix(".safetensors"))
         d["network"] = {**d["network"], "weights_sha256": checkpoint.weights_sha256(path),
                         "carried_over_from_sha256": old_sha}
-        checkpoint.write_meta(checkpoint.sidecar_path(path, kind), d)
-    return path
+        checkpoint.write_meta(new_side, d)
 
 
 def main(argv: list[str] | None = None) -> None:

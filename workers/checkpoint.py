@@ -15,7 +15,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from workers import face_model
-from workers.networks import FaceRegressor, ShapeInput
+from workers.networks import FaceRegressor, ShapeBranch, ShapeInput
 
 FORMAT = "facestream-checkpoint/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -57,6 +57,8 @@ def save(model: FaceRegressor, meta: dict, path: str | Path) -> Path:
     st, js = _pair(path)
     st.parent.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "format": FORMAT, "architecture": model.arch, "shape_input": str(model.shape_input)}
+    if model.branch_spec is not None:
+        meta["shape_branch"] = model.branch_spec.to_meta()
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(st) + ".tmp", metadata={"format": FORMAT})
     os.replace(str(st) + ".tmp", st)
@@ -123,7 +125,8 @@ def load(path: str | Path, *, require_trained: bool = True) -> tuple[FaceRegress
         meta = load_meta(path)
     else:
         meta = json.loads(js.read_text())
-    model = FaceRegressor(meta["architecture"], ShapeInput(meta.get("shape_input", ShapeInput.EMBEDDING)))
+    branch = ShapeBranch.from_meta(meta["shape_branch"]) if "shape_branch" in meta else None
+    model = FaceRegressor(meta["architecture"], ShapeInput(meta.get("shape_input", ShapeInput.EMBEDDING)), branch)
     model.load_state_dict(load_file(str(st)))
     model.eval()
     return model, meta

@@ -12,15 +12,19 @@ Head outputs (all per face):
   expression (29)  eta of the face model
   rot6d (6)        first two columns of R (continuous; Zhou et al. 2019)
   trans (3)        u, v of the face centre in crop coordinates ([-1, 1]) and log scale
-  shape (99)       identity alpha; read from the embedding, or (``ShapeInput.TRUNK_2X2``,
-                   the shipped weights) from the trunk's features pooled to 2×2 cells, where
-                   the layout of the face that identity lives in is not yet averaged away
-                   (docs/accuracy.md, "Identity shape"; training/identity_shape.py)
+  shape (99)       identity alpha; read from the embedding, from the trunk's features pooled
+                   to 2×2 cells (``ShapeInput.TRUNK_2X2``), where the layout of the face that
+                   identity lives in is not yet averaged away, or (``ShapeInput.BRANCH``, the
+                   shipped weights) from an identity branch: its own copy of a few trunk
+                   blocks, trained for who a face is (docs/accuracy.md, "Identity shape";
+                   training/identity_branch.py)
   landmarks (136)  68 points in crop coordinates, an auxiliary task (the seed's
                    multi-task idea: geometry supervision regularises the trunk)
 """
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import cast
@@ -38,6 +42,27 @@ class ShapeInput(StrEnum):
 
     EMBEDDING = "embedding"   # the 512-D embedding every head reads (as trained end to end)
     TRUNK_2X2 = "trunk_2x2"   # the trunk's last features average-pooled to 2×2 cells, flattened
+    BRANCH = "branch"         # an identity branch's features (ShapeBranch) pooled to 2×2 cells
+
+
+@dataclass(frozen=True)
+class ShapeBranch:
+    """Where an identity branch leaves the trunk and how many blocks it copies.
+
+    The trunk is trained for pose and expression, which must not depend on who a face is;
+    a linear read-out of its last features separates people only so far (docs/accuracy.md).
+    A branch of its own blocks, trained for identity while the trunk stays frozen, learns
+    who a face is without moving any other output (a checkpoint's ``shape_branch``)."""
+
+    split: int = 6   # the trunk blocks before this index are shared
+    depth: int = 2   # trunk blocks copied after it
+
+    def to_meta(self) -> dict:
+        return {"split": self.split, "depth": self.depth}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "ShapeBranch":
+        return cls(split=int(meta["split"]), depth=int(meta["depth"]))
 
 
 def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
@@ -108,12 +133,16 @@ def _mobilenet_trunk() -> tuple[nn.Sequential, nn.Sequential, int]:
 class FaceRegressor(nn.Module):
     """A trunk (ResNet or MobileNet) + one linear head per task, fed by global average pooling."""
 
-    def __init__(self, arch: str = "resnet18h", shape_input: ShapeInput = ShapeInput.EMBEDDING):
+    def __init__(self, arch: str = "resnet18h", shape_input: ShapeInput = ShapeInput.EMBEDDING,
+                 shape_branch: ShapeBranch | None = None):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
         self.arch = arch
         self.shape_input = ShapeInput(shape_input)
+        if (self.shape_input is ShapeInput.BRANCH) != (shape_branch is not None):
+            raise ValueError("an identity branch (shape_branch) goes with ShapeInput.BRANCH, and only with it")
+        self.branch_spec = shape_branch
         self.emotion_branch: nn.Module | None = None
         self.stem: nn.Sequential
         self.trunk: nn.Sequential
@@ -147,6 +176,13 @@ class FaceRegressor(nn.Module):
         self.embed = nn.Sequential(nn.Linear(features, 512), nn.ReLU(inplace=True))
         if self.shape_input is ShapeInput.TRUNK_2X2:
             self.shape_head = nn.Linear(4 * features, HEADS["shape"])
+        if self.branch_spec is not None:
+            split, depth = self.branch_spec.split, self.branch_spec.depth
+            if not (0 < split and depth > 0 and split + depth <= len(self.trunk)):
+                raise ValueError(f"an identity branch must copy blocks inside the trunk's {len(self.trunk)}, "
+                                 f"got split {split}, depth {depth}")
+            self.shape_branch = copy.deepcopy(self.trunk[split:split + depth])
+            self.shape_head = nn.Linear(4 * _out_channels(self.shape_branch), HEADS["shape"])
         self.heads = nn.ModuleDict({k: nn.Linear(512, n) for k, n in HEADS.items()
                                     if k != "shape" or self.shape_input is ShapeInput.EMBEDDING})
         rot6d = cast(nn.Linear, self.heads["rot6d"])
@@ -163,6 +199,14 @@ class FaceRegressor(nn.Module):
         head (``ShapeInput.TRUNK_2X2``) reads."""
         return _pool(self.trunk(self.stem(x)), 2)
 
+    def shared(self, x: torch.Tensor, split: int) -> torch.Tensor:
+        """The trunk's feature maps before block ``split``: what a branch leaving there reads."""
+        return self.trunk[:split](self.stem(x))
+
+    def branch_cells(self, maps: torch.Tensor) -> torch.Tensor:
+        """The identity branch's features pooled to 2×2 cells, (N, 4·C), from ``shared`` maps."""
+        return _pool(self.shape_branch(maps), 2)
+
     def attach_emotion_branch(self, branch: nn.Module | None) -> None:
         """Run ``branch`` (workers.emotion_branch.EmotionBranch) on the trunk's features
         after its ``split`` blocks: ``forward`` then also gives ``emotion`` logits. The
@@ -174,10 +218,12 @@ class FaceRegressor(nn.Module):
         workers.presence that are fitted on a trained network); ``emotion`` logits too
         when an emotion branch is attached."""
         maps = self.stem(x)
-        emotion = None
+        emotion = shape = None
         for i, block in enumerate(self.trunk):
             if self.emotion_branch is not None and i == self.emotion_branch.split:
                 emotion = self.emotion_branch(maps)
+            if self.branch_spec is not None and i == self.branch_spec.split:
+                shape = self.shape_head(self.branch_cells(maps))
             maps = block(maps)
         f = self.embed(_pool(maps, 1))
         out = {"embedding": f, **{k: h(f) for k, h in self.heads.items()}}
@@ -185,7 +231,14 @@ class FaceRegressor(nn.Module):
             out["emotion"] = emotion
         if self.shape_input is ShapeInput.TRUNK_2X2:
             out["shape"] = self.shape_head(_pool(maps, 2))
+        if shape is not None:
+            out["shape"] = shape
         return out
+
+
+def _out_channels(blocks: nn.Module) -> int:
+    """Channels a run of trunk blocks puts out: its last batch norm's width."""
+    return [m for m in blocks.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
 
 
 def _pool(maps: torch.Tensor, cells: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 
 from workers import checkpoint, face_model
 from workers.crops import CropRule
-from workers.networks import FaceRegressor, ShapeInput
+from workers.networks import FaceRegressor, ShapeBranch, ShapeInput
 from workers.regressor import Regressor
 
 
@@ -93,3 +93,14 @@ def test_identity_shape_checkpoint_round_trips_and_older_ones_read_alpha_from_th
     del js["shape_input"]                       # written before the key existed
     old.with_suffix(".json").write_text(json.dumps(js))
     assert checkpoint.load(old)[0].shape_input is ShapeInput.EMBEDDING
+
+
+def test_identity_branch_checkpoint_round_trips_with_where_the_branch_leaves(tmp_path):
+    torch.manual_seed(0)
+    m = FaceRegressor("tiny", ShapeInput.BRANCH, ShapeBranch(split=1, depth=2)).eval()
+    path = checkpoint.save(m, _meta(), tmp_path / "c")
+    m2, meta = checkpoint.load(path)
+    assert meta["shape_branch"] == {"split": 1, "depth": 2} and m2.branch_spec == ShapeBranch(1, 2)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(m(x)["shape"], m2(x)["shape"])

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from workers.mobilenet import load_3ddfa, weights_path
-from workers.networks import HEADS, INPUT_SIZE, FaceRegressor, ShapeInput, init_from_3ddfa
+from workers.networks import HEADS, INPUT_SIZE, FaceRegressor, ShapeBranch, ShapeInput, init_from_3ddfa
 
 
 @pytest.mark.parametrize("arch", ["tiny", "mb05"])
@@ -50,3 +50,32 @@ def test_identity_shape_head_reads_the_trunk_in_two_by_two_cells():
     assert b["shape"].shape == (2, HEADS["shape"])
     assert torch.allclose(b["shape"], net.shape_head(cells))
     assert all(torch.equal(a[k], b[k]) for k in a if k != "shape")
+
+
+def test_identity_branch_reads_its_own_blocks_and_changes_no_other_output():
+    """ShapeInput.BRANCH: alpha comes from a copy of trunk blocks after ``split``, pooled to
+    2×2 cells; every other output is the network's as before, bit for bit."""
+    torch.manual_seed(0)
+    base = FaceRegressor("tiny").eval()
+    net = FaceRegressor("tiny", ShapeInput.BRANCH, ShapeBranch(split=2, depth=1)).eval()
+    old = {k: v for k, v in base.state_dict().items() if not k.startswith("heads.shape.")}
+    missing, unexpected = net.load_state_dict(old, strict=False)
+    assert not unexpected and all(k.startswith(("shape_branch.", "shape_head.")) for k in missing)
+    with torch.no_grad():
+        net.shape_branch[0].conv1.weight.mul_(1.5)        # the branch's blocks are its own
+        x = torch.rand(2, 3, 64, 64)
+        a, b = base(x), net(x)
+        cells = torch.nn.functional.adaptive_avg_pool2d(net.shape_branch(net.shared(x, 2)), 2).flatten(1)
+        assert torch.allclose(b["shape"], net.shape_head(cells))
+        assert not torch.equal(net.shape_branch[0].conv1.weight, net.trunk[2].conv1.weight)
+    assert b["shape"].shape == (2, HEADS["shape"])
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "shape")
+
+
+def test_identity_branch_goes_with_its_shape_input_and_inside_the_trunk():
+    with pytest.raises(ValueError, match="ShapeInput.BRANCH"):
+        FaceRegressor("tiny", ShapeInput.BRANCH)
+    with pytest.raises(ValueError, match="ShapeInput.BRANCH"):
+        FaceRegressor("tiny", ShapeInput.TRUNK_2X2, ShapeBranch(2, 1))
+    with pytest.raises(ValueError, match="inside the trunk"):
+        FaceRegressor("tiny", ShapeInput.BRANCH, ShapeBranch(split=3, depth=2))
