@@ -101,7 +101,7 @@ weights: $(TRAIN)
 	    --real-weights 0.2 0.55 0.25 --real-val data/labels/aflw_heldout.npz \
 	    --synth 'data/synth/train-*.npz' 'data/synth/actions-*.npz' --synth-frac 0.3 \
 	    --steps 4000 --lr 3e-4 --seed 2 --emotion-weight 0.5 --save-every 250 --export $(WEIGHTS)
-	$(PY) -m training.identity_shape --checkpoint $(WEIGHTS) \
+	$(PY) -m training.identity_branch --checkpoint $(WEIGHTS) \
 	    --synth 'data/synth/train-000[0-3].npz' --val 'data/synth/val-0000.npz'
 	$(PY) -m training.emotion --checkpoint $(WEIGHTS) --out $(REPORT)/emotion.json \
 	    --confusion $(REPORT)/img/emotion_confusion.png

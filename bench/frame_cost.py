@@ -66,13 +66,15 @@ def main() -> None:
     ap.add_argument("--every", type=int, nargs="+", default=[1, 5, 10])
     ap.add_argument("--runtime", default=Runtime.AUTO.value, choices=[r.value for r in Runtime],
                     help="what runs the regressor's network (model.runtime)")
+    ap.add_argument("--checkpoint", help="regressor checkpoint to time (default: the shipped one)")
     args = ap.parse_args()
     info = machine()
     print(f"machine: {info['nproc']} CPUs ({info['cpu']}), load average {info['loadavg']}, commit {info['commit']}; "
           f"regressor on {args.runtime}, one view")
     torch.set_num_threads(1)
     cfg = DetectorConfig()
-    detector, regressor = FaceDetector(cfg, threads=1), Regressor.load(device="cpu", runtime=Runtime(args.runtime))
+    detector, regressor = FaceDetector(cfg, threads=1), Regressor.load(args.checkpoint, device="cpu",
+                                                                          runtime=Runtime(args.runtime))
     rule = CropRule.from_meta(regressor.meta)
     follower = Follower(TrackerConfig(), 1, None)
     identity, patch_rule = FaceIdentity(), IdentityCropRule()
