@@ -1,6 +1,6 @@
 """Identity branch: a few trunk blocks of alpha's own, trained for who a face is.
 
-A linear read-out of the frozen trunk (training/identity_shape.py) made alpha separate the
+A linear read-out of the frozen trunk (2026-12-07, docs/accuracy.md) made alpha separate the
 held-out clips' people (AUC 0.91) but not one person's photos taken years apart (0.84):
 the trunk is trained for pose and expression, and its features keep the session (light,
 camera, hair) beside the face's build. Fine-tuning the trunk itself for identity would move
@@ -10,7 +10,7 @@ cells, then the 99-D shape head. The branch starts from the trunk's weights and 
 with the trunk frozen, on three terms:
 
 * **who is who** (AFLW faces, its held-out tenth left out): relational distillation from
-  dlib's embedding, as in training/identity_shape.py, between two views of each face: one
+  dlib's embedding (training/identity_teacher.py) between two views of each face: one
   as cut, one with its box moved and scaled and its colour, contrast, focus changed, then
   mirrored, so that what alpha keeps is what survives a different photo of the same face;
 * **the teacher's embedding itself**, through a linear projection of the branch's features
@@ -25,7 +25,7 @@ classifier, the presence probe and the emotion branch are re-signed, not refitte
     python -m training.identity_branch --checkpoint workers/weights/facestream-mb05 \\
         --synth 'data/synth/train-000[0-3].npz' --val 'data/synth/val-0000.npz'
 
-The teacher table is training/identity_shape.py's (25 minutes on 2 cores the first time);
+The teacher table is training/identity_teacher.py's (25 minutes on 2 cores the first time);
 the feature maps take a few minutes, the fit about half an hour on 2 cores.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.identity_shape import (
+from training.identity_teacher import (
     TEACHER_CACHE,
     canvas,
     relational_loss,

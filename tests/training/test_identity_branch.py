@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from training.identity_branch import BranchConfig, IdentityBranch, export, fit
-from training.identity_shape import _auc, shape_distance_cm
+from training.identity_teacher import _auc, shape_distance_cm
 from training.metrics import identity_basis
 from workers import checkpoint, face_model
 from workers.crops import CropRule
