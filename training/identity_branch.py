@@ -55,7 +55,7 @@ from training.metrics import identity_basis
 from training.wild_data import AFLW
 from training.wild_labels import heldout
 from workers import checkpoint, face_model
-from workers.networks import FaceRegressor, ShapeBranch, ShapeInput
+from workers.networks import HEADS, FaceRegressor, ShapeBranch, ShapeInput, out_channels
 
 TEACHER_DIM = 128
 
@@ -145,8 +145,8 @@ class IdentityBranch(nn.Module):
     def __init__(self, model: FaceRegressor, cfg: BranchConfig) -> None:
         super().__init__()
         self.blocks = copy.deepcopy(model.trunk[cfg.split:cfg.split + cfg.depth])
-        width = [m for m in self.blocks.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
-        self.head = nn.Linear(4 * width, 99)
+        width = out_channels(self.blocks)
+        self.head = nn.Linear(4 * width, HEADS["shape"])
         self.project = nn.Linear(4 * width, TEACHER_DIM)
         self.log_scale = nn.Parameter(torch.tensor(float(np.log(10.0))))
 

@@ -182,7 +182,7 @@ class FaceRegressor(nn.Module):
                 raise ValueError(f"an identity branch must copy blocks inside the trunk's {len(self.trunk)}, "
                                  f"got split {split}, depth {depth}")
             self.shape_branch = copy.deepcopy(self.trunk[split:split + depth])
-            self.shape_head = nn.Linear(4 * _out_channels(self.shape_branch), HEADS["shape"])
+            self.shape_head = nn.Linear(4 * out_channels(self.shape_branch), HEADS["shape"])
         self.heads = nn.ModuleDict({k: nn.Linear(512, n) for k, n in HEADS.items()
                                     if k != "shape" or self.shape_input is ShapeInput.EMBEDDING})
         rot6d = cast(nn.Linear, self.heads["rot6d"])
@@ -193,11 +193,6 @@ class FaceRegressor(nn.Module):
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's globally pooled features, (N, features): what every head reads."""
         return _pool(self.trunk(self.stem(x)), 1)
-
-    def cells(self, x: torch.Tensor) -> torch.Tensor:
-        """The trunk's features pooled to 2×2 cells, (N, 4·features): what an identity-shape
-        head (``ShapeInput.TRUNK_2X2``) reads."""
-        return _pool(self.trunk(self.stem(x)), 2)
 
     def shared(self, x: torch.Tensor, split: int) -> torch.Tensor:
         """The trunk's feature maps before block ``split``: what a branch leaving there reads."""
@@ -236,7 +231,7 @@ class FaceRegressor(nn.Module):
         return out
 
 
-def _out_channels(blocks: nn.Module) -> int:
+def out_channels(blocks: nn.Module) -> int:
     """Channels a run of trunk blocks puts out: its last batch norm's width."""
     return [m for m in blocks.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
 
