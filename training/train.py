@@ -147,8 +147,8 @@ def new_model(args: argparse.Namespace) -> FaceRegressor:
         init, _ = checkpoint.load(args.init)
         if init.arch != args.arch:
             raise SystemExit(f"--init {args.init} is a {init.arch}, not --arch {args.arch}")
-        # every head trains end to end from the embedding; an identity-shape head fitted
-        # afterwards (training/identity_shape.py) is refitted after this training too
+        # every head trains end to end from the embedding; an identity branch trained
+        # afterwards (training/identity_branch.py) is trained again after this training too
         model.load_state_dict(init.state_dict(), strict=init.shape_input is ShapeInput.EMBEDDING)
     elif args.pretrained == "3ddfa_v2":
         init_from_3ddfa(model)
