@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -131,8 +132,12 @@ class Faces:
                    ~held & ~calib, calib, held)
 
 
-def frozen_bn(branch: EmotionBranch) -> EmotionBranch:
-    """The branch in training mode with its batch norms' statistics kept (module docstring)."""
+M = TypeVar("M", bound=nn.Module)
+
+
+def frozen_bn(branch: M) -> M:
+    """A branch in training mode with its batch norms' statistics kept (module docstring):
+    the trunk's, which the service's crops match. The identity branch trains so too."""
     branch.train()
     for m in branch.modules():
         if isinstance(m, nn.BatchNorm2d):

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.emotion_branch import frozen_bn
 from training.identity_teacher import (
     TEACHER_CACHE,
     canvas,
@@ -58,6 +59,7 @@ from workers import checkpoint, face_model
 from workers.networks import HEADS, FaceRegressor, ShapeBranch, ShapeInput, out_channels
 
 TEACHER_DIM = 128
+TUNABLE = ("split", "depth", "views", "steps", "batch", "lr", "w_embedding", "w_shape", "seed")  # --flags
 
 
 @dataclass(frozen=True)
@@ -150,13 +152,6 @@ class IdentityBranch(nn.Module):
         self.project = nn.Linear(4 * width, TEACHER_DIM)
         self.log_scale = nn.Parameter(torch.tensor(float(np.log(10.0))))
 
-    def train(self, mode: bool = True) -> "IdentityBranch":
-        super().train(mode)
-        for m in self.blocks.modules():   # the trunk's statistics stay
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
-        return self
-
     def cells(self, maps: torch.Tensor) -> torch.Tensor:
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.blocks(maps.float()), 2), 1)
 
@@ -180,7 +175,7 @@ def fit(maps: torch.Tensor, emb: torch.Tensor, rmaps: torch.Tensor, ralpha: torc
     warm = max(1, cfg.steps // 10)   # a tenth of the steps warming up, then a cosine down to 0
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + np.cos(np.pi * s / cfg.steps)))
-    branch.train()
+    frozen_bn(branch)   # the trunk's statistics stay
     for step in range(cfg.steps):
         i = torch.randint(0, len(maps), (cfg.batch,))
         va = torch.randint(0, cfg.views, (cfg.batch,))
@@ -239,12 +234,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--maps-cache", type=Path, default=Path("data/cache/identity_branch_maps.pt"),
                     help="the AFLW and render maps, kept for another fit on the same network and split")
     ap.add_argument("--jobs", type=int, default=2)
-    for f in ("split", "depth", "views", "steps", "batch", "lr", "w_embedding", "w_shape", "seed"):
+    for f in TUNABLE:
         default = getattr(BranchConfig, f)
         ap.add_argument("--" + f.replace("_", "-"), type=type(default), default=default)
     a = ap.parse_args(argv)
-    cfg = BranchConfig(split=a.split, depth=a.depth, views=a.views, steps=a.steps, batch=a.batch, lr=a.lr,
-                       w_embedding=a.w_embedding, w_shape=a.w_shape, seed=a.seed)
+    cfg = BranchConfig(**{f: getattr(a, f) for f in TUNABLE})
     torch.set_num_threads(max(1, a.jobs))
     model, meta = checkpoint.load(a.checkpoint)
     table = teacher(a.teacher_cache, a.jobs)
