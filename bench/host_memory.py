@@ -176,7 +176,7 @@ def main() -> None:
         print(f"idle process, a session's imports now:                  {new / MB:7.1f} MB RSS", flush=True)
 
         for n in counts:
-            cfg.service.streams_per_host = n
+            cfg.service.streams_per_host, cfg.service.hosts = n, 1   # all N in one host
             pool = HostPool(cfg)
             hosted, runs = run_streams(backend, cfg, pool, url, n, f"host{n}", args)
             pid = ray.get(hosted[0].host.info.remote())["pid"]

@@ -301,6 +301,10 @@ class ServiceConfig:
     # streams run as tasks of one worker process (streamer/service/host.py) up to this
     # many a process; 1: a process per stream
     streams_per_host: int = checked(8, ge=1)
+    # the host processes streams are spread over before any takes a second stream: a host's
+    # Python runs on one core at a time, so four cameras in one host wait for each other
+    # while a second core idles (docs/performance.md). None (auto): the Ray cluster's CPUs
+    hosts: int | None = checked(None, ge=1)
     api_token_file: str | None = None  # bearer token required when set (or FACESTREAM_API_TOKEN)
     max_body_bytes: int = checked(65536, ge=1)  # larger request bodies are refused with 413
     stop_timeout_s: float = checked(30.0, gt=0)  # DELETE waits this long for a session to flush

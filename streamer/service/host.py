@@ -21,10 +21,16 @@ Crash isolation is what it was:
   host's other streams through that restart (they lose nothing); a host counts its
   restarts for all its streams together.
 
-:class:`HostPool` is the manager's side: it places streams on hosts (filling the fullest
-host that has room, so that streams share processes; a new host when none has),
-gives each placement a :class:`HostedStream` handle, and ends a host once its last
-stream is gone. ``streams_per_host: 1`` is one process per stream, as before. It also
+:class:`HostPool` is the manager's side: it places streams on hosts, gives each
+placement a :class:`HostedStream` handle, and ends a host once its last stream is gone.
+A host's sessions share one interpreter, whose Python runs on one core at a time: four
+720p cameras kept one host's interpreter busy about half the time and waited on each
+other for it while the machine's second core had room (docs/performance.md). So the
+first ``service.hosts`` streams (auto: one per CPU of the Ray cluster) each start a host,
+and later ones go to the least busy host with room (up to ``streams_per_host``; a new host
+when none has): the streams' Python work is spread over the cores, and beyond that
+many hosts streams share processes, each adding a stream's memory, not a process's.
+``streams_per_host: 1`` is one process per stream, as before. It also
 gives each stream its detection slot (``detector.phase`` auto): the one of
 ``every_frames`` least used by the streams running, on any host (they share the
 detector replicas), so that cameras in step do not detect on the same frame
@@ -137,6 +143,11 @@ class StreamHost:
                 "detection_slots": {sid: s.detection_slot for sid, s in self._sessions.items()}}
 
 
+def _cluster_cpus() -> int:
+    """The Ray cluster's CPUs (at least 1): how many hosts' interpreters can run at once."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1))) if ray.is_initialized() else 1
+
+
 def launch_host(cfg: Config) -> Any:
     """Start a StreamHost actor. Like a session actor, it reserves no CPU (its streams
     wait on the replicas, which hold the CPUs) and is restarted after a crash, Ray sending
@@ -193,14 +204,17 @@ class HostPool:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.per_host = cfg.service.streams_per_host
+        self.spread = cfg.service.hosts if cfg.service.hosts is not None else _cluster_cpus()
         self.hosts: list[_Host] = []
         self.slots: dict[str, int] = {}   # stream id -> detection slot, while placed
 
     def place(self, stream_id: str) -> HostedStream:
-        """A slot for ``stream_id`` on the fullest host with room, or on a new host."""
-        room = [h for h in self.hosts if len(h.streams) < self.per_host and not h.lost]
-        if room:
-            host = max(room, key=lambda h: len(h.streams))
+        """A slot for ``stream_id``: a new host while fewer than ``spread`` take streams,
+        then the host with the fewest streams that has room (the older on a tie), else a new one."""
+        usable = [h for h in self.hosts if not h.lost]
+        room = [h for h in usable if len(h.streams) < self.per_host]
+        if room and len(usable) >= self.spread:
+            host = min(room, key=lambda h: len(h.streams))
         else:
             host = _Host(launch_host(self.cfg))
             self.hosts.append(host)

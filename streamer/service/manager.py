@@ -7,8 +7,9 @@ share: the model replicas (loaded once, batching crops across streams) and, unle
 Redis URL is configured, an embedded Redis server.
 
 Per stream it runs a :class:`~streamer.pipeline.session.StreamSession` on a stream host
-(:mod:`streamer.service.host`: up to ``service.streams_per_host`` streams share a worker
-process, each an asyncio task; a crashed host is restarted and its streams resume),
+(:mod:`streamer.service.host`: streams are spread over ``service.hosts`` worker processes,
+one per CPU by default, and up to ``service.streams_per_host`` share one, each an asyncio
+task; a crashed host is restarted and its streams resume),
 watches its ``run`` to learn how it ended, and keeps finished streams listed with their
 final state, summary and error, so a client that looks late still learns what happened:
 until ``service.finished_ttl_s`` has passed or a DELETE removes it, which frees its name.

@@ -129,6 +129,7 @@ def test_a_killed_host_is_restarted_and_each_of_its_streams_resumes(
     cfg.parquet.rows_per_file = 20          # parts committed as the streams go
     cfg.redis.retry_s, cfg.redis.connect_timeout_s = 0.1, 1.0
     cfg.service.streams_per_host = 2
+    cfg.service.hosts = 1                   # fill one host before spreading
     pool = HostPool(cfg)
     streams = {s: pool.place(s) for s in ("kill-a", "kill-b")}
     assert streams["kill-a"].host == streams["kill-b"].host       # both on one host
@@ -161,14 +162,14 @@ def test_a_killed_host_is_restarted_and_each_of_its_streams_resumes(
     assert pool.hosts == []
 
 
-def test_the_pool_fills_the_fullest_host_with_room_and_ends_a_host_with_its_last_stream(monkeypatch):
+def test_the_pool_fills_hosts_up_to_streams_per_host_and_ends_a_host_with_its_last_stream(monkeypatch):
     from streamer.config import load_config
     from streamer.service import host as host_module
 
     started, killed = [], []
     monkeypatch.setattr(host_module, "launch_host", lambda cfg: started.append(f"h{len(started)}") or started[-1])
     monkeypatch.setattr(host_module.ray, "kill", killed.append)
-    cfg = load_config(overrides={"service": {"streams_per_host": 3}})
+    cfg = load_config(overrides={"service": {"streams_per_host": 3, "hosts": 1}})
     pool = HostPool(cfg)
     placed = {s: pool.place(s) for s in "abcd"}
     assert [placed[s].host for s in "abcd"] == ["h0", "h0", "h0", "h1"]
@@ -185,6 +186,33 @@ def test_the_pool_fills_the_fullest_host_with_room_and_ends_a_host_with_its_last
     assert len({one.place(s).host for s in "xyz"}) == 3     # a process per stream, as before
 
 
+def test_the_pool_spreads_streams_over_hosts_first_then_adds_each_to_the_least_busy(monkeypatch):
+    from streamer.config import load_config
+    from streamer.service import host as host_module
+
+    started = []
+    monkeypatch.setattr(host_module, "launch_host", lambda cfg: started.append(f"h{len(started)}") or started[-1])
+    monkeypatch.setattr(host_module.ray, "kill", lambda handle: None)
+    pool = HostPool(load_config(overrides={"service": {"streams_per_host": 3, "hosts": 2}}))
+    placed = {s: pool.place(s) for s in "abcd"}
+    assert [placed[s].host for s in "abcd"] == ["h0", "h1", "h0", "h1"]   # two cameras a host, not 3 + 1
+    placed["a"].release()
+    assert pool.place("e").host == "h0"          # h0 holds one, h1 two: the less busy
+    assert [pool.place(s).host for s in "fgh"] == ["h0", "h1", "h2"]   # both full: a third host
+    placed["c"].host_lost()
+    assert pool.place("i").host == "h2"          # nothing more on a lost host
+
+
+def test_the_pool_spreads_over_the_ray_clusters_cpus_by_default(ray_runtime, monkeypatch):
+    from streamer.config import load_config
+    from streamer.service import host as host_module
+
+    monkeypatch.setattr(host_module, "launch_host", lambda cfg: object())
+    pool = HostPool(load_config())
+    assert pool.spread == int(ray.cluster_resources()["CPU"]) >= 1
+    assert len({id(pool.place(s).host) for s in range(pool.spread)}) == pool.spread
+
+
 def test_the_pool_gives_each_stream_the_detection_slot_least_used_by_the_others(monkeypatch):
     from streamer.config import load_config
     from streamer.service import host as host_module
@@ -192,7 +220,8 @@ def test_the_pool_gives_each_stream_the_detection_slot_least_used_by_the_others(
 
     monkeypatch.setattr(host_module, "launch_host", lambda cfg: "h0")
     monkeypatch.setattr(host_module.ray, "kill", lambda handle: None)
-    pool = HostPool(load_config(overrides={"service": {"streams_per_host": 8}, "detector": {"every_frames": 10}}))
+    pool = HostPool(load_config(overrides={"service": {"streams_per_host": 8, "hosts": 1},
+                                           "detector": {"every_frames": 10}}))
     placed = {s: pool.place(s) for s in "abcd"}
     assert {h.host for h in placed.values()} == {"h0"}                   # four streams on one host ...
     assert [placed[s].slot for s in "abcd"] == [0, 5, 2, 7]              # ... on four slots, spread apart
