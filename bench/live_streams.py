@@ -24,7 +24,7 @@ backbone) and ``ray_config.yaml`` as it is. Then for N = 1, 2, 3, ... ``--max-st
    per stream the frames processed per second (Δframes / Δt; the status's own
    ``processed_fps``, a 5 s rate, is reported beside it), the dropped-frame fraction
    Δdropped / (Δframes + Δdropped), and the status's ``latency_p50_s`` /
-   ``latency_p99_s`` at the end of the window (decoded frame → records written to Redis,
+   ``latency_p99_s`` at the end of the window (a frame's data arriving → records written to Redis,
    exact over the stream's last 2048 frames: with the defaults that reaches back into
    the warm-up), and, from the window alone, the share of frames slower than 1 s (the
    ``/metrics`` latency histogram, whose 1 s bucket bound makes it exact; quantiles

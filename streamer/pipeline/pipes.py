@@ -83,7 +83,7 @@ class FrameWork:
 
     index: int
     pts: float
-    captured: float          # wall time the source decoded it (0: not known)
+    captured: float          # wall time its data reached the source (Frame.captured; 0: not known)
     tracks: list[Track]
     affines: np.ndarray      # (faces, 2, 3) crop -> image
     ended_ids: list[int]     # tracks the tracker ended at this frame

@@ -62,8 +62,9 @@ class Frame:
     keeps its true place in the stream; ``pts`` is the stream's timestamp in seconds
     (``index / fps`` when a file gives none; seconds since the first frame, across
     reconnects, for a live stream). ``captured`` is the wall-clock time (``time.time()``)
-    the frame was decoded, for both kinds of source: ``now - captured`` is how long the
-    frame has waited in the pipeline.
+    the frame was decoded from a file, or its data arrived from a live stream: ``now -
+    captured`` is how long the frame has been in the pipeline (a live frame's including
+    the decoder's own delay).
     """
 
     index: int

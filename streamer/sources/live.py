@@ -331,7 +331,11 @@ class LiveSource:
         if ctx is None:
             raise SourceError("its video stream is in a codec that cannot be decoded here")
         self._check_size(ctx.width or 0, ctx.height or 0)
-        stream.thread_type = "AUTO"
+        # Slices, not frames, in parallel: frame threading (what "AUTO" picks for H.264)
+        # keeps a frame per extra thread inside the decoder, so each frame came out two
+        # frames (67 ms at 30 fps) after its data arrived, for no less CPU; a file, which
+        # has no clock to keep, still decodes frames in parallel (sources.files).
+        stream.thread_type = "SLICE"
         # the decoder refuses larger frames before allocating them (counted below)
         ctx.options = {"max_pixels": str(self.cfg.max_width * self.cfg.max_height)}
         if not self.fps:
@@ -347,12 +351,14 @@ class LiveSource:
             stream = self._video_stream(container)
             self._timeline.new_connection()
             packets = container.demux(stream)
+            arrivals = _Arrivals()
             while True:
                 waited = time.monotonic()
                 packet = next(packets, None)
                 self._gateway.check()    # a refused segment or redirect ends the source
                 if packet is None:
                     return
+                arrivals.note(packet.pts)
                 # A read that ran into the timeout returns what the parser still held
                 # (the last frame) instead of an error, and only the next read fails: a
                 # whole timeout later. The wait itself says the link has gone quiet.
@@ -374,7 +380,7 @@ class LiveSource:
                             self.stats["decode_errors"] += 1
                             self.stats["last_error"] = f"a {f.width}x{f.height} frame is above the size limit"
                         continue
-                    yield self._frame(f)
+                    yield self._frame(f, arrivals.of(f.pts))
                 if silent:
                     raise stalled
         except av.error.ExitError:
@@ -388,15 +394,16 @@ class LiveSource:
             raise SourceTooLarge(f"{width}x{height} frames are larger than the {self.cfg.max_width}x"
                                  f"{self.cfg.max_height} limit (source.max_width, source.max_height)")
 
-    def _frame(self, f: av.VideoFrame) -> _Decoded:
-        """Number and timestamp a decoded frame (converted only if it is yielded)."""
+    def _frame(self, f: av.VideoFrame, arrived: float | None = None) -> _Decoded:
+        """Number and timestamp a decoded frame (converted only if it is yielded);
+        ``arrived``: the wall time its data came in (else now)."""
         now, wall = time.monotonic(), time.time()
         raw = float(f.pts * f.time_base) if f.pts is not None and f.time_base else None
         pts = self._timeline(raw, now, 1 / self.fps if self.fps else 0.04)
         with self._cond:
             index = self.stats["received"]
             self.stats["received"] += 1
-        return _Decoded(index, pts, f, wall)
+        return _Decoded(index, pts, f, arrived if arrived is not None else wall)
 
     def _push(self, frame: _Decoded) -> None:
         """Buffer a frame, dropping the oldest when full; the first one makes us ready."""
@@ -451,6 +458,30 @@ def _final_answer(e: Exception) -> str | None:
         if isinstance(e, kind):
             return f"{status.value} {status.phrase}"
     return None
+
+
+class _Arrivals:
+    """When each packet arrived (wall time), by its timestamp, until its frame is decoded:
+    a frame's ``captured`` is when the data it was decoded from came in, so that the
+    latency a stream reports counts the decoder's own delay (reordered B-frames, and frame
+    threads while they were used) and not only what follows it."""
+
+    _KEEP = 64   # a decoder holds a few frames; more pending packets are never decoded
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._at: dict[int, float] = {}
+
+    def note(self, pts: int | None) -> None:
+        if pts is None:
+            return
+        if len(self._at) >= self._KEEP:
+            self._at.pop(next(iter(self._at)))
+        self._at.setdefault(pts, self._clock())
+
+    def of(self, pts: int | None) -> float | None:
+        """The arrival of frame ``pts``'s packet, and forget it (None: not known)."""
+        return self._at.pop(pts, None) if pts is not None else None
 
 
 class _Timeline:

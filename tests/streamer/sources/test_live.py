@@ -16,7 +16,7 @@ import pytest
 from streamer.config import SourceConfig
 from streamer.sources.files import FileSource, open_source
 from streamer.sources.frames import SourceError, SourceRejected
-from streamer.sources.live import LiveSource
+from streamer.sources.live import LiveSource, _Arrivals
 from streamer.sources.urls import SourceRefused, Transport, check_source
 from streamer.testbed import HttpTsServer, RtspServer
 from testsupport.bar_clip import FPS, H, N, W, bar_index, write_bar_clip
@@ -413,3 +413,17 @@ def test_fps_and_every_sample_a_live_stream_too(clip, option, value):
         gaps = np.diff([f.pts for f in frames])
         assert np.all(gaps > 0.75 / value) and np.all(gaps < 1.5 / value), gaps
     assert stats["skipped_by_sampling"] >= 5 * 2 and stats["dropped"] == 0
+
+
+def test_a_frame_is_stamped_with_the_arrival_of_its_packet_even_when_decoded_later():
+    """A reordered (B-) frame comes out of the decoder after packets that arrived later:
+    its ``captured`` is still when its own data came in."""
+    arrivals = _Arrivals(clock=iter([10.0, 10.1, 10.2]).__next__)
+    for pts in (0, 3000, 1500):        # decode order: I, P, then the B frame between them
+        arrivals.note(pts)
+    assert [arrivals.of(pts) for pts in (0, 1500, 3000)] == [10.0, 10.2, 10.1]
+    assert arrivals.of(1500) is None and arrivals.of(None) is None   # each used once
+    many = _Arrivals(clock=lambda: 0.0)
+    for pts in range(1000):            # packets whose frames never came out are forgotten
+        many.note(pts)
+    assert len(many._at) == _Arrivals._KEEP and many.of(999) == 0.0
