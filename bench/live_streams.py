@@ -26,7 +26,8 @@ backbone) and ``ray_config.yaml`` as it is. Then for N = 1, 2, 3, ... ``--max-st
    Δdropped / (Δframes + Δdropped), and the status's ``latency_p50_s`` /
    ``latency_p99_s`` at the end of the window (a frame's data arriving → records written to Redis,
    exact over the stream's last 2048 frames: with the defaults that reaches back into
-   the warm-up), and, from the window alone, the share of frames slower than 1 s (the
+   the warm-up) with its parts (``latency_stages``: waiting at the source, tracking,
+   the regressor's round trip, publishing), and, from the window alone, the share of frames slower than 1 s (the
    ``/metrics`` latency histogram, whose 1 s bucket bound makes it exact; quantiles
    interpolated in its coarse buckets go to the JSON only); per N the regressor's mean
    batch (crops) over the window from ``/metrics``, and CPU: cores used by this process
@@ -155,6 +156,7 @@ def measure_window(a: dict, b: dict, ids: list[str], target_fps: float, source_f
             "latency_frames": min(2048, sb.get("frames", 0)),
             "faces_per_frame": (sb.get("faces", 0) - sa.get("faces", 0)) / frames if frames else None,
             "reconnects": sb.get("reconnects", 0) - sa.get("reconnects", 0),
+            "latency_stages": sb.get("latency_stages"),
             "last_error": sb.get("last_error"), "realtime": realtime, "clear_fail": clear_fail,
             "fps_ignored": bool(asked_fps and fps > 1.15 * asked_fps),
         })
@@ -192,7 +194,21 @@ def measure_window(a: dict, b: dict, ids: list[str], target_fps: float, source_f
         "cpu": CpuMeter.cores(a["cpu"], b["cpu"]),
         "loadavg_1m": round(os.getloadavg()[0], 2),
         "fps_ignored": any(s["fps_ignored"] for s in streams),
+        "stages": stage_summary([s["latency_stages"] for s in streams]),
     }
+
+
+def stage_summary(per_stream: list[dict | None]) -> dict[str, dict[str, float]]:
+    """Where the streams' latency goes (the status's ``latency_stages``): per stage the
+    median of the streams' p50 and the worst stream's p99, as the latency columns are."""
+    known = [s for s in per_stream if s]
+    out = {}
+    for stage in (known[0] if known else {}):
+        p50s = sorted(s[stage]["p50_s"] for s in known if s.get(stage, {}).get("p50_s") is not None)
+        p99s = [s[stage]["p99_s"] for s in known if s.get(stage, {}).get("p99_s") is not None]
+        if p50s and p99s:
+            out[stage] = {"p50_s": p50s[len(p50s) // 2], "p99_s": max(p99s)}
+    return out
 
 
 # ----------------------------------------------------------------------------- the run
@@ -363,6 +379,9 @@ def print_n(r: dict) -> None:
     print(f"  total {r['total_fps']:.1f} frames/s; regressor mean batch {_f(r['regressor_batch_mean'], '.2f')} crops, "
           f"{r['regressor_crops_per_s']:.1f} crops/s; detector {r['detector_frames_per_s']:.1f} frames/s, "
           f"{_f(r['detector_call_ms'], '.0f')} ms/call")
+    if r.get("stages"):
+        print("  where the latency goes, p50 / p99 ms: "
+              + ", ".join(f"{stage} {_ms(v['p50_s'])} / {_ms(v['p99_s'])}" for stage, v in r["stages"].items()))
     print(f"  CPU cores: service+harness {cpu['tree_cores']:.2f} (harness alone {cpu['harness_cores']:.2f}), "
           f"other processes {_f(cpu.get('other_cores'), '.2f')}, machine {_f(cpu.get('machine_cores'), '.2f')} "
           f"(processes with nice > 0: {_f(cpu.get('niced_cores'), '.2f')})")

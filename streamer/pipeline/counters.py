@@ -1,4 +1,5 @@
-"""Counters that travel: fixed-bucket histograms and a recent-rate meter.
+"""Counters that travel: fixed-bucket histograms, a recent-rate meter, recent percentiles
+(of a frame's latency, and of each stage of it).
 
 Sessions and replicas keep these and hand out plain dicts (``snapshot``) through Ray;
 ``/metrics`` renders the dicts as Prometheus text. Buckets are fixed so that snapshots
@@ -10,6 +11,7 @@ import bisect
 import math
 import time
 from collections import deque
+from enum import StrEnum
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -77,3 +79,31 @@ class Reservoir:
         ordered = sorted(self._values)
         rank = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
         return ordered[rank]
+
+
+class Stage(StrEnum):
+    """Where a frame's capture-to-publish time goes. The stages follow one another, so a
+    frame's four times add up to its latency: which one grows says why a stream is late."""
+
+    SOURCE = "source"     # captured → taken from the source: waiting in its buffer (the stream is behind)
+    TRACK = "track"       # taken → tracked: the detector's answer, and the regressor's word on earlier frames
+    MODEL = "model"       # tracked → the regressor's answer: its queue, the network, the round trip
+    PUBLISH = "publish"   # the answer → records written to every sink
+
+
+class StageLatency:
+    """Recent p50 / p99 of each :class:`Stage`, over the last ``size`` frames."""
+
+    def __init__(self, size: int = 2048):
+        self._stages = {stage: Reservoir(size) for stage in Stage}
+
+    def observe(self, captured: float, read: float, tracked: float, answered: float, published: float) -> None:
+        """One frame's wall times at each stage's end (``captured`` its start)."""
+        for stage, start, end in zip(Stage, (captured, read, tracked, answered), (read, tracked, answered, published)):
+            self._stages[stage].observe(max(0.0, end - start))
+
+    def snapshot(self) -> dict[str, dict[str, float | None]] | None:
+        """``{stage: {"p50_s": ..., "p99_s": ...}}`` in stage order; None before any frame."""
+        if self._stages[Stage.SOURCE].percentile(50) is None:
+            return None
+        return {str(stage): {"p50_s": r.percentile(50), "p99_s": r.percentile(99)} for stage, r in self._stages.items()}

@@ -90,6 +90,8 @@ class FrameWork:
     cut: bool = False        # a hard shot cut starts at this frame (it ended every track)
     sampled: list[int] = field(default_factory=list)   # tracks (positions) whose identity patch was cut
     whole: list[bool] = field(default_factory=list)    # per sampled track: its box lies inside the frame
+    read_at: float = 0.0      # wall times it was taken from the source and tracked (counters.Stage)
+    tracked_at: float = 0.0
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Detecting:
     frames: list[Frame]
     plans: list[FramePlan]   # one per frame
     detections: Awaitable[list[Detections]] | None   # None: no frame is detected
+    read_at: float = 0.0     # wall time the frames were taken from the source
 
 
 @dataclass

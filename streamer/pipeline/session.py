@@ -47,7 +47,7 @@ from streamer.data.record import FaceRecord
 from streamer.data.sinks.base import Committed, Sink, published_everywhere
 from streamer.persons.book import PersonBook
 from streamer.persons.gallery import PersonIds, RedisGallery
-from streamer.pipeline.counters import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir
+from streamer.pipeline.counters import LATENCY_BUCKETS_S, Histogram, RateMeter, Reservoir, StageLatency
 from streamer.pipeline.person_stage import PersonStage
 from streamer.pipeline.pipes import Detecting, FrameWork, Pipe, Regressing, Unseen
 from streamer.pipeline.ray_errors import root_cause
@@ -101,6 +101,7 @@ class _Counters:
     rate: RateMeter = field(default_factory=RateMeter)
     latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
     recent_latency: Reservoir = field(default_factory=Reservoir)
+    stages: StageLatency = field(default_factory=StageLatency)   # where that latency goes
 
 
 class StreamSession:
@@ -157,6 +158,7 @@ class StreamSession:
             live=bool(source and source.is_live),
             lag_s=c.lag_s, latency_s=c.latency.snapshot(),
             latency_p50_s=c.recent_latency.percentile(50), latency_p99_s=c.recent_latency.percentile(99),
+            latency_stages=c.stages.snapshot(),
             frame_count_estimate=source.frame_count_estimate if source else None,
             decode_errors=stats.get("decode_errors", 0),
             dropped_frames=stats.get("dropped", 0), reconnects=stats.get("reconnects", 0),
@@ -306,9 +308,10 @@ class StreamSession:
             batch = await loop.run_in_executor(self._decode_pool, _take, frames, size)
             if not batch:
                 break
+            read_at = time.time()
             plans, images = await loop.run_in_executor(self._decode_pool, _plan, batch, follower)
             detections = self.replicas.detect(images, live, self._behind()) if images else None
-            out.put(Detecting(batch, plans, detections))
+            out.put(Detecting(batch, plans, detections, read_at))
         out.close()
 
     def _frames(self, src) -> Iterator[Frame]:
@@ -367,7 +370,8 @@ class StreamSession:
                 h, w = frame.image.shape[:2]
                 whole = [bool(b[0] >= 0 and b[1] >= 0 and b[2] <= w and b[3] <= h) for b in boxes[sampled]]
                 work.append(FrameWork(frame.index, frame.pts, frame.captured, tracks, affines,
-                                      list(follower.tracker.ended_ids), plan.cut, sampled, whole))
+                                      list(follower.tracker.ended_ids), plan.cut, sampled, whole,
+                                      item.read_at, time.time()))
             inp.release()  # the frames' images are no longer needed
             await regress()
         out.close()
@@ -379,6 +383,7 @@ class StreamSession:
         while (item := await inp.get()) is not None:
             work = item.work
             pred: Prediction | None = await item.prediction if item.prediction is not None else None
+            answered = time.time()
             if persons is not None:
                 await persons.batch(work, pred, item.identities)
             inp.release()
@@ -414,6 +419,7 @@ class StreamSession:
                     c.lag_s = now - frame.captured
                     c.latency.observe(c.lag_s)
                     c.recent_latency.observe(c.lag_s)
+                    c.stages.observe(frame.captured, frame.read_at, frame.tracked_at, answered, now)
             c.track_ids.update(r.track_id for r in records)
             if book is not None:
                 c.person_ids = book.person_ids()
@@ -511,7 +517,7 @@ class StreamSession:
             source_fps=self._source.fps if self._source is not None and self._source.fps else None,
             lag_s=c.lag_s, latency_p50_s=c.recent_latency.percentile(50),
             latency_p99_s=c.recent_latency.percentile(99),
-            latency_s=c.latency.snapshot() if c.latency.count else None,
+            latency_s=c.latency.snapshot() if c.latency.count else None, latency_stages=c.stages.snapshot(),
             sinks={name: s.to_json() for name, s in sink_stats.items()},
         )
 

@@ -68,6 +68,9 @@ class StreamProgress:
     latency_s: dict | None = None         # histogram snapshot (streamer.pipeline.counters)
     latency_p50_s: float | None = None
     latency_p99_s: float | None = None
+    # the recent p50 / p99 of each stage of that latency (counters.Stage: source, track,
+    # model, publish), {stage: {"p50_s": ..., "p99_s": ...}}: which one says why it is late
+    latency_stages: dict | None = None
     frame_count_estimate: int | None = None
     decode_errors: int = 0
     dropped_frames: int = 0
@@ -100,6 +103,7 @@ class StreamProgress:
                        latency_s=_known(summary.latency_s, self.latency_s),
                        latency_p50_s=_known(summary.latency_p50_s, self.latency_p50_s),
                        latency_p99_s=_known(summary.latency_p99_s, self.latency_p99_s),
+                       latency_stages=_known(summary.latency_stages, self.latency_stages),
                        published=_published(summary.sinks) or self.published)
 
 
@@ -150,6 +154,7 @@ class StreamSummary:
     latency_p50_s: float | None = None
     latency_p99_s: float | None = None
     latency_s: dict | None = None         # histogram snapshot (streamer.pipeline.counters), every frame
+    latency_stages: dict | None = None    # as in StreamProgress, over the last frames
     sinks: dict[str, dict] = field(default_factory=dict)   # per sink type, its SinkStats.to_json()
 
     # this field's name in the events and summary.json
@@ -190,7 +195,7 @@ class StreamStatus:
     parquet: str
 
     _PROGRESS: ClassVar[tuple[str, ...]] = ("source_fps", "processed_fps", "lag_s", "latency_p50_s", "latency_p99_s",
-                 "frames", "faces", "tracks", "dropped_frames", "reconnects")
+                 "latency_stages", "frames", "faces", "tracks", "dropped_frames", "reconnects")
 
     def to_json(self) -> dict[str, Any]:
         p = self.progress

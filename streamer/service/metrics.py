@@ -116,6 +116,7 @@ class SnapshotCollector(Collector):
         for family in STREAM_FAMILIES:
             yield _family(family, "stream", self.streams)
         yield self._published()
+        yield self._stages()
         yield from (_family(f, "replica", _indexed(self.regressors)) for f in REGRESSOR_FAMILIES)
         yield from (_family(f, "replica", _indexed(self.detectors)) for f in DETECTOR_FAMILIES)
 
@@ -142,6 +143,20 @@ class SnapshotCollector(Collector):
             for sink, n in sorted((s.get("published") or {}).items()):
                 c.add_metric([sid, sink], n)
         return c
+
+
+    def _stages(self) -> Metric:
+        """Each stage's recent p50 and p99 of a stream's latency (StreamProgress.latency_stages):
+        which part of capture-to-publish grew when a stream is late."""
+        g = GaugeMetricFamily("facestream_stream_stage_latency_seconds",
+                              "Recent p50 / p99 of each stage of a frame's capture-to-publish delay "
+                              "(source, track, model, publish).", labels=["stream", "stage", "quantile"])
+        for sid, s in self.streams.items():
+            for stage, q in (s.get("latency_stages") or {}).items():
+                for quantile, key in (("0.5", "p50_s"), ("0.99", "p99_s")):
+                    if q.get(key) is not None:
+                        g.add_metric([sid, stage, quantile], float(q[key]))
+        return g
 
 
 def _indexed(stats: Iterable[dict]) -> dict[str, dict]:

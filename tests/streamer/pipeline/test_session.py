@@ -94,9 +94,12 @@ def test_redis_equals_parquet_equals_session_count(one_face_run, face_video, ass
     assert summary.latency_s["buckets"][-1] == [None, face_video.frames]
     assert summary.source_fps == face_video.fps and summary.lag_s is not None and summary.lag_s > 0
     assert 0 < summary.latency_p50_s <= summary.latency_p99_s
+    stages = summary.latency_stages   # where the latency went, stage by stage, in the order they follow
+    assert list(stages) == ["source", "track", "model", "publish"]
+    assert all(0 <= s["p50_s"] <= s["p99_s"] for s in stages.values()) and stages["model"]["p50_s"] > 0
     finished = StreamProgress(state=StreamState.RUNNING).finished(summary)   # never asked while running
-    assert (finished.source_fps, finished.lag_s, finished.latency_p99_s) == \
-        (summary.source_fps, summary.lag_s, summary.latency_p99_s)
+    assert (finished.source_fps, finished.lag_s, finished.latency_p99_s, finished.latency_stages) == \
+        (summary.source_fps, summary.lag_s, summary.latency_p99_s, summary.latency_stages)
     assert finished.latency_s is not None and finished.latency_s["count"] == face_video.frames
     assert one_face_run["events"][-1]["latency_s"]["count"] == face_video.frames    # the ended event says so too
     progress = one_face_run["progress"]

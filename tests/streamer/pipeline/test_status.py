@@ -6,8 +6,8 @@ import json
 from streamer.pipeline.status import StreamProgress, StreamState, StreamStatus, StreamSummary
 
 API_FIELDS = ["id", "name", "url", "state", "created_at", "ended_at", "source_fps", "processed_fps", "lag_s",
-              "latency_p50_s", "latency_p99_s", "frames", "faces", "tracks", "dropped_frames", "reconnects",
-              "last_error", "redis_stream", "parquet"]
+              "latency_p50_s", "latency_p99_s", "latency_stages", "frames", "faces", "tracks", "dropped_frames",
+              "reconnects", "last_error", "redis_stream", "parquet"]
 
 
 def _through_json(value: dict) -> dict:

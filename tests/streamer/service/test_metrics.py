@@ -49,7 +49,9 @@ def test_render_streams_and_replicas():
         "streams": {
             "cam-1": {"state": "running", "frames": 120, "faces": 240, "tracks": 3, "persons": 2, "dropped_frames": 3,
                       "decode_errors": 1, "reconnects": 1, "processed_fps": 24.5, "source_fps": 25.0, "lag_s": 0.2,
-                      "latency_s": latency.snapshot(), "published": {"redis": 240, "parquet": 200}},
+                      "latency_s": latency.snapshot(), "published": {"redis": 240, "parquet": 200},
+                      "latency_stages": {"source": {"p50_s": 0.002, "p99_s": 0.5}, "model": {"p50_s": 0.03,
+                                                                                          "p99_s": 0.09}}},
             'we"ird': {"state": "ended", "frames": 10, "faces": 0},
             "new": {"state": "connecting"},                     # no progress yet: its state only
         },
@@ -80,6 +82,11 @@ def test_render_streams_and_replicas():
     assert _get(m, "facestream_stream_latency_seconds_bucket", stream="cam-1", le="+Inf") == 3
     assert _get(m, "facestream_stream_latency_seconds_count", stream="cam-1") == 3
     assert abs(_get(m, "facestream_stream_latency_seconds_sum", stream="cam-1") - 30.22) < 1e-9
+    # where that latency goes: each stage's recent p50 and p99
+    assert _get(m, "facestream_stream_stage_latency_seconds", stream="cam-1", stage="source", quantile="0.99") == 0.5
+    assert _get(m, "facestream_stream_stage_latency_seconds", stream="cam-1", stage="model", quantile="0.5") == 0.03
+    assert not any(name == "facestream_stream_stage_latency_seconds" and dict(labels)["stream"] != "cam-1"
+                   for name, labels in m)
     assert _get(m, "facestream_regressor_batch_size_bucket", replica=0, le="1") == 1
     assert _get(m, "facestream_regressor_batch_size_bucket", replica=0, le="4") == 3
     assert _get(m, "facestream_regressor_batch_size_bucket", replica=0, le="+Inf") == 4
