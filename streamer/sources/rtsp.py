@@ -97,37 +97,44 @@ class _RtspReplies:
         self._buffer = b""
 
     def feed(self, data: bytes) -> bytes:
-        buf = self._buffer + data
-        out = []
-        while buf:
-            if buf[:1] == b"$":                  # interleaved RTP/RTCP: $, channel, length
-                if len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[2:4], "big"):
+        """The whole messages ``data`` completes, in order; a partial one waits for the
+        rest. Read by position, not by cutting the buffer after each message: a read of
+        64 KiB holds dozens of RTP packets."""
+        buf = self._buffer + data if self._buffer else data
+        pos, end = 0, len(buf)
+        while pos < end:
+            if buf[pos] == 0x24:                  # "$": interleaved RTP/RTCP: $, channel, length
+                if end - pos < 4 or end - pos < 4 + int.from_bytes(buf[pos + 2:pos + 4], "big"):
                     break
-                size = 4 + int.from_bytes(buf[2:4], "big")
+                size = 4 + int.from_bytes(buf[pos + 2:pos + 4], "big")
             else:
-                end = _BLANK_LINE.search(buf)
-                if end is None:
-                    if len(buf) > _MAX_RTSP_HEAD:
+                blank = _BLANK_LINE.search(buf, pos)
+                if blank is None:
+                    if end - pos > _MAX_RTSP_HEAD:
                         raise self.gateway.refuse(SourceRefused("the RTSP server sent a malformed reply"))
                     break
-                head = buf[:end.end()]
+                head = buf[pos:blank.end()]
                 length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
-                size = end.end() + (int(length.group(1)) if length else 0)
-                if len(buf) < size:
+                size = len(head) + (int(length.group(1)) if length else 0)
+                if end - pos < size:
                     break
-                status = _RTSP_STATUS.match(head)
-                if status:   # noted before FFmpeg reads it: a 404 it fails on is known by then
-                    self.gateway.answered(int(status.group(1)), status.group(2).decode("latin-1"))
-                if status and status.group(1)[:1] == b"3":
-                    where = re.search(rb"(?im)^location:\s*(\S+)", head)
-                    target = shown_url(where.group(1).decode("latin-1")) if where else "another address"
-                    raise self.gateway.refuse(SourceRefused(
-                        f"the RTSP server redirected ({status.group(1).decode()}) to {target}; RTSP redirects "
-                        "are not followed (FFmpeg would make that connection itself): submit that address"))
-            out.append(buf[:size])
-            buf = buf[size:]
-        self._buffer = buf
-        return b"".join(out)
+                self._check(head)
+            pos += size
+        self._buffer = buf[pos:]
+        return buf[:pos]
+
+    def _check(self, head: bytes) -> None:
+        """Tell the gateway a reply's status, before FFmpeg reads it (a 404 it fails on is
+        known by then); refuse a redirect."""
+        status = _RTSP_STATUS.match(head)
+        if status:
+            self.gateway.answered(int(status.group(1)), status.group(2).decode("latin-1"))
+        if status and status.group(1)[:1] == b"3":
+            where = re.search(rb"(?im)^location:\s*(\S+)", head)
+            target = shown_url(where.group(1).decode("latin-1")) if where else "another address"
+            raise self.gateway.refuse(SourceRefused(
+                f"the RTSP server redirected ({status.group(1).decode()}) to {target}; RTSP redirects "
+                "are not followed (FFmpeg would make that connection itself): submit that address"))
 
 
 def _pump(client: socket.socket, upstream: socket.socket, from_upstream: Callable[[bytes], bytes],
