@@ -12,7 +12,7 @@ from streamer.config import EmotionConfig
 from streamer.data.record import BoxSource, FaceRecord
 from streamer.persons.book import PersonBook
 from streamer.pipeline.pipes import FrameWork
-from streamer.pipeline.smoothing import SmootherBank
+from streamer.pipeline.smoothing import Smoothed, SmootherBank
 from streamer.tracking.tracker import Track
 from workers.crops import crop_to_image
 from workers.emotion_labels import label as emotion_label
@@ -35,8 +35,9 @@ def pose_in_image(pred: Prediction, affines: np.ndarray) -> np.ndarray:
 class RecordBuilder:
     """Predictions of one stream's tracked faces → FaceRecords, smoothing per track.
 
-    ``blendshapes`` reads a smoothed eta as the 53 named blendshapes (the face model's
-    map); it is injected so that the builder does not load the face model itself.
+    ``blendshapes`` reads smoothed etas (N, 29) as the 53 named blendshapes each (the face
+    model's map, batched over a frame's faces); it is injected so that the builder does not
+    load the face model itself.
     ``presence_threshold`` (the checkpoint's probe, None without one): a followed crop
     whose presence is below it is a doubted reading, which the smoothers do not follow
     (:mod:`streamer.pipeline.outliers`).
@@ -63,8 +64,13 @@ class RecordBuilder:
             poses = pose_in_image(slice_prediction(pred, first_row, first_row + len(frame.tracks)),
                                   frame.affines)
             now = time.time()
+            smoothed = [self._smooth(frame.pts, track, pred, first_row + k, poses[k])
+                        for k, track in enumerate(frame.tracks)]
+            # one bounded solve for the frame's faces: a crowd's 20 faces one by one cost 12x as much
+            blendshapes = self._blendshapes(np.stack([s.expression for s in smoothed]))
             for k, track in enumerate(frame.tracks):
-                records.append(self._record(frame, track, pred, first_row + k, poses[k], now, persons))
+                records.append(self._record(frame, track, pred, first_row + k, poses[k], now, persons,
+                                            smoothed[k], blendshapes[k]))
         for track_id in frame.ended_ids:
             self.restart(track_id)
         return records
@@ -81,11 +87,13 @@ class RecordBuilder:
         t = self._presence_threshold
         return track.source == BoxSource.DETECTOR or t is None or not presence < t
 
-    def _record(self, frame: FrameWork, track: Track, pred: Prediction, i: int,
-                raw_pose: np.ndarray, now: float, persons: PersonBook | None) -> FaceRecord:
-        s = self._smoothers.update(track.track_id, frame.pts, pred.expression[i], pred.quaternion[i],
-                                   raw_pose[3:], pred.shape[i], pred.emotion_probs[i],
-                                   trusted=self._trusted(track, float(pred.presence[i])))
+    def _smooth(self, pts: float, track: Track, pred: Prediction, i: int, raw_pose: np.ndarray) -> Smoothed:
+        return self._smoothers.update(track.track_id, pts, pred.expression[i], pred.quaternion[i],
+                                      raw_pose[3:], pred.shape[i], pred.emotion_probs[i],
+                                      trusted=self._trusted(track, float(pred.presence[i])))
+
+    def _record(self, frame: FrameWork, track: Track, pred: Prediction, i: int, raw_pose: np.ndarray,
+                now: float, persons: PersonBook | None, s: Smoothed, blendshapes: np.ndarray) -> FaceRecord:
         assert s.emotion_probs is not None   # the probabilities were given
         euler = euler_from_matrix(matrix_from_quaternion(s.quaternion))
         side = float(min(track.box[2] - track.box[0], track.box[3] - track.box[1]))
@@ -104,7 +112,7 @@ class RecordBuilder:
             box_source=BoxSource(track.source), presence=float(pred.presence[i]),
             expression=_f32(s.expression), pose=_f32([*euler, *s.translation]),
             quaternion=_f32(s.quaternion), shape=_f32(s.shape),
-            blendshapes=_f32(self._blendshapes(s.expression)),
+            blendshapes=_f32(blendshapes),
             expression_raw=_f32(pred.expression[i]), pose_raw=_f32(raw_pose),
             quaternion_raw=_f32(pred.quaternion[i]), shape_raw=_f32(pred.shape[i]),
             model_version=self.model_version,

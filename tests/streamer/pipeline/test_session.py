@@ -392,3 +392,30 @@ def test_a_face_gone_dark_or_blurred_abstains_in_that_frame_and_reads_again_afte
     got = [(r.emotion, r.emotion_raw) for w, p in _still_face_frames(happy, light=[lit, dark, blurred, lit])
            for r in b.frame(w, p, 0)]
     assert got == [("happy", "happy"), ("too_dark", "too_dark"), ("too_blurred", "too_blurred"), ("happy", "happy")]
+
+
+def test_a_crowd_frames_blendshapes_are_solved_together_and_match_one_face_at_a_time():
+    """The builder reads a frame's smoothed expressions as blendshapes in one batched solve:
+    each record's weights are those of its own expression, as if solved alone."""
+    from streamer.pipeline.pipes import FrameWork
+    from streamer.pipeline.smoothing import SmootherBank
+    from streamer.tracking.tracker import Track
+    from workers.pose import matrix_from_euler, quaternion_from_matrix
+
+    faces, model = 12, face_model.load()
+    rng = np.random.default_rng(3)
+    expression = rng.normal(scale=0.6, size=(faces, 29))
+    R = np.repeat(matrix_from_euler(0.0, 0.0, 0.0)[None], faces, axis=0)
+    boxes = np.array([[20.0 * k, 10.0, 20.0 * k + 18, 28.0] for k in range(faces)])
+    _, affines = crop_faces(np.zeros((64, 320, 3), np.uint8), boxes, CropRule(size=64, enlarge=0.25))
+    pred = Prediction(expression=expression, rotation=R, euler=np.zeros((faces, 3)),
+                      quaternion=np.stack([quaternion_from_matrix(r) for r in R]),
+                      centre=np.full((faces, 2), 32.0), scale=np.full(faces, 4.0), shape=np.zeros((faces, 99)),
+                      landmarks=np.zeros((faces, 68, 2)), emotion_probs=np.full((faces, 7), 1 / 7, np.float32))
+    work = FrameWork(index=0, pts=0.0, captured=0.0, tracks=[Track(k + 1, boxes[k], 0.9, 0) for k in range(faces)],
+                     affines=affines, ended_ids=[])
+    records = RecordBuilder("s", "v", SmootherBank(), model.blendshapes_from_eta).frame(work, pred, 0)
+    assert [r.track_id for r in records] == list(range(1, faces + 1))
+    for r, eta in zip(records, expression):   # the first sample of a track passes the smoother as it is
+        np.testing.assert_allclose(r.blendshapes, model.blendshapes_from_eta(eta.astype(np.float32)), atol=1e-6)
+    assert len({r.blendshapes.tobytes() for r in records}) == faces
