@@ -24,12 +24,12 @@ Crash isolation is what it was:
 :class:`HostPool` is the manager's side: it places streams on hosts, gives each
 placement a :class:`HostedStream` handle, and ends a host once its last stream is gone.
 A host's sessions share one interpreter, whose Python runs on one core at a time: four
-720p cameras kept one host's interpreter busy about half the time and waited on each
-other for it while the machine's second core had room (docs/performance.md). So the
-first ``service.hosts`` streams (auto: one per CPU of the Ray cluster) each start a host,
-and later ones go to the least busy host with room (up to ``streams_per_host``; a new host
-when none has): the streams' Python work is spread over the cores, and beyond that
-many hosts streams share processes, each adding a stream's memory, not a process's.
+720p cameras in one host processed 0.65x of real time on a 2-core machine, spread over
+two hosts 0.82x (alternated runs, docs/performance.md). So the first ``service.hosts``
+streams (auto: one per CPU of the Ray cluster) each start a host, and later ones go to
+the least busy host with room (up to ``streams_per_host``; a new host when none has): the
+streams' Python work is spread over the cores, and beyond that many hosts streams share
+processes, each adding a stream's memory, not a process's.
 ``streams_per_host: 1`` is one process per stream, as before. It also
 gives each stream its detection slot (``detector.phase`` auto): the one of
 ``every_frames`` least used by the streams running, on any host (they share the
