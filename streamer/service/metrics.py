@@ -144,7 +144,6 @@ class SnapshotCollector(Collector):
                 c.add_metric([sid, sink], n)
         return c
 
-
     def _stages(self) -> Metric:
         """Each stage's recent p50 and p99 of a stream's latency (StreamProgress.latency_stages):
         which part of capture-to-publish grew when a stream is late."""

@@ -331,11 +331,7 @@ class LiveSource:
         if ctx is None:
             raise SourceError("its video stream is in a codec that cannot be decoded here")
         self._check_size(ctx.width or 0, ctx.height or 0)
-        # Slices, not frames, in parallel: frame threading (what "AUTO" picks for H.264)
-        # keeps a frame per extra thread inside the decoder, so each frame came out two
-        # frames (67 ms at 30 fps) after its data arrived, for no less CPU; a file, which
-        # has no clock to keep, still decodes frames in parallel (sources.files).
-        stream.thread_type = "SLICE"
+        stream.thread_type = decode_threading(ctx.width or 0, ctx.height or 0)
         # the decoder refuses larger frames before allocating them (counted below)
         ctx.options = {"max_pixels": str(self.cfg.max_width * self.cfg.max_height)}
         if not self.fps:
@@ -447,6 +443,24 @@ class LiveSource:
             self._on_event(name, data)
         except Exception:  # a broken listener must not stop the stream
             log.exception("%s: on_event(%r) failed", self.label, name)
+
+
+# Above this many pixels a frame is decoded with frame threads (see decode_threading).
+_FRAME_THREADS_ABOVE = 1920 * 1088
+
+
+def decode_threading(width: int, height: int) -> str:
+    """How a live stream's decoder runs in parallel (PyAV's ``thread_type``).
+
+    Slices, not frames, up to 1080p: frame threading (what "AUTO" picks for H.264) keeps
+    a frame per extra thread inside the decoder, so each frame came out two frames (67 ms
+    at 30 fps) after its data arrived, for no less CPU, while one thread decodes a 1080p
+    frame in a few ms. A larger frame of a camera that sends one slice a frame would be
+    decoded by one thread alone (a 4K one: 9.5 ms against 6 ms with frame threads on this
+    machine's cores, docs/performance.md), so there the frames go in parallel and the
+    delay is paid. A file, which has no clock to keep, always decodes frames in parallel
+    (sources.files); 0 x 0 (not known yet) counts as small."""
+    return "AUTO" if width * height > _FRAME_THREADS_ABOVE else "SLICE"
 
 
 def _final_answer(e: Exception) -> str | None:

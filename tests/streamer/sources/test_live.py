@@ -16,7 +16,7 @@ import pytest
 from streamer.config import SourceConfig
 from streamer.sources.files import FileSource, open_source
 from streamer.sources.frames import SourceError, SourceRejected
-from streamer.sources.live import LiveSource, _Arrivals
+from streamer.sources.live import LiveSource, _Arrivals, decode_threading
 from streamer.sources.urls import SourceRefused, Transport, check_source
 from streamer.testbed import HttpTsServer, RtspServer
 from testsupport.bar_clip import FPS, H, N, W, bar_index, write_bar_clip
@@ -427,3 +427,10 @@ def test_a_frame_is_stamped_with_the_arrival_of_its_packet_even_when_decoded_lat
     for pts in range(1000):            # packets whose frames never came out are forgotten
         many.note(pts)
     assert len(many._at) == _Arrivals._KEEP and many.of(999) == 0.0
+
+
+def test_a_camera_up_to_1080p_decodes_without_frame_threads_and_a_larger_one_with_them():
+    """Frame threads hold frames back inside the decoder (two at 30 fps: 67 ms); only a frame
+    too large for one thread to decode in time is worth that."""
+    assert [decode_threading(w, h) for w, h in ((1280, 720), (1920, 1080), (1920, 1088), (0, 0))] == ["SLICE"] * 4
+    assert [decode_threading(w, h) for w, h in ((2560, 1440), (3840, 2160))] == ["AUTO"] * 2
