@@ -74,11 +74,14 @@ class Reservoir:
 
     def percentile(self, q: float) -> float | None:
         """The q-th percentile (0-100, nearest rank) of what is held; None when empty."""
+        return self.percentiles(q)[0]
+
+    def percentiles(self, *qs: float) -> list[float | None]:
+        """Several percentiles from one sort of what is held (None each when empty)."""
         if not self._values:
-            return None
+            return [None] * len(qs)
         ordered = sorted(self._values)
-        rank = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
-        return ordered[rank]
+        return [ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))] for q in qs]
 
 
 class Stage(StrEnum):
@@ -104,6 +107,10 @@ class StageLatency:
 
     def snapshot(self) -> dict[str, dict[str, float | None]] | None:
         """``{stage: {"p50_s": ..., "p99_s": ...}}`` in stage order; None before any frame."""
-        if self._stages[Stage.SOURCE].percentile(50) is None:
-            return None
-        return {str(stage): {"p50_s": r.percentile(50), "p99_s": r.percentile(99)} for stage, r in self._stages.items()}
+        out = {}
+        for stage, reservoir in self._stages.items():
+            p50, p99 = reservoir.percentiles(50, 99)
+            if p50 is None:
+                return None
+            out[str(stage)] = {"p50_s": p50, "p99_s": p99}
+        return out

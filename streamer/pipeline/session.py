@@ -148,6 +148,7 @@ class StreamSession:
         wants); ``processed_fps`` the rate over the last seconds (what a live stream's
         health is judged by) and ``source_fps`` the rate the source delivers at."""
         c, elapsed = self._count, self._elapsed()
+        p50, p99 = c.recent_latency.percentiles(50, 99)
         source = self._source
         stats = source.stats if source else {}
         return StreamProgress(
@@ -157,8 +158,7 @@ class StreamSession:
             source_fps=source.fps if source else None,
             live=bool(source and source.is_live),
             lag_s=c.lag_s, latency_s=c.latency.snapshot(),
-            latency_p50_s=c.recent_latency.percentile(50), latency_p99_s=c.recent_latency.percentile(99),
-            latency_stages=c.stages.snapshot(),
+            latency_p50_s=p50, latency_p99_s=p99, latency_stages=c.stages.snapshot(),
             frame_count_estimate=source.frame_count_estimate if source else None,
             decode_errors=stats.get("decode_errors", 0),
             dropped_frames=stats.get("dropped", 0), reconnects=stats.get("reconnects", 0),
@@ -497,6 +497,7 @@ class StreamSession:
 
     def _summary(self) -> StreamSummary:
         c, seconds = self._count, self._elapsed()
+        p50, p99 = c.recent_latency.percentiles(50, 99)
         stats = self._source.stats if self._source else {}
         sink_stats = {type(s).__name__: s.stats for s in self._sinks}
         return StreamSummary(
@@ -515,8 +516,7 @@ class StreamSession:
             fps=c.frames / seconds if seconds > 0 else 0.0,
             resumed_after_frame=self._resume.frame_index if self._resume is not None else None,
             source_fps=self._source.fps if self._source is not None and self._source.fps else None,
-            lag_s=c.lag_s, latency_p50_s=c.recent_latency.percentile(50),
-            latency_p99_s=c.recent_latency.percentile(99),
+            lag_s=c.lag_s, latency_p50_s=p50, latency_p99_s=p99,
             latency_s=c.latency.snapshot() if c.latency.count else None, latency_stages=c.stages.snapshot(),
             sinks={name: s.to_json() for name, s in sink_stats.items()},
         )
